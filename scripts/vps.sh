@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Fresh-VPS harness: a Debian rootfs booted with systemd as PID 1 under systemd-nspawn.
+#   vps.sh rootfs             build (once) the cached rootfs tarball
+#   vps.sh up NAME            unpack a fresh copy, boot it, wait until systemd is up
+#   vps.sh exec NAME CMD...   run CMD inside (clean environment, no TTY)
+#   vps.sh cp NAME SRC DEST   copy a host file into the container
+#   vps.sh down NAME          power off, wait, delete
+#   vps.sh down-all           power off every container this harness started
+# The container shares the host network: run one scenario at a time.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${KEEL_E2E_CACHE:-$here/target/e2e}
+SUITE=${KEEL_E2E_SUITE:-bookworm}
+TARBALL=$CACHE/rootfs-$SUITE.tar
+RUNS=$CACHE/run
+mkdir -p "$CACHE" "$RUNS" "$CACHE/apt-archives"
+
+log() { printf '%s vps: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+mirror() {
+  # Use the host's configured mirror rather than hard-coding one.
+  local m
+  m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -n "$m" ] || m=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  echo "$m"
+}
+
+build_rootfs() {
+  [ -f "$TARBALL" ] && return 0
+  local dir="$CACHE/build-$SUITE"
+  rm -rf "$dir"; mkdir -p "$dir"; chmod 755 "$dir"
+  log "debootstrap $SUITE (once; cached as $TARBALL)"
+  debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,dbus,ca-certificates,iproute2,procps,curl \
+    "$SUITE" "$dir" "$(mirror)" >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE/debootstrap.log"; exit 1; }
+  # HTTPS (pip) must trust the same authorities as this host.
+  cp /etc/ssl/certs/ca-certificates.crt "$dir/usr/local/share/ca-certificates/host.crt"
+  chroot "$dir" update-ca-certificates >/dev/null 2>&1 || true
+  echo keel-vps >"$dir/etc/hostname"
+  # Don't let the container spend its boot on timers we don't test.
+  rm -f "$dir"/etc/systemd/system/timers.target.wants/* 2>/dev/null || true
+  chroot "$dir" apt-get clean
+  tar -C "$dir" -cf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
+  rm -rf "$dir"
+}
+
+leader() { pgrep -P "$(cat "$RUNS/$1/nspawn.pid")" | head -1; }
+
+in_vps() {
+  local name=$1; shift
+  nsenter -t "$(leader "$name")" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+}
+
+up() {
+  local name=$1 run="$RUNS/$1"
+  build_rootfs
+  if [ -d "$run" ]; then down "$name" || true; fi
+  mkdir -p "$run/root"; chmod 755 "$run/root"
+  tar -C "$run/root" -xf "$TARBALL"
+  if [ -n "${KEEL_E2E_PREPARE:-}" ]; then "$KEEL_E2E_PREPARE" "$run/root"; fi
+  systemd-nspawn -D "$run/root" --register=no --keep-unit -b --console=passive \
+    --machine="$name" --bind="$CACHE/apt-archives:/var/cache/apt/archives" \
+    </dev/null >"$run/console.log" 2>&1 &
+  echo $! >"$run/nspawn.pid"
+  local i state
+  for i in $(seq 1 120); do
+    sleep 0.5
+    if ! kill -0 "$(cat "$run/nspawn.pid")" 2>/dev/null; then
+      log "container $name died while booting"; tail -20 "$run/console.log"; exit 1
+    fi
+    [ -n "$(leader "$name" || true)" ] || continue
+    state=$(in_vps "$name" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) log "$name is up ($state)"; return 0 ;; esac
+  done
+  log "container $name did not finish booting"; down "$name"; exit 1
+}
+
+down() {
+  local name=$1 run="$RUNS/$1"
+  [ -d "$run" ] || return 0
+  local pid; pid=$(cat "$run/nspawn.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    in_vps "$name" systemctl poweroff >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && { kill -TERM "$pid"; sleep 2; kill -KILL "$pid" 2>/dev/null || true; }
+  fi
+  rm -rf "$run"
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+  rootfs) build_rootfs ;;
+  up) up "$1" ;;
+  exec) n=$1; shift; in_vps "$n" "$@" ;;
+  cp) cp "$2" "$RUNS/$1/root/$3" ;;
+  root) echo "$RUNS/$1/root" ;;
+  down) down "$1" ;;
+  down-all) for d in "$RUNS"/*/; do [ -d "$d" ] && down "$(basename "$d")"; done ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
+esac

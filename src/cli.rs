@@ -1,0 +1,68 @@
+//! Command-line interface: subcommands and flags only.
+use crate::engine::RollbackMode;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about = "Turn a fresh Debian/Ubuntu VPS into a production Django + Celery stack, step by resumable step")]
+pub struct Cli {
+    /// keel.toml to use.
+    #[arg(long, global = true, default_value = "/etc/keel/keel.toml", env = "KEEL_CONFIG")]
+    pub config: PathBuf,
+    /// Installation-state file.
+    #[arg(long, global = true, default_value = "/var/lib/keel/state.json", env = "KEEL_STATE_FILE")]
+    pub state_file: PathBuf,
+    /// Answer yes to confirmations; never prompt (unattended use).
+    #[arg(long, short = 'y', global = true, alias = "non-interactive")]
+    pub yes: bool,
+    /// Output format (json for machines; dot for `plan`).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the named steps and their dependencies (all steps when none is named).
+    Install {
+        /// Steps to run (with their dependencies).
+        steps: Vec<String>,
+        /// Re-run STEP and everything downstream of it, even if completed.
+        #[arg(long = "retry-step", value_name = "STEP")]
+        retry_step: Vec<String>,
+        /// Do not run STEP.
+        #[arg(long, value_name = "STEP")]
+        skip: Vec<String>,
+        /// Print what would run and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Preflight errors to ignore, by name (comma-separated), or `all`.
+        #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
+        ignore_preflight_errors: Vec<String>,
+        /// What to undo when a step fails.
+        #[arg(long, value_enum, default_value = "run")]
+        rollback: RollbackMode,
+    },
+    /// Show each step's status, duration and last error.
+    Status,
+    /// Print the step graph in order with dependencies (and what an install would do).
+    Plan,
+    /// Run the preflight checks alone.
+    Preflight {
+        #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
+        ignore_preflight_errors: Vec<String>,
+    },
+    /// Undo everything keel set up, keeping data (databases, secrets, app directory).
+    Rollback,
+    /// Print the JSON Schema of the state file.
+    #[command(hide = true)]
+    StateSchema,
+}

@@ -1,0 +1,293 @@
+//! Runs the selected steps: in dependency order, independent ones side by side, each with
+//! retry/backoff and its own transaction; on failure, rollback as asked. Every transition is
+//! saved to the state file at once, so a kill at any moment leaves a resumable record.
+use crate::error::{Error, Result};
+use crate::graph::{Ctx, Graph, Reason, Step, StepError};
+use crate::retry::Kind;
+use crate::state::{ErrorRecord, RunOutcome, RunRecord, State, Status};
+use crate::txn::Txn;
+use serde_json::json;
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RollbackMode {
+    /// Undo the failed step and every step completed in this run (data kept).
+    Run,
+    /// Undo only the failed step's own changes.
+    Step,
+    /// Leave everything as it is (for debugging).
+    None,
+}
+
+pub struct InstallOpts {
+    pub targets: Vec<String>,
+    pub retry: Vec<String>,
+    pub skip: Vec<String>,
+    pub rollback: RollbackMode,
+    pub command: String,
+}
+
+/// At most this many steps at once; apt steps are serialised further by `Ctx::apt`.
+const PARALLEL: usize = 3;
+
+pub struct RunReport {
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    pub plan: Vec<(&'static str, Reason)>,
+    pub failed: Option<(String, StepError)>,
+    pub rolled_back: Vec<String>,
+}
+
+impl RunReport {
+    pub fn to_json(&self, state: &State) -> serde_json::Value {
+        json!({
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "failed_step": self.failed.as_ref().map(|f| &f.0),
+            "error": self.failed.as_ref().map(|f| json!({"message": f.1.msg, "hint": f.1.hint})),
+            "rolled_back": self.rolled_back,
+            "steps": self.plan.iter().map(|(id, r)| {
+                let rec = state.step(id);
+                json!({"id": id, "reason": r.describe(), "status": rec.status, "duration_ms": rec.duration_ms})
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+pub fn fingerprint(ctx: &Ctx, step: &dyn Step) -> String {
+    crate::graph::hash(&[step.id(), &step.fingerprint(ctx)])
+}
+
+enum Msg {
+    Done { id: &'static str, attempts: u32, elapsed: Duration, result: std::result::Result<(), StepError> },
+}
+
+pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, opts: &InstallOpts, run_id: &str) -> Result<RunReport> {
+    let fp = |s: &dyn Step| fingerprint(ctx, s);
+    let plan = graph.plan(state, &opts.targets, &opts.retry, &opts.skip, &fp)?;
+    let to_run: Vec<&'static str> = plan.iter().filter(|(_, r)| r.runs()).map(|(id, _)| *id).collect();
+
+    state.last_run = Some(RunRecord {
+        id: run_id.into(),
+        command: opts.command.clone(),
+        pid: std::process::id(),
+        started_at: crate::now(),
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        failed_step: None,
+    });
+    state.keel_version = env!("CARGO_PKG_VERSION").into();
+    state.save(state_path)?;
+    ctx.events.emit("run-started", None, json!({"command": opts.command, "steps": to_run}));
+    for (id, r) in &plan {
+        if !r.runs() {
+            ctx.ui.line(&format!("[{id}] {}", r.describe()));
+        }
+    }
+
+    let mut pending: Vec<&'static str> = to_run.clone();
+    let mut done_ok: Vec<&'static str> = vec![];
+    let mut failed: Option<(String, StepError)> = None;
+    let in_plan: HashSet<&str> = to_run.iter().copied().collect();
+
+    std::thread::scope(|sc| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let mut running = 0usize;
+        loop {
+            if failed.is_none() {
+                let mut i = 0;
+                while i < pending.len() && running < PARALLEL {
+                    let id = pending[i];
+                    let step = graph.get(id).expect("planned step exists");
+                    let ready = step.deps().iter().all(|d| !in_plan.contains(d) || done_ok.contains(d));
+                    if !ready {
+                        i += 1;
+                        continue;
+                    }
+                    pending.remove(i);
+                    let rec = state.step_mut(id);
+                    rec.status = Status::Running;
+                    rec.started_at = Some(crate::now());
+                    rec.finished_at = None;
+                    rec.run_id = Some(run_id.into());
+                    state.save(state_path)?;
+                    ctx.events.emit("step-started", Some(id), json!({}));
+                    ctx.ui.step_started(id, step.about());
+                    let tx = tx.clone();
+                    let rollback = opts.rollback;
+                    running += 1;
+                    sc.spawn(move || {
+                        let t = Instant::now();
+                        let (attempts, result) = run_step(ctx, step, rollback);
+                        let _ = tx.send(Msg::Done { id, attempts, elapsed: t.elapsed(), result });
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok(Msg::Done { id, attempts, elapsed, result }) = rx.recv() else { break };
+            running -= 1;
+            let ms = elapsed.as_millis() as u64;
+            let rec = state.step_mut(id);
+            rec.attempts += attempts;
+            rec.finished_at = Some(crate::now());
+            rec.duration_ms = Some(ms);
+            match result {
+                Ok(()) => {
+                    rec.status = Status::Completed;
+                    rec.fingerprint = Some(fingerprint(ctx, graph.get(id).expect("step")));
+                    rec.last_error = None;
+                    done_ok.push(id);
+                    ctx.events.emit("step-finished", Some(id), json!({"duration_ms": ms, "attempts": attempts}));
+                    ctx.ui.step_done(id, true, &format!("done in {}", human(elapsed)));
+                }
+                Err(e) => {
+                    rec.status = Status::Failed;
+                    rec.last_error = Some(ErrorRecord {
+                        message: ctx.exec.redactor.redact(&e.msg),
+                        hint: ctx.exec.redactor.redact(&e.hint),
+                    });
+                    ctx.events.emit("step-failed", Some(id), json!({"duration_ms": ms, "attempts": attempts, "error": e.msg, "hint": e.hint}));
+                    ctx.ui.step_done(id, false, &format!("failed after {}: {}", human(elapsed), e.msg));
+                    if failed.is_none() {
+                        failed = Some((id.to_string(), e));
+                    }
+                }
+            }
+            state.save(state_path)?;
+        }
+        Ok(())
+    })?;
+
+    let mut rolled_back = vec![];
+    if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
+        ctx.ui.line(&format!("rolling back the {} step(s) completed in this run (data is kept)", done_ok.len()));
+        for id in done_ok.iter().rev() {
+            undo_step(ctx, graph.get(id).expect("step"), state, state_path, run_id)?;
+            rolled_back.push(id.to_string());
+        }
+    }
+
+    let outcome = if failed.is_some() { RunOutcome::Failed } else { RunOutcome::Succeeded };
+    if let Some(r) = state.last_run.as_mut() {
+        r.finished_at = Some(crate::now());
+        r.outcome = outcome;
+        r.failed_step = failed.as_ref().map(|f| f.0.clone());
+    }
+    state.save(state_path)?;
+    ctx.events.emit("run-finished", None, json!({"outcome": outcome, "failed_step": failed.as_ref().map(|f| &f.0), "rolled_back": rolled_back}));
+    Ok(RunReport { run_id: run_id.into(), outcome, plan, failed, rolled_back })
+}
+
+/// One step: run (retried while transient), then verify (retried likewise); on failure the
+/// step's own transaction is undone unless rollback is off.
+fn run_step(ctx: &Ctx, step: &dyn Step, rollback: RollbackMode) -> (u32, std::result::Result<(), StepError>) {
+    let id = step.id();
+    let mut tx = Txn::new();
+    let mut attempts = 0u32;
+    let _apt = step.uses_apt().then(|| ctx.apt.lock().unwrap_or_else(|p| p.into_inner()));
+    let notify = |e: &StepError, d: Duration| {
+        ctx.events.emit("step-retried", Some(id), json!({"error": e.msg, "delay_ms": d.as_millis() as u64}));
+        ctx.ui.step_note(id, &format!("transient failure, retrying in {}: {}", human(d), e.msg));
+    };
+    let transient = |e: &StepError| e.kind == Kind::Transient;
+    let result = crate::retry::retry(
+        &ctx.cfg.retry,
+        || {
+            attempts += 1;
+            step.run(ctx, &mut tx)
+        },
+        transient,
+        notify,
+    )
+    .and_then(|()| {
+        if ctx.fail_after.as_deref() == Some(id) {
+            return Err(StepError::permanent("injected failure (KEEL_TEST_FAIL_AFTER)", "unset KEEL_TEST_FAIL_AFTER"));
+        }
+        crate::retry::retry(&ctx.cfg.retry, || step.verify(ctx), transient, notify)
+            .map_err(|e| StepError { msg: format!("verification failed: {}", e.msg), ..e })
+    });
+    match result {
+        Ok(()) => {
+            tx.commit();
+            (attempts, Ok(()))
+        }
+        Err(mut e) => {
+            if rollback != RollbackMode::None && !tx.is_empty() {
+                let errs = tx.rollback(ctx, id);
+                ctx.events.emit("step-changes-undone", Some(id), json!({"errors": errs}));
+                if !errs.is_empty() {
+                    e.msg.push_str(&format!(" (rollback problems: {})", errs.join("; ")));
+                }
+            }
+            (attempts, Err(e))
+        }
+    }
+}
+
+pub fn undo_step(ctx: &Ctx, step: &dyn Step, state: &mut State, state_path: &Path, run_id: &str) -> Result<()> {
+    let id = step.id();
+    ctx.ui.step_started(id, "rolling back");
+    let t = Instant::now();
+    let r = step.undo(ctx);
+    let rec = state.step_mut(id);
+    rec.run_id = Some(run_id.into());
+    match r {
+        Ok(()) => {
+            rec.status = Status::RolledBack;
+            rec.fingerprint = None;
+            ctx.events.emit("step-rolled-back", Some(id), json!({"duration_ms": t.elapsed().as_millis() as u64}));
+            ctx.ui.step_done(id, true, "rolled back");
+        }
+        Err(e) => {
+            // Keep it marked for a re-run; say what could not be undone.
+            rec.status = Status::Failed;
+            rec.last_error = Some(ErrorRecord { message: format!("rollback failed: {}", e.msg), hint: e.hint.clone() });
+            ctx.events.emit("step-rollback-failed", Some(id), json!({"error": e.msg}));
+            ctx.ui.step_done(id, false, &format!("rollback failed: {}", e.msg));
+        }
+    }
+    state.save(state_path)
+}
+
+/// `keel rollback`: undo every step that did something, in reverse graph order.
+pub fn rollback_all(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, run_id: &str) -> Result<Vec<String>> {
+    let touched: BTreeSet<String> = state
+        .steps
+        .iter()
+        .filter(|(_, r)| matches!(r.status, Status::Completed | Status::Failed | Status::Running))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut done = vec![];
+    ctx.events.emit("rollback-started", None, json!({}));
+    for s in graph.steps.iter().rev() {
+        if touched.contains(s.id()) {
+            undo_step(ctx, s.as_ref(), state, state_path, run_id)?;
+            done.push(s.id().to_string());
+        }
+    }
+    ctx.events.emit("rollback-finished", None, json!({"steps": done}));
+    Ok(done)
+}
+
+pub fn human(d: Duration) -> String {
+    if d.as_secs() >= 60 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+pub fn step_failed_error(report: &RunReport) -> Option<Error> {
+    report.failed.as_ref().map(|(id, e)| {
+        if id == "preflight" {
+            Error::Preflight { failed: e.msg.clone() }
+        } else {
+            Error::StepFailed { step: id.clone(), msg: e.msg.clone(), hint: e.hint.clone() }
+        }
+    })
+}

@@ -1,0 +1,366 @@
+//! The one place that runs processes: timeouts that kill the whole process group, output
+//! captured (redacted) into per-step logs, stderr tail carried in the error. A fake mode
+//! records commands instead of running them, for fast tests of the logic above.
+use crate::redact::Redactor;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Bytes fed on stdin: the way secrets reach a child (never argv).
+    pub stdin: Option<Vec<u8>>,
+    /// Run as this user (through runuser, present on every Debian).
+    pub user: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+}
+
+impl Cmd {
+    pub fn new(program: &str) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: vec![],
+            stdin: None,
+            user: None,
+            env: vec![],
+            timeout: None,
+        }
+    }
+    pub fn arg(mut self, a: impl Into<String>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, a: I) -> Cmd {
+        self.args.extend(a.into_iter().map(Into::into));
+        self
+    }
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(bytes.into());
+        self
+    }
+    pub fn user(mut self, u: &str) -> Cmd {
+        self.user = Some(u.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Cmd {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn timeout(mut self, d: Duration) -> Cmd {
+        self.timeout = Some(d);
+        self
+    }
+    /// argv as actually spawned (runuser prefix included).
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = vec![];
+        if let Some(u) = &self.user {
+            v.extend(["runuser".to_string(), "-u".into(), u.clone(), "--".into()]);
+        }
+        v.push(self.program.clone());
+        v.extend(self.args.iter().cloned());
+        v
+    }
+    pub fn display(&self) -> String {
+        self.argv().join(" ")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("`{cmd}` {}{}", match (.timed_out, .code) {
+    (true, _) => format!("timed out after {}s (process group killed)", .elapsed.as_secs()),
+    (false, Some(c)) => format!("exited with status {c}"),
+    (false, None) => "was killed by a signal".to_string(),
+}, if .stderr_tail.is_empty() { String::new() } else { format!(": {}", .stderr_tail) })]
+pub struct ExecError {
+    pub cmd: String,
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    /// Last lines of stderr (or stdout when stderr is empty), redacted.
+    pub stderr_tail: String,
+    pub stdout: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Real,
+    /// Record commands in DIR/commands.log; answer from DIR/rules (see tests/README).
+    Fake(PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Exec {
+    pub mode: Mode,
+    pub log_dir: PathBuf,
+    pub redactor: Redactor,
+    pub default_timeout: Duration,
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    v[v.len().saturating_sub(lines)..].join(" | ")
+}
+
+impl Exec {
+    /// Run; a non-zero exit is an error carrying the stderr tail.
+    pub fn run(&self, log: &str, cmd: &Cmd) -> Result<Output, ExecError> {
+        let (out, elapsed, timed_out) = self.spawn(log, cmd)?;
+        if timed_out || out.code != 0 {
+            let src = if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr };
+            return Err(ExecError {
+                cmd: self.redactor.redact(&cmd.display()),
+                code: (!timed_out && out.code >= 0).then_some(out.code),
+                timed_out,
+                elapsed,
+                stderr_tail: self.redactor.redact(&tail(src, 4)),
+                stdout: self.redactor.redact(&out.stdout),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Run and return the output whatever the exit status (for probes).
+    pub fn probe(&self, log: &str, cmd: &Cmd) -> Result<Output, ExecError> {
+        let (out, elapsed, timed_out) = self.spawn(log, cmd)?;
+        if timed_out {
+            return Err(ExecError {
+                cmd: self.redactor.redact(&cmd.display()),
+                code: None,
+                timed_out,
+                elapsed,
+                stderr_tail: String::new(),
+                stdout: String::new(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn spawn(&self, log: &str, cmd: &Cmd) -> Result<(Output, Duration, bool), ExecError> {
+        let start = Instant::now();
+        let res = match &self.mode {
+            Mode::Fake(dir) => Ok((fake_run(dir, log, cmd), false)),
+            Mode::Real => self.real_run(cmd),
+        };
+        let elapsed = start.elapsed();
+        match res {
+            Ok((out, timed_out)) => {
+                self.write_log(log, cmd, &out, elapsed, timed_out);
+                Ok((out, elapsed, timed_out))
+            }
+            Err(e) => {
+                let err = ExecError {
+                    cmd: self.redactor.redact(&cmd.display()),
+                    code: None,
+                    timed_out: false,
+                    elapsed,
+                    stderr_tail: format!("could not start: {e}"),
+                    stdout: String::new(),
+                };
+                self.write_log(
+                    log,
+                    cmd,
+                    &Output { code: 127, stdout: String::new(), stderr: err.stderr_tail.clone() },
+                    elapsed,
+                    false,
+                );
+                Err(err)
+            }
+        }
+    }
+
+    fn real_run(&self, cmd: &Cmd) -> std::io::Result<(Output, bool)> {
+        let argv = cmd.argv();
+        let mut expr = duct::cmd(&argv[0], &argv[1..])
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            // A new process group, so a timeout kills apt's children (dpkg, maintainer scripts) too.
+            .before_spawn(|c| {
+                c.process_group(0);
+                Ok(())
+            });
+        expr = match &cmd.stdin {
+            Some(b) => expr.stdin_bytes(b.clone()),
+            None => expr.stdin_null(),
+        };
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v);
+        }
+        let handle = expr.start()?;
+        let timeout = cmd.timeout.unwrap_or(self.default_timeout);
+        let deadline = Instant::now() + timeout;
+        let mut nap = Duration::from_millis(1);
+        let mut timed_out = false;
+        loop {
+            if handle.try_wait()?.is_some() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                for pid in handle.pids() {
+                    // SAFETY: plain syscall; pid is our child and leads its own process group.
+                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                }
+                break;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(50));
+        }
+        let out = handle.wait()?;
+        Ok((
+            Output {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            },
+            timed_out,
+        ))
+    }
+
+    fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
+        let dir = self.log_dir.join("steps");
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{log}.log"));
+        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) else {
+            return;
+        };
+        let r = &self.redactor;
+        let mut text = format!("--- {} $ {}\n", crate::now(), r.redact(&cmd.display()));
+        if cmd.stdin.is_some() {
+            text.push_str("(stdin supplied, not logged)\n");
+        }
+        for (label, s) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if !s.is_empty() {
+                text.push_str(&format!("[{label}]\n{}", r.redact(s)));
+                if !s.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+        }
+        let status = if timed_out { "timed out".to_string() } else { format!("exit {}", out.code) };
+        text.push_str(&format!("--- {status} in {:.2}s\n", elapsed.as_secs_f64()));
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+/// Fake host: each command line is appended to DIR/commands.log; DIR/rules holds lines
+/// `SUBSTRING<TAB>EXIT<TAB>TIMES<TAB>STDERR[<TAB>STDOUT]`: the first rule whose substring is
+/// in the command line answers, TIMES times (0 = always); `\n` in fields is a newline.
+fn fake_run(dir: &Path, log: &str, cmd: &Cmd) -> Output {
+    let line = cmd.display();
+    let _ = std::fs::create_dir_all(dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("commands.log"))
+    {
+        let _ = writeln!(f, "[{log}] {line}");
+    }
+    let rules = std::fs::read_to_string(dir.join("rules")).unwrap_or_default();
+    for (i, rule) in rules.lines().enumerate() {
+        let f: Vec<&str> = rule.split('\t').collect();
+        if f.len() < 4 || !line.contains(f[0]) {
+            continue;
+        }
+        let times: u32 = f[2].parse().unwrap_or(0);
+        let counter = dir.join(format!("rule{i}.count"));
+        let used: u32 = std::fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if times != 0 && used >= times {
+            continue;
+        }
+        let _ = std::fs::write(&counter, (used + 1).to_string());
+        return Output {
+            code: f[1].parse().unwrap_or(1),
+            stderr: f[3].replace("\\n", "\n"),
+            stdout: f.get(4).map(|s| s.replace("\\n", "\n")).unwrap_or_default(),
+        };
+    }
+    Output::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(dir: &Path) -> Exec {
+        Exec {
+            mode: Mode::Real,
+            log_dir: dir.to_path_buf(),
+            redactor: Redactor::default(),
+            default_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn failure_carries_status_and_stderr_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let e = exec(d.path())
+            .run("t", &Cmd::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]))
+            .unwrap_err();
+        assert_eq!(e.code, Some(3));
+        assert!(e.to_string().contains("exited with status 3"), "{e}");
+        assert!(e.stderr_tail.contains("two"), "{e}");
+    }
+
+    #[test]
+    fn timeout_kills_the_process_group() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let t = Instant::now();
+        let e = exec(d.path())
+            .run("t", &Cmd::new("sh").args(["-c", &script]).timeout(Duration::from_millis(300)))
+            .unwrap_err();
+        assert!(e.timed_out, "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // The grandchild (sleep) must be gone too, not just sh.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z");
+        assert!(!alive, "grandchild {pid} survived the timeout");
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_logs_and_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = exec(d.path());
+        ex.redactor.add("s3cr3t-value-123");
+        let e = ex
+            .run("t", &Cmd::new("sh").args(["-c", "read x; echo \"bad $x\" >&2; exit 1"]).stdin("s3cr3t-value-123\n"))
+            .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t-value-123"));
+        let log = std::fs::read_to_string(d.path().join("steps/t.log")).unwrap();
+        assert!(!log.contains("s3cr3t-value-123"), "{log}");
+        assert!(log.contains("bad ********"), "{log}");
+    }
+
+    #[test]
+    fn fake_rules_answer_then_expire() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("rules"), "apt-get update\t100\t2\tE: Could not get lock\n").unwrap();
+        let ex = Exec { mode: Mode::Fake(d.path().into()), ..exec(d.path()) };
+        let c = Cmd::new("apt-get").arg("update");
+        assert_eq!(ex.run("t", &c).unwrap_err().code, Some(100));
+        assert!(ex.run("t", &c).is_err());
+        assert!(ex.run("t", &c).is_ok());
+        let log = std::fs::read_to_string(d.path().join("commands.log")).unwrap();
+        assert_eq!(log.lines().count(), 3);
+    }
+}

@@ -1,0 +1,293 @@
+//! keel: a step graph, persisted in an installation-state file, that turns a fresh
+//! Debian/Ubuntu host into a Django + Celery production stack.
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod exec;
+pub mod graph;
+pub mod redact;
+pub mod retry;
+pub mod secrets;
+pub mod state;
+pub mod steps;
+pub mod system;
+pub mod txn;
+pub mod ui;
+
+use crate::cli::{Cli, Command, Output};
+use crate::config::Config;
+use crate::engine::InstallOpts;
+use crate::error::{Error, Result};
+use crate::graph::{Ctx, Graph, Reason};
+use crate::state::{RunLock, State, Status};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where keel reads and writes on the host. `root` is `/` except in tests (KEEL_ROOT), where a
+/// temp directory stands in for the host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Paths {
+        Paths { root: std::env::var_os("KEEL_ROOT").map(PathBuf::from).unwrap_or_else(|| "/".into()) }
+    }
+    /// A host path under the root.
+    pub fn host(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.host("/var/log/keel")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.host("/etc/keel/secrets")
+    }
+    pub fn events_file(&self) -> PathBuf {
+        self.log_dir().join("events.jsonl")
+    }
+}
+
+/// RFC 3339 UTC timestamp, second precision.
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default().split('.').next().unwrap_or_default().trim_end_matches('Z').to_string() + "Z"
+}
+
+fn run_id() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}-{}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second(), std::process::id())
+}
+
+pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id: &str) -> Ctx {
+    let paths = Paths::from_env();
+    let redactor = redact::Redactor::default();
+    let mode = match std::env::var_os("KEEL_FAKE_HOST") {
+        Some(d) => exec::Mode::Fake(d.into()),
+        None => exec::Mode::Real,
+    };
+    let secrets = secrets::Secrets { dir: paths.secrets_dir(), redactor: redactor.clone() };
+    secrets.load_all();
+    let exec = exec::Exec { mode, log_dir: paths.log_dir(), redactor: redactor.clone(), default_timeout: Duration::from_secs(cfg.timeouts.command_secs) };
+    let events = events::Events::new(paths.events_file(), run_id.into(), redactor);
+    Ctx {
+        cfg,
+        exec,
+        secrets,
+        ui: ui::Ui::new(quiet),
+        events,
+        apt: Default::default(),
+        fail_after: std::env::var("KEEL_TEST_FAIL_AFTER").ok().filter(|s| !s.is_empty()),
+        ignore_preflight,
+        paths,
+    }
+}
+
+/// Append one line per preflight run, so runs can be compared over time.
+pub fn record_preflight(ctx: &Ctx, results: &[checks::CheckResult]) {
+    use std::io::Write;
+    let count = |l| results.iter().filter(|r| r.level == l && !r.ignored).count();
+    let line = json!({
+        "ts": now(),
+        "passed": count(checks::Level::Ok),
+        "warnings": count(checks::Level::Warn),
+        "errors": count(checks::Level::Error),
+        "checks": results,
+    });
+    let dir = ctx.paths.log_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("preflight.jsonl")) {
+        let _ = writeln!(f, "{}", ctx.exec.redactor.redact(&line.to_string()));
+    }
+}
+
+fn confirm(cli: &Cli, question: &str) -> Result<bool> {
+    if cli.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(Error::usage(format!("{question}: no terminal to ask on"), "pass --yes to confirm in unattended use"));
+    }
+    dialoguer::Confirm::new().with_prompt(question).default(false).interact().map_err(|e| Error::Other(e.into()))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let json_out = cli.output == Output::Json;
+    match &cli.command {
+        Command::StateSchema => {
+            print!("{}", state::schema_json());
+            Ok(())
+        }
+        Command::Status => status(&cli),
+        Command::Plan => plan(&cli),
+        Command::Preflight { ignore_preflight_errors } => {
+            let cfg = Config::load(&cli.config)?;
+            let ctx = build_ctx(cfg, json_out, ignore_preflight_errors.clone(), &run_id());
+            let (results, blocking) = checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore_preflight_errors);
+            record_preflight(&ctx, &results);
+            if json_out {
+                println!("{}", json!({"ok": blocking.is_empty(), "blocking": blocking, "checks": results}));
+            } else {
+                print!("{}", checks::render_table(&results));
+            }
+            if blocking.is_empty() { Ok(()) } else { Err(Error::Preflight { failed: blocking.join(", ") }) }
+        }
+        Command::Install { steps, retry_step, skip, dry_run, ignore_preflight_errors, rollback } => {
+            let cfg = Config::load(&cli.config)?;
+            let graph = steps::graph();
+            let id = run_id();
+            let ctx = build_ctx(cfg, json_out, ignore_preflight_errors.clone(), &id);
+            let opts = InstallOpts {
+                targets: steps.clone(),
+                retry: retry_step.clone(),
+                skip: skip.clone(),
+                rollback: *rollback,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            if *dry_run {
+                let st = State::load(&cli.state_file)?;
+                return print_plan(&cli, &ctx, &graph, &st, &opts);
+            }
+            let _lock = RunLock::acquire(&cli.state_file)?;
+            let mut st = State::load(&cli.state_file)?;
+            let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
+            ctx.ui.finish();
+            if json_out {
+                println!("{}", report.to_json(&st));
+            } else {
+                let ran = report.plan.iter().filter(|(_, r)| r.runs()).count();
+                match &report.failed {
+                    None => println!("keel: {} step(s) run, {} already done: all good", ran, report.plan.len() - ran),
+                    Some((sid, e)) => {
+                        println!("keel: step {sid} failed: {}", e.msg);
+                        if !e.hint.is_empty() {
+                            println!("  hint: {}", e.hint);
+                        }
+                        if !report.rolled_back.is_empty() {
+                            println!("  rolled back (data kept): {}", report.rolled_back.join(", "));
+                        }
+                        println!("  log: {}", ctx.paths.log_dir().join("steps").join(format!("{sid}.log")).display());
+                        println!("  after fixing it: keel install --retry-step {sid}");
+                    }
+                }
+            }
+            match engine::step_failed_error(&report) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+        Command::Rollback => {
+            let cfg = Config::load(&cli.config)?;
+            let graph = steps::graph();
+            let id = run_id();
+            let ctx = build_ctx(cfg, json_out, vec![], &id);
+            let _lock = RunLock::acquire(&cli.state_file)?;
+            let mut st = State::load(&cli.state_file)?;
+            if !confirm(&cli, "Undo everything keel set up (databases, secrets and the app directory are kept)?")? {
+                return Err(Error::usage("rollback cancelled", "nothing was changed"));
+            }
+            let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id)?;
+            if json_out {
+                println!("{}", json!({"rolled_back": done}));
+            } else {
+                println!("keel: rolled back {} step(s): {}", done.len(), done.join(", "));
+            }
+            let failed: Vec<_> = st.steps.iter().filter(|(_, r)| r.status == Status::Failed).map(|(k, _)| k.clone()).collect();
+            if failed.is_empty() { Ok(()) } else { Err(Error::StepFailed { step: failed.join(","), msg: "could not be fully rolled back".into(), hint: "see keel status".into() }) }
+        }
+    }
+}
+
+fn print_plan(cli: &Cli, ctx: &Ctx, graph: &Graph, st: &State, opts: &InstallOpts) -> Result<()> {
+    let fp = |s: &dyn graph::Step| engine::fingerprint(ctx, s);
+    let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp)?;
+    if cli.output == Output::Json {
+        let v: Vec<_> = plan.iter().map(|(id, r)| json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.deps())})).collect();
+        println!("{}", json!({"dry_run": true, "steps": v}));
+    } else {
+        for (id, r) in &plan {
+            println!("{:<12} {}", id, r.describe());
+        }
+    }
+    Ok(())
+}
+
+fn plan(cli: &Cli) -> Result<()> {
+    let graph = steps::graph();
+    if cli.output == Output::Dot {
+        print!("{}", graph.dot());
+        return Ok(());
+    }
+    // The plan reads the config only to tell what an install would do; without one it still
+    // prints the graph.
+    let st = State::load(&cli.state_file)?;
+    let cfg = Config::load(&cli.config);
+    let reasons: Vec<(&str, Option<Reason>)> = match cfg {
+        Ok(cfg) => {
+            let ctx = build_ctx(cfg, true, vec![], &run_id());
+            let fp = |s: &dyn graph::Step| engine::fingerprint(&ctx, s);
+            graph.plan(&st, &[], &[], &[], &fp)?.into_iter().map(|(i, r)| (i, Some(r))).collect()
+        }
+        Err(_) => graph.ids().into_iter().map(|i| (i, None)).collect(),
+    };
+    if cli.output == Output::Json {
+        let v: Vec<_> = reasons
+            .iter()
+            .map(|(id, r)| {
+                let s = graph.get(id).expect("step");
+                json!({"id": id, "about": s.about(), "deps": s.deps(), "next_install": r.map(|r| r.describe())})
+            })
+            .collect();
+        println!("{}", json!({"steps": v}));
+        return Ok(());
+    }
+    for (i, (id, r)) in reasons.iter().enumerate() {
+        let s = graph.get(id).expect("step");
+        let deps = if s.deps().is_empty() { "-".to_string() } else { s.deps().join(", ") };
+        println!("{:>2}. {:<12} {:<48} after: {}", i + 1, id, s.about(), deps);
+        if let Some(r) = r {
+            println!("    {:<12} next install: {}", "", r.describe());
+        }
+    }
+    Ok(())
+}
+
+fn status(cli: &Cli) -> Result<()> {
+    let graph = steps::graph();
+    let st = State::load(&cli.state_file)?;
+    let running = RunLock::is_held(&cli.state_file);
+    if cli.output == Output::Json {
+        let steps: Vec<_> = graph
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let r = st.step(id);
+                json!({"id": id, "status": r.status, "attempts": r.attempts, "started_at": r.started_at, "finished_at": r.finished_at, "duration_ms": r.duration_ms, "last_error": r.last_error})
+            })
+            .collect();
+        println!("{}", json!({"state_file": cli.state_file, "run_in_progress": running, "last_run": st.last_run, "steps": steps}));
+        return Ok(());
+    }
+    if let Some(r) = &st.last_run {
+        println!("last run {} ({:?}) started {}{}", r.id, r.outcome, r.started_at, if running { ", still running" } else { "" });
+    } else {
+        println!("keel has not run yet (state file {})", cli.state_file.display());
+    }
+    println!("{:<12} {:<12} {:>8} {:>9}  {:<21} {}", "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED", "LAST ERROR");
+    for id in graph.ids() {
+        let r = st.step(id);
+        let dur = r.duration_ms.map(|d| engine::human(Duration::from_millis(d))).unwrap_or_else(|| "-".into());
+        let err = r.last_error.as_ref().map(|e| if e.hint.is_empty() { e.message.clone() } else { format!("{} (hint: {})", e.message, e.hint) }).unwrap_or_default();
+        println!("{:<12} {:<12} {:>8} {:>9}  {:<21} {}", id, r.status.as_str(), r.attempts, dur, r.finished_at.as_deref().unwrap_or("-"), err);
+    }
+    Ok(())
+}
+
+#[doc(hidden)]
+pub fn _assert_path(_: &Path) {}

@@ -1,0 +1,101 @@
+//! Masks secret values (known ones, and values of secret-looking keys) before anything is
+//! stored or printed.
+use std::sync::{Arc, RwLock};
+
+pub const MASK: &str = "********";
+
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: Arc<RwLock<Vec<String>>>,
+}
+
+impl Redactor {
+    pub fn add(&self, secret: &str) {
+        let s = secret.trim();
+        // Very short values would mask innocent text; keel never generates those.
+        if s.len() < 6 {
+            return;
+        }
+        let mut v = self.values.write().expect("redactor lock");
+        if !v.iter().any(|x| x == s) {
+            v.push(s.to_string());
+            // Longest first, so a secret containing another is masked whole.
+            v.sort_by_key(|x| std::cmp::Reverse(x.len()));
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let v = self.values.read().expect("redactor lock");
+        let mut out = text.to_string();
+        for s in v.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+/// Does this key name look like it holds a secret? (sosreport-style)
+pub fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "REQUIREPASS", "CREDENTIAL"]
+        .iter()
+        .any(|p| k.contains(p))
+}
+
+/// Mask `user:password@` in URLs.
+pub fn mask_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_known_values_longest_first() {
+        let r = Redactor::default();
+        r.add("abcdef");
+        r.add("abcdefghij");
+        r.add("abc"); // too short, ignored
+        assert_eq!(r.redact("x abcdefghij y abcdef z abc"), format!("x {MASK} y {MASK} z abc"));
+    }
+
+    #[test]
+    fn masks_url_passwords() {
+        assert_eq!(
+            mask_url_passwords("REDIS_URL=redis://:pw@127.0.0.1:6379/0 and postgres://u:p@h/db"),
+            format!("REDIS_URL=redis://:{MASK}@127.0.0.1:6379/0 and postgres://u:{MASK}@h/db")
+        );
+        assert_eq!(mask_url_passwords("http://example.com/a"), "http://example.com/a");
+    }
+
+    #[test]
+    fn secret_looking_keys() {
+        assert!(secret_key("SECRET_KEY"));
+        assert!(secret_key("db_password"));
+        assert!(secret_key("requirepass"));
+        assert!(!secret_key("DEBUG"));
+    }
+}

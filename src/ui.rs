@@ -1,0 +1,91 @@
+//! Progress on a TTY (indicatif), plain timestamped lines otherwise (cloud-init logs, CI).
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Ui {
+    multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    quiet: bool,
+}
+
+impl Ui {
+    /// `quiet` when stdout carries JSON: progress still goes to stderr, as plain lines.
+    pub fn new(quiet: bool) -> Ui {
+        let tty = std::io::stderr().is_terminal() && std::env::var_os("KEEL_PLAIN").is_none();
+        Ui {
+            multi: (tty && !quiet).then(MultiProgress::new),
+            overall: None,
+            bars: Mutex::new(HashMap::new()),
+            quiet,
+        }
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.multi.is_some()
+    }
+
+    pub fn start_overall(&mut self, total: u64) {
+        if let Some(m) = &self.multi {
+            let pb = m.add(ProgressBar::new(total));
+            pb.set_style(ProgressStyle::with_template("keel [{pos}/{len}] {elapsed} {msg}").expect("template"));
+            self.overall = Some(pb);
+        }
+    }
+
+    pub fn line(&self, msg: &str) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => eprintln!("{} keel: {msg}", crate::now()),
+        }
+    }
+
+    pub fn step_started(&self, id: &str, what: &str) {
+        match &self.multi {
+            Some(m) => {
+                let pb = m.insert_from_back(1, ProgressBar::new_spinner());
+                pb.set_style(ProgressStyle::with_template("  {spinner} {prefix:<12} {elapsed:>4} {msg}").expect("template"));
+                pb.set_prefix(id.to_string());
+                pb.set_message(what.to_string());
+                pb.enable_steady_tick(Duration::from_millis(120));
+                self.bars.lock().expect("ui").insert(id.into(), pb);
+            }
+            None => self.line(&format!("[{id}] started: {what}")),
+        }
+    }
+
+    pub fn step_note(&self, id: &str, msg: &str) {
+        match self.bars.lock().expect("ui").get(id) {
+            Some(pb) => pb.set_message(msg.to_string()),
+            None => self.line(&format!("[{id}] {msg}")),
+        }
+    }
+
+    pub fn step_done(&self, id: &str, ok: bool, msg: &str) {
+        let bar = self.bars.lock().expect("ui").remove(id);
+        match bar {
+            Some(pb) => {
+                let mark = if ok { "✓" } else { "✗" };
+                pb.set_style(ProgressStyle::with_template("  {prefix:<14} {msg}").expect("template"));
+                pb.set_prefix(format!("{mark} {id}"));
+                pb.finish_with_message(msg.to_string());
+                if let Some(o) = &self.overall {
+                    o.inc(1);
+                }
+            }
+            None => self.line(&format!("[{id}] {msg}")),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(o) = &self.overall {
+            o.finish_and_clear();
+        }
+        let _ = self.quiet;
+    }
+}
