@@ -1,0 +1,37 @@
+# Helpers for e2e scenarios. A scenario is a function `scenario_NAME` in tests/e2e/NN-*.sh;
+# it runs in a subshell with `set -e`, so any failing command fails it.
+BOX=keel-e2e
+
+fail() { echo "ASSERTION FAILED: $*" >&2; return 1; }
+# in CMD...: run inside the container (no TTY, clean environment)
+vx() { "$VPS" exec "$BOX" "$@"; }
+# keel ARGS...: run keel inside with the demo config
+keel() { vx keel --config /etc/keel/keel.toml "$@"; }
+# expect_rc N CMD...: run CMD and require exit status N
+expect_rc() {
+  local want=$1; shift
+  local rc=0; "$@" || rc=$?
+  [ "$rc" = "$want" ] || fail "expected exit $want, got $rc from: $*"
+}
+# fresh: boot a fresh container with keel and the examples in it
+fresh() {
+  "$VPS" up "$BOX"
+  local root; root=$("$VPS" root "$BOX")
+  install -m 0755 "$KEEL_BIN" "$root/usr/local/bin/keel"
+  mkdir -p "$root/etc/keel" "$root/root/examples"
+  cp -r examples/. "$root/root/examples/"
+  cp examples/demo.toml "$root/etc/keel/keel.toml"
+}
+# wait_for SECS CMD...: poll until CMD succeeds
+wait_for() {
+  local secs=$1; shift
+  local end=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || fail "timed out after ${secs}s waiting for: $*"
+    sleep 0.2
+  done
+}
+# jq_py EXPR: evaluate a Python expression over JSON on stdin bound to `d` (host python3;
+# the container has no python until keel installs it)
+jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); r=($1); print(r if not isinstance(r,(dict,list)) else json.dumps(r))"; }
+step_status() { keel status --output json | jq_py "[s['status'] for s in d['steps'] if s['id']=='$1'][0]"; }
