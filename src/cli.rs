@@ -4,13 +4,27 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, about = "Turn a fresh Debian/Ubuntu VPS into a production Django + Celery stack, step by resumable step")]
+#[command(
+    name = "keel",
+    version,
+    about = "Turn a fresh Debian/Ubuntu VPS into a production Django + Celery stack, step by resumable step"
+)]
 pub struct Cli {
     /// keel.toml to use.
-    #[arg(long, global = true, default_value = "/etc/keel/keel.toml", env = "KEEL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/etc/keel/keel.toml",
+        env = "KEEL_CONFIG"
+    )]
     pub config: PathBuf,
     /// Installation-state file.
-    #[arg(long, global = true, default_value = "/var/lib/keel/state.json", env = "KEEL_STATE_FILE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/keel/state.json",
+        env = "KEEL_STATE_FILE"
+    )]
     pub state_file: PathBuf,
     /// Answer yes to confirmations; never prompt (unattended use).
     #[arg(long, short = 'y', global = true, alias = "non-interactive")]

@@ -57,9 +57,15 @@ pub struct Packages {
 impl Default for Packages {
     fn default() -> Self {
         Packages {
-            install: ["postgresql", "redis-server", "nginx", "python3", "python3-venv"]
-                .map(String::from)
-                .to_vec(),
+            install: [
+                "postgresql",
+                "redis-server",
+                "nginx",
+                "python3",
+                "python3-venv",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -247,9 +253,8 @@ impl Config {
         }
         for (i, p) in self.packages.install.iter().enumerate() {
             let ok = !p.is_empty()
-                && p.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:=~".contains(c)
-                });
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:=~".contains(c));
             if !ok {
                 return Err(self.err(
                     &format!("packages.install[{i}]"),
@@ -278,7 +283,11 @@ impl Config {
             ("timeouts.apt_secs", self.timeouts.apt_secs),
         ] {
             if v == 0 {
-                return Err(self.err(key, "must be at least 1", "use a number of seconds, e.g. 300"));
+                return Err(self.err(
+                    key,
+                    "must be at least 1",
+                    "use a number of seconds, e.g. 300",
+                ));
             }
         }
         let ports = [
@@ -295,7 +304,10 @@ impl Config {
     }
 
     pub fn app_user(&self) -> String {
-        self.app.user.clone().unwrap_or_else(|| self.app.name.clone())
+        self.app
+            .user
+            .clone()
+            .unwrap_or_else(|| self.app.name.clone())
     }
     pub fn base_dir(&self) -> PathBuf {
         self.app
@@ -390,9 +402,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         for (extra, key) in [
-            ("[retry]\nattempts = 0\ninitial_delay_ms=1\nmax_delay_ms=2\nmax_total_delay_ms=3\n", "retry.attempts"),
+            (
+                "[retry]\nattempts = 0\ninitial_delay_ms=1\nmax_delay_ms=2\nmax_total_delay_ms=3\n",
+                "retry.attempts",
+            ),
             ("[database]\nname = \"Bad Name\"\n", "database.name"),
-            ("[packages]\ninstall = [\"ok\", \"rm -rf\"]\n", "packages.install[1]"),
+            (
+                "[packages]\ninstall = [\"ok\", \"rm -rf\"]\n",
+                "packages.install[1]",
+            ),
         ] {
             let e = parse(&format!("{MIN}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{key}: {e}");

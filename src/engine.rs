@@ -62,13 +62,29 @@ pub fn fingerprint(ctx: &Ctx, step: &dyn Step) -> String {
 }
 
 enum Msg {
-    Done { id: &'static str, attempts: u32, elapsed: Duration, result: std::result::Result<(), StepError> },
+    Done {
+        id: &'static str,
+        attempts: u32,
+        elapsed: Duration,
+        result: std::result::Result<(), StepError>,
+    },
 }
 
-pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, opts: &InstallOpts, run_id: &str) -> Result<RunReport> {
+pub fn install(
+    ctx: &Ctx,
+    graph: &Graph,
+    state: &mut State,
+    state_path: &Path,
+    opts: &InstallOpts,
+    run_id: &str,
+) -> Result<RunReport> {
     let fp = |s: &dyn Step| fingerprint(ctx, s);
     let plan = graph.plan(state, &opts.targets, &opts.retry, &opts.skip, &fp)?;
-    let to_run: Vec<&'static str> = plan.iter().filter(|(_, r)| r.runs()).map(|(id, _)| *id).collect();
+    let to_run: Vec<&'static str> = plan
+        .iter()
+        .filter(|(_, r)| r.runs())
+        .map(|(id, _)| *id)
+        .collect();
 
     state.last_run = Some(RunRecord {
         id: run_id.into(),
@@ -81,7 +97,11 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
     });
     state.keel_version = env!("CARGO_PKG_VERSION").into();
     state.save(state_path)?;
-    ctx.events.emit("run-started", None, json!({"command": opts.command, "steps": to_run}));
+    ctx.events.emit(
+        "run-started",
+        None,
+        json!({"command": opts.command, "steps": to_run}),
+    );
     for (id, r) in &plan {
         if !r.runs() {
             ctx.ui.line(&format!("[{id}] {}", r.describe()));
@@ -102,7 +122,10 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
                 while i < pending.len() && running < PARALLEL {
                     let id = pending[i];
                     let step = graph.get(id).expect("planned step exists");
-                    let ready = step.deps().iter().all(|d| !in_plan.contains(d) || done_ok.contains(d));
+                    let ready = step
+                        .deps()
+                        .iter()
+                        .all(|d| !in_plan.contains(d) || done_ok.contains(d));
                     if !ready {
                         i += 1;
                         continue;
@@ -122,14 +145,27 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
                     sc.spawn(move || {
                         let t = Instant::now();
                         let (attempts, result) = run_step(ctx, step, rollback);
-                        let _ = tx.send(Msg::Done { id, attempts, elapsed: t.elapsed(), result });
+                        let _ = tx.send(Msg::Done {
+                            id,
+                            attempts,
+                            elapsed: t.elapsed(),
+                            result,
+                        });
                     });
                 }
             }
             if running == 0 {
                 break;
             }
-            let Ok(Msg::Done { id, attempts, elapsed, result }) = rx.recv() else { break };
+            let Ok(Msg::Done {
+                id,
+                attempts,
+                elapsed,
+                result,
+            }) = rx.recv()
+            else {
+                break;
+            };
             running -= 1;
             let ms = elapsed.as_millis() as u64;
             let rec = state.step_mut(id);
@@ -142,8 +178,13 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
                     rec.fingerprint = Some(fingerprint(ctx, graph.get(id).expect("step")));
                     rec.last_error = None;
                     done_ok.push(id);
-                    ctx.events.emit("step-finished", Some(id), json!({"duration_ms": ms, "attempts": attempts}));
-                    ctx.ui.step_done(id, true, &format!("done in {}", human(elapsed)));
+                    ctx.events.emit(
+                        "step-finished",
+                        Some(id),
+                        json!({"duration_ms": ms, "attempts": attempts}),
+                    );
+                    ctx.ui
+                        .step_done(id, true, &format!("done in {}", human(elapsed)));
                 }
                 Err(e) => {
                     rec.status = Status::Failed;
@@ -152,7 +193,11 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
                         hint: ctx.exec.redactor.redact(&e.hint),
                     });
                     ctx.events.emit("step-failed", Some(id), json!({"duration_ms": ms, "attempts": attempts, "error": e.msg, "hint": e.hint}));
-                    ctx.ui.step_done(id, false, &format!("failed after {}: {}", human(elapsed), e.msg));
+                    ctx.ui.step_done(
+                        id,
+                        false,
+                        &format!("failed after {}: {}", human(elapsed), e.msg),
+                    );
                     if failed.is_none() {
                         failed = Some((id.to_string(), e));
                     }
@@ -165,14 +210,21 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
 
     let mut rolled_back = vec![];
     if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
-        ctx.ui.line(&format!("rolling back the {} step(s) completed in this run (data is kept)", done_ok.len()));
+        ctx.ui.line(&format!(
+            "rolling back the {} step(s) completed in this run (data is kept)",
+            done_ok.len()
+        ));
         for id in done_ok.iter().rev() {
             undo_step(ctx, graph.get(id).expect("step"), state, state_path, run_id)?;
             rolled_back.push(id.to_string());
         }
     }
 
-    let outcome = if failed.is_some() { RunOutcome::Failed } else { RunOutcome::Succeeded };
+    let outcome = if failed.is_some() {
+        RunOutcome::Failed
+    } else {
+        RunOutcome::Succeeded
+    };
     if let Some(r) = state.last_run.as_mut() {
         r.finished_at = Some(crate::now());
         r.outcome = outcome;
@@ -180,19 +232,38 @@ pub fn install(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, o
     }
     state.save(state_path)?;
     ctx.events.emit("run-finished", None, json!({"outcome": outcome, "failed_step": failed.as_ref().map(|f| &f.0), "rolled_back": rolled_back}));
-    Ok(RunReport { run_id: run_id.into(), outcome, plan, failed, rolled_back })
+    Ok(RunReport {
+        run_id: run_id.into(),
+        outcome,
+        plan,
+        failed,
+        rolled_back,
+    })
 }
 
 /// One step: run (retried while transient), then verify (retried likewise); on failure the
 /// step's own transaction is undone unless rollback is off.
-fn run_step(ctx: &Ctx, step: &dyn Step, rollback: RollbackMode) -> (u32, std::result::Result<(), StepError>) {
+fn run_step(
+    ctx: &Ctx,
+    step: &dyn Step,
+    rollback: RollbackMode,
+) -> (u32, std::result::Result<(), StepError>) {
     let id = step.id();
     let mut tx = Txn::new();
     let mut attempts = 0u32;
-    let _apt = step.uses_apt().then(|| ctx.apt.lock().unwrap_or_else(|p| p.into_inner()));
+    let _apt = step
+        .uses_apt()
+        .then(|| ctx.apt.lock().unwrap_or_else(|p| p.into_inner()));
     let notify = |e: &StepError, d: Duration| {
-        ctx.events.emit("step-retried", Some(id), json!({"error": e.msg, "delay_ms": d.as_millis() as u64}));
-        ctx.ui.step_note(id, &format!("transient failure, retrying in {}: {}", human(d), e.msg));
+        ctx.events.emit(
+            "step-retried",
+            Some(id),
+            json!({"error": e.msg, "delay_ms": d.as_millis() as u64}),
+        );
+        ctx.ui.step_note(
+            id,
+            &format!("transient failure, retrying in {}: {}", human(d), e.msg),
+        );
     };
     let transient = |e: &StepError| e.kind == Kind::Transient;
     let result = crate::retry::retry(
@@ -206,10 +277,17 @@ fn run_step(ctx: &Ctx, step: &dyn Step, rollback: RollbackMode) -> (u32, std::re
     )
     .and_then(|()| {
         if ctx.fail_after.as_deref() == Some(id) {
-            return Err(StepError::permanent("injected failure (KEEL_TEST_FAIL_AFTER)", "unset KEEL_TEST_FAIL_AFTER"));
+            return Err(StepError::permanent(
+                "injected failure (KEEL_TEST_FAIL_AFTER)",
+                "unset KEEL_TEST_FAIL_AFTER",
+            ));
         }
-        crate::retry::retry(&ctx.cfg.retry, || step.verify(ctx), transient, notify)
-            .map_err(|e| StepError { msg: format!("verification failed: {}", e.msg), ..e })
+        crate::retry::retry(&ctx.cfg.retry, || step.verify(ctx), transient, notify).map_err(|e| {
+            StepError {
+                msg: format!("verification failed: {}", e.msg),
+                ..e
+            }
+        })
     });
     match result {
         Ok(()) => {
@@ -219,9 +297,11 @@ fn run_step(ctx: &Ctx, step: &dyn Step, rollback: RollbackMode) -> (u32, std::re
         Err(mut e) => {
             if rollback != RollbackMode::None && !tx.is_empty() {
                 let errs = tx.rollback(ctx, id);
-                ctx.events.emit("step-changes-undone", Some(id), json!({"errors": errs}));
+                ctx.events
+                    .emit("step-changes-undone", Some(id), json!({"errors": errs}));
                 if !errs.is_empty() {
-                    e.msg.push_str(&format!(" (rollback problems: {})", errs.join("; ")));
+                    e.msg
+                        .push_str(&format!(" (rollback problems: {})", errs.join("; ")));
                 }
             }
             (attempts, Err(e))
@@ -229,7 +309,13 @@ fn run_step(ctx: &Ctx, step: &dyn Step, rollback: RollbackMode) -> (u32, std::re
     }
 }
 
-pub fn undo_step(ctx: &Ctx, step: &dyn Step, state: &mut State, state_path: &Path, run_id: &str) -> Result<()> {
+pub fn undo_step(
+    ctx: &Ctx,
+    step: &dyn Step,
+    state: &mut State,
+    state_path: &Path,
+    run_id: &str,
+) -> Result<()> {
     let id = step.id();
     ctx.ui.step_started(id, "rolling back");
     let t = Instant::now();
@@ -240,26 +326,46 @@ pub fn undo_step(ctx: &Ctx, step: &dyn Step, state: &mut State, state_path: &Pat
         Ok(()) => {
             rec.status = Status::RolledBack;
             rec.fingerprint = None;
-            ctx.events.emit("step-rolled-back", Some(id), json!({"duration_ms": t.elapsed().as_millis() as u64}));
+            ctx.events.emit(
+                "step-rolled-back",
+                Some(id),
+                json!({"duration_ms": t.elapsed().as_millis() as u64}),
+            );
             ctx.ui.step_done(id, true, "rolled back");
         }
         Err(e) => {
             // Keep it marked for a re-run; say what could not be undone.
             rec.status = Status::Failed;
-            rec.last_error = Some(ErrorRecord { message: format!("rollback failed: {}", e.msg), hint: e.hint.clone() });
-            ctx.events.emit("step-rollback-failed", Some(id), json!({"error": e.msg}));
-            ctx.ui.step_done(id, false, &format!("rollback failed: {}", e.msg));
+            rec.last_error = Some(ErrorRecord {
+                message: format!("rollback failed: {}", e.msg),
+                hint: e.hint.clone(),
+            });
+            ctx.events
+                .emit("step-rollback-failed", Some(id), json!({"error": e.msg}));
+            ctx.ui
+                .step_done(id, false, &format!("rollback failed: {}", e.msg));
         }
     }
     state.save(state_path)
 }
 
 /// `keel rollback`: undo every step that did something, in reverse graph order.
-pub fn rollback_all(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Path, run_id: &str) -> Result<Vec<String>> {
+pub fn rollback_all(
+    ctx: &Ctx,
+    graph: &Graph,
+    state: &mut State,
+    state_path: &Path,
+    run_id: &str,
+) -> Result<Vec<String>> {
     let touched: BTreeSet<String> = state
         .steps
         .iter()
-        .filter(|(_, r)| matches!(r.status, Status::Completed | Status::Failed | Status::Running))
+        .filter(|(_, r)| {
+            matches!(
+                r.status,
+                Status::Completed | Status::Failed | Status::Running
+            )
+        })
         .map(|(k, _)| k.clone())
         .collect();
     let mut done = vec![];
@@ -270,7 +376,8 @@ pub fn rollback_all(ctx: &Ctx, graph: &Graph, state: &mut State, state_path: &Pa
             done.push(s.id().to_string());
         }
     }
-    ctx.events.emit("rollback-finished", None, json!({"steps": done}));
+    ctx.events
+        .emit("rollback-finished", None, json!({"steps": done}));
     Ok(done)
 }
 
@@ -285,9 +392,15 @@ pub fn human(d: Duration) -> String {
 pub fn step_failed_error(report: &RunReport) -> Option<Error> {
     report.failed.as_ref().map(|(id, e)| {
         if id == "preflight" {
-            Error::Preflight { failed: e.msg.clone() }
+            Error::Preflight {
+                failed: e.msg.clone(),
+            }
         } else {
-            Error::StepFailed { step: id.clone(), msg: e.msg.clone(), hint: e.hint.clone() }
+            Error::StepFailed {
+                step: id.clone(),
+                msg: e.msg.clone(),
+                hint: e.hint.clone(),
+            }
         }
     })
 }

@@ -14,7 +14,12 @@ pub struct Events {
 
 impl Events {
     pub fn new(path: PathBuf, run_id: String, redactor: Redactor) -> Events {
-        Events { path, run_id, redactor, lock: Mutex::new(()) }
+        Events {
+            path,
+            run_id,
+            redactor,
+            lock: Mutex::new(()),
+        }
     }
 
     pub fn emit(&self, event: &str, step: Option<&str>, extra: Value) {
@@ -33,7 +38,11 @@ impl Events {
         if let Some(d) = self.path.parent() {
             let _ = std::fs::create_dir_all(d);
         }
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }

@@ -117,7 +117,11 @@ impl Exec {
     pub fn run(&self, log: &str, cmd: &Cmd) -> Result<Output, ExecError> {
         let (out, elapsed, timed_out) = self.spawn(log, cmd)?;
         if timed_out || out.code != 0 {
-            let src = if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr };
+            let src = if out.stderr.trim().is_empty() {
+                &out.stdout
+            } else {
+                &out.stderr
+            };
             return Err(ExecError {
                 cmd: self.redactor.redact(&cmd.display()),
                 code: (!timed_out && out.code >= 0).then_some(out.code),
@@ -170,7 +174,11 @@ impl Exec {
                 self.write_log(
                     log,
                     cmd,
-                    &Output { code: 127, stdout: String::new(), stderr: err.stderr_tail.clone() },
+                    &Output {
+                        code: 127,
+                        stdout: String::new(),
+                        stderr: err.stderr_tail.clone(),
+                    },
                     elapsed,
                     false,
                 );
@@ -232,7 +240,11 @@ impl Exec {
         let dir = self.log_dir.join("steps");
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join(format!("{log}.log"));
-        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) else {
+        let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        else {
             return;
         };
         let r = &self.redactor;
@@ -248,7 +260,11 @@ impl Exec {
                 }
             }
         }
-        let status = if timed_out { "timed out".to_string() } else { format!("exit {}", out.code) };
+        let status = if timed_out {
+            "timed out".to_string()
+        } else {
+            format!("exit {}", out.code)
+        };
         text.push_str(&format!("--- {status} in {:.2}s\n", elapsed.as_secs_f64()));
         let _ = f.write_all(text.as_bytes());
     }
@@ -309,7 +325,10 @@ mod tests {
     fn failure_carries_status_and_stderr_tail() {
         let d = tempfile::tempdir().unwrap();
         let e = exec(d.path())
-            .run("t", &Cmd::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]))
+            .run(
+                "t",
+                &Cmd::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]),
+            )
             .unwrap_err();
         assert_eq!(e.code, Some(3));
         assert!(e.to_string().contains("exited with status 3"), "{e}");
@@ -323,11 +342,20 @@ mod tests {
         let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
         let t = Instant::now();
         let e = exec(d.path())
-            .run("t", &Cmd::new("sh").args(["-c", &script]).timeout(Duration::from_millis(300)))
+            .run(
+                "t",
+                &Cmd::new("sh")
+                    .args(["-c", &script])
+                    .timeout(Duration::from_millis(300)),
+            )
             .unwrap_err();
         assert!(e.timed_out, "{e}");
         assert!(t.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         // The grandchild (sleep) must be gone too, not just sh.
         let alive = unsafe { libc::kill(pid, 0) } == 0
@@ -343,7 +371,12 @@ mod tests {
         let ex = exec(d.path());
         ex.redactor.add("s3cr3t-value-123");
         let e = ex
-            .run("t", &Cmd::new("sh").args(["-c", "read x; echo \"bad $x\" >&2; exit 1"]).stdin("s3cr3t-value-123\n"))
+            .run(
+                "t",
+                &Cmd::new("sh")
+                    .args(["-c", "read x; echo \"bad $x\" >&2; exit 1"])
+                    .stdin("s3cr3t-value-123\n"),
+            )
             .unwrap_err();
         assert!(!e.to_string().contains("s3cr3t-value-123"));
         let log = std::fs::read_to_string(d.path().join("steps/t.log")).unwrap();
@@ -354,8 +387,15 @@ mod tests {
     #[test]
     fn fake_rules_answer_then_expire() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("rules"), "apt-get update\t100\t2\tE: Could not get lock\n").unwrap();
-        let ex = Exec { mode: Mode::Fake(d.path().into()), ..exec(d.path()) };
+        std::fs::write(
+            d.path().join("rules"),
+            "apt-get update\t100\t2\tE: Could not get lock\n",
+        )
+        .unwrap();
+        let ex = Exec {
+            mode: Mode::Fake(d.path().into()),
+            ..exec(d.path())
+        };
         let c = Cmd::new("apt-get").arg("update");
         assert_eq!(ex.run("t", &c).unwrap_err().code, Some(100));
         assert!(ex.run("t", &c).is_err());

@@ -1,4 +1,5 @@
 //! Steps, the DAG they form, and which of them a run selects and why.
+use crate::Paths;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -8,7 +9,6 @@ use crate::secrets::Secrets;
 use crate::state::{State, Status};
 use crate::txn::Txn;
 use crate::ui::Ui;
-use crate::Paths;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -36,6 +36,12 @@ impl Ctx {
     pub fn host(&self, p: &str) -> std::path::PathBuf {
         self.paths.host(p)
     }
+
+    /// Fake host (tests): commands are recorded, and probes that would talk to a real
+    /// service over the network are skipped. The e2e tests run them for real.
+    pub fn is_fake(&self) -> bool {
+        matches!(self.exec.mode, crate::exec::Mode::Fake(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,10 +55,18 @@ pub type StepResult<T = ()> = std::result::Result<T, StepError>;
 
 impl StepError {
     pub fn permanent(msg: impl Into<String>, hint: impl Into<String>) -> StepError {
-        StepError { msg: msg.into(), hint: hint.into(), kind: Kind::Permanent }
+        StepError {
+            msg: msg.into(),
+            hint: hint.into(),
+            kind: Kind::Permanent,
+        }
     }
     pub fn transient(msg: impl Into<String>, hint: impl Into<String>) -> StepError {
-        StepError { msg: msg.into(), hint: hint.into(), kind: Kind::Transient }
+        StepError {
+            msg: msg.into(),
+            hint: hint.into(),
+            kind: Kind::Transient,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> StepError {
         self.hint = hint.into();
@@ -62,8 +76,16 @@ impl StepError {
 
 impl From<ExecError> for StepError {
     fn from(e: ExecError) -> StepError {
-        let kind = if e.timed_out { Kind::Transient } else { classify(&e.stderr_tail) };
-        StepError { msg: e.to_string(), hint: String::new(), kind }
+        let kind = if e.timed_out {
+            Kind::Transient
+        } else {
+            classify(&e.stderr_tail)
+        };
+        StepError {
+            msg: e.to_string(),
+            hint: String::new(),
+            kind,
+        }
     }
 }
 
@@ -148,9 +170,17 @@ impl Graph {
         let mut index = HashMap::new();
         for (i, s) in steps.iter().enumerate() {
             for d in s.deps() {
-                assert!(index.contains_key(d), "step {} depends on {d}, which is not before it", s.id());
+                assert!(
+                    index.contains_key(d),
+                    "step {} depends on {d}, which is not before it",
+                    s.id()
+                );
             }
-            assert!(index.insert(s.id(), i).is_none(), "duplicate step {}", s.id());
+            assert!(
+                index.insert(s.id(), i).is_none(),
+                "duplicate step {}",
+                s.id()
+            );
         }
         Graph { steps, index }
     }
@@ -187,7 +217,11 @@ impl Graph {
                 want.extend(s.deps().iter().copied());
             }
         }
-        Ok(self.ids().into_iter().filter(|id| want.contains(id)).collect())
+        Ok(self
+            .ids()
+            .into_iter()
+            .filter(|id| want.contains(id))
+            .collect())
     }
 
     /// The steps downstream of `roots` (roots included).
@@ -220,7 +254,11 @@ impl Graph {
             if !retry.is_empty() {
                 all.extend(extra);
             }
-            selected = self.ids().into_iter().filter(|id| all.contains(id)).collect();
+            selected = self
+                .ids()
+                .into_iter()
+                .filter(|id| all.contains(id))
+                .collect();
         }
         let forced = self.downstream(retry);
         Ok(selected
@@ -256,7 +294,11 @@ impl Graph {
     pub fn dot(&self) -> String {
         let mut s = String::from("digraph keel {\n  rankdir=LR;\n");
         for st in &self.steps {
-            s.push_str(&format!("  \"{}\" [tooltip=\"{}\"];\n", st.id(), st.about()));
+            s.push_str(&format!(
+                "  \"{}\" [tooltip=\"{}\"];\n",
+                st.id(),
+                st.about()
+            ));
             for d in st.deps() {
                 s.push_str(&format!("  \"{d}\" -> \"{}\";\n", st.id()));
             }
@@ -273,11 +315,21 @@ pub mod tests {
     /// A step with no effects, for graph tests.
     pub struct Fake(pub &'static str, pub &'static [&'static str]);
     impl Step for Fake {
-        fn id(&self) -> &'static str { self.0 }
-        fn deps(&self) -> &'static [&'static str] { self.1 }
-        fn about(&self) -> &'static str { "fake" }
-        fn fingerprint(&self, _: &Ctx) -> String { String::new() }
-        fn run(&self, _: &Ctx, _: &mut Txn) -> StepResult { Ok(()) }
+        fn id(&self) -> &'static str {
+            self.0
+        }
+        fn deps(&self) -> &'static [&'static str] {
+            self.1
+        }
+        fn about(&self) -> &'static str {
+            "fake"
+        }
+        fn fingerprint(&self, _: &Ctx) -> String {
+            String::new()
+        }
+        fn run(&self, _: &Ctx, _: &mut Txn) -> StepResult {
+            Ok(())
+        }
     }
 
     fn g() -> Graph {
@@ -320,9 +372,17 @@ pub mod tests {
     #[test]
     fn completed_are_skipped_and_retry_invalidates_downstream() {
         let st = done(&["a", "b", "c", "d", "e"]);
-        assert!(plan(&st, &[], &[], &[]).iter().all(|(_, r)| *r == Reason::Completed));
+        assert!(
+            plan(&st, &[], &[], &[])
+                .iter()
+                .all(|(_, r)| *r == Reason::Completed)
+        );
         let p = plan(&st, &[], &["b"], &[]);
-        let forced: Vec<_> = p.iter().filter(|(_, r)| *r == Reason::Forced).map(|(i, _)| *i).collect();
+        let forced: Vec<_> = p
+            .iter()
+            .filter(|(_, r)| *r == Reason::Forced)
+            .map(|(i, _)| *i)
+            .collect();
         assert_eq!(forced, vec!["b", "d"]);
         // retrying a step that was not among the targets selects it
         let p = plan(&st, &["e"], &["b"], &[]);

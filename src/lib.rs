@@ -9,6 +9,7 @@ pub mod events;
 pub mod exec;
 pub mod graph;
 pub mod redact;
+pub mod render;
 pub mod retry;
 pub mod secrets;
 pub mod state;
@@ -37,7 +38,11 @@ pub struct Paths {
 
 impl Paths {
     pub fn from_env() -> Paths {
-        Paths { root: std::env::var_os("KEEL_ROOT").map(PathBuf::from).unwrap_or_else(|| "/".into()) }
+        Paths {
+            root: std::env::var_os("KEEL_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/".into()),
+        }
     }
     /// A host path under the root.
     pub fn host(&self, p: &str) -> PathBuf {
@@ -57,12 +62,28 @@ impl Paths {
 /// RFC 3339 UTC timestamp, second precision.
 pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default().split('.').next().unwrap_or_default().trim_end_matches('Z').to_string() + "Z"
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('Z')
+        .to_string()
+        + "Z"
 }
 
 fn run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{:04}{:02}{:02}T{:02}{:02}{:02}-{}", t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second(), std::process::id())
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}-{}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        std::process::id()
+    )
 }
 
 pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id: &str) -> Ctx {
@@ -72,9 +93,17 @@ pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id
         Some(d) => exec::Mode::Fake(d.into()),
         None => exec::Mode::Real,
     };
-    let secrets = secrets::Secrets { dir: paths.secrets_dir(), redactor: redactor.clone() };
+    let secrets = secrets::Secrets {
+        dir: paths.secrets_dir(),
+        redactor: redactor.clone(),
+    };
     secrets.load_all();
-    let exec = exec::Exec { mode, log_dir: paths.log_dir(), redactor: redactor.clone(), default_timeout: Duration::from_secs(cfg.timeouts.command_secs) };
+    let exec = exec::Exec {
+        mode,
+        log_dir: paths.log_dir(),
+        redactor: redactor.clone(),
+        default_timeout: Duration::from_secs(cfg.timeouts.command_secs),
+    };
     let events = events::Events::new(paths.events_file(), run_id.into(), redactor);
     Ctx {
         cfg,
@@ -83,7 +112,9 @@ pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id
         ui: ui::Ui::new(quiet),
         events,
         apt: Default::default(),
-        fail_after: std::env::var("KEEL_TEST_FAIL_AFTER").ok().filter(|s| !s.is_empty()),
+        fail_after: std::env::var("KEEL_TEST_FAIL_AFTER")
+            .ok()
+            .filter(|s| !s.is_empty()),
         ignore_preflight,
         paths,
     }
@@ -92,7 +123,12 @@ pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id
 /// Append one line per preflight run, so runs can be compared over time.
 pub fn record_preflight(ctx: &Ctx, results: &[checks::CheckResult]) {
     use std::io::Write;
-    let count = |l| results.iter().filter(|r| r.level == l && !r.ignored).count();
+    let count = |l| {
+        results
+            .iter()
+            .filter(|r| r.level == l && !r.ignored)
+            .count()
+    };
     let line = json!({
         "ts": now(),
         "passed": count(checks::Level::Ok),
@@ -102,7 +138,11 @@ pub fn record_preflight(ctx: &Ctx, results: &[checks::CheckResult]) {
     });
     let dir = ctx.paths.log_dir();
     let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("preflight.jsonl")) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("preflight.jsonl"))
+    {
         let _ = writeln!(f, "{}", ctx.exec.redactor.redact(&line.to_string()));
     }
 }
@@ -112,9 +152,16 @@ fn confirm(cli: &Cli, question: &str) -> Result<bool> {
         return Ok(true);
     }
     if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::usage(format!("{question}: no terminal to ask on"), "pass --yes to confirm in unattended use"));
+        return Err(Error::usage(
+            format!("{question}: no terminal to ask on"),
+            "pass --yes to confirm in unattended use",
+        ));
     }
-    dialoguer::Confirm::new().with_prompt(question).default(false).interact().map_err(|e| Error::Other(e.into()))
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .map_err(|e| Error::Other(e.into()))
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -126,19 +173,38 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Status => status(&cli),
         Command::Plan => plan(&cli),
-        Command::Preflight { ignore_preflight_errors } => {
+        Command::Preflight {
+            ignore_preflight_errors,
+        } => {
             let cfg = Config::load(&cli.config)?;
             let ctx = build_ctx(cfg, json_out, ignore_preflight_errors.clone(), &run_id());
-            let (results, blocking) = checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore_preflight_errors);
+            let (results, blocking) =
+                checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore_preflight_errors);
             record_preflight(&ctx, &results);
             if json_out {
-                println!("{}", json!({"ok": blocking.is_empty(), "blocking": blocking, "checks": results}));
+                println!(
+                    "{}",
+                    json!({"ok": blocking.is_empty(), "blocking": blocking, "checks": results})
+                );
             } else {
                 print!("{}", checks::render_table(&results));
             }
-            if blocking.is_empty() { Ok(()) } else { Err(Error::Preflight { failed: blocking.join(", ") }) }
+            if blocking.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Preflight {
+                    failed: blocking.join(", "),
+                })
+            }
         }
-        Command::Install { steps, retry_step, skip, dry_run, ignore_preflight_errors, rollback } => {
+        Command::Install {
+            steps,
+            retry_step,
+            skip,
+            dry_run,
+            ignore_preflight_errors,
+            rollback,
+        } => {
             let cfg = Config::load(&cli.config)?;
             let graph = steps::graph();
             let id = run_id();
@@ -163,16 +229,30 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 let ran = report.plan.iter().filter(|(_, r)| r.runs()).count();
                 match &report.failed {
-                    None => println!("keel: {} step(s) run, {} already done: all good", ran, report.plan.len() - ran),
+                    None => println!(
+                        "keel: {} step(s) run, {} already done: all good",
+                        ran,
+                        report.plan.len() - ran
+                    ),
                     Some((sid, e)) => {
                         println!("keel: step {sid} failed: {}", e.msg);
                         if !e.hint.is_empty() {
                             println!("  hint: {}", e.hint);
                         }
                         if !report.rolled_back.is_empty() {
-                            println!("  rolled back (data kept): {}", report.rolled_back.join(", "));
+                            println!(
+                                "  rolled back (data kept): {}",
+                                report.rolled_back.join(", ")
+                            );
                         }
-                        println!("  log: {}", ctx.paths.log_dir().join("steps").join(format!("{sid}.log")).display());
+                        println!(
+                            "  log: {}",
+                            ctx.paths
+                                .log_dir()
+                                .join("steps")
+                                .join(format!("{sid}.log"))
+                                .display()
+                        );
                         println!("  after fixing it: keel install --retry-step {sid}");
                     }
                 }
@@ -189,17 +269,37 @@ pub fn run(cli: Cli) -> Result<()> {
             let ctx = build_ctx(cfg, json_out, vec![], &id);
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;
-            if !confirm(&cli, "Undo everything keel set up (databases, secrets and the app directory are kept)?")? {
+            if !confirm(
+                &cli,
+                "Undo everything keel set up (databases, secrets and the app directory are kept)?",
+            )? {
                 return Err(Error::usage("rollback cancelled", "nothing was changed"));
             }
             let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id)?;
             if json_out {
                 println!("{}", json!({"rolled_back": done}));
             } else {
-                println!("keel: rolled back {} step(s): {}", done.len(), done.join(", "));
+                println!(
+                    "keel: rolled back {} step(s): {}",
+                    done.len(),
+                    done.join(", ")
+                );
             }
-            let failed: Vec<_> = st.steps.iter().filter(|(_, r)| r.status == Status::Failed).map(|(k, _)| k.clone()).collect();
-            if failed.is_empty() { Ok(()) } else { Err(Error::StepFailed { step: failed.join(","), msg: "could not be fully rolled back".into(), hint: "see keel status".into() }) }
+            let failed: Vec<_> = st
+                .steps
+                .iter()
+                .filter(|(_, r)| r.status == Status::Failed)
+                .map(|(k, _)| k.clone())
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::StepFailed {
+                    step: failed.join(","),
+                    msg: "could not be fully rolled back".into(),
+                    hint: "see keel status".into(),
+                })
+            }
         }
     }
 }
@@ -232,7 +332,11 @@ fn plan(cli: &Cli) -> Result<()> {
         Ok(cfg) => {
             let ctx = build_ctx(cfg, true, vec![], &run_id());
             let fp = |s: &dyn graph::Step| engine::fingerprint(&ctx, s);
-            graph.plan(&st, &[], &[], &[], &fp)?.into_iter().map(|(i, r)| (i, Some(r))).collect()
+            graph
+                .plan(&st, &[], &[], &[], &fp)?
+                .into_iter()
+                .map(|(i, r)| (i, Some(r)))
+                .collect()
         }
         Err(_) => graph.ids().into_iter().map(|i| (i, None)).collect(),
     };
@@ -249,7 +353,11 @@ fn plan(cli: &Cli) -> Result<()> {
     }
     for (i, (id, r)) in reasons.iter().enumerate() {
         let s = graph.get(id).expect("step");
-        let deps = if s.deps().is_empty() { "-".to_string() } else { s.deps().join(", ") };
+        let deps = if s.deps().is_empty() {
+            "-".to_string()
+        } else {
+            s.deps().join(", ")
+        };
         println!("{:>2}. {:<12} {:<48} after: {}", i + 1, id, s.about(), deps);
         if let Some(r) = r {
             println!("    {:<12} next install: {}", "", r.describe());
@@ -271,20 +379,56 @@ fn status(cli: &Cli) -> Result<()> {
                 json!({"id": id, "status": r.status, "attempts": r.attempts, "started_at": r.started_at, "finished_at": r.finished_at, "duration_ms": r.duration_ms, "last_error": r.last_error})
             })
             .collect();
-        println!("{}", json!({"state_file": cli.state_file, "run_in_progress": running, "last_run": st.last_run, "steps": steps}));
+        println!(
+            "{}",
+            json!({"state_file": cli.state_file, "run_in_progress": running, "last_run": st.last_run, "steps": steps})
+        );
         return Ok(());
     }
     if let Some(r) = &st.last_run {
-        println!("last run {} ({:?}) started {}{}", r.id, r.outcome, r.started_at, if running { ", still running" } else { "" });
+        println!(
+            "last run {} ({:?}) started {}{}",
+            r.id,
+            r.outcome,
+            r.started_at,
+            if running { ", still running" } else { "" }
+        );
     } else {
-        println!("keel has not run yet (state file {})", cli.state_file.display());
+        println!(
+            "keel has not run yet (state file {})",
+            cli.state_file.display()
+        );
     }
-    println!("{:<12} {:<12} {:>8} {:>9}  {:<21} {}", "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED", "LAST ERROR");
+    println!(
+        "{:<12} {:<12} {:>8} {:>9}  {:<21} {}",
+        "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED", "LAST ERROR"
+    );
     for id in graph.ids() {
         let r = st.step(id);
-        let dur = r.duration_ms.map(|d| engine::human(Duration::from_millis(d))).unwrap_or_else(|| "-".into());
-        let err = r.last_error.as_ref().map(|e| if e.hint.is_empty() { e.message.clone() } else { format!("{} (hint: {})", e.message, e.hint) }).unwrap_or_default();
-        println!("{:<12} {:<12} {:>8} {:>9}  {:<21} {}", id, r.status.as_str(), r.attempts, dur, r.finished_at.as_deref().unwrap_or("-"), err);
+        let dur = r
+            .duration_ms
+            .map(|d| engine::human(Duration::from_millis(d)))
+            .unwrap_or_else(|| "-".into());
+        let err = r
+            .last_error
+            .as_ref()
+            .map(|e| {
+                if e.hint.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{} (hint: {})", e.message, e.hint)
+                }
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<12} {:<12} {:>8} {:>9}  {:<21} {}",
+            id,
+            r.status.as_str(),
+            r.attempts,
+            dur,
+            r.finished_at.as_deref().unwrap_or("-"),
+            err
+        );
     }
     Ok(())
 }

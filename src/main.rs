@@ -6,7 +6,8 @@ fn main() {
     if let Err(e) = keel::run(cli) {
         let code = e.exit_code();
         if json {
-            let v = serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
+            let v =
+                serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
             println!("{v}");
         }
         eprintln!("keel: error: {e}");

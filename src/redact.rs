@@ -39,9 +39,17 @@ impl Redactor {
 /// Does this key name look like it holds a secret? (sosreport-style)
 pub fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "REQUIREPASS", "CREDENTIAL"]
-        .iter()
-        .any(|p| k.contains(p))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "REQUIREPASS",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
 }
 
 /// Mask `user:password@` in URLs.
@@ -79,7 +87,10 @@ mod tests {
         r.add("abcdef");
         r.add("abcdefghij");
         r.add("abc"); // too short, ignored
-        assert_eq!(r.redact("x abcdefghij y abcdef z abc"), format!("x {MASK} y {MASK} z abc"));
+        assert_eq!(
+            r.redact("x abcdefghij y abcdef z abc"),
+            format!("x {MASK} y {MASK} z abc")
+        );
     }
 
     #[test]
@@ -88,7 +99,10 @@ mod tests {
             mask_url_passwords("REDIS_URL=redis://:pw@127.0.0.1:6379/0 and postgres://u:p@h/db"),
             format!("REDIS_URL=redis://:{MASK}@127.0.0.1:6379/0 and postgres://u:{MASK}@h/db")
         );
-        assert_eq!(mask_url_passwords("http://example.com/a"), "http://example.com/a");
+        assert_eq!(
+            mask_url_passwords("http://example.com/a"),
+            "http://example.com/a"
+        );
     }
 
     #[test]

@@ -83,16 +83,38 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 12 (apt-get)"), Kind::Transient);
-        assert_eq!(classify("Temporary failure resolving 'deb.example'"), Kind::Transient);
-        assert_eq!(classify("E: Failed to fetch http://x/y 503"), Kind::Transient);
-        assert_eq!(classify("E: Unable to locate package nginxx"), Kind::Permanent);
-        assert_eq!(classify("nginx: [emerg] unknown directive"), Kind::Permanent);
+        assert_eq!(
+            classify(
+                "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 12 (apt-get)"
+            ),
+            Kind::Transient
+        );
+        assert_eq!(
+            classify("Temporary failure resolving 'deb.example'"),
+            Kind::Transient
+        );
+        assert_eq!(
+            classify("E: Failed to fetch http://x/y 503"),
+            Kind::Transient
+        );
+        assert_eq!(
+            classify("E: Unable to locate package nginxx"),
+            Kind::Permanent
+        );
+        assert_eq!(
+            classify("nginx: [emerg] unknown directive"),
+            Kind::Permanent
+        );
         assert_eq!(classify("something odd"), Kind::Permanent);
     }
 
     fn fast(attempts: u32) -> Retry {
-        Retry { attempts, initial_delay_ms: 1, max_delay_ms: 2, max_total_delay_ms: 1000 }
+        Retry {
+            attempts,
+            initial_delay_ms: 1,
+            max_delay_ms: 2,
+            max_total_delay_ms: 1000,
+        }
     }
 
     #[test]
@@ -103,7 +125,11 @@ mod tests {
             &fast(5),
             || {
                 calls.set(calls.get() + 1);
-                if calls.get() < 3 { Err("connection timed out") } else { Ok(7) }
+                if calls.get() < 3 {
+                    Err("connection timed out")
+                } else {
+                    Ok(7)
+                }
             },
             |e| classify(e) == Kind::Transient,
             |_, _| notes.set(notes.get() + 1),
@@ -116,11 +142,27 @@ mod tests {
     #[test]
     fn permanent_fails_at_once_and_attempts_are_bounded() {
         let calls = Cell::new(0);
-        let r: Result<(), &str> = retry(&fast(5), || { calls.set(calls.get() + 1); Err("unable to locate package x") }, |e| classify(e) == Kind::Transient, |_, _| {});
+        let r: Result<(), &str> = retry(
+            &fast(5),
+            || {
+                calls.set(calls.get() + 1);
+                Err("unable to locate package x")
+            },
+            |e| classify(e) == Kind::Transient,
+            |_, _| {},
+        );
         assert!(r.is_err());
         assert_eq!(calls.get(), 1);
         calls.set(0);
-        let r: Result<(), &str> = retry(&fast(3), || { calls.set(calls.get() + 1); Err("connection refused") }, |e| classify(e) == Kind::Transient, |_, _| {});
+        let r: Result<(), &str> = retry(
+            &fast(3),
+            || {
+                calls.set(calls.get() + 1);
+                Err("connection refused")
+            },
+            |e| classify(e) == Kind::Transient,
+            |_, _| {},
+        );
         assert!(r.is_err());
         assert_eq!(calls.get(), 3);
     }

@@ -14,7 +14,9 @@ pub struct Secrets {
 /// `n` random bytes from the OS, url-safe base64 without padding (safe inside URLs).
 pub fn random_token(n: usize) -> String {
     let mut buf = vec![0u8; n];
-    rand::rngs::OsRng.try_fill_bytes(&mut buf).expect("OS random source");
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut buf)
+        .expect("OS random source");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -80,11 +82,20 @@ mod tests {
     #[test]
     fn generated_once_stored_0600_and_reused() {
         let d = tempfile::tempdir().unwrap();
-        let s = Secrets { dir: d.path().join("secrets"), redactor: Redactor::default() };
+        let s = Secrets {
+            dir: d.path().join("secrets"),
+            redactor: Redactor::default(),
+        };
         let a = s.get_or_create("postgres_password").unwrap();
         assert!(a.len() >= 40);
         assert_eq!(s.get_or_create("postgres_password").unwrap(), a);
-        assert_eq!(std::fs::metadata(s.path("postgres_password")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(s.path("postgres_password"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::metadata(&s.dir).unwrap().mode() & 0o777, 0o700);
         assert_eq!(s.redactor.redact(&a), crate::redact::MASK);
         assert_ne!(s.get_or_create("redis_password").unwrap(), a);
@@ -93,7 +104,10 @@ mod tests {
     #[test]
     fn tokens_are_url_safe_and_distinct() {
         let a = random_token(32);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(a, random_token(32));
     }
 }

@@ -157,7 +157,9 @@ impl State {
         serde_json::from_value(v).map_err(|e| Error::State {
             file: path.into(),
             msg: format!("does not match the state schema ({e})"),
-            hint: "the file was left as it is; see state/schema.json, or move it aside to start over".into(),
+            hint:
+                "the file was left as it is; see state/schema.json, or move it aside to start over"
+                    .into(),
         })
     }
 
@@ -175,7 +177,9 @@ impl State {
         let mut json = serde_json::to_vec_pretty(self).map_err(anyhow::Error::from)?;
         json.push(b'\n');
         tmp.write_all(&json).map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
         File::open(dir)
             .and_then(|d| d.sync_all())

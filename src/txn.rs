@@ -54,12 +54,18 @@ fn restore(path: &Path, b: &Backup) -> std::io::Result<()> {
 
 /// Write through a temp file in the same directory, with mode and owner set before the
 /// rename, so no reader ever sees a partial file or a secret with loose permissions.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".keel.").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     if let Some((u, g)) = owner {
         std::os::unix::fs::chown(tmp.path(), Some(u), Some(g))?;
     }
@@ -80,7 +86,13 @@ impl Txn {
 
     /// Write `bytes` to `path` unless it already holds exactly that (with that mode/owner).
     /// Returns whether anything changed.
-    pub fn write(&mut self, path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<bool> {
+    pub fn write(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> std::io::Result<bool> {
         let old = backup_of(path);
         if let Some(b) = &old {
             let same_owner = owner.is_none_or(|(u, g)| (b.uid, b.gid) == (u, g));
@@ -95,14 +107,19 @@ impl Txn {
     }
 
     pub fn remove(&mut self, path: &Path) -> std::io::Result<bool> {
-        let Ok(md) = std::fs::symlink_metadata(path) else { return Ok(false) };
+        let Ok(md) = std::fs::symlink_metadata(path) else {
+            return Ok(false);
+        };
         if md.file_type().is_symlink() {
             let target = std::fs::read_link(path)?;
             std::fs::remove_file(path)?;
-            self.journal.push(Change::RemovedLink(path.to_path_buf(), target));
+            self.journal
+                .push(Change::RemovedLink(path.to_path_buf(), target));
             return Ok(true);
         }
-        let b = backup_of(path).ok_or_else(|| std::io::Error::other(format!("{} is not a regular file", path.display())))?;
+        let b = backup_of(path).ok_or_else(|| {
+            std::io::Error::other(format!("{} is not a regular file", path.display()))
+        })?;
         std::fs::remove_file(path)?;
         self.journal.push(Change::Removed(path.to_path_buf(), b));
         Ok(true)
@@ -115,7 +132,10 @@ impl Txn {
         }
         if std::fs::symlink_metadata(link).is_ok() {
             if old.is_none() {
-                return Err(std::io::Error::other(format!("{} exists and is not a symlink", link.display())));
+                return Err(std::io::Error::other(format!(
+                    "{} exists and is not a symlink",
+                    link.display()
+                )));
             }
             std::fs::remove_file(link)?;
         }
@@ -160,21 +180,31 @@ impl Txn {
         let mut reapply = vec![];
         while let Some(c) = self.journal.pop() {
             let r: Result<(), String> = match &c {
-                Change::Wrote(p, None) => std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display())),
-                Change::Wrote(p, Some(b)) | Change::Removed(p, b) => restore(p, b).map_err(|e| format!("{}: {e}", p.display())),
+                Change::Wrote(p, None) => {
+                    std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))
+                }
+                Change::Wrote(p, Some(b)) | Change::Removed(p, b) => {
+                    restore(p, b).map_err(|e| format!("{}: {e}", p.display()))
+                }
                 Change::Linked(p, old) => std::fs::remove_file(p)
                     .and_then(|_| match old {
                         Some(t) => std::os::unix::fs::symlink(t, p),
                         None => Ok(()),
                     })
                     .map_err(|e| format!("{}: {e}", p.display())),
-                Change::RemovedLink(p, t) => std::os::unix::fs::symlink(t, p).map_err(|e| format!("{}: {e}", p.display())),
+                Change::RemovedLink(p, t) => {
+                    std::os::unix::fs::symlink(t, p).map_err(|e| format!("{}: {e}", p.display()))
+                }
                 Change::DirCreated(p) => match std::fs::remove_dir(p) {
                     // Something else put files there since: keep it.
                     Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
                     r => r.map_err(|e| format!("{}: {e}", p.display())),
                 },
-                Change::Undo(cmd) => ctx.exec.run(step, cmd).map(|_| ()).map_err(|e| e.to_string()),
+                Change::Undo(cmd) => ctx
+                    .exec
+                    .run(step, cmd)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 Change::Reapply(a, u) => {
                     reapply.push((*a, u.clone()));
                     Ok(())

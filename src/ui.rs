@@ -31,7 +31,10 @@ impl Ui {
     pub fn start_overall(&mut self, total: u64) {
         if let Some(m) = &self.multi {
             let pb = m.add(ProgressBar::new(total));
-            pb.set_style(ProgressStyle::with_template("keel [{pos}/{len}] {elapsed} {msg}").expect("template"));
+            pb.set_style(
+                ProgressStyle::with_template("keel [{pos}/{len}] {elapsed} {msg}")
+                    .expect("template"),
+            );
             self.overall = Some(pb);
         }
     }
@@ -49,7 +52,10 @@ impl Ui {
         match &self.multi {
             Some(m) => {
                 let pb = m.insert_from_back(1, ProgressBar::new_spinner());
-                pb.set_style(ProgressStyle::with_template("  {spinner} {prefix:<12} {elapsed:>4} {msg}").expect("template"));
+                pb.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix:<12} {elapsed:>4} {msg}")
+                        .expect("template"),
+                );
                 pb.set_prefix(id.to_string());
                 pb.set_message(what.to_string());
                 pb.enable_steady_tick(Duration::from_millis(120));
@@ -71,7 +77,9 @@ impl Ui {
         match bar {
             Some(pb) => {
                 let mark = if ok { "✓" } else { "✗" };
-                pb.set_style(ProgressStyle::with_template("  {prefix:<14} {msg}").expect("template"));
+                pb.set_style(
+                    ProgressStyle::with_template("  {prefix:<14} {msg}").expect("template"),
+                );
                 pb.set_prefix(format!("{mark} {id}"));
                 pb.finish_with_message(msg.to_string());
                 if let Some(o) = &self.overall {

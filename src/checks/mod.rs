@@ -41,7 +41,10 @@ pub type CheckFn<'a> = Box<dyn FnOnce() -> (Level, String, String) + Send + 'a>;
 /// Run checks in parallel; a check that does not answer within `timeout` is reported as an
 /// error ("timed out") and the others still report. The hung thread is left behind (detached)
 /// because it may be blocked in a syscall we cannot cancel.
-pub fn run_parallel(checks: Vec<(String, CheckFn<'static>)>, timeout: Duration) -> Vec<CheckResult> {
+pub fn run_parallel(
+    checks: Vec<(String, CheckFn<'static>)>,
+    timeout: Duration,
+) -> Vec<CheckResult> {
     let (tx, rx) = std::sync::mpsc::channel();
     let names: Vec<String> = checks.iter().map(|(n, _)| n.clone()).collect();
     let start = Instant::now();
@@ -59,7 +62,14 @@ pub fn run_parallel(checks: Vec<(String, CheckFn<'static>)>, timeout: Duration) 
         let left = timeout.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
             Ok((i, (level, message, hint), d)) => {
-                results[i] = Some(CheckResult { name: names[i].clone(), level, message, hint, duration_ms: d.as_millis() as u64, ignored: false });
+                results[i] = Some(CheckResult {
+                    name: names[i].clone(),
+                    level,
+                    message,
+                    hint,
+                    duration_ms: d.as_millis() as u64,
+                    ignored: false,
+                });
             }
             Err(_) => break,
         }
@@ -81,7 +91,12 @@ pub fn run_parallel(checks: Vec<(String, CheckFn<'static>)>, timeout: Duration) 
 }
 
 pub fn render_table(results: &[CheckResult]) -> String {
-    let w = results.iter().map(|r| r.name.len()).max().unwrap_or(4).max(5);
+    let w = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(5);
     let mut s = String::new();
     for r in results {
         let lvl = match (r.level, r.ignored) {
@@ -90,9 +105,15 @@ pub fn render_table(results: &[CheckResult]) -> String {
             (Level::Error, true) => "ignored",
             (Level::Error, false) => "ERROR",
         };
-        s.push_str(&format!("{:<w$}  {:<7}  {:>6}ms  {}\n", r.name, lvl, r.duration_ms, r.message));
+        s.push_str(&format!(
+            "{:<w$}  {:<7}  {:>6}ms  {}\n",
+            r.name, lvl, r.duration_ms, r.message
+        ));
         if !r.hint.is_empty() && r.level != Level::Ok {
-            s.push_str(&format!("{:<w$}  {:<7}  {:>6}    hint: {}\n", "", "", "", r.hint));
+            s.push_str(&format!(
+                "{:<w$}  {:<7}  {:>6}    hint: {}\n",
+                "", "", "", r.hint
+            ));
         }
     }
     s
@@ -106,7 +127,13 @@ mod tests {
     fn hung_check_is_cut_and_others_report() {
         let checks: Vec<(String, CheckFn<'static>)> = vec![
             ("fast".into(), Box::new(|| ok("fine"))),
-            ("hangs".into(), Box::new(|| { std::thread::sleep(Duration::from_secs(30)); ok("never") })),
+            (
+                "hangs".into(),
+                Box::new(|| {
+                    std::thread::sleep(Duration::from_secs(30));
+                    ok("never")
+                }),
+            ),
             ("bad".into(), Box::new(|| error("broken", "fix it"))),
         ];
         let t = Instant::now();

@@ -7,7 +7,18 @@ use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const NAMES: &[&str] = &["root", "os", "cpu", "memory", "disk", "ports", "hostname", "dns", "mirror", "disk-writable"];
+pub const NAMES: &[&str] = &[
+    "root",
+    "os",
+    "cpu",
+    "memory",
+    "disk",
+    "ports",
+    "hostname",
+    "dns",
+    "mirror",
+    "disk-writable",
+];
 
 /// Which process names are "ours" on each port: finding them there is expected on re-runs.
 fn expected_owner(port_key: &str) -> &'static [&'static str] {
@@ -22,88 +33,191 @@ fn expected_owner(port_key: &str) -> &'static [&'static str] {
 pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
     let root: PathBuf = root.to_path_buf();
     let pf = cfg.preflight.clone();
-    let ports = vec![("nginx", cfg.nginx.port), ("postgres", cfg.postgres.port), ("redis", cfg.redis.port)];
+    let ports = vec![
+        ("nginx", cfg.nginx.port),
+        ("postgres", cfg.postgres.port),
+        ("redis", cfg.redis.port),
+    ];
     let base = cfg.base_dir();
     let mut v: Vec<(String, CheckFn<'static>)> = vec![];
-    v.push(("root".into(), Box::new(|| {
-        // SAFETY: plain syscall.
-        if unsafe { libc::geteuid() } == 0 { ok("running as root") } else { error("not running as root", "run keel as root (sudo keel ...)") }
-    })));
+    v.push((
+        "root".into(),
+        Box::new(|| {
+            // SAFETY: plain syscall.
+            if unsafe { libc::geteuid() } == 0 {
+                ok("running as root")
+            } else {
+                error("not running as root", "run keel as root (sudo keel ...)")
+            }
+        }),
+    ));
     let r = root.clone();
-    v.push(("os".into(), Box::new(move || os_check(&system::os_release(&r)))));
+    v.push((
+        "os".into(),
+        Box::new(move || os_check(&system::os_release(&r))),
+    ));
     let min_cpus = pf.min_cpus;
-    v.push(("cpu".into(), Box::new(move || {
-        let n = system::cpus();
-        if n >= min_cpus { ok(format!("{n} CPU(s)")) } else { error(format!("{n} CPU(s), {min_cpus} needed"), "use a bigger machine or lower preflight.min_cpus") }
-    })));
+    v.push((
+        "cpu".into(),
+        Box::new(move || {
+            let n = system::cpus();
+            if n >= min_cpus {
+                ok(format!("{n} CPU(s)"))
+            } else {
+                error(
+                    format!("{n} CPU(s), {min_cpus} needed"),
+                    "use a bigger machine or lower preflight.min_cpus",
+                )
+            }
+        }),
+    ));
     let min_mem = pf.min_memory_mb;
-    v.push(("memory".into(), Box::new(move || {
-        let m = system::mem_total_mb();
-        if m >= min_mem { ok(format!("{m} MB RAM")) } else { error(format!("{m} MB RAM, {min_mem} MB needed"), "use a bigger machine, add swap, or lower preflight.min_memory_mb") }
-    })));
+    v.push((
+        "memory".into(),
+        Box::new(move || {
+            let m = system::mem_total_mb();
+            if m >= min_mem {
+                ok(format!("{m} MB RAM"))
+            } else {
+                error(
+                    format!("{m} MB RAM, {min_mem} MB needed"),
+                    "use a bigger machine, add swap, or lower preflight.min_memory_mb",
+                )
+            }
+        }),
+    ));
     let min_disk = pf.min_disk_mb;
     let r = root.clone();
-    v.push(("disk".into(), Box::new(move || {
-        let mut worst: Option<(String, u64)> = None;
-        for p in ["var", "opt"] {
-            if let Some(mb) = system::disk_free_mb(&r.join(p)) {
-                if worst.as_ref().is_none_or(|w| mb < w.1) { worst = Some((format!("/{p}"), mb)); }
+    v.push((
+        "disk".into(),
+        Box::new(move || {
+            let mut worst: Option<(String, u64)> = None;
+            for p in ["var", "opt"] {
+                if let Some(mb) = system::disk_free_mb(&r.join(p)) {
+                    if worst.as_ref().is_none_or(|w| mb < w.1) {
+                        worst = Some((format!("/{p}"), mb));
+                    }
+                }
             }
-        }
-        match worst {
-            Some((p, mb)) if mb < min_disk => error(format!("{mb} MB free on {p}, {min_disk} MB needed"), "free some space or grow the disk (apt-get clean helps)"),
-            Some((p, mb)) => ok(format!("{mb} MB free on {p}")),
-            None => warn("could not measure free space", "check df -h"),
-        }
-    })));
+            match worst {
+                Some((p, mb)) if mb < min_disk => error(
+                    format!("{mb} MB free on {p}, {min_disk} MB needed"),
+                    "free some space or grow the disk (apt-get clean helps)",
+                ),
+                Some((p, mb)) => ok(format!("{mb} MB free on {p}")),
+                None => warn("could not measure free space", "check df -h"),
+            }
+        }),
+    ));
     v.push(("ports".into(), Box::new(move || ports_check(&ports))));
-    v.push(("hostname".into(), Box::new(|| {
-        let h = system::hostname();
-        if system::valid_hostname(&h) { ok(format!("{h:?} is valid")) } else { error(format!("hostname {h:?} is not a valid DNS name"), "set one with hostnamectl set-hostname NAME") }
-    })));
+    v.push((
+        "hostname".into(),
+        Box::new(|| {
+            let h = system::hostname();
+            if system::valid_hostname(&h) {
+                ok(format!("{h:?} is valid"))
+            } else {
+                error(
+                    format!("hostname {h:?} is not a valid DNS name"),
+                    "set one with hostnamectl set-hostname NAME",
+                )
+            }
+        }),
+    ));
     let mirrors = system::apt_mirrors(&root);
     let m2 = mirrors.clone();
-    v.push(("dns".into(), Box::new(move || {
-        let Some((_, host, port)) = m2.first() else { return warn("no apt mirror configured to resolve", "check /etc/apt/sources.list(.d)") };
-        match (host.as_str(), *port).to_socket_addrs() {
-            Ok(a) if a.len() > 0 => ok(format!("{host} resolves")),
-            Ok(_) => error(format!("{host} has no address"), "check /etc/resolv.conf"),
-            Err(e) => error(format!("cannot resolve {host}: {e}"), "check /etc/resolv.conf and the network"),
-        }
-    })));
-    v.push(("mirror".into(), Box::new(move || {
-        let Some((_, host, port)) = mirrors.first() else { return warn("no apt mirror configured", "check /etc/apt/sources.list(.d)") };
-        let addrs: Vec<_> = (host.as_str(), *port).to_socket_addrs().map(|a| a.collect()).unwrap_or_default();
-        for a in &addrs {
-            if std::net::TcpStream::connect_timeout(a, Duration::from_secs(3)).is_ok() {
-                return ok(format!("{host}:{port} reachable"));
+    v.push((
+        "dns".into(),
+        Box::new(move || {
+            let Some((_, host, port)) = m2.first() else {
+                return warn(
+                    "no apt mirror configured to resolve",
+                    "check /etc/apt/sources.list(.d)",
+                );
+            };
+            match (host.as_str(), *port).to_socket_addrs() {
+                Ok(a) if a.len() > 0 => ok(format!("{host} resolves")),
+                Ok(_) => error(format!("{host} has no address"), "check /etc/resolv.conf"),
+                Err(e) => error(
+                    format!("cannot resolve {host}: {e}"),
+                    "check /etc/resolv.conf and the network",
+                ),
             }
-        }
-        error(format!("package mirror {host}:{port} is not reachable"), "check the network, a proxy, or the mirror in /etc/apt/sources.list(.d)")
-    })));
-    v.push(("disk-writable".into(), Box::new(move || {
-        for d in [root.join("var/lib"), root.join("etc"), base.parent().map(|p| root.join(p.strip_prefix("/").unwrap_or(p))).unwrap_or(root.clone())] {
-            if !d.exists() { continue; }
-            if let Err(e) = tempfile::tempfile_in(&d) {
-                return error(format!("{} is not writable: {e}", d.display()), "remount the filesystem read-write or free inodes");
+        }),
+    ));
+    v.push((
+        "mirror".into(),
+        Box::new(move || {
+            let Some((_, host, port)) = mirrors.first() else {
+                return warn(
+                    "no apt mirror configured",
+                    "check /etc/apt/sources.list(.d)",
+                );
+            };
+            let addrs: Vec<_> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map(|a| a.collect())
+                .unwrap_or_default();
+            for a in &addrs {
+                if std::net::TcpStream::connect_timeout(a, Duration::from_secs(3)).is_ok() {
+                    return ok(format!("{host}:{port} reachable"));
+                }
             }
-        }
-        ok("/etc, /var/lib and the base dir's parent are writable")
-    })));
+            error(
+                format!("package mirror {host}:{port} is not reachable"),
+                "check the network, a proxy, or the mirror in /etc/apt/sources.list(.d)",
+            )
+        }),
+    ));
+    v.push((
+        "disk-writable".into(),
+        Box::new(move || {
+            for d in [
+                root.join("var/lib"),
+                root.join("etc"),
+                base.parent()
+                    .map(|p| root.join(p.strip_prefix("/").unwrap_or(p)))
+                    .unwrap_or(root.clone()),
+            ] {
+                if !d.exists() {
+                    continue;
+                }
+                if let Err(e) = tempfile::tempfile_in(&d) {
+                    return error(
+                        format!("{} is not writable: {e}", d.display()),
+                        "remount the filesystem read-write or free inodes",
+                    );
+                }
+            }
+            ok("/etc, /var/lib and the base dir's parent are writable")
+        }),
+    ));
     v
 }
 
 fn os_check(os: &std::collections::HashMap<String, String>) -> (Level, String, String) {
     let id = os.get("ID").map(String::as_str).unwrap_or("");
     let ver = os.get("VERSION_ID").map(String::as_str).unwrap_or("");
-    let pretty = os.get("PRETTY_NAME").cloned().unwrap_or_else(|| format!("{id} {ver}"));
-    let supported = matches!((id, ver), ("debian", "12") | ("debian", "13") | ("ubuntu", "22.04") | ("ubuntu", "24.04"));
+    let pretty = os
+        .get("PRETTY_NAME")
+        .cloned()
+        .unwrap_or_else(|| format!("{id} {ver}"));
+    let supported = matches!(
+        (id, ver),
+        ("debian", "12") | ("debian", "13") | ("ubuntu", "22.04") | ("ubuntu", "24.04")
+    );
     if supported {
         ok(pretty)
     } else if id.is_empty() {
-        error("cannot read /etc/os-release", "keel supports Debian 12/13 and Ubuntu 22.04/24.04")
+        error(
+            "cannot read /etc/os-release",
+            "keel supports Debian 12/13 and Ubuntu 22.04/24.04",
+        )
     } else {
-        error(format!("{pretty} is not supported"), "use Debian 12/13 or Ubuntu 22.04/24.04, or --ignore-preflight-errors os at your own risk")
+        error(
+            format!("{pretty} is not supported"),
+            "use Debian 12/13 or Ubuntu 22.04/24.04, or --ignore-preflight-errors os at your own risk",
+        )
     }
 }
 
@@ -117,17 +231,30 @@ fn ports_check(ports: &[(&'static str, u16)]) -> (Level, String, String) {
             continue;
         }
         let expected = expected_owner(svc);
-        let names: Vec<String> = users.iter().map(|(_, o)| o.as_ref().map(|o| o.1.clone()).unwrap_or_else(|| "?".into())).collect();
+        let names: Vec<String> = users
+            .iter()
+            .map(|(_, o)| {
+                o.as_ref()
+                    .map(|o| o.1.clone())
+                    .unwrap_or_else(|| "?".into())
+            })
+            .collect();
         if names.iter().all(|n| expected.contains(&n.as_str())) {
             notes.push(format!("{port} served by {}", names[0]));
         } else {
-            foreign.push(format!("{port} is taken by {} (expected {svc} or free)", names.join("/")));
+            foreign.push(format!(
+                "{port} is taken by {} (expected {svc} or free)",
+                names.join("/")
+            ));
         }
     }
     if foreign.is_empty() {
         ok(notes.join(", "))
     } else {
-        warn(foreign.join("; "), "stop the program holding the port, or change the port in keel.toml")
+        warn(
+            foreign.join("; "),
+            "stop the program holding the port, or change the port in keel.toml",
+        )
     }
 }
 
@@ -154,7 +281,14 @@ mod tests {
 
     #[test]
     fn os_support() {
-        let m = |id: &str, v: &str| [("ID".to_string(), id.to_string()), ("VERSION_ID".to_string(), v.to_string())].into_iter().collect();
+        let m = |id: &str, v: &str| {
+            [
+                ("ID".to_string(), id.to_string()),
+                ("VERSION_ID".to_string(), v.to_string()),
+            ]
+            .into_iter()
+            .collect()
+        };
         assert_eq!(os_check(&m("debian", "12")).0, Level::Ok);
         assert_eq!(os_check(&m("ubuntu", "24.04")).0, Level::Ok);
         let r = os_check(&m("centos", "9"));

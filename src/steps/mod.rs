@@ -1,10 +1,98 @@
-//! The steps, one file each, and the graph they form.
-use crate::graph::{Graph, Step};
+//! The steps, one file each, the graph they form, and helpers they share.
+use crate::exec::{Cmd, Output};
+use crate::graph::{Ctx, Graph, Step, StepError, StepResult};
+use crate::txn::Txn;
 
+pub mod nginx;
 pub mod packages;
+pub mod postgres;
 pub mod preflight;
+pub mod redis;
+pub mod secrets;
+pub mod system_user;
 
 pub fn graph() -> Graph {
-    let steps: Vec<Box<dyn Step>> = vec![Box::new(preflight::Preflight), Box::new(packages::Packages)];
+    let steps: Vec<Box<dyn Step>> = vec![
+        Box::new(preflight::Preflight),
+        Box::new(packages::Packages),
+        Box::new(system_user::SystemUser),
+        Box::new(secrets::SecretsStep),
+        Box::new(postgres::Postgres),
+        Box::new(redis::Redis),
+        Box::new(nginx::Nginx),
+    ];
     Graph::new(steps)
+}
+
+pub fn systemctl(ctx: &Ctx, step: &str, args: &[&str]) -> StepResult<Output> {
+    ctx.run(step, &Cmd::new("systemctl").args(args.iter().copied()))
+}
+
+pub fn is_active(ctx: &Ctx, step: &str, unit: &str) -> bool {
+    ctx.exec
+        .probe(
+            step,
+            &Cmd::new("systemctl").args(["is-active", "--quiet", unit]),
+        )
+        .map(|o| o.code == 0)
+        .unwrap_or(false)
+}
+
+/// Start and enable `unit` if it is not running; a unit this step started is stopped again
+/// if the step rolls back.
+pub fn ensure_running(ctx: &Ctx, step: &str, unit: &str, tx: &mut Txn) -> StepResult {
+    if !is_active(ctx, step, unit) {
+        systemctl(ctx, step, &["enable", "--now", unit])?;
+        tx.on_rollback(Cmd::new("systemctl").args(["stop", unit]));
+    }
+    Ok(())
+}
+
+/// Restart (or reload) after a config change; rollback does it again with the old config.
+pub fn apply(ctx: &Ctx, step: &str, action: &'static str, unit: &str, tx: &mut Txn) -> StepResult {
+    tx.reapply(action, unit);
+    systemctl(ctx, step, &[action, unit]).map(|_| ())
+}
+
+pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
+    if is_active(ctx, step, unit) {
+        return Ok(());
+    }
+    Err(StepError::transient(
+        format!("unit {unit} is not active"),
+        format!("see journalctl -u {unit} -n 50"),
+    ))
+}
+
+/// Every listener on `port` is on loopback (and there is at least one).
+pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult {
+    if ctx.is_fake() {
+        return Ok(());
+    }
+    let l: Vec<_> = crate::system::listeners()
+        .into_iter()
+        .filter(|l| l.port == port)
+        .collect();
+    if l.is_empty() {
+        return Err(StepError::transient(
+            format!("{what}: nothing listens on port {port}"),
+            format!("see journalctl -u {what}"),
+        ));
+    }
+    if let Some(x) = l.iter().find(|l| !crate::system::is_loopback(&l.addr)) {
+        return Err(StepError::permanent(
+            format!("{what} listens on {}:{port}, not only on loopback", x.addr),
+            "keel binds it to 127.0.0.1/::1; check for other config overriding the bind address",
+        ));
+    }
+    Ok(())
+}
+
+/// Owner ids for a system user, if it exists (packages create postgres, redis, www-data).
+pub fn owner(ctx: &Ctx, user: &str) -> Option<(u32, u32)> {
+    crate::system::user_ids(&ctx.paths.root, user)
+}
+
+pub fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> StepError + '_ {
+    move |e| StepError::permanent(format!("{}: {e}", path.display()), "")
 }

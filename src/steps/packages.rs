@@ -17,28 +17,56 @@ pub fn wait_for_dpkg_lock(ctx: &Ctx, step: &str) -> StepResult {
     while let Some((pid, cmd)) = system::dpkg_lock_holder(&ctx.paths.root) {
         if start.elapsed() >= bound {
             return Err(StepError::permanent(
-                format!("the dpkg lock is still held by pid {pid} ({cmd}) after {}s", bound.as_secs()),
+                format!(
+                    "the dpkg lock is still held by pid {pid} ({cmd}) after {}s",
+                    bound.as_secs()
+                ),
                 "wait for that process to finish (cloud-init / unattended-upgrades at first boot) and re-run, or raise timeouts.dpkg_lock_secs",
             ));
         }
         if last_note.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            let msg = format!("waiting for the dpkg lock held by pid {pid} ({cmd}), {}s so far", start.elapsed().as_secs());
+            let msg = format!(
+                "waiting for the dpkg lock held by pid {pid} ({cmd}), {}s so far",
+                start.elapsed().as_secs()
+            );
             ctx.ui.step_note(step, &msg);
-            ctx.events.emit("dpkg-lock-wait", Some(step), serde_json::json!({"holder_pid": pid, "holder": cmd}));
+            ctx.events.emit(
+                "dpkg-lock-wait",
+                Some(step),
+                serde_json::json!({"holder_pid": pid, "holder": cmd}),
+            );
             last_note = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     if system::dpkg_interrupted(&ctx.paths.root) {
-        ctx.ui.step_note(step, "dpkg was interrupted earlier: running dpkg --configure -a");
-        ctx.run(step, &Cmd::new("dpkg").args(["--configure", "-a"]).env("DEBIAN_FRONTEND", "noninteractive").timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)))?;
+        ctx.ui.step_note(
+            step,
+            "dpkg was interrupted earlier: running dpkg --configure -a",
+        );
+        ctx.run(
+            step,
+            &Cmd::new("dpkg")
+                .args(["--configure", "-a"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
+        )?;
     }
     Ok(())
 }
 
 pub fn apt_get(ctx: &Ctx, args: &[&str]) -> Cmd {
     Cmd::new("apt-get")
-        .args(["-y", "-q", "-o", "DPkg::Lock::Timeout=120", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
+        .args([
+            "-y",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=120",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+        ])
         .args(args.iter().copied())
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("NEEDRESTART_MODE", "a")
@@ -50,21 +78,34 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     wait_for_dpkg_lock(ctx, step)?;
     ctx.ui.step_note(step, "apt-get update");
     ctx.run(step, &apt_get(ctx, &["update"]))?;
-    ctx.ui.step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
+    ctx.ui
+        .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
     let mut args = vec!["install"];
     args.extend(pkgs.iter().map(String::as_str));
     match ctx.exec.run(step, &apt_get(ctx, &args)) {
         Ok(_) => Ok(()),
         Err(e) if e.stderr_tail.contains("dpkg was interrupted") => {
-            ctx.run(step, &Cmd::new("dpkg").args(["--configure", "-a"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-            Err(StepError::transient(e.to_string(), "dpkg was repaired; retrying"))
+            ctx.run(
+                step,
+                &Cmd::new("dpkg")
+                    .args(["--configure", "-a"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            Err(StepError::transient(
+                e.to_string(),
+                "dpkg was repaired; retrying",
+            ))
         }
         Err(e) => {
             let mut err = StepError::from(e);
-            if err.msg.contains("Unable to locate package") || err.msg.contains("no installation candidate") {
+            if err.msg.contains("Unable to locate package")
+                || err.msg.contains("no installation candidate")
+            {
                 err.hint = "check the package names in [packages] install of keel.toml".into();
             } else if err.kind == crate::retry::Kind::Transient {
-                err.hint = "a network or lock problem; keel retried it. Check the mirror and re-run".into();
+                err.hint =
+                    "a network or lock problem; keel retried it. Check the mirror and re-run"
+                        .into();
             }
             Err(err)
         }
@@ -73,13 +114,23 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
 
 /// Packages not installed (dpkg state other than "ii").
 pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>> {
-    let out = ctx.exec.probe(step, &Cmd::new("dpkg-query").args(["-W", "-f", "${Package} ${db:Status-Abbrev}\\n"]).args(pkgs.iter().cloned()))?;
+    let out = ctx.exec.probe(
+        step,
+        &Cmd::new("dpkg-query")
+            .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\\n"])
+            .args(pkgs.iter().cloned()),
+    )?;
     Ok(pkgs
         .iter()
-        .filter(|p| !out.stdout.lines().any(|l| {
-            let mut f = l.split_whitespace();
-            f.next().map(|n| n.split(':').next() == Some(p.as_str())).unwrap_or(false) && f.next() == Some("ii")
-        }))
+        .filter(|p| {
+            !out.stdout.lines().any(|l| {
+                let mut f = l.split_whitespace();
+                f.next()
+                    .map(|n| n.split(':').next() == Some(p.as_str()))
+                    .unwrap_or(false)
+                    && f.next() == Some("ii")
+            })
+        })
         .cloned()
         .collect())
 }
@@ -114,7 +165,10 @@ impl Step for Packages {
         if m.is_empty() {
             Ok(())
         } else {
-            Err(StepError::permanent(format!("not installed after apt-get: {}", m.join(", ")), "see /var/log/keel/steps/packages.log"))
+            Err(StepError::permanent(
+                format!("not installed after apt-get: {}", m.join(", ")),
+                "see /var/log/keel/steps/packages.log",
+            ))
         }
     }
     // Installed packages are kept on rollback: removing them could take other software with them.

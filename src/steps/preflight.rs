@@ -15,22 +15,50 @@ impl Step for Preflight {
         "check the host: OS, resources, ports, network"
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
-        serde_json::to_string(&(&ctx.cfg.preflight, ctx.cfg.nginx.port, ctx.cfg.postgres.port, ctx.cfg.redis.port)).unwrap_or_default()
+        serde_json::to_string(&(
+            &ctx.cfg.preflight,
+            ctx.cfg.nginx.port,
+            ctx.cfg.postgres.port,
+            ctx.cfg.redis.port,
+        ))
+        .unwrap_or_default()
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let (results, blocking) = preflight::run(&ctx.cfg, &ctx.paths.root, &ctx.ignore_preflight);
         crate::record_preflight(ctx, &results);
         for r in results.iter().filter(|r| r.level != Level::Ok) {
-            let tag = if r.ignored { "ignored error" } else if r.level == Level::Error { "error" } else { "warning" };
-            ctx.ui.line(&format!("[preflight] {tag}: {}: {} (hint: {})", r.name, r.message, r.hint));
+            let tag = if r.ignored {
+                "ignored error"
+            } else if r.level == Level::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            ctx.ui.line(&format!(
+                "[preflight] {tag}: {}: {} (hint: {})",
+                r.name, r.message, r.hint
+            ));
         }
         if blocking.is_empty() {
             return Ok(());
         }
-        let first = results.iter().find(|r| r.name == blocking[0]).expect("blocking check exists");
+        let first = results
+            .iter()
+            .find(|r| r.name == blocking[0])
+            .expect("blocking check exists");
         Err(StepError::permanent(
-            format!("{} check(s) failed: {} ({}: {})", blocking.len(), blocking.join(", "), first.name, first.message),
-            format!("{}; or pass --ignore-preflight-errors {}", first.hint, blocking.join(",")),
+            format!(
+                "{} check(s) failed: {} ({}: {})",
+                blocking.len(),
+                blocking.join(", "),
+                first.name,
+                first.message
+            ),
+            format!(
+                "{}; or pass --ignore-preflight-errors {}",
+                first.hint,
+                blocking.join(",")
+            ),
         ))
     }
 }

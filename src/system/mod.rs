@@ -1,6 +1,8 @@
 //! Host facts read straight from the kernel and /etc, so a minimal Debian (no ss, no fuser,
 //! no python) can answer them.
 use std::collections::HashMap;
+pub mod net;
+
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -49,7 +51,9 @@ pub fn mem_available_mb() -> u64 {
 }
 
 pub fn cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 /// Free space for unprivileged use, in MB, of the filesystem holding `path` (or its
@@ -85,8 +89,12 @@ pub fn listeners() -> Vec<Listener> {
             if f.len() < 10 || f[3] != "0A" {
                 continue;
             }
-            let Some((addr_hex, port_hex)) = f[1].split_once(':') else { continue };
-            let Ok(port) = u16::from_str_radix(port_hex, 16) else { continue };
+            let Some((addr_hex, port_hex)) = f[1].split_once(':') else {
+                continue;
+            };
+            let Ok(port) = u16::from_str_radix(port_hex, 16) else {
+                continue;
+            };
             out.push(Listener {
                 port,
                 addr: decode_addr(addr_hex, v6),
@@ -118,17 +126,26 @@ fn decode_addr(hex: &str, v6: bool) -> String {
 }
 
 pub fn is_loopback(addr: &str) -> bool {
-    addr.parse::<std::net::IpAddr>().map(|a| a.is_loopback()).unwrap_or(false)
+    addr.parse::<std::net::IpAddr>()
+        .map(|a| a.is_loopback())
+        .unwrap_or(false)
 }
 
 /// The process owning a socket inode: (pid, comm).
 pub fn socket_owner(inode: u64) -> Option<(u32, String)> {
     let needle = format!("socket:[{inode}]");
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).map(|l| l.to_string_lossy() == needle).unwrap_or(false) {
+            if std::fs::read_link(fd.path())
+                .map(|l| l.to_string_lossy() == needle)
+                .unwrap_or(false)
+            {
                 let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
                 return Some((pid, comm.trim().to_string()));
             }
@@ -166,7 +183,13 @@ pub fn process_cmdline(pid: u32) -> String {
 pub fn dpkg_lock_holder(root: &Path) -> Option<(u32, String)> {
     for name in ["var/lib/dpkg/lock-frontend", "var/lib/dpkg/lock"] {
         let path = root.join(name);
-        let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { continue };
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
         fl.l_type = libc::F_WRLCK as libc::c_short;
         fl.l_whence = libc::SEEK_SET as libc::c_short;
@@ -175,7 +198,14 @@ pub fn dpkg_lock_holder(root: &Path) -> Option<(u32, String)> {
         if r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short {
             let pid = fl.l_pid as u32;
             let cmd = process_cmdline(pid);
-            return Some((pid, if cmd.is_empty() { "unknown".into() } else { cmd }));
+            return Some((
+                pid,
+                if cmd.is_empty() {
+                    "unknown".into()
+                } else {
+                    cmd
+                },
+            ));
         }
     }
     None
@@ -184,7 +214,14 @@ pub fn dpkg_lock_holder(root: &Path) -> Option<(u32, String)> {
 /// dpkg was interrupted (a package half-configured): `dpkg --configure -a` is needed.
 pub fn dpkg_interrupted(root: &Path) -> bool {
     std::fs::read_dir(root.join("var/lib/dpkg/updates"))
-        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit())))
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+            })
+        })
         .unwrap_or(false)
 }
 
@@ -206,7 +243,10 @@ pub fn group_exists(root: &Path, name: &str) -> bool {
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// apt mirrors configured on the host: (scheme, host, port).
@@ -222,7 +262,10 @@ pub fn apt_mirrors(root: &Path) -> Vec<(String, String, u16)> {
         }
     }
     let mut out: Vec<(String, String, u16)> = vec![];
-    let uncommented: Vec<&str> = text.lines().map(|l| l.split('#').next().unwrap_or("")).collect();
+    let uncommented: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect();
     for word in uncommented.iter().flat_map(|l| l.split_whitespace()) {
         for (scheme, port) in [("http://", 80u16), ("https://", 443)] {
             if let Some(rest) = word.strip_prefix(scheme) {
@@ -298,7 +341,14 @@ mod tests {
     fn mirrors_from_sources() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc/apt/sources.list.d")).unwrap();
-        std::fs::write(d.path().join("etc/apt/sources.list.d/x.sources"), "Types: deb\n# http://ignored.example/x\nURIs: http://mirror.test/debian\n").unwrap();
-        assert_eq!(apt_mirrors(d.path()), vec![("http".into(), "mirror.test".into(), 80)]);
+        std::fs::write(
+            d.path().join("etc/apt/sources.list.d/x.sources"),
+            "Types: deb\n# http://ignored.example/x\nURIs: http://mirror.test/debian\n",
+        )
+        .unwrap();
+        assert_eq!(
+            apt_mirrors(d.path()),
+            vec![("http".into(), "mirror.test".into(), 80)]
+        );
     }
 }

@@ -1,0 +1,68 @@
+//! Templates under templates/, embedded in the binary, rendered with minijinja in strict
+//! mode: a missing variable is an error, never an empty string in a config file.
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "nginx-site.conf",
+        include_str!("../templates/nginx-site.conf.j2"),
+    ),
+    (
+        "placeholder.html",
+        include_str!("../templates/placeholder.html.j2"),
+    ),
+    ("redis.conf", include_str!("../templates/redis.conf.j2")),
+    (
+        "postgres.conf",
+        include_str!("../templates/postgres.conf.j2"),
+    ),
+];
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, src) in TEMPLATES {
+        env.add_template(name, src)
+            .expect("embedded templates parse");
+    }
+    env
+}
+
+pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
+    let env = env();
+    let t = env
+        .get_template(name)
+        .map_err(|e| format!("template {name}: {e}"))?;
+    t.render(vars).map_err(|e| format!("template {name}: {e}"))
+}
+
+/// The template's source, for step fingerprints (editing a template re-runs its step).
+pub fn source(name: &str) -> &'static str {
+    TEMPLATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strict_undefined_is_an_error() {
+        let e = render("placeholder.html", json!({})).unwrap_err();
+        assert!(e.contains("undefined"), "{e}");
+    }
+
+    #[test]
+    fn nginx_site_renders() {
+        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20})).unwrap();
+        assert!(s.contains("server_name demo.localhost localhost;"), "{s}");
+        assert!(s.contains("listen 80 default_server;"), "{s}");
+        assert!(s.contains("client_max_body_size 20m;"), "{s}");
+    }
+}

@@ -1,0 +1,168 @@
+use super::{apply, ensure_running, io_err, require_active};
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::txn::Txn;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Nginx;
+const ID: &str = "nginx";
+const UNIT: &str = "nginx";
+
+struct Paths {
+    available: PathBuf,
+    enabled: PathBuf,
+    webroot: PathBuf,
+}
+
+fn paths(ctx: &Ctx) -> Paths {
+    let name = format!("keel-{}.conf", ctx.cfg.app.name);
+    Paths {
+        available: ctx.host(&format!("/etc/nginx/sites-available/{name}")),
+        enabled: ctx.host(&format!("/etc/nginx/sites-enabled/{name}")),
+        webroot: ctx.host(&format!("/var/www/keel-{}", ctx.cfg.app.name)),
+    }
+}
+
+fn vars(ctx: &Ctx) -> serde_json::Value {
+    serde_json::json!({
+        "app": ctx.cfg.app.name,
+        "domain": ctx.cfg.app.domain,
+        "port": ctx.cfg.nginx.port,
+        "client_max_body_mb": ctx.cfg.nginx.client_max_body_mb,
+        "root": format!("/var/www/keel-{}", ctx.cfg.app.name),
+    })
+}
+
+/// `nginx -t`; on failure the error names the broken file from nginx's own message.
+pub fn config_test(ctx: &Ctx, step: &str) -> StepResult {
+    let o = ctx.exec.probe(step, &Cmd::new("nginx").arg("-t"))?;
+    if o.code == 0 {
+        return Ok(());
+    }
+    let text = format!("{}{}", o.stderr, o.stdout);
+    let emerg = text
+        .lines()
+        .find(|l| l.contains("[emerg]"))
+        .unwrap_or_else(|| text.lines().last().unwrap_or(""))
+        .trim()
+        .to_string();
+    let file = emerg
+        .rsplit_once(" in ")
+        .map(|(_, f)| f.rsplit_once(':').map(|(p, _)| p).unwrap_or(f).to_string());
+    Err(StepError::permanent(
+        format!("nginx -t failed (exit {}): {emerg}", o.code),
+        match file {
+            Some(f) => format!(
+                "fix or remove {f}, then keel install --retry-step nginx; nginx keeps serving its previous configuration"
+            ),
+            None => {
+                "run nginx -t to see the problem; nginx keeps serving its previous configuration"
+                    .into()
+            }
+        },
+    ))
+}
+
+impl Step for Nginx {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["packages"]
+    }
+    fn about(&self) -> &'static str {
+        "nginx: keel's site for the app, default site off"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        format!(
+            "{} {} {}",
+            vars(ctx),
+            crate::render::source("nginx-site.conf"),
+            crate::render::source("placeholder.html")
+        ) + if ctx.cfg.nginx.disable_default_site {
+            " nodefault"
+        } else {
+            ""
+        }
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let p = paths(ctx);
+        let v = vars(ctx);
+        let render = |n| crate::render::render(n, &v).map_err(|e| StepError::permanent(e, ""));
+        let index = p.webroot.join("index.html");
+        let mut changed = tx
+            .write(&index, render("placeholder.html")?.as_bytes(), 0o644, None)
+            .map_err(io_err(&index))?;
+        changed |= tx
+            .write(
+                &p.available,
+                render("nginx-site.conf")?.as_bytes(),
+                0o644,
+                None,
+            )
+            .map_err(io_err(&p.available))?;
+        changed |= tx
+            .symlink(&p.available, &p.enabled)
+            .map_err(io_err(&p.enabled))?;
+        if ctx.cfg.nginx.disable_default_site {
+            let default = ctx.host("/etc/nginx/sites-enabled/default");
+            changed |= tx.remove(&default).map_err(io_err(&default))?;
+        }
+        // Never reload into a broken configuration: a failure here rolls the files back and
+        // nginx keeps serving the old ones.
+        config_test(ctx, ID)?;
+        ensure_running(ctx, ID, UNIT, tx)?;
+        if changed {
+            apply(ctx, ID, "reload", UNIT, tx)?;
+        }
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        require_active(ctx, ID, UNIT)?;
+        config_test(ctx, ID)?;
+        if ctx.is_fake() {
+            return Ok(());
+        }
+        let port = ctx.cfg.nginx.port;
+        let (code, body) =
+            crate::system::net::http_get(port, &ctx.cfg.app.domain, "/", Duration::from_secs(5))
+                .map_err(|e| {
+                    StepError::transient(
+                        format!("HTTP to 127.0.0.1:{port}: {e}"),
+                        "see journalctl -u nginx",
+                    )
+                })?;
+        if code != 200 || !body.contains("keel-placeholder") {
+            return Err(StepError::transient(
+                format!("GET / on port {port} answered {code}, not keel's page"),
+                format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),
+            ));
+        }
+        Ok(())
+    }
+    fn undo(&self, ctx: &Ctx) -> StepResult {
+        let p = paths(ctx);
+        for f in [&p.enabled, &p.available, &p.webroot.join("index.html")] {
+            if std::fs::symlink_metadata(f).is_ok() {
+                std::fs::remove_file(f).map_err(io_err(f))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&p.webroot);
+        // Put the distribution's default site back, as the package left it.
+        let avail = ctx.host("/etc/nginx/sites-available/default");
+        let enabled = ctx.host("/etc/nginx/sites-enabled/default");
+        if ctx.cfg.nginx.disable_default_site
+            && avail.exists()
+            && std::fs::symlink_metadata(&enabled).is_err()
+        {
+            std::os::unix::fs::symlink("/etc/nginx/sites-available/default", &enabled)
+                .map_err(io_err(&enabled))?;
+        }
+        if super::is_active(ctx, ID, UNIT) {
+            config_test(ctx, ID)?;
+            super::systemctl(ctx, ID, &["reload", UNIT])?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+use super::{apply, ensure_running, io_err, require_active, require_loopback_listener};
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::txn::Txn;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct Postgres;
+const ID: &str = "postgres";
+const UNIT: &str = "postgresql";
+
+/// The newest cluster's config directory, e.g. /etc/postgresql/15/main.
+fn cluster_dir(ctx: &Ctx) -> StepResult<PathBuf> {
+    let base = ctx.host("/etc/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(&base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("main"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.is_dir())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p).ok_or_else(|| {
+        StepError::permanent(
+            format!("no PostgreSQL cluster under {}", base.display()),
+            "install the postgresql package (keel install packages)",
+        )
+    })
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Run SQL as the postgres superuser over the local socket; the SQL (and any password in
+/// it) goes through stdin.
+fn admin_sql(ctx: &Ctx, sql: &str) -> StepResult<String> {
+    let out = ctx.run(
+        ID,
+        &Cmd::new("psql")
+            .user("postgres")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-f",
+                "-",
+            ])
+            .stdin(sql.as_bytes().to_vec()),
+    )?;
+    Ok(out.stdout)
+}
+
+fn wait_ready(ctx: &Ctx) -> StepResult {
+    let start = Instant::now();
+    loop {
+        let o = ctx.exec.probe(
+            ID,
+            &Cmd::new("pg_isready")
+                .user("postgres")
+                .args(["-q", "-t", "2"]),
+        )?;
+        if o.code == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(StepError::transient(
+                "PostgreSQL did not become ready within 60s",
+                "see journalctl -u postgresql@*-main",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+impl Step for Postgres {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["packages", "secrets"]
+    }
+    fn about(&self) -> &'static str {
+        "PostgreSQL: loopback only, app role and database"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        format!(
+            "{} {} {} {}",
+            ctx.cfg.db_name(),
+            ctx.cfg.db_user(),
+            ctx.cfg.postgres.port,
+            crate::render::source("postgres.conf")
+        )
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let cluster = cluster_dir(ctx)?;
+        let conf = crate::render::render(
+            "postgres.conf",
+            serde_json::json!({"port": ctx.cfg.postgres.port}),
+        )
+        .map_err(|e| StepError::permanent(e, ""))?;
+        let path = cluster.join("conf.d/keel.conf");
+        let changed = tx
+            .write(&path, conf.as_bytes(), 0o644, super::owner(ctx, "postgres"))
+            .map_err(io_err(&path))?;
+        ensure_running(ctx, ID, UNIT, tx)?;
+        if changed {
+            apply(ctx, ID, "restart", UNIT, tx)?;
+        }
+        wait_ready(ctx)?;
+        let password = ctx.secrets.get_or_create("postgres_password")?;
+        let (db, user) = (ctx.cfg.db_name(), ctx.cfg.db_user());
+        let sql = format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {ul}) THEN CREATE ROLE \"{user}\" LOGIN; END IF; END $$;\n\
+             ALTER ROLE \"{user}\" WITH LOGIN NOSUPERUSER NOCREATEROLE PASSWORD {pw};\n\
+             SELECT 'CREATE DATABASE \"{db}\" OWNER \"{user}\"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {dl})\\gexec\n\
+             ALTER DATABASE \"{db}\" OWNER TO \"{user}\";\n",
+            ul = quote_literal(&user),
+            dl = quote_literal(&db),
+            pw = quote_literal(&password),
+        );
+        admin_sql(ctx, &sql)?;
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        require_active(ctx, ID, UNIT)?;
+        require_loopback_listener(ctx, ctx.cfg.postgres.port, UNIT)?;
+        if ctx.is_fake() {
+            return Ok(());
+        }
+        // A real login as the app role over TCP, password from a 0600 file (not argv, not env).
+        let password = ctx.secrets.get_or_create("postgres_password")?;
+        let (db, user, port) = (ctx.cfg.db_name(), ctx.cfg.db_user(), ctx.cfg.postgres.port);
+        let mut pass = tempfile::NamedTempFile::new()?;
+        writeln!(pass, "127.0.0.1:{port}:{db}:{user}:{password}")?;
+        let table = format!("keel_probe_{}", std::process::id());
+        let sql = format!(
+            "CREATE TABLE {table} (x int); INSERT INTO {table} VALUES (42); SELECT x FROM {table}; DROP TABLE {table};\n"
+        );
+        let out = ctx
+            .run(ID, &Cmd::new("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-w", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", &user, "-d", &db, "-f", "-"]).env("PGPASSFILE", &pass.path().display().to_string()).stdin(sql))
+            .map_err(|e| e.hint(format!("the {user} role could not log in over TCP with the stored password (/etc/keel/secrets/postgres_password); check pg_hba.conf")))?;
+        if out.stdout.trim() != "42" {
+            return Err(StepError::permanent(
+                format!("scratch-table round trip returned {:?}", out.stdout.trim()),
+                "see the postgres step log",
+            ));
+        }
+        Ok(())
+    }
+    fn undo(&self, ctx: &Ctx) -> StepResult {
+        // The role and the database are data: kept.
+        let Ok(cluster) = cluster_dir(ctx) else {
+            return Ok(());
+        };
+        let path = cluster.join("conf.d/keel.conf");
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            if super::is_active(ctx, ID, UNIT) {
+                super::systemctl(ctx, ID, &["restart", UNIT])?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+use super::{apply, ensure_running, io_err, require_active, require_loopback_listener};
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::system::net::Resp;
+use crate::txn::Txn;
+use std::time::Duration;
+
+pub struct Redis;
+const ID: &str = "redis";
+const UNIT: &str = "redis-server";
+const MAIN: &str = "/etc/redis/redis.conf";
+const OURS: &str = "/etc/redis/keel.conf";
+
+fn include_line() -> String {
+    format!("include {OURS}")
+}
+
+/// Exactly what keel appends to redis.conf, so undo can take exactly that away again.
+fn suffix() -> String {
+    format!(
+        "\n# Added by keel: its settings (bind, requirepass) override the ones above.\n{}\n",
+        include_line()
+    )
+}
+
+impl Step for Redis {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["packages", "secrets"]
+    }
+    fn about(&self) -> &'static str {
+        "Redis: loopback only, password required"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        format!(
+            "{} {} {}",
+            ctx.cfg.redis.port,
+            ctx.cfg.redis.maxmemory_mb,
+            crate::render::source("redis.conf")
+        )
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let main = ctx.host(MAIN);
+        let text = std::fs::read_to_string(&main).map_err(|e| {
+            StepError::permanent(
+                format!("{}: {e}", main.display()),
+                "install redis-server (keel install packages)",
+            )
+        })?;
+        let password = ctx.secrets.get_or_create("redis_password")?;
+        let conf = crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password": password}))
+            .map_err(|e| StepError::permanent(e, ""))?;
+        let ours = ctx.host(OURS);
+        // Readable by redis only: it holds requirepass.
+        let mut changed = tx
+            .write(&ours, conf.as_bytes(), 0o640, super::owner(ctx, "redis"))
+            .map_err(io_err(&ours))?;
+        if !text.lines().any(|l| l.trim() == include_line()) {
+            // Last, so keel's settings override the distribution's.
+            let mut new = text.clone();
+            if !new.ends_with('\n') {
+                new.push('\n');
+            }
+            new.push_str(&suffix());
+            let md = std::fs::metadata(&main)?;
+            use std::os::unix::fs::MetadataExt;
+            changed |= tx
+                .write(
+                    &main,
+                    new.as_bytes(),
+                    md.mode() & 0o7777,
+                    Some((md.uid(), md.gid())),
+                )
+                .map_err(io_err(&main))?;
+        }
+        ensure_running(ctx, ID, UNIT, tx)?;
+        if changed {
+            apply(ctx, ID, "restart", UNIT, tx)?;
+        }
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        require_active(ctx, ID, UNIT)?;
+        let port = ctx.cfg.redis.port;
+        require_loopback_listener(ctx, port, UNIT)?;
+        if ctx.is_fake() {
+            return Ok(());
+        }
+        let t = Duration::from_secs(3);
+        let net = |e: std::io::Error| {
+            StepError::transient(
+                format!("redis on 127.0.0.1:{port}: {e}"),
+                "see journalctl -u redis-server",
+            )
+        };
+        let mut anon = Resp::connect(port, t).map_err(net)?;
+        let r = anon.cmd(&["PING"]).map_err(net)?;
+        if !r.starts_with("-NOAUTH") {
+            return Err(StepError::permanent(
+                format!("a client without the password got {r:?} instead of NOAUTH"),
+                "requirepass is not in effect; check /etc/redis/redis.conf includes /etc/redis/keel.conf",
+            ));
+        }
+        let password = ctx.secrets.get_or_create("redis_password")?;
+        let mut c = Resp::connect(port, t).map_err(net)?;
+        let expect = |got: String, want: &str, what: &str| -> StepResult {
+            if got == want {
+                Ok(())
+            } else {
+                Err(StepError::permanent(
+                    format!("redis {what}: expected {want:?}, got {got:?}"),
+                    "see journalctl -u redis-server",
+                ))
+            }
+        };
+        expect(
+            c.cmd(&["AUTH", &password]).map_err(net)?,
+            "+OK",
+            "AUTH with the stored password",
+        )?;
+        expect(c.cmd(&["PING"]).map_err(net)?, "+PONG", "PING")?;
+        let key = format!("keel:probe:{}", std::process::id());
+        expect(c.cmd(&["SET", &key, "42"]).map_err(net)?, "+OK", "SET")?;
+        expect(c.cmd(&["GET", &key]).map_err(net)?, "42", "GET")?;
+        expect(c.cmd(&["DEL", &key]).map_err(net)?, ":1", "DEL")?;
+        Ok(())
+    }
+    fn undo(&self, ctx: &Ctx) -> StepResult {
+        // The dump (data) and the password secret are kept; keel's settings are removed.
+        let main = ctx.host(MAIN);
+        let mut changed = false;
+        if let Ok(text) = std::fs::read_to_string(&main) {
+            if text.lines().any(|l| l.trim() == include_line()) {
+                let new = match text.strip_suffix(&suffix()) {
+                    Some(orig) => orig.to_string(),
+                    // Edited since: drop just our lines.
+                    None => text
+                        .lines()
+                        .filter(|l| {
+                            l.trim() != include_line() && !l.starts_with("# Added by keel:")
+                        })
+                        .map(|l| format!("{l}\n"))
+                        .collect(),
+                };
+                use std::os::unix::fs::MetadataExt;
+                let md = std::fs::metadata(&main)?;
+                crate::txn::write_atomic(
+                    &main,
+                    new.as_bytes(),
+                    md.mode() & 0o7777,
+                    Some((md.uid(), md.gid())),
+                )
+                .map_err(io_err(&main))?;
+                changed = true;
+            }
+        }
+        let ours = ctx.host(OURS);
+        if ours.exists() {
+            std::fs::remove_file(&ours).map_err(io_err(&ours))?;
+            changed = true;
+        }
+        if changed && super::is_active(ctx, ID, UNIT) {
+            super::systemctl(ctx, ID, &["restart", UNIT])?;
+        }
+        Ok(())
+    }
+}

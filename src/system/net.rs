@@ -1,0 +1,127 @@
+//! Tiny network probes spoken directly (no curl, no redis-cli): nothing secret ever reaches
+//! a command line, and a minimal host needs no extra tools.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn connect(port: u16, timeout: Duration) -> std::io::Result<TcpStream> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// HTTP/1.0 GET to 127.0.0.1:port: (status, body).
+pub fn http_get(
+    port: u16,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let mut s = connect(port, timeout)?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: keel\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.take(1 << 20).read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {:.80}", text)))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A minimal RESP (Redis protocol) client.
+pub struct Resp {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Resp {
+    pub fn connect(port: u16, timeout: Duration) -> std::io::Result<Resp> {
+        let s = connect(port, timeout)?;
+        Ok(Resp {
+            w: s.try_clone()?,
+            r: BufReader::new(s),
+        })
+    }
+
+    /// Send a command; the reply as text: "+OK" / "-ERR ..." / ":1" / bulk string / "(nil)".
+    pub fn cmd(&mut self, args: &[&str]) -> std::io::Result<String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.w.write_all(out.as_bytes())?;
+        let mut line = String::new();
+        self.r.read_line(&mut line)?;
+        let line = line.trim_end().to_string();
+        if let Some(n) = line.strip_prefix('$') {
+            let n: i64 = n
+                .parse()
+                .map_err(|_| std::io::Error::other("bad bulk length"))?;
+            if n < 0 {
+                return Ok("(nil)".into());
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            self.r.read_exact(&mut buf)?;
+            buf.truncate(n as usize);
+            return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+        if line.is_empty() {
+            return Err(std::io::Error::other("connection closed"));
+        }
+        Ok(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_get_parses_status_and_body() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 512];
+            let n = c.read(&mut req).unwrap();
+            assert!(String::from_utf8_lossy(&req[..n]).contains("Host: demo.test"));
+            c.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope")
+                .unwrap();
+        });
+        let (code, body) = http_get(port, "demo.test", "/", Duration::from_secs(2)).unwrap();
+        t.join().unwrap();
+        assert_eq!(code, 404);
+        assert_eq!(body, "nope");
+    }
+
+    #[test]
+    fn resp_encodes_and_decodes() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 512];
+            let n = c.read(&mut req).unwrap();
+            assert_eq!(&req[..n], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+            c.write_all(b"$5\r\nhello\r\n").unwrap();
+            let _ = c.read(&mut req).unwrap();
+            c.write_all(b"-NOAUTH Authentication required.\r\n")
+                .unwrap();
+        });
+        let mut r = Resp::connect(port, Duration::from_secs(2)).unwrap();
+        assert_eq!(r.cmd(&["GET", "k"]).unwrap(), "hello");
+        assert!(r.cmd(&["PING"]).unwrap().starts_with("-NOAUTH"));
+        t.join().unwrap();
+    }
+}

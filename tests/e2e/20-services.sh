@@ -1,0 +1,109 @@
+# Issue: PostgreSQL, Redis and Nginx provisioned, secured and verified, with stable secrets.
+
+pg_login() { # run SQL as the demo role over TCP with the stored password
+  vx sh -c "PGPASSWORD=\$(cat /etc/keel/secrets/postgres_password) psql -X -h 127.0.0.1 -U demo -d demo -Atc \"$1\""
+}
+redis_auth() { vx sh -c 'REDISCLI_AUTH=$(cat /etc/keel/secrets/redis_password) redis-cli -h 127.0.0.1 '"$*"; }
+secrets_sum() { vx sh -c 'sha256sum /etc/keel/secrets/*'; }
+
+# Sample every process's command line on this host (the container's processes are visible
+# here) while keel runs, to prove no secret is ever passed in argv.
+start_cmdline_sampler() {
+  SAMPLES=$(mktemp); : >"$SAMPLES"
+  ( while :; do cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' >>"$SAMPLES"; echo >>"$SAMPLES"; sleep 0.02; done ) &
+  SAMPLER=$!
+}
+stop_cmdline_sampler() { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; }
+
+no_secret_leaks() {
+  local f v
+  for f in $(vx sh -c 'ls /etc/keel/secrets'); do
+    v=$(vx cat "/etc/keel/secrets/$f")
+    [ -n "$v" ] || fail "secret $f is empty"
+    if vx grep -rqF -- "$v" /var/lib/keel /var/log/keel; then fail "secret $f found under keel's state/log dirs"; fi
+    if [ -n "${SAMPLES:-}" ] && grep -qF -- "$v" "$SAMPLES"; then fail "secret $f seen in a process command line"; fi
+  done
+}
+
+scenario_services() {
+  fresh
+  start_cmdline_sampler
+  local rc=0; keel install --yes postgres redis nginx || rc=$?
+  stop_cmdline_sampler
+  [ "$rc" = 0 ] || fail "install exited $rc"
+  echo "sampled $(wc -l <"$SAMPLES") process listings during the run"
+  grep -q 'psql' "$SAMPLES" || fail "the sampler did not see keel's psql run (sampling too slow?)"
+  vx systemctl is-active postgresql redis-server nginx
+  [ "$(pg_login 'select current_user')" = demo ] || fail "demo role cannot log in over TCP"
+  vx redis-cli -h 127.0.0.1 ping | grep -q NOAUTH || fail "redis answered a client without the password"
+  [ "$(redis_auth ping)" = PONG ] || fail "redis refused the stored password"
+  local addrs; addrs=$(vx ss -ltnH 'sport = :6379' | awk '{print $4}')
+  echo "redis listens on: $addrs"
+  [ -n "$addrs" ] || fail "redis not listening"
+  if grep -vqE '^(127\.0\.0\.1|\[::1\]):6379$' <<<"$addrs"; then fail "redis listens beyond loopback: $addrs"; fi
+  vx curl -fsS http://127.0.0.1/ | grep -q keel-placeholder || fail "nginx does not serve keel's site on :80"
+  [ "$(vx stat -c %a /etc/keel/secrets)" = 700 ] || fail "secrets dir not 0700"
+  for m in $(vx sh -c 'stat -c %a /etc/keel/secrets/*'); do [ "$m" = 600 ] || fail "secret file mode $m"; done
+  no_secret_leaks
+  # Second identical run: exit 0, nothing regenerated, the password still works.
+  local before; before=$(secrets_sum)
+  keel install --yes postgres redis nginx
+  [ "$(secrets_sum)" = "$before" ] || fail "secrets changed on re-run"
+  [ "$(pg_login 'select 1')" = 1 ] || fail "stored password stopped working"
+  [ "$(redis_auth ping)" = PONG ] || fail "redis password stopped working"
+  # A re-run of the service steps re-verifies against the same secrets.
+  keel install --yes --retry-step postgres --retry-step redis postgres redis
+  [ "$(secrets_sum)" = "$before" ] || fail "secrets changed on --retry-step"
+  no_secret_leaks
+}
+
+scenario_nginx_broken() {
+  fresh
+  keel install --yes postgres redis nginx
+  pg_login "create table keep_me (x int); insert into keep_me values (7)" >/dev/null
+  local site=/etc/nginx/sites-available/keel-demo.conf
+  local old; old=$(vx sha256sum $site)
+  # A config change for nginx plus a broken file elsewhere: nginx -t must fail the step.
+  vx sed -i 's/client_max_body_mb = 20/client_max_body_mb = 30/' /etc/keel/keel.toml
+  vx sh -c 'echo "this is not nginx syntax" > /etc/nginx/conf.d/broken.conf'
+  local out rc=0; out=$(keel install --yes --retry-step nginx 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ] || fail "expected exit 1, got $rc"
+  grep -q 'broken.conf' <<<"$out" || fail "the error must name the broken file"
+  [ "$(vx sha256sum $site)" = "$old" ] || fail "the nginx step's files were not restored"
+  vx systemctl is-active nginx
+  vx curl -fsS http://127.0.0.1/ | grep -q keel-placeholder || fail "nginx stopped serving"
+  [ "$(step_status nginx)" = failed ] || fail "nginx step should be failed"
+  [ "$(pg_login 'select x from keep_me')" = 7 ] || fail "database data lost"
+  vx rm /etc/nginx/conf.d/broken.conf
+  keel install --yes --retry-step nginx
+  vx grep -q 'client_max_body_size 30m' $site || fail "new config not applied after the fix"
+  vx curl -fsS http://127.0.0.1/ | grep -q keel-placeholder
+}
+
+# What the service steps touch, to compare before/after a failed run.
+snapshot() {
+  vx sh -c 'find /etc/nginx /etc/redis /etc/postgresql /var/www -xdev \( -type f -o -type l \) 2>/dev/null | sort | while read -r f; do
+      if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; else echo "$f $(stat -c %a:%U "$f") $(sha256sum <"$f" | cut -c1-16)"; fi
+    done; for u in postgresql redis-server nginx; do echo "$u $(systemctl is-active $u)"; done'
+}
+
+scenario_injected_failures() {
+  fresh
+  keel install --yes packages
+  local before after s rc
+  before=$(snapshot)
+  for s in postgres redis nginx; do
+    rc=0; vx env KEEL_TEST_FAIL_AFTER=$s keel --config /etc/keel/keel.toml install --yes postgres redis nginx || rc=$?
+    [ "$rc" = 1 ] || fail "injected failure in $s: exit $rc"
+    after=$(snapshot)
+    if [ "$before" != "$after" ]; then diff <(echo "$before") <(echo "$after") || true; fail "host changed after failed run ($s)"; fi
+    vx curl -fsS -o /dev/null http://127.0.0.1/ || fail "nginx not serving after rollback ($s)"
+    echo "injected failure in $s: host as before"
+  done
+  keel status
+  keel install --yes postgres redis nginx
+  [ "$(pg_login 'select 1')" = 1 ]
+  [ "$(redis_auth ping)" = PONG ]
+  vx curl -fsS http://127.0.0.1/ | grep -q keel-placeholder
+}
