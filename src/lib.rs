@@ -400,8 +400,8 @@ fn status(cli: &Cli) -> Result<()> {
         );
     }
     println!(
-        "{:<12} {:<12} {:>8} {:>9}  {:<21} {}",
-        "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED", "LAST ERROR"
+        "{:<12} {:<12} {:>8} {:>9}  {:<21} LAST ERROR",
+        "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED"
     );
     for id in graph.ids() {
         let r = st.step(id);

@@ -93,10 +93,10 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
         Box::new(move || {
             let mut worst: Option<(String, u64)> = None;
             for p in ["var", "opt"] {
-                if let Some(mb) = system::disk_free_mb(&r.join(p)) {
-                    if worst.as_ref().is_none_or(|w| mb < w.1) {
-                        worst = Some((format!("/{p}"), mb));
-                    }
+                if let Some(mb) = system::disk_free_mb(&r.join(p))
+                    && worst.as_ref().is_none_or(|w| mb < w.1)
+                {
+                    worst = Some((format!("/{p}"), mb));
                 }
             }
             match worst {

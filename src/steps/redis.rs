@@ -130,8 +130,10 @@ impl Step for Redis {
         // The dump (data) and the password secret are kept; keel's settings are removed.
         let main = ctx.host(MAIN);
         let mut changed = false;
-        if let Ok(text) = std::fs::read_to_string(&main) {
-            if text.lines().any(|l| l.trim() == include_line()) {
+        if let Ok(text) = std::fs::read_to_string(&main)
+            && text.lines().any(|l| l.trim() == include_line())
+        {
+            {
                 let new = match text.strip_suffix(&suffix()) {
                     Some(orig) => orig.to_string(),
                     // Edited since: drop just our lines.

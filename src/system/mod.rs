@@ -252,9 +252,7 @@ pub fn hostname() -> String {
 /// apt mirrors configured on the host: (scheme, host, port).
 pub fn apt_mirrors(root: &Path) -> Vec<(String, String, u16)> {
     let mut text = String::new();
-    for p in ["etc/apt/sources.list"] {
-        text.push_str(&std::fs::read_to_string(root.join(p)).unwrap_or_default());
-    }
+    text.push_str(&std::fs::read_to_string(root.join("etc/apt/sources.list")).unwrap_or_default());
     if let Ok(d) = std::fs::read_dir(root.join("etc/apt/sources.list.d")) {
         for e in d.flatten() {
             text.push('\n');

@@ -1,0 +1,348 @@
+//! Graph, state, retry and rollback behaviour of `keel install` on the fake host.
+use crate::fakehost::{Host, REDIS_CONF, config, exists, reason};
+use predicates::str::contains;
+
+#[test]
+fn full_install_then_noop() {
+    let h = Host::new();
+    h.install(&[]).success().stdout(contains("all good"));
+    for s in [
+        "preflight",
+        "packages",
+        "system-user",
+        "secrets",
+        "postgres",
+        "redis",
+        "nginx",
+    ] {
+        assert_eq!(h.status_of(s), "completed", "{s}");
+    }
+    let cmds = h.commands();
+    assert!(
+        cmds.contains("[packages] apt-get") && cmds.contains(" update"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("install postgresql redis-server nginx python3 python3-venv"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("[postgres] runuser -u postgres -- psql"),
+        "{cmds}"
+    );
+    assert!(cmds.contains("[nginx] nginx -t"), "{cmds}");
+    // The site is rendered and enabled, the default site disabled, redis includes keel's file.
+    assert!(
+        h.read("root/etc/nginx/sites-available/keel-demo.conf")
+            .contains("server_name demo.localhost localhost;")
+    );
+    assert!(exists(
+        &h.path("root/etc/nginx/sites-enabled/keel-demo.conf")
+    ));
+    assert!(!exists(&h.path("root/etc/nginx/sites-enabled/default")));
+    assert!(
+        h.read("root/etc/redis/redis.conf")
+            .ends_with("include /etc/redis/keel.conf\n")
+    );
+    // Second run: nothing runs, not a single command.
+    h.install(&[])
+        .success()
+        .stdout(contains("0 step(s) run, 7 already done"));
+    assert_eq!(h.commands(), cmds);
+}
+
+#[test]
+fn secrets_never_reach_argv_state_or_logs() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let pw = h
+        .read("root/etc/keel/secrets/postgres_password")
+        .trim()
+        .to_string();
+    let rpw = h
+        .read("root/etc/keel/secrets/redis_password")
+        .trim()
+        .to_string();
+    assert!(pw.len() >= 40 && rpw.len() >= 40);
+    for (name, text) in [
+        ("commands", h.commands()),
+        ("state", h.read("state.json")),
+        ("events", h.read("root/var/log/keel/events.jsonl")),
+        (
+            "postgres log",
+            h.read("root/var/log/keel/steps/postgres.log"),
+        ),
+    ] {
+        assert!(
+            !text.contains(&pw) && !text.contains(&rpw),
+            "secret in {name}"
+        );
+    }
+    // The redis config does hold it (that is how redis works), readable by redis only.
+    assert!(
+        h.read("root/etc/redis/keel.conf")
+            .contains(&format!("requirepass {rpw}"))
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(h.path("root/etc/redis/keel.conf"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    // Re-runs reuse the secrets.
+    h.install(&["--retry-step", "secrets"]).success();
+    assert_eq!(h.read("root/etc/keel/secrets/postgres_password").trim(), pw);
+}
+
+#[test]
+fn targets_pull_in_only_their_dependencies() {
+    let h = Host::new();
+    h.install(&["redis"]).success();
+    assert_eq!(h.status_of("redis"), "completed");
+    assert_eq!(h.status_of("secrets"), "completed");
+    assert_eq!(h.status_of("nginx"), "pending");
+    assert_eq!(h.status_of("postgres"), "pending");
+    assert!(!h.commands().contains("[nginx]"));
+}
+
+#[test]
+fn retry_step_reruns_it_and_everything_downstream() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let plan = h.dry_run(&["--retry-step", "secrets"]);
+    for s in ["secrets", "postgres", "redis"] {
+        assert!(reason(&plan, s).contains("forced"), "{s}: {plan:?}");
+    }
+    for s in ["preflight", "packages", "system-user", "nginx"] {
+        assert!(
+            reason(&plan, s).starts_with("skip: completed"),
+            "{s}: {plan:?}"
+        );
+    }
+    let before = h.commands().len();
+    h.install(&["--retry-step", "secrets"]).success();
+    let new = &h.commands()[before..];
+    assert!(
+        new.contains("[postgres]") && new.contains("[redis]"),
+        "{new}"
+    );
+    assert!(
+        !new.contains("[nginx]") && !new.contains("[packages]"),
+        "{new}"
+    );
+}
+
+#[test]
+fn changed_config_makes_only_affected_steps_stale() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.write(
+        "keel.toml",
+        &config("[redis]\nport = 6379\nmaxmemory_mb = 512\n"),
+    );
+    let plan = h.dry_run(&[]);
+    assert!(reason(&plan, "redis").contains("stale"), "{plan:?}");
+    assert_eq!(
+        plan.iter().filter(|(_, r)| r.starts_with("run")).count(),
+        1,
+        "{plan:?}"
+    );
+    h.install(&[]).success();
+    assert!(
+        h.read("root/etc/redis/keel.conf")
+            .contains("maxmemory 512mb")
+    );
+    assert!(
+        h.commands()
+            .contains("[redis] systemctl restart redis-server")
+    );
+}
+
+#[test]
+fn interrupted_step_runs_again() {
+    let h = Host::new();
+    h.install(&["packages"]).success();
+    // As after kill -9 or a reboot in the middle of the step.
+    let mut st = h.state();
+    st["steps"]["packages"]["status"] = "running".into();
+    h.write("state.json", &st.to_string());
+    assert!(reason(&h.dry_run(&["packages"]), "packages").contains("interrupted"));
+    h.install(&["packages"]).success();
+    assert_eq!(h.status_of("packages"), "completed");
+    assert_eq!(h.commands().matches(" update").count(), 2);
+}
+
+#[test]
+fn transient_failures_are_retried_and_recorded() {
+    let h = Host::new();
+    h.rule("apt-get -y -q -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold update\t100\t2\tE: Failed to fetch http://mirror/x  Temporary failure resolving 'mirror'");
+    h.install(&["packages"]).success();
+    let retries: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "step-retried")
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert!(
+        retries[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 100")
+    );
+    assert_eq!(h.state()["steps"]["packages"]["attempts"], 3);
+}
+
+#[test]
+fn permanent_failures_fail_at_once_with_stderr_and_hint() {
+    let h = Host::new();
+    h.rule("install postgresql\t100\t0\tReading package lists...\\nE: Unable to locate package postgresql");
+    h.install(&["packages"])
+        .code(1)
+        .stdout(contains("exited with status 100"))
+        .stdout(contains("Unable to locate package postgresql"))
+        .stdout(contains("[packages] install"));
+    assert_eq!(h.commands().matches("install postgresql").count(), 1);
+    let st = h.state();
+    assert_eq!(st["steps"]["packages"]["status"], "failed");
+    assert!(
+        st["steps"]["packages"]["last_error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("package names")
+    );
+    assert_eq!(st["last_run"]["outcome"], "failed");
+}
+
+#[test]
+fn failure_rolls_back_the_run_in_reverse_order_and_keeps_data() {
+    let h = Host::new();
+    h.install(&["packages"]).success();
+    let out = h
+        .keel()
+        .env("KEEL_TEST_FAIL_AFTER", "nginx")
+        .args(["install", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(h.status_of("nginx"), "failed");
+    // nginx's own changes were undone by its transaction.
+    assert!(!exists(
+        &h.path("root/etc/nginx/sites-available/keel-demo.conf")
+    ));
+    assert!(exists(&h.path("root/etc/nginx/sites-enabled/default")));
+    // Steps completed in this run were undone in reverse order of completion.
+    let ev = h.events();
+    let run = ev.last().unwrap()["run_id"].clone();
+    let of = |kind: &str| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e["run_id"] == run && e["event"] == kind)
+            .map(|e| e["step"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut finished = of("step-finished");
+    finished.reverse();
+    assert!(!finished.is_empty());
+    assert_eq!(of("step-rolled-back"), finished);
+    for s in &finished {
+        assert_eq!(h.status_of(s), "rolled-back", "{s}");
+    }
+    assert_eq!(
+        h.status_of("packages"),
+        "completed",
+        "steps from earlier runs are kept"
+    );
+    // Config keel wrote is gone; data is kept.
+    assert_eq!(h.read("root/etc/redis/redis.conf"), REDIS_CONF);
+    assert!(!exists(&h.path("root/etc/redis/keel.conf")));
+    assert!(!exists(
+        &h.path("root/etc/postgresql/15/main/conf.d/keel.conf")
+    ));
+    assert!(exists(&h.path("root/etc/keel/secrets/postgres_password")));
+    assert!(exists(&h.path("root/opt/demo")));
+    // The next run redoes the rolled-back steps and succeeds.
+    let plan = h.dry_run(&[]);
+    assert!(reason(&plan, "redis").contains("rolled back"), "{plan:?}");
+    h.install(&[]).success();
+}
+
+#[test]
+fn rollback_step_mode_keeps_other_steps() {
+    let h = Host::new();
+    h.keel()
+        .env("KEEL_TEST_FAIL_AFTER", "nginx")
+        .args(["install", "--yes", "--rollback", "step"])
+        .assert()
+        .code(1);
+    assert_eq!(h.status_of("nginx"), "failed");
+    assert_eq!(h.status_of("redis"), "completed");
+    assert!(exists(&h.path("root/etc/redis/keel.conf")));
+    assert!(!exists(
+        &h.path("root/etc/nginx/sites-available/keel-demo.conf")
+    ));
+}
+
+#[test]
+fn rollback_command_needs_confirmation_and_keeps_data() {
+    let h = Host::new();
+    h.install(&[]).success();
+    // No TTY and no --yes: refused, nothing changed.
+    h.keel()
+        .arg("rollback")
+        .assert()
+        .code(2)
+        .stderr(contains("--yes"));
+    assert_eq!(h.status_of("redis"), "completed");
+    h.keel()
+        .args(["rollback", "--yes"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "nginx, redis, postgres, secrets, system-user, packages, preflight",
+        ));
+    assert_eq!(h.status_of("nginx"), "rolled-back");
+    assert_eq!(h.read("root/etc/redis/redis.conf"), REDIS_CONF);
+    assert!(exists(&h.path("root/etc/nginx/sites-enabled/default")));
+    assert!(exists(&h.path("root/etc/keel/secrets/redis_password")));
+    assert!(exists(&h.path("root/opt/demo")));
+}
+
+#[test]
+fn waits_for_the_dpkg_lock_and_names_the_holder() {
+    let h = Host::new();
+    let lock = h.path("root/var/lib/dpkg/lock-frontend");
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", &format!("import fcntl,time;f=open('{}','w');fcntl.lockf(f,fcntl.LOCK_EX);print('held',flush=True);time.sleep(2)", lock.display())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [0u8; 4];
+    std::io::Read::read_exact(holder.stdout.as_mut().unwrap(), &mut b).unwrap();
+    let t = std::time::Instant::now();
+    h.install(&["packages"])
+        .success()
+        .stderr(contains(format!("held by pid {}", holder.id())))
+        .stderr(contains("python3"));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(1000));
+    holder.wait().unwrap();
+    assert!(h.events().iter().any(|e| e["event"] == "dpkg-lock-wait"));
+}
+
+#[test]
+fn preflight_errors_refuse_with_exit_3_unless_ignored() {
+    let h = Host::new();
+    h.write(
+        "root/etc/os-release",
+        "ID=centos\nVERSION_ID=\"9\"\nPRETTY_NAME=\"CentOS Stream 9\"\n",
+    );
+    h.install(&["packages"])
+        .code(3)
+        .stderr(contains("preflight refused"))
+        .stdout(contains("os"));
+    assert!(!h.commands().contains("apt-get"));
+    h.install(&["packages", "--ignore-preflight-errors", "os"])
+        .success();
+    let line = h.read("root/var/log/keel/preflight.jsonl");
+    assert_eq!(line.lines().count(), 2, "one line per preflight run");
+}

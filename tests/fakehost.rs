@@ -1,0 +1,156 @@
+//! The fake host: KEEL_ROOT points keel's file paths into a temp dir, KEEL_FAKE_HOST records
+//! every command in commands.log and answers from a rules file.
+#![allow(dead_code)]
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub struct Host {
+    pub dir: tempfile::TempDir,
+}
+
+pub const REDIS_CONF: &str = "bind 127.0.0.1 -::1\nport 6379\n# requirepass foobared\n";
+
+pub fn config(extra: &str) -> String {
+    format!(
+        "[app]\nname = \"demo\"\ndomain = \"demo.localhost\"\nbase_dir = \"/opt/demo\"\n\
+         [retry]\nattempts = 3\ninitial_delay_ms = 1\nmax_delay_ms = 5\nmax_total_delay_ms = 1000\n\
+         [timeouts]\ncommand_secs = 30\napt_secs = 30\ndpkg_lock_secs = 20\n{extra}"
+    )
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Host {
+    pub fn new() -> Host {
+        let h = Host {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        h.write(
+            "root/etc/os-release",
+            "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+        );
+        h.write("root/etc/passwd", "root:x:0:0:root:/root:/bin/bash\npostgres:x:104:108::/var/lib/postgresql:/bin/bash\nredis:x:105:109::/var/lib/redis:/usr/sbin/nologin\ndemo:x:998:998::/opt/demo:/usr/sbin/nologin\n");
+        h.write("root/etc/group", "root:x:0:\ndemo:x:998:\n");
+        std::fs::create_dir_all(h.path("root/etc/postgresql/15/main/conf.d")).unwrap();
+        std::fs::create_dir_all(h.path("root/var/lib/dpkg")).unwrap();
+        h.write("root/var/lib/dpkg/lock-frontend", "");
+        h.write("root/etc/redis/redis.conf", REDIS_CONF);
+        h.write(
+            "root/etc/nginx/sites-available/default",
+            "server { listen 80 default_server; }\n",
+        );
+        std::fs::create_dir_all(h.path("root/etc/nginx/sites-enabled")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/nginx/sites-available/default",
+            h.path("root/etc/nginx/sites-enabled/default"),
+        )
+        .unwrap();
+        // dpkg-query answers "installed" for the default package list.
+        let installed = [
+            "postgresql",
+            "redis-server",
+            "nginx",
+            "python3",
+            "python3-venv",
+        ]
+        .map(|p| format!("{p} ii "))
+        .join("\\n");
+        h.rule(&format!("dpkg-query\t0\t0\t\t{installed}"));
+        h.write("keel.toml", &config(""));
+        h
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    pub fn write(&self, p: &str, text: &str) {
+        let p = self.path(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    pub fn read(&self, p: &str) -> String {
+        std::fs::read_to_string(self.path(p)).unwrap_or_default()
+    }
+    /// Prepend a rule (first match wins): SUBSTRING \t EXIT \t TIMES \t STDERR [\t STDOUT].
+    pub fn rule(&self, r: &str) {
+        let old = self.read("fake/rules");
+        self.write("fake/rules", &format!("{r}\n{old}"));
+    }
+    pub fn commands(&self) -> String {
+        self.read("fake/commands.log")
+    }
+    pub fn state(&self) -> Value {
+        serde_json::from_str(&self.read("state.json")).unwrap()
+    }
+    pub fn status_of(&self, step: &str) -> String {
+        self.state()["steps"][step]["status"]
+            .as_str()
+            .unwrap_or("pending")
+            .to_string()
+    }
+    pub fn events(&self) -> Vec<Value> {
+        self.read("root/var/log/keel/events.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn keel(&self) -> Command {
+        let mut c = Command::cargo_bin("keel").unwrap();
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KEEL_ROOT", self.path("root"))
+            .env("KEEL_FAKE_HOST", self.path("fake"))
+            .arg("--config")
+            .arg(self.path("keel.toml"))
+            .arg("--state-file")
+            .arg(self.path("state.json"));
+        c
+    }
+
+    pub fn install(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.keel().arg("install").arg("--yes").args(args).assert()
+    }
+
+    pub fn dry_run(&self, args: &[&str]) -> Vec<(String, String)> {
+        let out = self
+            .keel()
+            .args(["install", "--dry-run", "--output", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn reason<'a>(plan: &'a [(String, String)], id: &str) -> &'a str {
+    plan.iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, r)| r.as_str())
+        .unwrap_or("absent")
+}
+
+pub fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real binary against a fake host (a temp directory as the root
+//! filesystem, commands recorded instead of run). One test binary, fast to link.
+//! They need root (the system-user step chowns), as keel itself does.
+
+mod cli;
+mod engine;
+mod fakehost;
