@@ -24,6 +24,11 @@ pub struct Config {
     pub redis: Redis,
     #[serde(default)]
     pub nginx: Nginx,
+    #[serde(default)]
+    pub django: Django,
+    /// Extra or overriding values for the app's .env (highest priority).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
     /// Where the config was read from; relative paths in it are resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
@@ -44,6 +49,7 @@ pub struct App {
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Database {
     pub name: Option<String>,
     pub user: Option<String>,
@@ -51,6 +57,7 @@ pub struct Database {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Packages {
     pub install: Vec<String>,
 }
@@ -72,6 +79,7 @@ impl Default for Packages {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Retry {
     pub attempts: u32,
     pub initial_delay_ms: u64,
@@ -92,6 +100,7 @@ impl Default for Retry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Timeouts {
     /// Default bound for one command.
     pub command_secs: u64,
@@ -112,6 +121,7 @@ impl Default for Timeouts {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Preflight {
     pub min_cpus: u32,
     pub min_memory_mb: u64,
@@ -129,6 +139,7 @@ impl Default for Preflight {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Postgres {
     pub port: u16,
 }
@@ -140,6 +151,7 @@ impl Default for Postgres {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Redis {
     pub port: u16,
     pub maxmemory_mb: u64,
@@ -155,6 +167,7 @@ impl Default for Redis {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct Nginx {
     pub port: u16,
     /// Disable the distribution's default site so keel's site answers on the port.
@@ -167,6 +180,49 @@ impl Default for Nginx {
             port: 80,
             disable_default_site: true,
             client_max_body_mb: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Django {
+    /// App source: a local directory (relative to this config file) ...
+    pub source: Option<PathBuf>,
+    /// ... or a git URL (git must be in packages.install) with a ref.
+    pub git: Option<String>,
+    pub git_ref: String,
+    /// WSGI callable for Gunicorn; default "<app.name>.wsgi:application".
+    pub wsgi: Option<String>,
+    /// Celery app for `celery -A`; default app.name.
+    pub celery_app: Option<String>,
+    pub admin_user: String,
+    /// Default "admin@<app.domain>".
+    pub admin_email: Option<String>,
+    pub web_workers: u32,
+    pub worker_concurrency: u32,
+    /// Path that sends a Celery task and answers "pong" (empty: not checked).
+    pub celery_ping_path: String,
+    /// Path answering JSON {"heartbeat": <number>} that celery beat advances (empty: not checked).
+    pub heartbeat_path: String,
+    pub heartbeat_interval_secs: u64,
+}
+impl Default for Django {
+    fn default() -> Self {
+        Django {
+            source: None,
+            git: None,
+            git_ref: "main".into(),
+            wsgi: None,
+            celery_app: None,
+            admin_user: "admin".into(),
+            admin_email: None,
+            web_workers: 2,
+            worker_concurrency: 2,
+            celery_ping_path: String::new(),
+            heartbeat_path: String::new(),
+            heartbeat_interval_secs: 5,
         }
     }
 }
@@ -300,7 +356,92 @@ impl Config {
                 return Err(self.err(key, "0 is not a usable port", "use a port from 1 to 65535"));
             }
         }
+        let d = &self.django;
+        if d.source.is_some() && d.git.is_some() {
+            return Err(self.err(
+                "django.source",
+                "both django.source and django.git are set",
+                "keep one: a local directory or a git URL",
+            ));
+        }
+        if let Some(g) = &d.git
+            && !(g.starts_with("https://")
+                || g.starts_with("ssh://")
+                || g.starts_with("git@")
+                || g.starts_with("file://"))
+        {
+            return Err(self.err(
+                "django.git",
+                format!("{g:?} is not a git URL"),
+                "use https://..., ssh://..., git@host:repo or file://...",
+            ));
+        }
+        for (key, v) in [
+            ("django.web_workers", d.web_workers),
+            ("django.worker_concurrency", d.worker_concurrency),
+        ] {
+            if v == 0 || v > 64 {
+                return Err(self.err(key, format!("{v} is out of range"), "use 1 to 64"));
+            }
+        }
+        for (key, p) in [
+            ("django.celery_ping_path", &d.celery_ping_path),
+            ("django.heartbeat_path", &d.heartbeat_path),
+        ] {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(self.err(
+                    key,
+                    format!("{p:?} is not a URL path"),
+                    "start it with '/', e.g. \"/celery-ping/\", or leave it empty",
+                ));
+            }
+        }
+        for k in self.env.keys() {
+            if !(k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(self.err(
+                    &format!("env.{k}"),
+                    "not a valid environment variable name",
+                    "use letters, digits and '_'",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The app source directory, resolved against the config file's directory.
+    pub fn app_source(&self) -> Option<PathBuf> {
+        let s = self.django.source.as_ref()?;
+        Some(if s.is_absolute() {
+            s.clone()
+        } else {
+            self.source.parent().unwrap_or(Path::new(".")).join(s)
+        })
+    }
+    pub fn app_dir(&self) -> PathBuf {
+        self.base_dir().join("app")
+    }
+    pub fn venv_dir(&self) -> PathBuf {
+        self.base_dir().join("venv")
+    }
+    pub fn wsgi(&self) -> String {
+        self.django
+            .wsgi
+            .clone()
+            .unwrap_or_else(|| format!("{}.wsgi:application", self.app.name.replace('-', "_")))
+    }
+    pub fn celery_app(&self) -> String {
+        self.django
+            .celery_app
+            .clone()
+            .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+    pub fn admin_email(&self) -> String {
+        self.django
+            .admin_email
+            .clone()
+            .unwrap_or_else(|| format!("admin@{}", self.app.domain))
     }
 
     pub fn app_user(&self) -> String {
@@ -333,8 +474,14 @@ impl Config {
 fn key_of_toml_error(e: &toml::de::Error, text: &str) -> String {
     if let Some(span) = e.span() {
         // Walk back to the table header and the key on the offending line.
-        let before = &text[..span.start.min(text.len())];
-        let table = before
+        let start = span.start.min(text.len());
+        let before = &text[..start];
+        // Include the line the span starts on: it may be the table header itself.
+        let upto = text[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(text.len());
+        let table = text[..upto]
             .lines()
             .rev()
             .find_map(|l| {

@@ -17,6 +17,7 @@ pub struct Cmd {
     pub user: Option<String>,
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl Cmd {
@@ -28,7 +29,12 @@ impl Cmd {
             user: None,
             env: vec![],
             timeout: None,
+            dir: None,
         }
+    }
+    pub fn dir(mut self, d: impl Into<std::path::PathBuf>) -> Cmd {
+        self.dir = Some(d.into());
+        self
     }
     pub fn arg(mut self, a: impl Into<String>) -> Cmd {
         self.args.push(a.into());
@@ -204,6 +210,9 @@ impl Exec {
         };
         for (k, v) in &cmd.env {
             expr = expr.env(k, v);
+        }
+        if let Some(d) = &cmd.dir {
+            expr = expr.dir(d);
         }
         let handle = expr.start()?;
         let timeout = cmd.timeout.unwrap_or(self.default_timeout);

@@ -3,6 +3,7 @@
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -87,6 +88,16 @@ fn run_id() -> String {
 }
 
 pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id: &str) -> Ctx {
+    build_ctx_with(cfg, quiet, ignore_preflight, run_id, false)
+}
+
+pub fn build_ctx_with(
+    cfg: Config,
+    quiet: bool,
+    ignore_preflight: Vec<String>,
+    run_id: &str,
+    interactive: bool,
+) -> Ctx {
     let paths = Paths::from_env();
     let redactor = redact::Redactor::default();
     let mode = match std::env::var_os("KEEL_FAKE_HOST") {
@@ -116,6 +127,8 @@ pub fn build_ctx(cfg: Config, quiet: bool, ignore_preflight: Vec<String>, run_id
             .ok()
             .filter(|s| !s.is_empty()),
         ignore_preflight,
+        interactive,
+        app_tree: Default::default(),
         paths,
     }
 }
@@ -208,7 +221,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(&cli.config)?;
             let graph = steps::graph();
             let id = run_id();
-            let ctx = build_ctx(cfg, json_out, ignore_preflight_errors.clone(), &id);
+            let interactive =
+                !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+            let ctx = build_ctx_with(
+                cfg,
+                json_out,
+                ignore_preflight_errors.clone(),
+                &id,
+                interactive,
+            );
             let opts = InstallOpts {
                 targets: steps.clone(),
                 retry: retry_step.clone(),

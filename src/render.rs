@@ -17,6 +17,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "postgres.conf",
         include_str!("../templates/postgres.conf.j2"),
     ),
+    (
+        "web.service",
+        include_str!("../templates/systemd/web.service.j2"),
+    ),
+    (
+        "worker.service",
+        include_str!("../templates/systemd/worker.service.j2"),
+    ),
+    (
+        "beat.service",
+        include_str!("../templates/systemd/beat.service.j2"),
+    ),
 ];
 
 fn env() -> Environment<'static> {
@@ -60,7 +72,7 @@ mod tests {
 
     #[test]
     fn nginx_site_renders() {
-        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20})).unwrap();
+        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20, "socket": "/run/demo/gunicorn.sock", "static_root": "/opt/demo/app/staticfiles"})).unwrap();
         assert!(s.contains("server_name demo.localhost localhost;"), "{s}");
         assert!(s.contains("listen 80 default_server;"), "{s}");
         assert!(s.contains("client_max_body_size 20m;"), "{s}");

@@ -43,6 +43,10 @@ pub fn classify(text: &str) -> Kind {
         "the database system is starting up",
         "loading the dataset in memory",
         "read timed out",
+        "readtimeouterror",
+        "newconnectionerror",
+        "max retries exceeded",
+        "remote end closed connection",
     ];
     if PERMANENT.iter().any(|p| t.contains(p)) {
         return Kind::Permanent;

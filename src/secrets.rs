@@ -48,13 +48,22 @@ impl Secrets {
 
     /// The stored secret, or a new one (32 random bytes) stored 0600 first.
     pub fn get_or_create(&self, name: &str) -> std::io::Result<String> {
+        self.get_or_create_with(name, || random_token(32))
+    }
+
+    /// The stored secret, or `make()` stored 0600 first.
+    pub fn get_or_create_with(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> String,
+    ) -> std::io::Result<String> {
         self.ensure_dir()?;
         if let Some(v) = self.get(name) {
             // Tighten permissions a hand-edit may have loosened.
             std::fs::set_permissions(self.path(name), std::fs::Permissions::from_mode(0o600))?;
             return Ok(v);
         }
-        let v = random_token(32);
+        let v = make();
         self.redactor.add(&v);
         crate::txn::write_atomic(&self.path(name), format!("{v}\n").as_bytes(), 0o600, None)?;
         Ok(v)

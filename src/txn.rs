@@ -215,7 +215,9 @@ impl Txn {
             }
         }
         for (action, unit) in reapply.into_iter().rev() {
-            let cmd = Cmd::new("systemctl").args([action, unit.as_str()]);
+            let cmd = Cmd::new("systemctl")
+                .arg(action)
+                .args((!unit.is_empty()).then_some(unit.as_str()));
             if let Err(e) = ctx.exec.run(step, &cmd) {
                 errors.push(e.to_string());
             }

@@ -90,6 +90,14 @@ impl Ui {
         }
     }
 
+    /// Hide progress bars while `f` talks to the terminal (prompts).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.multi {
+            Some(m) => m.suspend(f),
+            None => f(),
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(o) = &self.overall {
             o.finish_and_clear();

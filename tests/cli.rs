@@ -99,7 +99,7 @@ fn plan_lists_steps_with_dependencies_and_dot() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 13);
 }
 
 #[test]

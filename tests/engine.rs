@@ -45,9 +45,32 @@ fn full_install_then_noop() {
             .ends_with("include /etc/redis/keel.conf\n")
     );
     // Second run: nothing runs, not a single command.
+    // The app: code copied, .env generated 0600 for the app user, units written.
+    assert!(
+        h.read("root/opt/demo/app/manage.py")
+            .contains("DJANGO_SETTINGS_MODULE")
+    );
+    let env = h.read("root/opt/demo/app/.env");
+    assert!(env.contains("DEBUG=False"), "{env}");
+    assert!(env.contains("DATABASE_URL=postgres://demo:"), "{env}");
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(h.path("root/opt/demo/app/.env")).unwrap();
+    assert_eq!((md.mode() & 0o777, md.uid()), (0o600, 998));
+    for u in ["demo-web", "demo-worker", "demo-beat"] {
+        assert!(
+            exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),
+            "{u}"
+        );
+    }
+    assert!(
+        cmds.contains(
+            "[django] runuser -u demo -- /opt/demo/venv/bin/python manage.py migrate --noinput"
+        ),
+        "{cmds}"
+    );
     h.install(&[])
         .success()
-        .stdout(contains("0 step(s) run, 7 already done"));
+        .stdout(contains("0 step(s) run, 13 already done"));
     assert_eq!(h.commands(), cmds);
 }
 
@@ -263,7 +286,7 @@ fn failure_rolls_back_the_run_in_reverse_order_and_keeps_data() {
     assert!(exists(&h.path("root/opt/demo")));
     // The next run redoes the rolled-back steps and succeeds.
     let plan = h.dry_run(&[]);
-    assert!(reason(&plan, "redis").contains("rolled back"), "{plan:?}");
+    assert!(reason(&plan, "secrets").contains("rolled back"), "{plan:?}");
     h.install(&[]).success();
 }
 
@@ -271,16 +294,15 @@ fn failure_rolls_back_the_run_in_reverse_order_and_keeps_data() {
 fn rollback_step_mode_keeps_other_steps() {
     let h = Host::new();
     h.keel()
-        .env("KEEL_TEST_FAIL_AFTER", "nginx")
+        .env("KEEL_TEST_FAIL_AFTER", "django")
         .args(["install", "--yes", "--rollback", "step"])
         .assert()
         .code(1);
-    assert_eq!(h.status_of("nginx"), "failed");
+    assert_eq!(h.status_of("django"), "failed");
     assert_eq!(h.status_of("redis"), "completed");
+    assert_eq!(h.status_of("services"), "pending");
     assert!(exists(&h.path("root/etc/redis/keel.conf")));
-    assert!(!exists(
-        &h.path("root/etc/nginx/sites-available/keel-demo.conf")
-    ));
+    assert!(exists(&h.path("root/opt/demo/app/.env")));
 }
 
 #[test]
@@ -298,9 +320,17 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains(
-            "nginx, redis, postgres, secrets, system-user, packages, preflight",
-        ));
+        .stdout(contains("verify, services, django, app-env, python-env, app-code, nginx, redis, postgres, secrets, system-user, packages, preflight"));
+    for u in ["demo-web", "demo-worker", "demo-beat"] {
+        assert!(
+            !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),
+            "{u} unit left behind"
+        );
+    }
+    assert!(
+        h.commands()
+            .contains("[services] systemctl disable --now demo-web")
+    );
     assert_eq!(h.status_of("nginx"), "rolled-back");
     assert_eq!(h.read("root/etc/redis/redis.conf"), REDIS_CONF);
     assert!(exists(&h.path("root/etc/nginx/sites-enabled/default")));

@@ -15,7 +15,9 @@ pub fn config(extra: &str) -> String {
     format!(
         "[app]\nname = \"demo\"\ndomain = \"demo.localhost\"\nbase_dir = \"/opt/demo\"\n\
          [retry]\nattempts = 3\ninitial_delay_ms = 1\nmax_delay_ms = 5\nmax_total_delay_ms = 1000\n\
-         [timeouts]\ncommand_secs = 30\napt_secs = 30\ndpkg_lock_secs = 20\n{extra}"
+         [timeouts]\ncommand_secs = 30\napt_secs = 30\ndpkg_lock_secs = 20\n\
+         [django]\nsource = \"{}/examples/demo-app\"\ncelery_ping_path = \"/celery-ping/\"\n{extra}",
+        env!("CARGO_MANIFEST_DIR")
     )
 }
 

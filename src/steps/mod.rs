@@ -3,13 +3,19 @@ use crate::exec::{Cmd, Output};
 use crate::graph::{Ctx, Graph, Step, StepError, StepResult};
 use crate::txn::Txn;
 
+pub mod app_code;
+pub mod app_env;
+pub mod django;
 pub mod nginx;
 pub mod packages;
 pub mod postgres;
 pub mod preflight;
+pub mod python_env;
 pub mod redis;
 pub mod secrets;
+pub mod services;
 pub mod system_user;
+pub mod verify;
 
 pub fn graph() -> Graph {
     let steps: Vec<Box<dyn Step>> = vec![
@@ -20,6 +26,12 @@ pub fn graph() -> Graph {
         Box::new(postgres::Postgres),
         Box::new(redis::Redis),
         Box::new(nginx::Nginx),
+        Box::new(app_code::AppCode),
+        Box::new(python_env::PythonEnv),
+        Box::new(app_env::AppEnv),
+        Box::new(django::Django),
+        Box::new(services::Services),
+        Box::new(verify::Verify),
     ];
     Graph::new(steps)
 }

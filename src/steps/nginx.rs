@@ -31,6 +31,8 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "port": ctx.cfg.nginx.port,
         "client_max_body_mb": ctx.cfg.nginx.client_max_body_mb,
         "root": format!("/var/www/keel-{}", ctx.cfg.app.name),
+        "socket": super::services::socket(ctx),
+        "static_root": ctx.cfg.app_dir().join("staticfiles"),
     })
 }
 
@@ -125,17 +127,29 @@ impl Step for Nginx {
             return Ok(());
         }
         let port = ctx.cfg.nginx.port;
-        let (code, body) =
-            crate::system::net::http_get(port, &ctx.cfg.app.domain, "/", Duration::from_secs(5))
+        let get = |path: &str| {
+            crate::system::net::http_get(port, &ctx.cfg.app.domain, path, Duration::from_secs(10))
                 .map_err(|e| {
                     StepError::transient(
-                        format!("HTTP to 127.0.0.1:{port}: {e}"),
+                        format!("HTTP to 127.0.0.1:{port}{path}: {e}"),
                         "see journalctl -u nginx",
                     )
-                })?;
-        if code != 200 || !body.contains("keel-placeholder") {
+                })
+        };
+        let (code, body) = get("/keel-health")?;
+        if code != 200 || body.trim() != "ok" {
             return Err(StepError::transient(
-                format!("GET / on port {port} answered {code}, not keel's page"),
+                format!(
+                    "GET /keel-health on port {port} answered {code}: keel's site is not the one serving"
+                ),
+                "check for another server block with default_server on this port",
+            ));
+        }
+        // The app if it runs, keel's placeholder page until then: either way a 200.
+        let (code, _) = get("/")?;
+        if code != 200 {
+            return Err(StepError::transient(
+                format!("GET / on port {port} answered {code}"),
                 format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),
             ));
         }

@@ -21,6 +21,7 @@ fresh() {
   mkdir -p "$root/etc/keel" "$root/root/examples"
   cp -r examples/. "$root/root/examples/"
   cp examples/demo.toml "$root/etc/keel/keel.toml"
+  cp -r examples/demo-app "$root/etc/keel/demo-app"
 }
 # wait_for SECS CMD...: poll until CMD succeeds
 wait_for() {

@@ -1,0 +1,532 @@
+//! `.env.example` → `.env`: parse the common styles (comments, sections, quotes, `export`,
+//! commented-out keys, inline comments), then fill each key from, in order: keel.toml's
+//! `[env]`, values keel derives (database, redis, hosts, debug), the existing `.env` (what
+//! a user supplied is kept on re-runs), generated secrets (stable: stored as keel secrets),
+//! the example's own non-placeholder default, or — when required — a prompt or an error.
+use base64::Engine;
+use rand::{Rng, TryRngCore};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    Blank,
+    Comment(String),
+    Entry {
+        key: String,
+        value: String,
+        export: bool,
+        /// `# KEY=value`: an optional key, kept commented out.
+        commented: bool,
+        /// Under a comment or section that says "optional".
+        optional: bool,
+        raw: String,
+    },
+}
+
+fn is_key(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Value part of `KEY=value`: quotes, escapes in double quotes, inline ` # comments`.
+fn parse_value(v: &str, line_no: usize) -> Result<String, String> {
+    let v = v.trim_start();
+    if let Some(rest) = v.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => return Ok(out),
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some(o) => out.push(o),
+                    None => break,
+                },
+                c => out.push(c),
+            }
+        }
+        return Err(format!("line {line_no}: unterminated double quote"));
+    }
+    if let Some(rest) = v.strip_prefix('\'') {
+        return rest
+            .find('\'')
+            .map(|i| rest[..i].to_string())
+            .ok_or_else(|| format!("line {line_no}: unterminated single quote"));
+    }
+    let v = match v.find(" #") {
+        Some(i) => &v[..i],
+        None => v,
+    };
+    Ok(v.trim().to_string())
+}
+
+pub fn parse(text: &str) -> Result<Vec<Line>, String> {
+    let mut out = vec![];
+    let mut optional_section = false;
+    let mut optional_comment = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let t = raw.trim();
+        if t.is_empty() {
+            optional_comment = false;
+            out.push(Line::Blank);
+            continue;
+        }
+        if let Some(c) = t.strip_prefix('#') {
+            let body = c.trim_start_matches('#').trim();
+            let body_kv = body.strip_prefix("export ").unwrap_or(body);
+            if let Some((k, v)) = body_kv.split_once('=')
+                && is_key(k.trim())
+                && !k.contains(' ')
+            {
+                out.push(Line::Entry {
+                    key: k.trim().to_string(),
+                    value: parse_value(v, line_no).unwrap_or_default(),
+                    export: body.starts_with("export "),
+                    commented: true,
+                    optional: true,
+                    raw: raw.to_string(),
+                });
+                continue;
+            }
+            let lower = body.to_ascii_lowercase();
+            let header = c.starts_with('#')
+                || body.starts_with("---")
+                || body.starts_with("===")
+                || body.ends_with("---")
+                || body.ends_with("===")
+                || body.starts_with('[');
+            if header {
+                optional_section = lower.contains("optional");
+            }
+            optional_comment = lower.contains("optional");
+            out.push(Line::Comment(raw.to_string()));
+            continue;
+        }
+        let (export, kv) = match t.strip_prefix("export ") {
+            Some(r) => (true, r.trim_start()),
+            None => (false, t),
+        };
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("line {line_no}: expected KEY=VALUE, found {t:?}"))?;
+        let key = k.trim();
+        if !is_key(key) {
+            return Err(format!(
+                "line {line_no}: {key:?} is not a valid variable name"
+            ));
+        }
+        out.push(Line::Entry {
+            key: key.to_string(),
+            value: parse_value(v, line_no)?,
+            export,
+            commented: false,
+            optional: optional_section || optional_comment,
+            raw: raw.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Values read from an existing .env.
+pub fn values(text: &str) -> BTreeMap<String, String> {
+    parse(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Entry {
+                key,
+                value,
+                commented: false,
+                ..
+            } => Some((key, value)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn is_placeholder(v: &str) -> bool {
+    let l = v.trim().to_ascii_lowercase();
+    l.is_empty()
+        || [
+            "change-me",
+            "changeme",
+            "change_me",
+            "replace-me",
+            "replaceme",
+            "secret",
+            "xxx",
+            "todo",
+            "your-secret-key",
+            "insecure",
+        ]
+        .contains(&l.as_str())
+        || l.starts_with("your-")
+        || l.starts_with("your_")
+        || l.starts_with('<')
+        || l.starts_with("django-insecure")
+        || l.starts_with("change-me")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// Django's SECRET_KEY: 50 characters from Django's own alphabet.
+    Django,
+    /// Fernet: url-safe base64 of 32 random bytes (padded, 44 chars).
+    Fernet,
+    /// JWT/token/signing secrets: url-safe base64 of 48 random bytes.
+    Token,
+}
+
+/// Is this key something keel may generate (never an external service's credential)?
+pub fn secret_kind(key: &str) -> Option<SecretKind> {
+    let k = key.to_ascii_uppercase();
+    if k.contains("FERNET") || k.contains("ENCRYPTION_KEY") || k.contains("FIELD_ENCRYPTION") {
+        return Some(SecretKind::Fernet);
+    }
+    if k == "SECRET_KEY"
+        || k == "DJANGO_SECRET_KEY"
+        || k.ends_with("_SECRET_KEY") && !k.contains("AWS") && !k.contains("STRIPE")
+    {
+        return Some(SecretKind::Django);
+    }
+    if k.contains("JWT") && (k.contains("SECRET") || k.contains("KEY"))
+        || k.contains("SIGNING_KEY")
+        || k.contains("TOKEN_SECRET")
+        || k.ends_with("_SECRET") && !k.contains("CLIENT") && !k.contains("AWS")
+        || k == "SECRET"
+    {
+        return Some(SecretKind::Token);
+    }
+    None
+}
+
+pub fn generate(kind: SecretKind) -> String {
+    let mut rng = rand::rngs::OsRng.unwrap_err();
+    match kind {
+        SecretKind::Django => {
+            const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789!@#$%^&*(-_=+)";
+            (0..50)
+                .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+                .collect()
+        }
+        SecretKind::Fernet => {
+            let mut b = [0u8; 32];
+            rng.fill(&mut b);
+            base64::engine::general_purpose::URL_SAFE.encode(b)
+        }
+        SecretKind::Token => {
+            let mut b = [0u8; 48];
+            rng.fill(&mut b);
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        }
+    }
+}
+
+/// Format a value so systemd's EnvironmentFile, shells and python-dotenv read it back as is.
+pub fn quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:@,+=-".contains(c))
+    {
+        v.to_string()
+    } else if !v.contains('\'') && !v.contains('\n') {
+        format!("'{v}'")
+    } else {
+        format!(
+            "\"{}\"",
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        )
+    }
+}
+
+pub struct Inputs<'a> {
+    /// keel.toml [env]: the user's explicit values.
+    pub provided: &'a BTreeMap<String, String>,
+    /// Computed from keel.toml (DATABASE_URL, REDIS_URL, ...).
+    pub derived: &'a BTreeMap<String, String>,
+    /// The current .env, if any.
+    pub existing: &'a BTreeMap<String, String>,
+}
+
+pub enum Ask<'a> {
+    /// Unattended: a missing required value is an error.
+    Never,
+    /// Prompt: (key, secret-like, suggested value) -> answer.
+    With(&'a mut dyn FnMut(&str, bool, Option<&str>) -> Result<String, String>),
+}
+
+pub struct Rendered {
+    pub text: String,
+    /// Keys whose value came from the secret generator (the caller stores them).
+    pub generated: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// Render the .env. `secret(key, kind)` returns the stored (or newly generated) secret.
+pub fn render(
+    example: &[Line],
+    inp: &Inputs,
+    secret: &mut dyn FnMut(&str, SecretKind) -> Result<String, String>,
+    ask: &mut Ask,
+) -> Result<Rendered, String> {
+    let mut text = String::from(
+        "# Generated by keel from .env.example; values you set here are kept on re-runs,\n# except those keel derives from keel.toml (database, redis, hosts, debug).\n",
+    );
+    let mut generated = vec![];
+    let mut missing = vec![];
+    let mut seen = vec![];
+    for line in example {
+        match line {
+            Line::Blank => text.push('\n'),
+            Line::Comment(c) => {
+                text.push_str(c);
+                text.push('\n');
+            }
+            Line::Entry {
+                key,
+                commented: true,
+                raw,
+                ..
+            } => {
+                if let Some(v) = inp.provided.get(key).or(inp.existing.get(key)) {
+                    text.push_str(&format!("{key}={}\n", quote(v)));
+                    seen.push(key.clone());
+                } else {
+                    text.push_str(raw);
+                    text.push('\n');
+                }
+            }
+            Line::Entry {
+                key,
+                value,
+                export,
+                optional,
+                ..
+            } => {
+                seen.push(key.clone());
+                let kind = secret_kind(key);
+                let v = if let Some(v) = inp.provided.get(key).or(inp.derived.get(key)) {
+                    Some(v.clone())
+                } else if let Some(v) = inp
+                    .existing
+                    .get(key)
+                    .filter(|v| !v.is_empty() && (kind.is_none() || !is_placeholder(v)))
+                {
+                    Some(v.clone())
+                } else if let (Some(k), true) = (kind, is_placeholder(value)) {
+                    generated.push(key.clone());
+                    Some(secret(key, k)?)
+                } else if !value.is_empty() && !is_placeholder(value) {
+                    Some(value.clone())
+                } else if *optional {
+                    Some(String::new())
+                } else {
+                    match ask {
+                        Ask::Never => {
+                            missing.push(key.clone());
+                            None
+                        }
+                        Ask::With(f) => Some(f(
+                            key,
+                            kind.is_some() || crate::redact::secret_key(key),
+                            None,
+                        )?),
+                    }
+                };
+                let v = v.unwrap_or_default();
+                let prefix = if *export { "export " } else { "" };
+                let shown = if v.is_empty() {
+                    String::new()
+                } else {
+                    quote(&v)
+                };
+                text.push_str(&format!("{prefix}{key}={shown}\n"));
+            }
+        }
+    }
+    let extra: Vec<_> = inp
+        .provided
+        .iter()
+        .filter(|(k, _)| !seen.contains(k))
+        .collect();
+    if !extra.is_empty() {
+        text.push_str("\n# From keel.toml [env]\n");
+        for (k, v) in extra {
+            text.push_str(&format!("{k}={}\n", quote(v)));
+        }
+    }
+    Ok(Rendered {
+        text,
+        generated,
+        missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(text: &str) -> Vec<(String, String, bool, bool)> {
+        parse(text)
+            .unwrap()
+            .into_iter()
+            .filter_map(|l| match l {
+                Line::Entry {
+                    key,
+                    value,
+                    commented,
+                    optional,
+                    ..
+                } => Some((key, value, commented, optional)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn corpus_of_real_world_styles() {
+        let text = r#"
+# Django (cookiecutter-django style)
+DJANGO_SECRET_KEY=!!!SET DJANGO_SECRET_KEY!!!
+DJANGO_DEBUG=True
+export DJANGO_ALLOWED_HOSTS="example.com, localhost"
+QUOTED_SINGLE='it''s'
+ESCAPED="a \"b\" c\nd"
+INLINE=value # a comment
+HASH_IN_QUOTES="a # b"
+EMPTY=
+SPACED = spaced value
+#COMMENTED_OUT=1
+# export ALSO_COMMENTED="x y"
+# This is prose = not a key
+## ---- Optional: monitoring ----
+SENTRY_DSN=
+"#;
+        let e = entries(text);
+        let get = |k: &str| {
+            e.iter()
+                .find(|x| x.0 == k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} missing: {e:?}"))
+        };
+        assert_eq!(get("DJANGO_SECRET_KEY").1, "!!!SET DJANGO_SECRET_KEY!!!");
+        assert_eq!(get("DJANGO_ALLOWED_HOSTS").1, "example.com, localhost");
+        assert_eq!(get("QUOTED_SINGLE").1, "it");
+        assert_eq!(get("ESCAPED").1, "a \"b\" c\nd");
+        assert_eq!(get("INLINE").1, "value");
+        assert_eq!(get("HASH_IN_QUOTES").1, "a # b");
+        assert_eq!(get("EMPTY").1, "");
+        assert!(!get("EMPTY").3, "EMPTY is required");
+        assert_eq!(get("SPACED").1, "spaced value");
+        assert!(get("COMMENTED_OUT").2);
+        assert_eq!(get("ALSO_COMMENTED").1, "x y");
+        assert!(get("SENTRY_DSN").3, "under an optional section");
+        assert!(!e.iter().any(|x| x.0.contains("prose")));
+    }
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        assert!(parse("A=1\nnot a line\n").unwrap_err().contains("line 2"));
+        assert!(parse("A=\"open\n").unwrap_err().contains("line 1"));
+        assert!(
+            parse("1BAD=x\n")
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn secret_kinds() {
+        assert_eq!(secret_kind("SECRET_KEY"), Some(SecretKind::Django));
+        assert_eq!(secret_kind("DJANGO_SECRET_KEY"), Some(SecretKind::Django));
+        assert_eq!(secret_kind("FERNET_KEY"), Some(SecretKind::Fernet));
+        assert_eq!(
+            secret_kind("FIELD_ENCRYPTION_KEY"),
+            Some(SecretKind::Fernet)
+        );
+        assert_eq!(secret_kind("JWT_SECRET"), Some(SecretKind::Token));
+        assert_eq!(
+            secret_kind("SIMPLE_JWT_SIGNING_KEY"),
+            Some(SecretKind::Token)
+        );
+        assert_eq!(secret_kind("AWS_SECRET_ACCESS_KEY"), None);
+        assert_eq!(secret_kind("STRIPE_API_KEY"), None);
+        assert_eq!(secret_kind("OAUTH_CLIENT_SECRET"), None);
+        assert_eq!(secret_kind("DEBUG"), None);
+    }
+
+    #[test]
+    fn generated_keys_have_the_right_shape() {
+        let d = generate(SecretKind::Django);
+        assert_eq!(d.chars().count(), 50);
+        assert_ne!(d, generate(SecretKind::Django));
+        let f = generate(SecretKind::Fernet);
+        assert_eq!(f.len(), 44);
+        assert_eq!(
+            base64::engine::general_purpose::URL_SAFE
+                .decode(&f)
+                .unwrap()
+                .len(),
+            32
+        );
+        let t = generate(SecretKind::Token);
+        assert!(t.len() >= 64 && !t.contains('+') && !t.contains('/'));
+    }
+
+    #[test]
+    fn quoting_round_trips() {
+        for v in ["plain", "with space", "a'b", "x#y$z", "", "a\"b\\c"] {
+            let line = format!("K={}\n", quote(v));
+            assert_eq!(
+                values(&line).get("K").map(String::as_str),
+                Some(v),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn render_fills_in_priority_order_and_reports_missing() {
+        let example = parse("# top\nSECRET_KEY=change-me\nDEBUG=True\nDATABASE_URL=postgres://x\nAPI_TOKEN=\nKEEP=default\nUSER_SET=\n# OPTIONAL\nOPT=\n#LATER=1\n").unwrap();
+        let provided = BTreeMap::from([("EXTRA".to_string(), "1".to_string())]);
+        let derived = BTreeMap::from([
+            ("DEBUG".to_string(), "False".to_string()),
+            ("DATABASE_URL".to_string(), "postgres://u:p@h/d".to_string()),
+        ]);
+        let existing = BTreeMap::from([("USER_SET".to_string(), "mine".to_string())]);
+        let inp = Inputs {
+            provided: &provided,
+            derived: &derived,
+            existing: &existing,
+        };
+        let mut secret = |k: &str, _kind| Ok(format!("gen-{k}"));
+        let r = render(&example, &inp, &mut secret, &mut Ask::Never).unwrap();
+        let v = values(&r.text);
+        assert_eq!(v["SECRET_KEY"], "gen-SECRET_KEY");
+        assert_eq!(v["DEBUG"], "False");
+        assert_eq!(v["DATABASE_URL"], "postgres://u:p@h/d");
+        assert_eq!(v["KEEP"], "default");
+        assert_eq!(v["USER_SET"], "mine");
+        assert_eq!(v["OPT"], "");
+        assert_eq!(v["EXTRA"], "1");
+        assert!(r.text.contains("#LATER=1"));
+        assert!(r.text.contains("# top"));
+        assert_eq!(r.generated, vec!["SECRET_KEY"]);
+        assert_eq!(r.missing, vec!["API_TOKEN"]);
+        // Asked when interactive.
+        let mut asked = vec![];
+        let mut f = |k: &str, secret: bool, _s: Option<&str>| {
+            asked.push((k.to_string(), secret));
+            Ok("typed".to_string())
+        };
+        let r = render(&example, &inp, &mut secret, &mut Ask::With(&mut f)).unwrap();
+        assert!(r.missing.is_empty());
+        assert_eq!(values(&r.text)["API_TOKEN"], "typed");
+        assert_eq!(asked, vec![("API_TOKEN".to_string(), true)]);
+    }
+}

@@ -1,0 +1,202 @@
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::txn::Txn;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct AppCode;
+const ID: &str = "app-code";
+/// Never copied from a local source: VCS data, caches, virtualenvs, local secrets.
+const SKIP: &[&str] = &[
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".env",
+    "staticfiles",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".tox",
+];
+
+/// Files of a source tree (relative paths, sorted), skipping SKIP and *.pyc.
+pub fn walk(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel))? {
+            let e = e?;
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if SKIP.contains(&n.as_ref()) || n.ends_with(".pyc") {
+                continue;
+            }
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(rel.join(&name));
+            } else if ft.is_file() {
+                out.push(rel.join(&name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Hash of the app source (local tree contents, or git URL + ref), once per run.
+pub fn tree_hash(ctx: &Ctx) -> String {
+    ctx.app_tree
+        .get_or_init(|| match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
+            (Some(src), _) => {
+                let files = walk(&src).unwrap_or_default();
+                let mut parts = vec![];
+                for f in &files {
+                    parts.push(f.display().to_string());
+                    parts.push(std::fs::read_to_string(src.join(f)).unwrap_or_else(|_| {
+                        format!("{:?}", std::fs::metadata(src.join(f)).map(|m| m.len()))
+                    }));
+                }
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                crate::graph::hash(&refs)
+            }
+            (None, Some(url)) => format!("git {url} {}", ctx.cfg.django.git_ref),
+            (None, None) => "no source".into(),
+        })
+        .clone()
+}
+
+/// A file of the app, read from the source when it is local (so plans see changes before
+/// they are deployed), else from the deployed copy.
+pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
+    match ctx.cfg.app_source() {
+        Some(src) => std::fs::read_to_string(src.join(rel)).ok(),
+        None => {
+            std::fs::read_to_string(ctx.host(&ctx.cfg.app_dir().display().to_string()).join(rel))
+                .ok()
+        }
+    }
+}
+
+pub fn app_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
+    let user = ctx.cfg.app_user();
+    crate::system::user_ids(&ctx.paths.root, &user).ok_or_else(|| {
+        StepError::permanent(
+            format!("user {user} does not exist"),
+            "keel install --retry-step system-user",
+        )
+    })
+}
+
+impl Step for AppCode {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["system-user"]
+    }
+    fn about(&self) -> &'static str {
+        "put the app's code under the base directory"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        format!("{} {}", tree_hash(ctx), ctx.cfg.app_dir().display())
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let (uid, gid) = app_user_ids(ctx)?;
+        let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());
+        match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
+            (Some(src), _) => {
+                if !src.is_dir() {
+                    return Err(StepError::permanent(
+                        format!("app source {} is not a directory", src.display()),
+                        format!(
+                            "fix django.source in {} (relative paths are relative to that file)",
+                            ctx.cfg.source.display()
+                        ),
+                    ));
+                }
+                tx.ensure_dir(&dest)?;
+                std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
+                for rel in walk(&src)? {
+                    let from = src.join(&rel);
+                    let to = dest.join(&rel);
+                    if let Some(parent) = to.parent()
+                        && !parent.exists()
+                    {
+                        tx.ensure_dir(parent)?;
+                        let mut d = parent;
+                        while d != dest && d.starts_with(&dest) {
+                            std::os::unix::fs::chown(d, Some(uid), Some(gid))?;
+                            d = d.parent().unwrap_or(&dest);
+                        }
+                    }
+                    let bytes = std::fs::read(&from).map_err(|e| {
+                        StepError::permanent(format!("{}: {e}", from.display()), "")
+                    })?;
+                    let exec = std::fs::metadata(&from)?.permissions().mode() & 0o111 != 0;
+                    tx.write(
+                        &to,
+                        &bytes,
+                        if exec { 0o755 } else { 0o644 },
+                        Some((uid, gid)),
+                    )?;
+                }
+                Ok(())
+            }
+            (None, Some(url)) => {
+                let user = ctx.cfg.app_user();
+                let home = ctx.cfg.base_dir().display().to_string();
+                let d = ctx.cfg.app_dir().display().to_string();
+                let git = |args: &[&str]| {
+                    Cmd::new("git")
+                        .args(args.iter().copied())
+                        .user(&user)
+                        .env("HOME", &home)
+                        .env("GIT_TERMINAL_PROMPT", "0")
+                };
+                if !dest.join(".git").exists() {
+                    tx.ensure_dir(&dest)?;
+                    std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
+                    ctx.run(ID, &git(&["init", "-q", &d]))?;
+                    ctx.run(ID, &git(&["-C", &d, "remote", "add", "origin", url]))?;
+                }
+                ctx.run(ID, &git(&["-C", &d, "remote", "set-url", "origin", url]))?;
+                ctx.run(
+                    ID,
+                    &git(&[
+                        "-C",
+                        &d,
+                        "fetch",
+                        "-q",
+                        "--depth",
+                        "1",
+                        "origin",
+                        &ctx.cfg.django.git_ref,
+                    ]),
+                )
+                .map_err(|e| {
+                    e.hint("check django.git / django.git_ref and that git is in packages.install")
+                })?;
+                ctx.run(ID, &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD"]))?;
+                Ok(())
+            }
+            (None, None) => Err(StepError::permanent(
+                "no app source configured",
+                "set django.source (a directory) or django.git in keel.toml",
+            )),
+        }
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());
+        for f in ["manage.py", "requirements.txt"] {
+            if !dest.join(f).is_file() {
+                return Err(StepError::permanent(
+                    format!("{} has no {f}", dest.display()),
+                    "the app source must be a Django project with manage.py and requirements.txt at its top",
+                ));
+            }
+        }
+        Ok(())
+    }
+    // Undo keeps the app directory: it is data.
+}

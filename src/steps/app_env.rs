@@ -1,0 +1,213 @@
+use super::app_code::{app_file, app_user_ids};
+use crate::config::Config;
+use crate::dotenv::{self, Ask, Inputs, SecretKind};
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::secrets::Secrets;
+use crate::txn::Txn;
+use std::collections::BTreeMap;
+
+pub struct AppEnv;
+const ID: &str = "app-env";
+
+pub fn env_file(cfg: &Config) -> std::path::PathBuf {
+    cfg.app_dir().join(".env")
+}
+
+/// Values keel derives from keel.toml, under the names apps commonly use. `secrets` gives
+/// the passwords; without it (fingerprints) they are left out.
+pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    let hosts = format!("{},localhost,127.0.0.1", cfg.app.domain);
+    for k in ["ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"] {
+        m.insert(k.to_string(), hosts.clone());
+    }
+    for k in ["DEBUG", "DJANGO_DEBUG"] {
+        m.insert(k.to_string(), "False".to_string());
+    }
+    let (db, user, pport, rport) = (
+        cfg.db_name(),
+        cfg.db_user(),
+        cfg.postgres.port,
+        cfg.redis.port,
+    );
+    for (keys, v) in [
+        (&["DB_NAME", "POSTGRES_DB", "DATABASE_NAME"][..], db.clone()),
+        (
+            &["DB_USER", "POSTGRES_USER", "DATABASE_USER"][..],
+            user.clone(),
+        ),
+        (
+            &["DB_HOST", "POSTGRES_HOST", "DATABASE_HOST"][..],
+            "127.0.0.1".into(),
+        ),
+        (
+            &["DB_PORT", "POSTGRES_PORT", "DATABASE_PORT"][..],
+            pport.to_string(),
+        ),
+    ] {
+        for k in keys {
+            m.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(s) = secrets {
+        let pg = s.get_or_create("postgres_password")?;
+        let rd = s.get_or_create("redis_password")?;
+        // Both passwords are url-safe base64: no escaping needed inside URLs.
+        m.insert(
+            "DATABASE_URL".into(),
+            format!("postgres://{user}:{pg}@127.0.0.1:{pport}/{db}"),
+        );
+        for k in ["DB_PASSWORD", "POSTGRES_PASSWORD", "DATABASE_PASSWORD"] {
+            m.insert(k.into(), pg.clone());
+        }
+        let redis = format!("redis://:{rd}@127.0.0.1:{rport}/0");
+        for k in [
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "CELERY_RESULT_BACKEND",
+            "BROKER_URL",
+        ] {
+            m.insert(k.into(), redis.clone());
+        }
+        m.insert("REDIS_PASSWORD".into(), rd);
+    }
+    Ok(m)
+}
+
+/// Render a .env from an example: the engine of the `app-env` step and of `keel env`.
+pub fn build(
+    example: &str,
+    example_name: &str,
+    existing_text: Option<&str>,
+    provided: &BTreeMap<String, String>,
+    derived: &BTreeMap<String, String>,
+    secrets: Option<&Secrets>,
+    interactive: bool,
+) -> StepResult<dotenv::Rendered> {
+    let lines = dotenv::parse(example).map_err(|e| {
+        StepError::permanent(format!("{example_name}: {e}"), "fix the .env.example")
+    })?;
+    let existing = existing_text.map(dotenv::values).unwrap_or_default();
+    if let Some(s) = secrets {
+        // What a user supplied for secret-looking keys must not leak into logs either.
+        for (k, v) in existing.iter().chain(provided.iter()) {
+            if crate::redact::secret_key(k) {
+                s.redactor.add(v);
+            }
+        }
+    }
+    let inputs = Inputs {
+        provided,
+        derived,
+        existing: &existing,
+    };
+    let mut secret = |key: &str, kind: SecretKind| -> Result<String, String> {
+        match secrets {
+            Some(s) => s
+                .get_or_create_with(&format!("env_{}", key.to_ascii_lowercase()), || {
+                    dotenv::generate(kind)
+                })
+                .map_err(|e| e.to_string()),
+            None => Ok(dotenv::generate(kind)),
+        }
+    };
+    let mut prompt = |key: &str, secret: bool, suggested: Option<&str>| -> Result<String, String> {
+        let theme = dialoguer::theme::SimpleTheme;
+        if secret {
+            dialoguer::Password::with_theme(&theme)
+                .with_prompt(format!("{key} (hidden)"))
+                .interact()
+                .map_err(|e| e.to_string())
+        } else {
+            let mut i = dialoguer::Input::<String>::with_theme(&theme).with_prompt(key.to_string());
+            if let Some(s) = suggested {
+                i = i.default(s.to_string());
+            }
+            i.interact_text().map_err(|e| e.to_string())
+        }
+    };
+    let mut ask = if interactive {
+        Ask::With(&mut prompt)
+    } else {
+        Ask::Never
+    };
+    let r = dotenv::render(&lines, &inputs, &mut secret, &mut ask)
+        .map_err(|e| StepError::permanent(e, ""))?;
+    if !r.missing.is_empty() {
+        return Err(StepError::permanent(
+            format!("required values missing for .env: {}", r.missing.join(", ")),
+            format!(
+                "set them under [env] in keel.toml (e.g. {} = \"...\"), or run keel install on a terminal to be asked",
+                r.missing[0]
+            ),
+        ));
+    }
+    Ok(r)
+}
+
+impl Step for AppEnv {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["app-code", "secrets"]
+    }
+    fn about(&self) -> &'static str {
+        "the app's .env from its .env.example (secrets generated once)"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        let d = derived(&ctx.cfg, None).unwrap_or_default();
+        format!(
+            "{} {:?} {:?}",
+            app_file(ctx, ".env.example").unwrap_or_default(),
+            ctx.cfg.env,
+            d
+        )
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
+        let example_path = ctx.host(&ctx.cfg.app_dir().join(".env.example").display().to_string());
+        let example = std::fs::read_to_string(&example_path).map_err(|e| {
+            StepError::permanent(
+                format!("{}: {e}", example_path.display()),
+                "the app must ship a .env.example listing its settings",
+            )
+        })?;
+        let existing = std::fs::read_to_string(&path).ok();
+        let d = derived(&ctx.cfg, Some(&ctx.secrets))?;
+        let interactive = ctx.interactive;
+        let r = ctx.ui.suspend(|| {
+            build(
+                &example,
+                &example_path.display().to_string(),
+                existing.as_deref(),
+                &ctx.cfg.env,
+                &d,
+                Some(&ctx.secrets),
+                interactive,
+            )
+        })?;
+        let ids = app_user_ids(ctx)?;
+        tx.write(&path, r.text.as_bytes(), 0o600, Some(ids))?;
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        use std::os::unix::fs::MetadataExt;
+        let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
+        let md = std::fs::metadata(&path)
+            .map_err(|e| StepError::permanent(format!("{}: {e}", path.display()), ""))?;
+        let (uid, _) = app_user_ids(ctx)?;
+        if md.mode() & 0o777 != 0o600 || md.uid() != uid {
+            return Err(StepError::permanent(
+                format!(
+                    "{} must be 0600 and owned by {}",
+                    path.display(),
+                    ctx.cfg.app_user()
+                ),
+                "keel install --retry-step app-env",
+            ));
+        }
+        Ok(())
+    }
+    // Undo keeps .env: it holds values the user supplied.
+}

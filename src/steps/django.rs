@@ -1,0 +1,77 @@
+use super::app_code::tree_hash;
+use super::python_env::{as_app, venv_bin};
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::txn::Txn;
+use std::time::Duration;
+
+pub struct Django;
+const ID: &str = "django";
+
+fn manage(ctx: &Ctx, args: &[&str]) -> crate::exec::Cmd {
+    as_app(ctx, &venv_bin(ctx, "python"))
+        .arg("manage.py")
+        .args(args.iter().copied())
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.command_secs))
+}
+
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string serializes")
+}
+
+impl Step for Django {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["python-env", "app-env", "postgres", "redis"]
+    }
+    fn about(&self) -> &'static str {
+        "migrate, collectstatic, admin user"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        format!(
+            "{} {} {}",
+            tree_hash(ctx),
+            ctx.cfg.django.admin_user,
+            ctx.cfg.admin_email()
+        )
+    }
+    fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
+        ctx.ui.step_note(ID, "manage.py migrate");
+        ctx.run(ID, &manage(ctx, &["migrate", "--noinput"]))
+            .map_err(|e| {
+                e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
+            })?;
+        ctx.ui.step_note(ID, "manage.py collectstatic");
+        ctx.run(ID, &manage(ctx, &["collectstatic", "--noinput"]))?;
+        ctx.ui.step_note(ID, "admin user");
+        let password = ctx.secrets.get_or_create("admin_password")?;
+        // Through stdin: the password never reaches a command line.
+        let script = format!(
+            "from django.contrib.auth import get_user_model\n\
+             U = get_user_model()\n\
+             u, _ = U.objects.get_or_create(**{{U.USERNAME_FIELD: {user}}})\n\
+             u.email = {email}\n\
+             u.is_staff = True\n\
+             u.is_superuser = True\n\
+             u.set_password({pw})\n\
+             u.save()\n",
+            user = py_str(&ctx.cfg.django.admin_user),
+            email = py_str(&ctx.cfg.admin_email()),
+            pw = py_str(&password),
+        );
+        ctx.run(ID, &manage(ctx, &["shell", "--no-startup"]).stdin(script))
+            .map_err(|e| e.hint("creating the admin user failed; see the django step log"))?;
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        ctx.run(ID, &manage(ctx, &["migrate", "--check"]))
+            .map_err(|e| {
+                StepError::permanent(
+                    format!("unapplied migrations remain: {}", e.msg),
+                    "keel install --retry-step django",
+                )
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+use super::app_code::tree_hash;
+use super::{io_err, is_active, systemctl};
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::txn::Txn;
+
+pub struct Services;
+const ID: &str = "services";
+pub const KINDS: [&str; 3] = ["web", "worker", "beat"];
+
+pub fn socket(ctx: &Ctx) -> String {
+    format!("/run/{}/gunicorn.sock", ctx.cfg.app.name)
+}
+
+pub fn unit_names(ctx: &Ctx) -> Vec<String> {
+    KINDS
+        .iter()
+        .map(|k| format!("{}-{k}", ctx.cfg.app.name))
+        .collect()
+}
+
+fn vars(ctx: &Ctx) -> serde_json::Value {
+    let c = &ctx.cfg;
+    serde_json::json!({
+        "app": c.app.name,
+        "user": c.app_user(),
+        "base_dir": c.base_dir(),
+        "app_dir": c.app_dir(),
+        "venv": c.venv_dir(),
+        "env_file": super::app_env::env_file(c),
+        "socket": socket(ctx),
+        "workers": c.django.web_workers,
+        "concurrency": c.django.worker_concurrency,
+        "wsgi": c.wsgi(),
+        "celery_app": c.celery_app(),
+    })
+}
+
+impl Step for Services {
+    fn id(&self) -> &'static str {
+        ID
+    }
+    fn deps(&self) -> &'static [&'static str] {
+        &["django"]
+    }
+    fn about(&self) -> &'static str {
+        "systemd units: Gunicorn, Celery worker, Celery beat"
+    }
+    fn fingerprint(&self, ctx: &Ctx) -> String {
+        let templates: String = KINDS
+            .iter()
+            .map(|k| crate::render::source(&format!("{k}.service")))
+            .collect();
+        // Code, settings and units: any change restarts the services.
+        format!(
+            "{} {} {} {}",
+            vars(ctx),
+            templates,
+            tree_hash(ctx),
+            super::app_env::AppEnv.fingerprint(ctx)
+        )
+    }
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let v = vars(ctx);
+        let mut changed = false;
+        for (kind, unit) in KINDS.iter().zip(unit_names(ctx)) {
+            let text = crate::render::render(&format!("{kind}.service"), &v)
+                .map_err(|e| StepError::permanent(e, ""))?;
+            let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
+            changed |= tx
+                .write(&path, text.as_bytes(), 0o644, None)
+                .map_err(io_err(&path))?;
+        }
+        if changed {
+            tx.reapply("daemon-reload", "");
+            systemctl(ctx, ID, &["daemon-reload"])?;
+        }
+        for unit in unit_names(ctx) {
+            if is_active(ctx, ID, &unit) {
+                // The step runs because its inputs changed: pick up new code, settings, units.
+                super::apply(ctx, ID, "restart", &unit, tx)?;
+            } else {
+                tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", &unit]));
+                systemctl(ctx, ID, &["enable", "--now", &unit])
+                    .map_err(|e| e.hint(format!("see journalctl -u {unit} -n 50")))?;
+            }
+        }
+        Ok(())
+    }
+    fn verify(&self, ctx: &Ctx) -> StepResult {
+        for unit in unit_names(ctx) {
+            super::require_active(ctx, ID, &unit)?;
+        }
+        if !ctx.is_fake() && !ctx.host(&socket(ctx)).exists() {
+            return Err(StepError::transient(
+                format!("Gunicorn's socket {} is not there yet", socket(ctx)),
+                format!("see journalctl -u {}-web -n 50", ctx.cfg.app.name),
+            ));
+        }
+        Ok(())
+    }
+    fn undo(&self, ctx: &Ctx) -> StepResult {
+        let mut any = false;
+        for unit in unit_names(ctx) {
+            let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
+            if path.exists() {
+                let _ = systemctl(ctx, ID, &["disable", "--now", &unit]);
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                any = true;
+            }
+        }
+        if any {
+            systemctl(ctx, ID, &["daemon-reload"])?;
+        }
+        Ok(())
+    }
+}
