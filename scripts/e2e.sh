@@ -24,7 +24,12 @@ for s in $wanted; do
   declare -F "scenario_$s" >/dev/null || { echo "unknown scenario $s (have: $all)"; exit 2; }
   echo "=== e2e: $s"
   start=$(date +%s)
-  if ( set -e; "scenario_$s" ); then
+  # Not inside `if`: bash ignores set -e in a tested context, and a failed assertion would pass.
+  set +e
+  ( set -e; "scenario_$s" )
+  rc=$?
+  set -e
+  if [ "$rc" = 0 ]; then
     echo "=== e2e: $s passed in $(( $(date +%s) - start ))s"
   else
     echo "=== e2e: $s FAILED after $(( $(date +%s) - start ))s"

@@ -70,10 +70,62 @@ pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
     if is_active(ctx, step, unit) {
         return Ok(());
     }
+    // The unit's own last words say more than "inactive".
+    let tail = ctx
+        .exec
+        .probe(
+            step,
+            &Cmd::new("journalctl").args(["-u", unit, "-n", "3", "--no-pager", "-o", "cat"]),
+        )
+        .map(|o| {
+            o.stdout
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .unwrap_or_default();
     Err(StepError::transient(
-        format!("unit {unit} is not active"),
+        format!(
+            "unit {unit} is not active{}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ),
         format!("see journalctl -u {unit} -n 50"),
     ))
+}
+
+/// Active now, and still active a moment later without having restarted: a unit that
+/// crashes at start-up (Restart=on-failure) looks active for an instant.
+pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
+    for u in units {
+        require_active(ctx, step, u)?;
+    }
+    if ctx.is_fake() {
+        return Ok(());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for u in units {
+        require_active(ctx, step, u)?;
+        let n = ctx.exec.probe(
+            step,
+            &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", u]),
+        )?;
+        if n.stdout.trim() != "0" && !n.stdout.trim().is_empty() {
+            return Err(StepError::permanent(
+                format!(
+                    "unit {u} restarted {} time(s) since it started",
+                    n.stdout.trim()
+                ),
+                format!("see journalctl -u {u} -n 50"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every listener on `port` is on loopback (and there is at least one).

@@ -136,7 +136,16 @@ impl Step for Nginx {
                     )
                 })
         };
-        let (code, body) = get("/keel-health")?;
+        // A reload is asynchronous: give the new workers a moment before calling it a failure.
+        let mut answer = get("/keel-health")?;
+        for _ in 0..15 {
+            if answer.0 == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            answer = get("/keel-health")?;
+        }
+        let (code, body) = answer;
         if code != 200 || body.trim() != "ok" {
             return Err(StepError::transient(
                 format!(

@@ -88,9 +88,7 @@ impl Step for Services {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        for unit in unit_names(ctx) {
-            super::require_active(ctx, ID, &unit)?;
-        }
+        super::require_stable(ctx, ID, &unit_names(ctx))?;
         if !ctx.is_fake() && !ctx.host(&socket(ctx)).exists() {
             return Err(StepError::transient(
                 format!("Gunicorn's socket {} is not there yet", socket(ctx)),

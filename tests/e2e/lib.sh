@@ -2,7 +2,7 @@
 # it runs in a subshell with `set -e`, so any failing command fails it.
 BOX=keel-e2e
 
-fail() { echo "ASSERTION FAILED: $*" >&2; return 1; }
+fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
 # in CMD...: run inside the container (no TTY, clean environment)
 vx() { "$VPS" exec "$BOX" "$@"; }
 # keel ARGS...: run keel inside with the demo config

@@ -1,0 +1,55 @@
+# Issue: the application stack (Django + Celery behind nginx and Gunicorn).
+
+app_checks() {
+  vx systemctl is-active demo-web demo-worker demo-beat postgresql redis-server nginx
+  local code; code=$(vx curl -s -o /tmp/home.html -w '%{http_code}' http://127.0.0.1/)
+  [ "$code" = 200 ] || fail "GET / answered $code"
+  vx grep -q demo-home /tmp/home.html || fail "GET / is not Django's home page"
+  [ "$(vx curl -s http://127.0.0.1/celery-ping/)" = pong ] || fail "/celery-ping/ did not answer pong"
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/admin/css/base.css)" = 200 ] || fail "static files not served"
+}
+
+scenario_app() {
+  fresh
+  start_cmdline_sampler
+  local rc=0; keel install --yes || rc=$?
+  stop_cmdline_sampler
+  [ "$rc" = 0 ] || fail "install exited $rc"
+  app_checks
+  [ "$(vx stat -c '%a %U' /opt/demo/app/.env)" = "600 demo" ] || fail ".env must be 0600 demo"
+  local sk; sk=$(vx sh -c ". /opt/demo/app/.env >/dev/null 2>&1; printf %s \"\$SECRET_KEY\"")
+  [ "${#sk}" -ge 50 ] || fail "SECRET_KEY has ${#sk} characters"
+  vx grep -qx 'DEBUG=False' /opt/demo/app/.env || fail "DEBUG is not off"
+  vx test -s /etc/keel/secrets/admin_password || fail "admin password is not a keel secret"
+  vx test -s /etc/keel/secrets/env_secret_key || fail "SECRET_KEY is not stored as a keel secret"
+  [ "$(vx sh -c 'cd /opt/demo/app && printf "%s\n" "from django.contrib.auth import authenticate" "print(authenticate(username=\"admin\", password=open(\"/etc/keel/secrets/admin_password\").read().strip()) is not None)" | /opt/demo/venv/bin/python manage.py shell -v 0')" = True ] \
+    || fail "the admin user does not log in with the stored password"
+  no_secret_leaks
+  # Beat ticks.
+  local h1 h2; h1=$(vx curl -s http://127.0.0.1/heartbeat/); sleep 6; h2=$(vx curl -s http://127.0.0.1/heartbeat/)
+  [ "$h1" != "$h2" ] || fail "beat heartbeat did not advance ($h1)"
+  # Second identical run: nothing runs.
+  local out; out=$(keel install --yes 2>&1)
+  grep -q '0 step(s) run, 13 already done' <<<"$out" || { echo "$out"; fail "second run was not a no-op"; }
+  # A config value re-runs only the steps it affects.
+  vx sed -i 's/^web_workers = 2/web_workers = 3/' /etc/keel/keel.toml
+  local plan; plan=$(keel install --dry-run --output json)
+  echo "$plan" | jq_py "sorted(s['id'] for s in d['steps'] if s['runs'])" | grep -qx '\["services", "verify"\]' \
+    || fail "web_workers change should re-run services and verify only: $plan"
+  keel install --yes
+  [ "$(vx pgrep -c -f 'gunicorn --workers 3')" = 4 ] || fail "gunicorn did not restart with 3 workers"
+  app_checks
+}
+
+scenario_kill9_app() {
+  fresh
+  vx sh -c 'nohup keel --config /etc/keel/keel.toml install --yes >/tmp/keel1.log 2>&1 &'
+  local delay=$(( (RANDOM % 25) + 3 ))
+  echo "killing keel after ${delay}s"
+  sleep "$delay"
+  vx pkill -9 -x keel || echo "keel had already finished"
+  keel status || true
+  keel install --yes
+  app_checks
+  keel status --output json | jq_py "all(s['status']=='completed' for s in d['steps'])" | grep -qx True
+}
