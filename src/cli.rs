@@ -41,6 +41,8 @@ pub enum Output {
     Human,
     Json,
     Dot,
+    /// Prometheus textfile-collector format (`verify`).
+    Prometheus,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +68,38 @@ pub enum Command {
         rollback: RollbackMode,
     },
     /// Show each step's status, duration and last error.
-    Status,
+    Status {
+        /// Block until the current (or next) run finishes: exit 0 when every step
+        /// completed, 1 on failure.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after SECS (exit 1).
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
+    },
+    /// Health checks, in parallel: exit 0 healthy (or degraded), 1 unhealthy.
+    Verify {
+        /// Restart failed or inactive keel-managed units (bounded, with backoff), then re-check.
+        #[arg(long)]
+        heal: bool,
+        /// Repeat every SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        watch: Option<u64>,
+        /// Exit 1 when degraded too (default: degraded exits 0, like a readiness probe that still serves).
+        #[arg(long)]
+        fail_on_degraded: bool,
+    },
+    /// Write a diagnostics report (secrets masked) under /var/log/keel/.
+    Diagnose,
+    /// Render an app's .env from its .env.example (as the app-env step does).
+    Env {
+        #[arg(long, value_name = "FILE")]
+        example: std::path::PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Interactive wizard that writes a keel.toml (needs a terminal).
+    Init,
     /// Print the step graph in order with dependencies (and what an install would do).
     Plan,
     /// Run the preflight checks alone.

@@ -26,6 +26,8 @@ pub struct Config {
     pub nginx: Nginx,
     #[serde(default)]
     pub django: Django,
+    #[serde(default)]
+    pub health: Health,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -227,6 +229,26 @@ impl Default for Django {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Health {
+    /// Install keel-verify.timer: `keel verify --heal` every `interval_minutes`.
+    pub timer: bool,
+    pub interval_minutes: u32,
+    /// Bound for each health check (they run in parallel).
+    pub check_timeout_secs: u64,
+}
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            timer: false,
+            interval_minutes: 5,
+            check_timeout_secs: 5,
+        }
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -395,6 +417,13 @@ impl Config {
                     "start it with '/', e.g. \"/celery-ping/\", or leave it empty",
                 ));
             }
+        }
+        if self.health.interval_minutes == 0 || self.health.check_timeout_secs == 0 {
+            return Err(self.err(
+                "health.interval_minutes",
+                "interval_minutes and check_timeout_secs must be at least 1",
+                "e.g. interval_minutes = 5, check_timeout_secs = 5",
+            ));
         }
         for k in self.env.keys() {
             if !(k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')

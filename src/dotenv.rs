@@ -253,11 +253,14 @@ pub struct Inputs<'a> {
     pub existing: &'a BTreeMap<String, String>,
 }
 
+/// (key, secret-like, suggested value) -> the answer.
+pub type Prompt<'a> = dyn FnMut(&str, bool, Option<&str>) -> Result<String, String> + 'a;
+
 pub enum Ask<'a> {
     /// Unattended: a missing required value is an error.
     Never,
     /// Prompt: (key, secret-like, suggested value) -> answer.
-    With(&'a mut dyn FnMut(&str, bool, Option<&str>) -> Result<String, String>),
+    With(&'a mut Prompt<'a>),
 }
 
 pub struct Rendered {

@@ -25,6 +25,8 @@ pub struct Ctx {
     /// Test-only switch (KEEL_TEST_FAIL_AFTER=STEP): fail STEP after its run, to prove rollback.
     pub fail_after: Option<String>,
     pub ignore_preflight: Vec<String>,
+    /// The state file of this run (the health timer passes it on).
+    pub state_file: std::path::PathBuf,
     /// May prompt (a TTY on stdin and stderr, and no --yes).
     pub interactive: bool,
     /// Hash of the app source tree, computed once per run (several fingerprints use it).

@@ -3,12 +3,15 @@
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exec;
 pub mod graph;
+pub mod health;
+pub mod ops;
 pub mod redact;
 pub mod render;
 pub mod retry;
@@ -128,6 +131,7 @@ pub fn build_ctx_with(
             .filter(|s| !s.is_empty()),
         ignore_preflight,
         interactive,
+        state_file: "/var/lib/keel/state.json".into(),
         app_tree: Default::default(),
         paths,
     }
@@ -184,7 +188,30 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", state::schema_json());
             Ok(())
         }
-        Command::Status => status(&cli),
+        Command::Status {
+            wait: true,
+            timeout,
+        } => match ops::status_wait(&cli, *timeout)? {
+            0 => Ok(()),
+            _ => Err(Error::Unhealthy(
+                "the last keel run did not complete".into(),
+            )),
+        },
+        Command::Status { .. } => status(&cli),
+        Command::Env { example, out } => ops::env(&cli, example, out),
+        Command::Init => ops::init(&cli),
+        Command::Verify {
+            heal,
+            watch,
+            fail_on_degraded,
+        } => health::run(&cli, *heal, *watch, *fail_on_degraded),
+        Command::Diagnose => {
+            let cfg = Config::load(&cli.config)?;
+            let ctx = build_ctx(cfg, true, vec![], &run_id());
+            let (txt, _) = diagnose::write(&ctx, &cli.state_file)?;
+            println!("wrote {}", txt.display());
+            Ok(())
+        }
         Command::Plan => plan(&cli),
         Command::Preflight {
             ignore_preflight_errors,
@@ -223,13 +250,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let id = run_id();
             let interactive =
                 !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-            let ctx = build_ctx_with(
+            let mut ctx = build_ctx_with(
                 cfg,
                 json_out,
                 ignore_preflight_errors.clone(),
                 &id,
                 interactive,
             );
+            ctx.state_file = cli.state_file.clone();
             let opts = InstallOpts {
                 targets: steps.clone(),
                 retry: retry_step.clone(),
@@ -244,6 +272,14 @@ pub fn run(cli: Cli) -> Result<()> {
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;
             let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
+            // A report after every run, failed or not; service probes only if something ran.
+            let full = report.plan.iter().any(|(_, r)| r.runs());
+            match diagnose::write_with(&ctx, &st, full) {
+                Ok((txt, _)) => ctx.ui.line(&format!("diagnostics: {}", txt.display())),
+                Err(e) => ctx
+                    .ui
+                    .line(&format!("could not write the diagnostics report: {e}")),
+            }
             ctx.ui.finish();
             if json_out {
                 println!("{}", report.to_json(&st));

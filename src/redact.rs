@@ -113,3 +113,67 @@ mod tests {
         assert!(!secret_key("DEBUG"));
     }
 }
+
+/// Mask the values of secret-looking keys in `KEY=value`, `export KEY="v"`, `"key": "v"`
+/// and `requirepass v` lines (sosreport-cleaner style), plus URL passwords.
+pub fn mask_secret_assignments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&mask_line(body));
+        out.push_str(nl);
+    }
+    mask_url_passwords(&out)
+}
+
+fn mask_line(line: &str) -> String {
+    let t = line.trim_start();
+    let indent = &line[..line.len() - t.len()];
+    if let Some(rest) = t.strip_prefix("requirepass ")
+        && !rest.trim().is_empty()
+    {
+        return format!("{indent}requirepass {MASK}");
+    }
+    // "key": "value"
+    if let Some(stripped) = t.strip_prefix('"')
+        && let Some((k, v)) = stripped.split_once("\":")
+        && secret_key(k)
+    {
+        let v = v.trim();
+        if v.starts_with('"') && v.len() > 2 {
+            let comma = if v.ends_with(',') { "," } else { "" };
+            return format!("{indent}\"{k}\": \"{MASK}\"{comma}");
+        }
+    }
+    // KEY=value (also `export KEY=value`)
+    if let Some((k, v)) = t.split_once('=') {
+        let key = k.trim().trim_start_matches("export ").trim();
+        if !key.is_empty() && !key.contains(' ') && secret_key(key) && !v.trim().is_empty() {
+            return format!("{indent}{k}={MASK}");
+        }
+    }
+    line.to_string()
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    #[test]
+    fn masks_secret_looking_assignments() {
+        let t = "SECRET_KEY='abc'\nDEBUG=False\nexport API_TOKEN=xyz\n  \"redis_password\": \"p\",\nrequirepass hunter2\nDATABASE_URL=postgres://u:pw@h/db\n";
+        let m = mask_secret_assignments(t);
+        assert!(
+            !m.contains("abc")
+                && !m.contains("xyz")
+                && !m.contains("hunter2")
+                && !m.contains(":pw@"),
+            "{m}"
+        );
+        assert!(m.contains("DEBUG=False"));
+        assert!(m.contains(&format!("\"redis_password\": \"{MASK}\",")));
+    }
+}

@@ -78,6 +78,19 @@ fn wait_ready(ctx: &Ctx) -> StepResult {
     }
 }
 
+/// Run SQL as the app role over TCP, as the app does: a real login with the stored password,
+/// read from a 0600 file (not argv, not the environment).
+pub fn app_sql(ctx: &Ctx, log: &str, sql: &str) -> StepResult<String> {
+    let password = ctx.secrets.get_or_create("postgres_password")?;
+    let (db, user, port) = (ctx.cfg.db_name(), ctx.cfg.db_user(), ctx.cfg.postgres.port);
+    let mut pass = tempfile::NamedTempFile::new()?;
+    writeln!(pass, "127.0.0.1:{port}:{db}:{user}:{password}")?;
+    let out = ctx
+        .run(log, &Cmd::new("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-w", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", &user, "-d", &db, "-f", "-"]).env("PGPASSFILE", &pass.path().display().to_string()).stdin(sql.to_string()))
+        .map_err(|e| e.hint(format!("the {user} role could not log in over TCP with the stored password (/etc/keel/secrets/postgres_password); check pg_hba.conf")))?;
+    Ok(out.stdout)
+}
+
 impl Step for Postgres {
     fn id(&self) -> &'static str {
         ID
@@ -133,21 +146,17 @@ impl Step for Postgres {
         if ctx.is_fake() {
             return Ok(());
         }
-        // A real login as the app role over TCP, password from a 0600 file (not argv, not env).
-        let password = ctx.secrets.get_or_create("postgres_password")?;
-        let (db, user, port) = (ctx.cfg.db_name(), ctx.cfg.db_user(), ctx.cfg.postgres.port);
-        let mut pass = tempfile::NamedTempFile::new()?;
-        writeln!(pass, "127.0.0.1:{port}:{db}:{user}:{password}")?;
         let table = format!("keel_probe_{}", std::process::id());
-        let sql = format!(
-            "CREATE TABLE {table} (x int); INSERT INTO {table} VALUES (42); SELECT x FROM {table}; DROP TABLE {table};\n"
-        );
-        let out = ctx
-            .run(ID, &Cmd::new("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-w", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", &user, "-d", &db, "-f", "-"]).env("PGPASSFILE", &pass.path().display().to_string()).stdin(sql))
-            .map_err(|e| e.hint(format!("the {user} role could not log in over TCP with the stored password (/etc/keel/secrets/postgres_password); check pg_hba.conf")))?;
-        if out.stdout.trim() != "42" {
+        let out = app_sql(
+            ctx,
+            ID,
+            &format!(
+                "CREATE TABLE {table} (x int); INSERT INTO {table} VALUES (42); SELECT x FROM {table}; DROP TABLE {table};\n"
+            ),
+        )?;
+        if out.trim() != "42" {
             return Err(StepError::permanent(
-                format!("scratch-table round trip returned {:?}", out.stdout.trim()),
+                format!("scratch-table round trip returned {:?}", out.trim()),
                 "see the postgres step log",
             ));
         }

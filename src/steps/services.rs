@@ -36,6 +36,34 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
     })
 }
 
+/// keel-verify.service/.timer when `[health] timer = true`; removed when it is turned off.
+fn health_timer(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
+    let svc = ctx.host("/etc/systemd/system/keel-verify.service");
+    let timer = ctx.host("/etc/systemd/system/keel-verify.timer");
+    if !ctx.cfg.health.timer {
+        if timer.exists() {
+            let _ = systemctl(ctx, ID, &["disable", "--now", "keel-verify.timer"]);
+            tx.remove(&timer).map_err(io_err(&timer))?;
+            tx.remove(&svc).map_err(io_err(&svc))?;
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    let keel = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
+    let config = std::fs::canonicalize(&ctx.cfg.source).unwrap_or(ctx.cfg.source.clone());
+    let v = serde_json::json!({"keel": keel, "config": config, "state_file": ctx.state_file, "minutes": ctx.cfg.health.interval_minutes});
+    let mut changed = false;
+    for (name, path) in [("keel-verify.service", &svc), ("keel-verify.timer", &timer)] {
+        let text = crate::render::render(name, &v).map_err(|e| StepError::permanent(e, ""))?;
+        changed |= tx
+            .write(path, text.as_bytes(), 0o644, None)
+            .map_err(io_err(path))?;
+    }
+    Ok(changed)
+}
+
 impl Step for Services {
     fn id(&self) -> &'static str {
         ID
@@ -71,9 +99,14 @@ impl Step for Services {
                 .write(&path, text.as_bytes(), 0o644, None)
                 .map_err(io_err(&path))?;
         }
+        changed |= health_timer(ctx, tx)?;
         if changed {
             tx.reapply("daemon-reload", "");
             systemctl(ctx, ID, &["daemon-reload"])?;
+        }
+        if ctx.cfg.health.timer && !is_active(ctx, ID, "keel-verify.timer") {
+            tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", "keel-verify.timer"]));
+            systemctl(ctx, ID, &["enable", "--now", "keel-verify.timer"])?;
         }
         for unit in unit_names(ctx) {
             if is_active(ctx, ID, &unit) {
@@ -88,6 +121,9 @@ impl Step for Services {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
+        if ctx.cfg.health.timer {
+            super::require_active(ctx, ID, "keel-verify.timer")?;
+        }
         super::require_stable(ctx, ID, &unit_names(ctx))?;
         if !ctx.is_fake() && !ctx.host(&socket(ctx)).exists() {
             return Err(StepError::transient(
@@ -103,6 +139,14 @@ impl Step for Services {
             let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
             if path.exists() {
                 let _ = systemctl(ctx, ID, &["disable", "--now", &unit]);
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                any = true;
+            }
+        }
+        for name in ["keel-verify.timer", "keel-verify.service"] {
+            let path = ctx.host(&format!("/etc/systemd/system/{name}"));
+            if path.exists() {
+                let _ = systemctl(ctx, ID, &["disable", "--now", name]);
                 std::fs::remove_file(&path).map_err(io_err(&path))?;
                 any = true;
             }

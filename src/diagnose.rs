@@ -1,0 +1,418 @@
+//! The diagnostics report: everything a ticket needs, with a verdict per section so the
+//! problem is found in seconds, and nothing secret in it (known secret values, secret-looking
+//! keys and URL passwords are masked before anything is written).
+use crate::checks::Level;
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step};
+
+/// Reports kept; older ones are pruned.
+const KEEP: usize = 20;
+use crate::state::{State, Status};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Serialize)]
+pub struct Section {
+    pub title: String,
+    pub verdict: Level,
+    pub summary: String,
+    pub body: String,
+}
+
+fn section(
+    title: &str,
+    verdict: Level,
+    summary: impl Into<String>,
+    body: impl Into<String>,
+) -> Section {
+    Section {
+        title: title.into(),
+        verdict,
+        summary: summary.into(),
+        body: body.into(),
+    }
+}
+
+fn sh(ctx: &Ctx, program: &str, args: &[&str]) -> (i32, String) {
+    match ctx.exec.probe(
+        "diagnose",
+        &Cmd::new(program)
+            .args(args.iter().copied())
+            .timeout(std::time::Duration::from_secs(10)),
+    ) {
+        Ok(o) => (o.code, format!("{}{}", o.stdout, o.stderr)),
+        Err(e) => (-1, e.to_string()),
+    }
+}
+
+fn system() -> Section {
+    let os = crate::system::os_release(Path::new("/"));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let up: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let disk = crate::system::disk_free_mb(Path::new("/")).unwrap_or(0);
+    let body = format!(
+        "os: {}\nkernel: {}\nuptime: {:.0} min\ncpus: {}\nmemory: {} MB total, {} MB available\ndisk: {} MB free on /\nload: {}",
+        os.get("PRETTY_NAME").cloned().unwrap_or_default(),
+        kernel.trim(),
+        up / 60.0,
+        crate::system::cpus(),
+        crate::system::mem_total_mb(),
+        crate::system::mem_available_mb(),
+        disk,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    section(
+        "system",
+        if disk < 1000 { Level::Warn } else { Level::Ok },
+        format!("{} MB free disk", disk),
+        body,
+    )
+}
+
+fn steps_table(state: &State) -> Section {
+    let mut body = String::new();
+    if let Some(r) = &state.last_run {
+        body.push_str(&format!(
+            "last run {} {:?} started {} ({})\n",
+            r.id, r.outcome, r.started_at, r.command
+        ));
+    }
+    let mut bad = vec![];
+    for id in crate::steps::graph().ids() {
+        let r = state.step(id);
+        if matches!(r.status, Status::Failed | Status::Running) {
+            bad.push(id);
+        }
+        let err = r
+            .last_error
+            .map(|e| format!("  error: {} (hint: {})", e.message, e.hint))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "{:<12} {:<12} attempts {:>2} duration {:>8}{err}\n",
+            id,
+            r.status.as_str(),
+            r.attempts,
+            r.duration_ms
+                .map(|d| format!("{d}ms"))
+                .unwrap_or("-".into())
+        ));
+    }
+    let v = if bad.is_empty() {
+        Level::Ok
+    } else {
+        Level::Error
+    };
+    section(
+        "keel steps",
+        v,
+        if bad.is_empty() {
+            "no failed step".to_string()
+        } else {
+            format!("failed/interrupted: {}", bad.join(", "))
+        },
+        body,
+    )
+}
+
+fn events(ctx: &Ctx) -> Section {
+    let text = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+    section(
+        "recent events",
+        Level::Ok,
+        format!("{} events in the log", lines.len()),
+        tail,
+    )
+}
+
+fn services(ctx: &Ctx) -> Section {
+    let mut body = String::new();
+    let mut down = vec![];
+    for u in crate::health::units(&ctx.cfg) {
+        let (_, state) = sh(ctx, "systemctl", &["is-active", &u]);
+        let state = state.trim().to_string();
+        if state != "active" {
+            down.push(format!("{u} {state}"));
+        }
+        let (_, journal) = sh(
+            ctx,
+            "journalctl",
+            &["-u", &u, "-n", "10", "--no-pager", "-o", "short-iso"],
+        );
+        body.push_str(&format!("== {u}: {state}\n{journal}\n"));
+    }
+    section(
+        "services",
+        if down.is_empty() {
+            Level::Ok
+        } else {
+            Level::Error
+        },
+        if down.is_empty() {
+            "all keel units active".to_string()
+        } else {
+            format!("not active: {}", down.join(", "))
+        },
+        body,
+    )
+}
+
+fn ports() -> Section {
+    let mut body = String::new();
+    let mut seen = vec![];
+    for l in crate::system::listeners() {
+        let owner = crate::system::socket_owner(l.inode)
+            .map(|(p, c)| format!("{c} (pid {p})"))
+            .unwrap_or("?".into());
+        body.push_str(&format!("{}:{} {owner}\n", l.addr, l.port));
+        seen.push(l.port);
+    }
+    section(
+        "listening ports",
+        Level::Ok,
+        format!("{} listening sockets", seen.len()),
+        body,
+    )
+}
+
+fn permissions(ctx: &Ctx) -> Section {
+    use std::os::unix::fs::MetadataExt;
+    let mut body = String::new();
+    let mut problems = vec![];
+    let uname = |uid: u32| -> String {
+        std::fs::read_to_string(ctx.host("/etc/passwd"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
+                    .map(|l| l.split(':').next().unwrap_or("").to_string())
+            })
+            .unwrap_or(uid.to_string())
+    };
+    let env = crate::steps::app_env::env_file(&ctx.cfg);
+    let items: Vec<(PathBuf, Option<u32>)> = vec![
+        (ctx.cfg.base_dir(), None),
+        (ctx.cfg.app_dir(), None),
+        (env, Some(0o600)),
+        (ctx.cfg.venv_dir(), None),
+        (PathBuf::from("/etc/keel/secrets"), Some(0o700)),
+    ];
+    for (p, want) in items {
+        let hp = ctx.host(&p.display().to_string());
+        match std::fs::metadata(&hp) {
+            Ok(md) => {
+                let mode = md.mode() & 0o7777;
+                body.push_str(&format!(
+                    "{:o} {}:{} {}\n",
+                    mode,
+                    uname(md.uid()),
+                    md.gid(),
+                    p.display()
+                ));
+                if let Some(w) = want
+                    && mode != w
+                {
+                    problems.push(format!("{} is {:o}, expected {:o}", p.display(), mode, w));
+                }
+            }
+            Err(e) => body.push_str(&format!("missing {} ({e})\n", p.display())),
+        }
+    }
+    if let Ok(d) = std::fs::read_dir(ctx.paths.secrets_dir()) {
+        for e in d.flatten() {
+            if let Ok(md) = e.metadata() {
+                let mode = md.mode() & 0o777;
+                // Names only: a secret's value never enters the report.
+                body.push_str(&format!(
+                    "{:o} {} /etc/keel/secrets/{}\n",
+                    mode,
+                    uname(md.uid()),
+                    e.file_name().to_string_lossy()
+                ));
+                if mode != 0o600 {
+                    problems.push(format!(
+                        "secret {} is {:o}",
+                        e.file_name().to_string_lossy(),
+                        mode
+                    ));
+                }
+            }
+        }
+    }
+    section(
+        "permissions",
+        if problems.is_empty() {
+            Level::Ok
+        } else {
+            Level::Error
+        },
+        if problems.is_empty() {
+            "as expected".to_string()
+        } else {
+            problems.join("; ")
+        },
+        body,
+    )
+}
+
+fn python(ctx: &Ctx) -> Section {
+    let pip = ctx.cfg.venv_dir().join("bin/pip").display().to_string();
+    if !ctx.host(&pip).exists() {
+        return section("python packages", Level::Warn, "no virtualenv yet", "");
+    }
+    let (code, out) = sh(ctx, &pip, &["freeze", "--disable-pip-version-check"]);
+    section(
+        "python packages",
+        if code == 0 { Level::Ok } else { Level::Warn },
+        format!("{} packages", out.lines().count()),
+        out,
+    )
+}
+
+fn connectivity(ctx: &Ctx) -> Section {
+    let pg = crate::steps::postgres::app_sql(ctx, "diagnose", "SELECT version();");
+    let rd = crate::steps::redis::Redis.verify(ctx);
+    let mut body = String::new();
+    body.push_str(&match &pg {
+        Ok(v) => format!("postgres: ok, {}\n", v.trim()),
+        Err(e) => format!("postgres: ERROR {} (hint: {})\n", e.msg, e.hint),
+    });
+    body.push_str(&match &rd {
+        Ok(()) => "redis: ok (auth required and working)\n".to_string(),
+        Err(e) => format!("redis: ERROR {} (hint: {})\n", e.msg, e.hint),
+    });
+    let ok = pg.is_ok() && rd.is_ok();
+    section(
+        "postgres and redis",
+        if ok { Level::Ok } else { Level::Error },
+        if ok { "both answer" } else { "see below" },
+        body,
+    )
+}
+
+fn nginx(ctx: &Ctx) -> Section {
+    let (code, out) = sh(ctx, "nginx", &["-t"]);
+    section(
+        "nginx -t",
+        if code == 0 { Level::Ok } else { Level::Error },
+        if code == 0 {
+            "configuration ok"
+        } else {
+            "configuration broken"
+        },
+        out,
+    )
+}
+
+/// Build the report. `full`: probe services too (skipped after a run where nothing ran, to
+/// keep a no-op fast).
+pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
+    let mut v = vec![system(), steps_table(state)];
+    if full && !ctx.is_fake() {
+        v.extend([
+            services(ctx),
+            ports(),
+            permissions(ctx),
+            connectivity(ctx),
+            nginx(ctx),
+            python(ctx),
+        ]);
+    } else if full {
+        v.push(permissions(ctx));
+    }
+    v.push(events(ctx));
+    v
+}
+
+pub fn redact(ctx: &Ctx, text: &str) -> String {
+    crate::redact::mask_secret_assignments(&ctx.exec.redactor.redact(text))
+}
+
+pub fn render_text(sections: &[Section]) -> String {
+    let mark = |l: Level| match l {
+        Level::Ok => "ok   ",
+        Level::Warn => "WARN ",
+        Level::Error => "ERROR",
+    };
+    let mut s = format!("keel diagnostics — {}\n\nSUMMARY\n", crate::now());
+    for x in sections {
+        s.push_str(&format!(
+            "  {} {:<20} {}\n",
+            mark(x.verdict),
+            x.title,
+            x.summary
+        ));
+    }
+    for x in sections {
+        s.push_str(&format!(
+            "\n===== {} [{}] {}\n{}\n",
+            x.title,
+            mark(x.verdict).trim(),
+            x.summary,
+            x.body.trim_end()
+        ));
+    }
+    s
+}
+
+/// Write diagnostics-<ts>.txt/.json (0600) and point diagnostics-latest.* at them.
+pub fn write_with(ctx: &Ctx, state: &State, full: bool) -> Result<(PathBuf, PathBuf)> {
+    let sections = build(ctx, state, full);
+    let dir = ctx.paths.log_dir();
+    fs_err::create_dir_all(&dir)?;
+    let ts = crate::now().replace([':', '-'], "");
+    let txt = dir.join(format!("diagnostics-{ts}.txt"));
+    let json = dir.join(format!("diagnostics-{ts}.json"));
+    let text = redact(ctx, &render_text(&sections));
+    let j = redact(
+        ctx,
+        &serde_json::to_string_pretty(
+            &serde_json::json!({"generated_at": crate::now(), "sections": sections}),
+        )
+        .map_err(anyhow::Error::from)?,
+    );
+    for (p, body) in [(&txt, text), (&json, j)] {
+        crate::txn::write_atomic(p, body.as_bytes(), 0o600, None)
+            .map_err(|e| Error::io(p.as_path(), e))?;
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("txt");
+        let link = dir.join(format!("diagnostics-latest.{ext}"));
+        let tmp = dir.join(format!(".diagnostics-latest.{ext}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(p.file_name().expect("file name"), &tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
+    }
+    prune(&dir);
+    Ok((txt, json))
+}
+
+fn prune(dir: &Path) {
+    let mut reports: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("diagnostics-2") && n.ends_with(".txt"))
+        })
+        .collect();
+    reports.sort();
+    for old in reports.iter().rev().skip(KEEP) {
+        let _ = std::fs::remove_file(old);
+        let _ = std::fs::remove_file(old.with_extension("json"));
+    }
+}
+
+pub fn write(ctx: &Ctx, state_file: &Path) -> Result<(PathBuf, PathBuf)> {
+    let st = State::load(state_file)?;
+    write_with(ctx, &st, true)
+}

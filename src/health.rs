@@ -1,0 +1,528 @@
+//! `keel verify`: every health check at once, each bounded by a timeout; an overall verdict
+//! (readiness-probe style: critical checks decide unhealthy), self-healing of keel's units,
+//! and output for humans, machines and Prometheus' node_exporter textfile collector.
+use crate::checks::{CheckFn, CheckResult, Level, error, ok, run_parallel, warn};
+use crate::cli::{Cli, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::exec::Cmd;
+use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::steps;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub duration_ms: u64,
+    pub checks: Vec<(CheckResult, bool)>,
+}
+
+/// Units keel manages and may restart.
+pub fn units(cfg: &Config) -> Vec<String> {
+    let mut u: Vec<String> = ["postgresql", "redis-server", "nginx"]
+        .map(String::from)
+        .to_vec();
+    u.extend(
+        ["web", "worker", "beat"]
+            .iter()
+            .map(|k| format!("{}-{k}", cfg.app.name)),
+    );
+    u
+}
+
+fn from(r: StepResult, ok_msg: &str) -> (Level, String, String) {
+    match r {
+        Ok(()) => ok(ok_msg),
+        Err(e) => error(e.msg, e.hint),
+    }
+}
+
+fn http(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
+    crate::system::net::http_get(
+        ctx.cfg.nginx.port,
+        &ctx.cfg.app.domain,
+        path,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| {
+        StepError::transient(
+            format!("GET {path} through nginx: {e}"),
+            "see journalctl -u nginx",
+        )
+    })
+}
+
+fn now_secs() -> f64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// (name, critical, check).
+pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+    let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
+    let c = ctx.clone();
+    v.push((
+        "postgres".into(),
+        true,
+        Box::new(move || {
+            from(
+                steps::require_active(&c, "health", "postgresql").and_then(|_| {
+                    steps::postgres::app_sql(&c, "health", "SELECT 1;").and_then(|o| {
+                        if o.trim() == "1" {
+                            Ok(())
+                        } else {
+                            Err(StepError::permanent(format!("SELECT 1 returned {o:?}"), ""))
+                        }
+                    })
+                }),
+                "unit active; the app role logs in over TCP",
+            )
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "redis".into(),
+        true,
+        Box::new(move || {
+            from(
+                steps::redis::Redis.verify(&c),
+                "loopback only; refuses no password; PING/SET/GET with it",
+            )
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "nginx".into(),
+        true,
+        Box::new(move || {
+            from(
+                steps::nginx::Nginx.verify(&c),
+                "unit active; nginx -t ok; keel's site answers",
+            )
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "site".into(),
+        true,
+        Box::new(move || {
+            let r = http(&c, "/").and_then(|(code, body)| {
+                if code == 200 && !body.contains("keel-placeholder") {
+                    Ok(())
+                } else {
+                    Err(StepError::permanent(
+                        format!(
+                            "GET / through nginx answered {code}{}",
+                            if body.contains("keel-placeholder") {
+                                " with keel's placeholder (Gunicorn is down)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        format!("see journalctl -u {}-web -n 50", c.cfg.app.name),
+                    ))
+                }
+            });
+            from(r, "GET / through nginx: 200 from the app")
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "web".into(),
+        true,
+        Box::new(move || {
+            from(
+                steps::require_active(&c, "health", &format!("{}-web", c.cfg.app.name)),
+                "Gunicorn unit active",
+            )
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "worker".into(),
+        true,
+        Box::new(move || {
+            let unit = format!("{}-worker", c.cfg.app.name);
+            let r = steps::require_active(&c, "health", &unit).and_then(|_| {
+                let path = &c.cfg.django.celery_ping_path;
+                if path.is_empty() {
+                    return Ok(());
+                }
+                // A real task through Redis and the worker, via the running app (fast: no Python start-up).
+                let (code, body) = http(&c, path)?;
+                if code == 200 && body.trim() == "pong" {
+                    Ok(())
+                } else {
+                    Err(StepError::permanent(
+                        format!(
+                            "GET {path} answered {code} {:?}: no task round trip",
+                            body.trim()
+                        ),
+                        format!("see journalctl -u {unit} -n 50"),
+                    ))
+                }
+            });
+            from(r, "worker active; a task round-trips through Redis")
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "beat".into(),
+        true,
+        Box::new(move || {
+            let unit = format!("{}-beat", c.cfg.app.name);
+            let r = steps::require_active(&c, "health", &unit).and_then(|_| {
+                let path = &c.cfg.django.heartbeat_path;
+                if path.is_empty() {
+                    return Ok(());
+                }
+                let (code, body) = http(&c, path)?;
+                let hb = serde_json::from_str::<serde_json::Value>(body.trim())
+                    .ok()
+                    .and_then(|v| v["heartbeat"].as_f64());
+                let max_age = (c.cfg.django.heartbeat_interval_secs * 3 + 5) as f64;
+                match hb {
+                    Some(t) if code == 200 && now_secs() - t <= max_age => Ok(()),
+                    Some(t) => Err(StepError::permanent(
+                        format!("beat's last heartbeat is {:.0}s old", now_secs() - t),
+                        format!("see journalctl -u {unit} -n 50"),
+                    )),
+                    None => Err(StepError::permanent(
+                        format!("GET {path} answered {code} with no heartbeat"),
+                        format!("see journalctl -u {unit} -n 50"),
+                    )),
+                }
+            });
+            from(r, "beat active; heartbeat fresh")
+        }),
+    ));
+    let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
+    v.push((
+        "disk".into(),
+        false,
+        Box::new(move || {
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            let p = std::ffi::CString::new(if base.exists() {
+                base.display().to_string()
+            } else {
+                "/".into()
+            })
+            .unwrap_or_default();
+            // SAFETY: valid C string and out-pointer.
+            if unsafe { libc::statvfs(p.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+                return warn("cannot read free space", "check df -h");
+            }
+            let pct = st.f_bavail as f64 * 100.0 / st.f_blocks as f64;
+            let mb = st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024);
+            let msg = format!("{mb} MB free ({pct:.0}%)");
+            if pct < 3.0 {
+                error(
+                    msg,
+                    "free space now: journalctl --vacuum-size, apt-get clean, old releases",
+                )
+            } else if pct < 10.0 {
+                warn(msg, "free space soon")
+            } else {
+                ok(msg)
+            }
+        }),
+    ));
+    v.push((
+        "memory".into(),
+        false,
+        Box::new(|| {
+            let (avail, total) = (
+                crate::system::mem_available_mb(),
+                crate::system::mem_total_mb().max(1),
+            );
+            let pct = avail as f64 * 100.0 / total as f64;
+            let msg = format!("{avail} MB of {total} MB available ({pct:.0}%)");
+            if pct < 5.0 {
+                error(
+                    msg,
+                    "add memory or swap; lower django.web_workers / worker_concurrency",
+                )
+            } else if pct < 15.0 {
+                warn(msg, "memory is getting short")
+            } else {
+                ok(msg)
+            }
+        }),
+    ));
+    v.push((
+        "load".into(),
+        false,
+        Box::new(|| {
+            let l1: f64 = std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+                .unwrap_or(0.0);
+            let per = l1 / crate::system::cpus() as f64;
+            let msg = format!("load {l1:.2} ({per:.2} per CPU)");
+            if per > 4.0 {
+                error(msg, "the host is overloaded; see top")
+            } else if per > 2.0 {
+                warn(msg, "the host is busy")
+            } else {
+                ok(msg)
+            }
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "restarts".into(),
+        false,
+        Box::new(move || {
+            let mut restarted = vec![];
+            for u in units(&c.cfg) {
+                if let Ok(o) = c.exec.probe(
+                    "health",
+                    &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", &u]),
+                ) {
+                    let n: u64 = o.stdout.trim().parse().unwrap_or(0);
+                    if n > 0 {
+                        restarted.push(format!("{u} ×{n}"));
+                    }
+                }
+            }
+            if restarted.is_empty() {
+                ok("no unit restarted")
+            } else {
+                warn(
+                    format!("restarted: {}", restarted.join(", ")),
+                    "a crash loop shows in journalctl -u UNIT",
+                )
+            }
+        }),
+    ));
+    let c = ctx.clone();
+    v.push((
+        "journal".into(),
+        false,
+        Box::new(move || {
+            let mut args: Vec<String> = [
+                "--no-pager",
+                "-o",
+                "cat",
+                "-p",
+                "err",
+                "--since",
+                "-15min",
+                "-n",
+                "50",
+            ]
+            .map(String::from)
+            .to_vec();
+            for u in units(&c.cfg) {
+                args.push("-u".into());
+                args.push(u);
+            }
+            match c.exec.probe("health", &Cmd::new("journalctl").args(args)) {
+                Ok(o) => {
+                    let lines: Vec<&str> = o
+                        .stdout
+                        .lines()
+                        .filter(|l| !l.trim().is_empty() && !l.starts_with("-- "))
+                        .collect();
+                    if lines.is_empty() {
+                        ok("no errors logged by keel's units in 15 min")
+                    } else {
+                        warn(
+                            format!(
+                                "{} error line(s) in 15 min, last: {}",
+                                lines.len(),
+                                c.exec.redactor.redact(lines[lines.len() - 1])
+                            ),
+                            "journalctl -p err --since -15min",
+                        )
+                    }
+                }
+                Err(e) => warn(format!("cannot read the journal: {e}"), ""),
+            }
+        }),
+    ));
+    // Test-only: make one check hang, to prove the timeout.
+    if let Ok(name) = std::env::var("KEEL_TEST_HANG_CHECK") {
+        for (n, _, f) in v.iter_mut() {
+            if *n == name {
+                *f = Box::new(|| {
+                    std::thread::sleep(Duration::from_secs(3600));
+                    ok("never")
+                });
+            }
+        }
+    }
+    v
+}
+
+pub fn evaluate(ctx: &Arc<Ctx>) -> Report {
+    let t = Instant::now();
+    let list = checks(ctx);
+    let critical: Vec<bool> = list.iter().map(|(_, c, _)| *c).collect();
+    let results = run_parallel(
+        list.into_iter().map(|(n, _, f)| (n, f)).collect(),
+        Duration::from_secs(ctx.cfg.health.check_timeout_secs),
+    );
+    let checks: Vec<(CheckResult, bool)> = results.into_iter().zip(critical).collect();
+    let verdict = if checks.iter().any(|(r, c)| *c && r.level == Level::Error) {
+        Verdict::Unhealthy
+    } else if checks.iter().any(|(r, _)| r.level != Level::Ok) {
+        Verdict::Degraded
+    } else {
+        Verdict::Healthy
+    };
+    Report {
+        verdict,
+        duration_ms: t.elapsed().as_millis() as u64,
+        checks,
+    }
+}
+
+/// Restart keel's units that are not active, with bounded attempts and backoff.
+fn heal(ctx: &Ctx) -> Vec<String> {
+    let mut actions = vec![];
+    for u in units(&ctx.cfg) {
+        if steps::is_active(ctx, "heal", &u) {
+            continue;
+        }
+        let r = crate::retry::retry(
+            &crate::config::Retry {
+                attempts: 3,
+                initial_delay_ms: 1000,
+                max_delay_ms: 5000,
+                max_total_delay_ms: 20_000,
+            },
+            || {
+                steps::systemctl(ctx, "heal", &["restart", &u])?;
+                std::thread::sleep(Duration::from_millis(700));
+                steps::require_active(ctx, "heal", &u)
+            },
+            |_| true,
+            |e, d| {
+                ctx.ui.line(&format!(
+                    "heal: {u} still down ({}), retrying in {:.1}s",
+                    e.msg,
+                    d.as_secs_f64()
+                ))
+            },
+        );
+        let msg = match r {
+            Ok(()) => format!("restarted {u}"),
+            Err(e) => format!("could not bring {u} back: {}", e.msg),
+        };
+        ctx.events
+            .emit("heal", None, json!({"unit": u, "result": msg}));
+        ctx.ui.line(&format!("heal: {msg}"));
+        actions.push(msg);
+    }
+    actions
+}
+
+pub fn prometheus(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str("# HELP keel_check_status Result of a keel health check: 0 ok, 1 warn, 2 error.\n# TYPE keel_check_status gauge\n");
+    for (c, crit) in &r.checks {
+        let v = match c.level {
+            Level::Ok => 0,
+            Level::Warn => 1,
+            Level::Error => 2,
+        };
+        s.push_str(&format!(
+            "keel_check_status{{check=\"{}\",critical=\"{crit}\"}} {v}\n",
+            c.name
+        ));
+    }
+    s.push_str("# HELP keel_check_duration_seconds How long a keel health check took.\n# TYPE keel_check_duration_seconds gauge\n");
+    for (c, _) in &r.checks {
+        s.push_str(&format!(
+            "keel_check_duration_seconds{{check=\"{}\"}} {:.3}\n",
+            c.name,
+            c.duration_ms as f64 / 1000.0
+        ));
+    }
+    let v = match r.verdict {
+        Verdict::Healthy => 0,
+        Verdict::Degraded => 1,
+        Verdict::Unhealthy => 2,
+    };
+    s.push_str(&format!("# HELP keel_health Overall verdict: 0 healthy, 1 degraded, 2 unhealthy.\n# TYPE keel_health gauge\nkeel_health {v}\n"));
+    s.push_str(&format!("# HELP keel_verify_duration_seconds Wall time of keel verify.\n# TYPE keel_verify_duration_seconds gauge\nkeel_verify_duration_seconds {:.3}\n", r.duration_ms as f64 / 1000.0));
+    s
+}
+
+fn print(cli: &Cli, r: &Report, healed: &[String]) {
+    match cli.output {
+        Output::Json | Output::Dot => {
+            let checks: Vec<_> = r.checks.iter().map(|(c, crit)| json!({"name": c.name, "critical": crit, "level": c.level, "message": c.message, "hint": c.hint, "duration_ms": c.duration_ms})).collect();
+            println!(
+                "{}",
+                json!({"verdict": r.verdict, "duration_ms": r.duration_ms, "healed": healed, "checks": checks})
+            );
+        }
+        Output::Prometheus => print!("{}", prometheus(r)),
+        Output::Human => {
+            let list: Vec<CheckResult> = r.checks.iter().map(|(c, _)| c.clone()).collect();
+            print!("{}", crate::checks::render_table(&list));
+            println!(
+                "{:?} ({} checks in {} ms)",
+                r.verdict,
+                r.checks.len(),
+                r.duration_ms
+            );
+        }
+    }
+}
+
+pub fn run(cli: &Cli, do_heal: bool, watch: Option<u64>, fail_on_degraded: bool) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    let ctx = Arc::new(crate::build_ctx(
+        cfg,
+        cli.output != Output::Human,
+        vec![],
+        "verify",
+    ));
+    loop {
+        let mut report = evaluate(&ctx);
+        let mut healed = vec![];
+        if do_heal && report.verdict != Verdict::Healthy {
+            healed = heal(&ctx);
+            if !healed.is_empty() {
+                report = evaluate(&ctx);
+            }
+        }
+        print(cli, &report, &healed);
+        match watch {
+            Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
+            None => {
+                return match report.verdict {
+                    Verdict::Unhealthy => {
+                        Err(Error::Unhealthy(format!("unhealthy: {}", failing(&report))))
+                    }
+                    Verdict::Degraded if fail_on_degraded => {
+                        Err(Error::Unhealthy(format!("degraded: {}", failing(&report))))
+                    }
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+}
+
+fn failing(r: &Report) -> String {
+    r.checks
+        .iter()
+        .filter(|(c, _)| c.level != Level::Ok)
+        .map(|(c, _)| format!("{} ({})", c.name, c.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
