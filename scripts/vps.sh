@@ -12,7 +12,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${KEEL_E2E_CACHE:-$here/target/e2e}
 SUITE=${KEEL_E2E_SUITE:-bookworm}
-TARBALL=$CACHE/rootfs-$SUITE.tar
+# FLAVOR=cloudinit adds cloud-init (and locales) to the image, as on a cloud VPS.
+FLAVOR=${KEEL_E2E_FLAVOR:-base}
+BASE_TARBALL=$CACHE/rootfs-$SUITE.tar
+TARBALL=$CACHE/rootfs-$SUITE-$FLAVOR.tar
+[ "$FLAVOR" = base ] && TARBALL=$BASE_TARBALL
 RUNS=$CACHE/run
 mkdir -p "$CACHE" "$RUNS" "$CACHE/apt-archives"
 
@@ -26,7 +30,30 @@ mirror() {
   echo "$m"
 }
 
+build_flavor() {
+  [ -f "$TARBALL" ] && return 0
+  local dir="$CACHE/build-$SUITE-$FLAVOR"
+  rm -rf "$dir"; mkdir -p "$dir"; chmod 755 "$dir"
+  tar -C "$dir" -xf "$BASE_TARBALL"
+  log "adding $FLAVOR to the image (once; cached as $TARBALL)"
+  # No service may start inside the chroot.
+  printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"; chmod 755 "$dir/usr/sbin/policy-rc.d"
+  mount --bind /proc "$dir/proc"
+  local rc=0
+  chroot "$dir" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cloud-init locales >/dev/null && apt-get clean' || rc=$?
+  umount "$dir/proc"
+  rm -f "$dir/usr/sbin/policy-rc.d"
+  [ "$rc" = 0 ] || { log "installing cloud-init failed"; exit 1; }
+  tar -C "$dir" -cf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
+  rm -rf "$dir"
+}
+
 build_rootfs() {
+  if [ "$TARBALL" != "$BASE_TARBALL" ]; then
+    TARBALL=$BASE_TARBALL build_rootfs
+    build_flavor
+    return 0
+  fi
   [ -f "$TARBALL" ] && return 0
   local dir="$CACHE/build-$SUITE"
   rm -rf "$dir"; mkdir -p "$dir"; chmod 755 "$dir"
@@ -73,6 +100,8 @@ up() {
     [ -n "$(leader "$name" || true)" ] || continue
     state=$(in_vps "$name" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) log "$name is up ($state)"; return 0 ;; esac
+    # KEEL_E2E_NOWAIT: return as soon as systemd answers (boot may still be running cloud-init).
+    if [ -n "${KEEL_E2E_NOWAIT:-}" ] && [ -n "$state" ]; then log "$name is booting ($state)"; return 0; fi
   done
   log "container $name did not finish booting"; down "$name"; exit 1
 }

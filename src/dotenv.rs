@@ -342,13 +342,15 @@ pub fn render(
                     }
                 };
                 let v = v.unwrap_or_default();
-                let prefix = if *export { "export " } else { "" };
+                // No `export`: systemd's EnvironmentFile ignores such lines (shells and
+                // python-dotenv read plain KEY=value too).
+                let _ = export;
                 let shown = if v.is_empty() {
                     String::new()
                 } else {
                     quote(&v)
                 };
-                text.push_str(&format!("{prefix}{key}={shown}\n"));
+                text.push_str(&format!("{key}={shown}\n"));
             }
         }
     }
@@ -495,7 +497,7 @@ SENTRY_DSN=
 
     #[test]
     fn render_fills_in_priority_order_and_reports_missing() {
-        let example = parse("# top\nSECRET_KEY=change-me\nDEBUG=True\nDATABASE_URL=postgres://x\nAPI_TOKEN=\nKEEP=default\nUSER_SET=\n# OPTIONAL\nOPT=\n#LATER=1\n").unwrap();
+        let example = parse("# top\nexport EXPORTED=1\nSECRET_KEY=change-me\nDEBUG=True\nDATABASE_URL=postgres://x\nAPI_TOKEN=\nKEEP=default\nUSER_SET=\n# OPTIONAL\nOPT=\n#LATER=1\n").unwrap();
         let provided = BTreeMap::from([("EXTRA".to_string(), "1".to_string())]);
         let derived = BTreeMap::from([
             ("DEBUG".to_string(), "False".to_string()),
@@ -514,6 +516,11 @@ SENTRY_DSN=
         assert_eq!(v["DEBUG"], "False");
         assert_eq!(v["DATABASE_URL"], "postgres://u:p@h/d");
         assert_eq!(v["KEEP"], "default");
+        assert!(
+            r.text.contains("\nEXPORTED=1\n"),
+            "systemd ignores `export` lines: {}",
+            r.text
+        );
         assert_eq!(v["USER_SET"], "mine");
         assert_eq!(v["OPT"], "");
         assert_eq!(v["EXTRA"], "1");

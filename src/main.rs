@@ -5,7 +5,8 @@ fn main() {
     let json = cli.output == keel::cli::Output::Json;
     if let Err(e) = keel::run(cli) {
         let code = e.exit_code();
-        if json {
+        // An unhealthy verdict was already printed as the command's own JSON document.
+        if json && !matches!(e, keel::error::Error::Unhealthy(_)) {
             let v =
                 serde_json::json!({"error": e.to_string(), "hint": e.hint(), "exit_code": code});
             println!("{v}");

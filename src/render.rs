@@ -29,6 +29,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "beat.service",
         include_str!("../templates/systemd/beat.service.j2"),
     ),
+    (
+        "keel-verify.service",
+        include_str!("../templates/systemd/keel-verify.service.j2"),
+    ),
+    (
+        "keel-verify.timer",
+        include_str!("../templates/systemd/keel-verify.timer.j2"),
+    ),
 ];
 
 fn env() -> Environment<'static> {
@@ -63,6 +71,27 @@ pub fn source(name: &str) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files = vec![];
+        for d in [dir.clone(), dir.join("systemd")] {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Some(name) = n.strip_suffix(".j2") {
+                    files.push(name.to_string());
+                }
+            }
+        }
+        for f in &files {
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| n == f),
+                "templates/{f}.j2 is not in render::TEMPLATES"
+            );
+        }
+        assert_eq!(files.len(), TEMPLATES.len());
+    }
 
     #[test]
     fn strict_undefined_is_an_error() {

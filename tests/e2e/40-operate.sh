@@ -1,0 +1,74 @@
+# Issue: operate — cloud-init, status --wait, verify (+heal, prometheus), diagnose.
+
+scenario_verify_diagnose() {
+  fresh
+  keel install --yes
+  keel status --wait --timeout 5
+  local out rc
+  out=$(keel verify --output json)
+  echo "$out" | jq_py "d['verdict']" | grep -qE '^(healthy|degraded)$' || fail "verify on a healthy host: $out"
+  echo "$out" | jq_py "[c['name'] for c in d['checks'] if c['level']=='error']" | grep -qx '\[\]' || fail "errors on a healthy host: $out"
+  # Prometheus textfile format, checked by promtool itself.
+  vx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; systemctl stop prometheus 2>/dev/null || true'
+  vx sh -c 'keel --config /etc/keel/keel.toml verify --output prometheus | promtool check metrics' || fail "promtool rejected keel's metrics"
+  # Redis down: unhealthy, named, with a hint; --heal brings it back.
+  vx systemctl stop redis-server
+  rc=0; out=$(keel verify 2>&1) || rc=$?
+  echo "$out"
+  [ "$rc" = 1 ] || fail "verify with redis stopped exited $rc"
+  grep -q '^redis .*ERROR.*redis-server is not active' <<<"$out" || fail "verify must name redis"
+  grep -q 'hint: see journalctl -u redis-server' <<<"$out" || fail "verify must give a hint for redis"
+  keel verify --heal
+  vx systemctl is-active redis-server
+  keel verify
+  # A hanging check is cut at its timeout; the others still report.
+  local t0 t1; t0=$(date +%s)
+  rc=0; out=$(vx env KEEL_TEST_HANG_CHECK=postgres keel --config /etc/keel/keel.toml verify --output json) || rc=$?
+  t1=$(date +%s)
+  [ $((t1 - t0)) -le 9 ] || fail "verify with a hung check took $((t1 - t0))s"
+  echo "$out" | jq_py "[c['message'] for c in d['checks'] if c['name']=='postgres'][0]" | grep -q 'timed out' || fail "hung check not reported: $out"
+  echo "$out" | jq_py "len(d['checks'])" | grep -qx 12 || fail "other checks missing: $out"
+  echo "$out" | jq_py "[c['level'] for c in d['checks'] if c['name']=='redis'][0]" | grep -qx ok || fail "redis check did not report beside the hung one"
+  # Diagnostics: written, 0600, verdicts, and no secret anywhere under keel's dirs.
+  keel diagnose
+  vx test -L /var/log/keel/diagnostics-latest.txt
+  [ "$(vx stat -L -c %a /var/log/keel/diagnostics-latest.txt)" = 600 ] || fail "report not 0600"
+  vx grep -q 'SUMMARY' /var/log/keel/diagnostics-latest.txt
+  vx grep -q 'python packages' /var/log/keel/diagnostics-latest.txt
+  vx sh -c 'cat /var/log/keel/diagnostics-latest.json' | jq_py "len(d['sections'])" | grep -qE '^[0-9]+$'
+  no_secret_leaks
+}
+
+scenario_cloud_init() {
+  local prep; prep=$(mktemp)
+  cat >"$prep" <<EOS
+#!/bin/sh
+set -e
+root=\$1
+install -m 0755 "$KEEL_BIN" "\$root/usr/local/bin/keel"
+mkdir -p "\$root/usr/local/share/keel" "\$root/var/lib/cloud/seed/nocloud" "\$root/etc/cloud/cloud.cfg.d"
+cp -r "$PWD/examples" "\$root/usr/local/share/keel/examples"
+printf 'instance-id: keel-e2e\nlocal-hostname: keel-e2e\n' >"\$root/var/lib/cloud/seed/nocloud/meta-data"
+cp "$PWD/examples/cloud-init/user-data.yaml" "\$root/var/lib/cloud/seed/nocloud/user-data"
+printf 'datasource_list: [ NoCloud, None ]\n' >"\$root/etc/cloud/cloud.cfg.d/99-datasource.cfg"
+EOS
+  chmod +x "$prep"
+  # The README's example is the user-data under test.
+  python3 - "$PWD/README.md" "$PWD/examples/cloud-init/user-data.yaml" <<'PY' || fail "README's cloud-init example differs from examples/cloud-init/user-data.yaml"
+import sys
+readme, example = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+sys.exit(0 if example.strip() in readme else 1)
+PY
+  KEEL_E2E_FLAVOR=cloudinit KEEL_E2E_PREPARE="$prep" KEEL_E2E_NOWAIT=1 "$VPS" up "$BOX"
+  # Called while cloud-init is still booting: keel may not have started yet.
+  local rc=0; vx keel status --wait --timeout 900 || rc=$?
+  vx cloud-init status --long || true
+  [ "$rc" = 0 ] || { vx tail -40 /var/log/cloud-init-output.log; fail "keel status --wait exited $rc"; }
+  vx grep -q 'keel: \[packages\] started' /var/log/cloud-init-output.log || fail "keel's lines are not in cloud-init-output.log"
+  if vx grep -qP '\x1b' /var/log/cloud-init-output.log; then fail "escape codes in cloud-init-output.log"; fi
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/)" = 200 ] || fail "the app does not answer through nginx"
+  [ "$(vx curl -s http://127.0.0.1/celery-ping/)" = pong ] || fail "/celery-ping/ did not answer pong"
+  vx systemctl is-active keel-verify.timer || fail "health timer not active"
+  vx systemctl start keel-verify.service
+  vx keel --config /etc/keel/keel.toml verify
+}
