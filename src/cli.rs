@@ -88,6 +88,9 @@ pub enum Command {
         /// Exit 1 when degraded too (default: degraded exits 0, like a readiness probe that still serves).
         #[arg(long)]
         fail_on_degraded: bool,
+        /// Run the checks one after another (for benchmarks).
+        #[arg(long, hide = true)]
+        sequential: bool,
     },
     /// Write a diagnostics report (secrets masked) under /var/log/keel/.
     Diagnose,

@@ -62,19 +62,16 @@ pub struct Database {
 #[serde(default)]
 pub struct Packages {
     pub install: Vec<String>,
+    /// Installed first (python-packages step) so pip can run while the rest installs.
+    pub python: Vec<String>,
 }
 impl Default for Packages {
     fn default() -> Self {
         Packages {
-            install: [
-                "postgresql",
-                "redis-server",
-                "nginx",
-                "python3",
-                "python3-venv",
-            ]
-            .map(String::from)
-            .to_vec(),
+            install: ["postgresql", "redis-server", "nginx"]
+                .map(String::from)
+                .to_vec(),
+            python: ["python3", "python3-venv"].map(String::from).to_vec(),
         }
     }
 }
@@ -329,13 +326,26 @@ impl Config {
                 "use a dedicated directory such as \"/opt/demo\"",
             ));
         }
-        for (i, p) in self.packages.install.iter().enumerate() {
+        let lists = self
+            .packages
+            .install
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("packages.install[{i}]"), p));
+        let lists = lists.chain(
+            self.packages
+                .python
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("packages.python[{i}]"), p)),
+        );
+        for (key, p) in lists {
             let ok = !p.is_empty()
                 && p.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:=~".contains(c));
             if !ok {
                 return Err(self.err(
-                    &format!("packages.install[{i}]"),
+                    &key,
                     format!("{p:?} is not a Debian package name"),
                     "use names as apt-get install takes them, e.g. \"nginx\" or \"redis-server\"",
                 ));

@@ -365,14 +365,18 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     v
 }
 
-pub fn evaluate(ctx: &Arc<Ctx>) -> Report {
+pub fn evaluate(ctx: &Arc<Ctx>, sequential: bool) -> Report {
     let t = Instant::now();
     let list = checks(ctx);
     let critical: Vec<bool> = list.iter().map(|(_, c, _)| *c).collect();
-    let results = run_parallel(
-        list.into_iter().map(|(n, _, f)| (n, f)).collect(),
-        Duration::from_secs(ctx.cfg.health.check_timeout_secs),
-    );
+    let timeout = Duration::from_secs(ctx.cfg.health.check_timeout_secs);
+    let results = if sequential {
+        list.into_iter()
+            .flat_map(|(n, _, f)| run_parallel(vec![(n, f)], timeout))
+            .collect()
+    } else {
+        run_parallel(list.into_iter().map(|(n, _, f)| (n, f)).collect(), timeout)
+    };
     let checks: Vec<(CheckResult, bool)> = results.into_iter().zip(critical).collect();
     let verdict = if checks.iter().any(|(r, c)| *c && r.level == Level::Error) {
         Verdict::Unhealthy
@@ -483,7 +487,13 @@ fn print(cli: &Cli, r: &Report, healed: &[String]) {
     }
 }
 
-pub fn run(cli: &Cli, do_heal: bool, watch: Option<u64>, fail_on_degraded: bool) -> Result<()> {
+pub fn run(
+    cli: &Cli,
+    do_heal: bool,
+    watch: Option<u64>,
+    fail_on_degraded: bool,
+    sequential: bool,
+) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     let ctx = Arc::new(crate::build_ctx(
         cfg,
@@ -492,12 +502,12 @@ pub fn run(cli: &Cli, do_heal: bool, watch: Option<u64>, fail_on_degraded: bool)
         "verify",
     ));
     loop {
-        let mut report = evaluate(&ctx);
+        let mut report = evaluate(&ctx, sequential);
         let mut healed = vec![];
         if do_heal && report.verdict != Verdict::Healthy {
             healed = heal(&ctx);
             if !healed.is_empty() {
-                report = evaluate(&ctx);
+                report = evaluate(&ctx, sequential);
             }
         }
         print(cli, &report, &healed);

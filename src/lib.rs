@@ -204,7 +204,8 @@ pub fn run(cli: Cli) -> Result<()> {
             heal,
             watch,
             fail_on_degraded,
-        } => health::run(&cli, *heal, *watch, *fail_on_degraded),
+            sequential,
+        } => health::run(&cli, *heal, *watch, *fail_on_degraded, *sequential),
         Command::Diagnose => {
             let cfg = Config::load(&cli.config)?;
             let ctx = build_ctx(cfg, true, vec![], &run_id());

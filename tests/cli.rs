@@ -70,7 +70,7 @@ fn unknown_steps_and_flags_are_usage_errors() {
     h.install(&["nginxx"])
         .code(2)
         .stderr(contains("unknown step \"nginxx\""))
-        .stderr(contains("preflight, packages"));
+        .stderr(contains("preflight, python-packages, packages"));
     h.install(&["--retry-step", "bogus"])
         .code(2)
         .stderr(contains("--retry-step"));
@@ -99,7 +99,7 @@ fn plan_lists_steps_with_dependencies_and_dot() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["steps"].as_array().unwrap().len(), 13);
+    assert_eq!(v["steps"].as_array().unwrap().len(), 14);
 }
 
 #[test]
@@ -183,18 +183,38 @@ fn status_wait_waits_for_a_run_and_reports_it() {
     let h = Host::new();
     // Nothing has run yet: it waits (here until the timeout, exit 1).
     let t = std::time::Instant::now();
-    h.keel().args(["status", "--wait", "--timeout", "1"]).assert().code(1).stderr(contains("timed out"));
+    h.keel()
+        .args(["status", "--wait", "--timeout", "1"])
+        .assert()
+        .code(1)
+        .stderr(contains("timed out"));
     assert!(t.elapsed() >= std::time::Duration::from_secs(1));
     h.install(&["secrets"]).success();
-    h.keel().args(["status", "--wait"]).assert().success().stdout(contains("status: done"));
+    h.keel()
+        .args(["status", "--wait"])
+        .assert()
+        .success()
+        .stdout(contains("status: done"));
     // A failed run: exit 1 with the step, its error and hint.
-    h.keel().env("KEEL_TEST_FAIL_AFTER", "redis").args(["install", "--yes", "redis"]).assert().code(1);
-    let out = h.keel().args(["status", "--wait", "--output", "json"]).output().unwrap();
+    h.keel()
+        .env("KEEL_TEST_FAIL_AFTER", "redis")
+        .args(["install", "--yes", "redis"])
+        .assert()
+        .code(1);
+    let out = h
+        .keel()
+        .args(["status", "--wait", "--output", "json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "error");
     assert_eq!(v["failed_step"], "redis");
-    h.keel().args(["status", "--wait"]).assert().code(1).stdout(contains("failed step: redis: injected failure"));
+    h.keel()
+        .args(["status", "--wait"])
+        .assert()
+        .code(1)
+        .stdout(contains("failed step: redis: injected failure"));
 }
 
 #[test]
@@ -209,57 +229,132 @@ fn status_wait_blocks_while_a_run_holds_the_lock() {
         drop(f);
     });
     let t = std::time::Instant::now();
-    h.keel().args(["status", "--wait", "--timeout", "20"]).assert().success();
-    assert!(t.elapsed() >= std::time::Duration::from_millis(1100), "returned while the run held the lock");
+    h.keel()
+        .args(["status", "--wait", "--timeout", "20"])
+        .assert()
+        .success();
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(1100),
+        "returned while the run held the lock"
+    );
     release.join().unwrap();
 }
 
 #[test]
 fn env_command_renders_and_keeps_values() {
     let h = Host::new();
-    h.write("app/.env.example", "SECRET_KEY=change-me\nDEBUG=True\nDATABASE_URL=\nAPI_TOKEN=\n");
+    h.write(
+        "app/.env.example",
+        "SECRET_KEY=change-me\nDEBUG=True\nDATABASE_URL=\nAPI_TOKEN=\n",
+    );
     let (ex, out) = (h.path("app/.env.example"), h.path("app/.env"));
     // Unattended and API_TOKEN has no value: exit 2 naming it, nothing written.
-    h.keel().arg("env").arg("--example").arg(&ex).arg("--out").arg(&out).assert().code(2).stderr(contains("API_TOKEN")).stderr(contains("[env]"));
+    h.keel()
+        .arg("env")
+        .arg("--example")
+        .arg(&ex)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(contains("API_TOKEN"))
+        .stderr(contains("[env]"));
     assert!(!out.exists());
-    h.write("keel.toml", &crate::fakehost::config("[env]\nAPI_TOKEN = \"tok-123456\"\n"));
-    h.keel().arg("env").arg("--example").arg(&ex).arg("--out").arg(&out).assert().success().stdout(contains("generated: SECRET_KEY"));
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config("[env]\nAPI_TOKEN = \"tok-123456\"\n"),
+    );
+    h.keel()
+        .arg("env")
+        .arg("--example")
+        .arg(&ex)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("generated: SECRET_KEY"));
     let text = h.read("app/.env");
-    assert!(text.contains("DEBUG=False") && text.contains("API_TOKEN=tok-123456") && text.contains("DATABASE_URL=postgres://demo:"), "{text}");
+    assert!(
+        text.contains("DEBUG=False")
+            && text.contains("API_TOKEN=tok-123456")
+            && text.contains("DATABASE_URL=postgres://demo:"),
+        "{text}"
+    );
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
     // A value edited by the user survives a re-render; the generated key is stable.
     let edited = text.replace("API_TOKEN=tok-123456", "API_TOKEN=mine-999999");
     h.write("keel.toml", &crate::fakehost::config(""));
     h.write("app/.env", &edited);
-    h.keel().arg("env").arg("--example").arg(&ex).arg("--out").arg(&out).assert().success();
+    h.keel()
+        .arg("env")
+        .arg("--example")
+        .arg(&ex)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
     let again = h.read("app/.env");
     assert!(again.contains("API_TOKEN=mine-999999"), "{again}");
-    let key = |t: &str| t.lines().find(|l| l.starts_with("SECRET_KEY=")).unwrap().to_string();
+    let key = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("SECRET_KEY="))
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(key(&again), key(&text));
 }
 
 #[test]
 fn init_refuses_without_a_terminal() {
     let h = Host::new();
-    h.keel().arg("init").assert().code(2).stderr(contains("needs a terminal"));
+    h.keel()
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(contains("needs a terminal"));
 }
 
 #[test]
 fn diagnose_writes_a_private_report_without_secrets() {
     let h = Host::new();
     h.install(&[]).success();
-    h.keel().arg("diagnose").assert().success().stdout(contains("diagnostics-"));
+    h.keel()
+        .arg("diagnose")
+        .assert()
+        .success()
+        .stdout(contains("diagnostics-"));
     let dir = h.path("root/var/log/keel");
     let latest = std::fs::read_to_string(dir.join("diagnostics-latest.txt")).unwrap();
-    assert!(latest.contains("SUMMARY") && latest.contains("keel steps"), "{latest}");
+    assert!(
+        latest.contains("SUMMARY") && latest.contains("keel steps"),
+        "{latest}"
+    );
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(dir.join("diagnostics-latest.json")).unwrap().mode() & 0o777, 0o600);
-    for s in std::fs::read_dir(h.path("root/etc/keel/secrets")).unwrap().flatten() {
+    assert_eq!(
+        std::fs::metadata(dir.join("diagnostics-latest.json"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    for s in std::fs::read_dir(h.path("root/etc/keel/secrets"))
+        .unwrap()
+        .flatten()
+    {
         let v = std::fs::read_to_string(s.path()).unwrap();
-        for f in std::fs::read_dir(&dir).unwrap().flatten().filter(|f| f.path().is_file()) {
+        for f in std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|f| f.path().is_file())
+        {
             let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-            assert!(!text.contains(v.trim()), "secret {:?} in {:?}", s.file_name(), f.file_name());
+            assert!(
+                !text.contains(v.trim()),
+                "secret {:?} in {:?}",
+                s.file_name(),
+                f.file_name()
+            );
         }
     }
 }

@@ -20,7 +20,8 @@ pub mod verify;
 pub fn graph() -> Graph {
     let steps: Vec<Box<dyn Step>> = vec![
         Box::new(preflight::Preflight),
-        Box::new(packages::Packages),
+        Box::new(packages::Apt::PYTHON),
+        Box::new(packages::Apt::SYSTEM),
         Box::new(system_user::SystemUser),
         Box::new(secrets::SecretsStep),
         Box::new(postgres::Postgres),

@@ -1,10 +1,9 @@
+use crate::config::Config;
 use crate::exec::Cmd;
 use crate::graph::{Ctx, Step, StepError, StepResult};
 use crate::system;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
-
-pub struct Packages;
 
 const ID: &str = "packages";
 
@@ -76,8 +75,15 @@ pub fn apt_get(ctx: &Ctx, args: &[&str]) -> Cmd {
 /// Install packages: lock waited for, interrupted dpkg repaired, failures classified.
 pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     wait_for_dpkg_lock(ctx, step)?;
-    ctx.ui.step_note(step, "apt-get update");
-    ctx.run(step, &apt_get(ctx, &["update"]))?;
+    if lists_fresh(ctx) {
+        ctx.ui.step_note(
+            step,
+            "package lists are fresh (< 10 min): no apt-get update",
+        );
+    } else {
+        ctx.ui.step_note(step, "apt-get update");
+        ctx.run(step, &apt_get(ctx, &["update"]))?;
+    }
     ctx.ui
         .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
     let mut args = vec!["install"];
@@ -112,6 +118,22 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     }
 }
 
+/// apt-get update ran less than 10 minutes ago (e.g. by the step before).
+fn lists_fresh(ctx: &Ctx) -> bool {
+    let dir = ctx.host("/var/lib/apt/lists");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .any(|m| {
+            m.elapsed()
+                .map(|a| a < Duration::from_secs(600))
+                .unwrap_or(false)
+        })
+}
+
 /// Packages not installed (dpkg state other than "ii").
 pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>> {
     let out = ctx.exec.probe(
@@ -135,39 +157,64 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
         .collect())
 }
 
-impl Step for Packages {
+/// An apt step: the system packages, or the Python ones that go first so that the app's
+/// pip install can overlap the big apt run.
+pub struct Apt {
+    id: &'static str,
+    deps: &'static [&'static str],
+    about: &'static str,
+    list: fn(&Config) -> &Vec<String>,
+}
+
+impl Apt {
+    pub const PYTHON: Apt = Apt {
+        id: "python-packages",
+        deps: &["preflight"],
+        about: "install Python and venv (apt), first",
+        list: |c| &c.packages.python,
+    };
+    pub const SYSTEM: Apt = Apt {
+        id: ID,
+        // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
+        deps: &["python-packages"],
+        about: "install the system packages (apt)",
+        list: |c| &c.packages.install,
+    };
+}
+
+impl Step for Apt {
     fn id(&self) -> &'static str {
-        ID
+        self.id
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["preflight"]
+        self.deps
     }
     fn about(&self) -> &'static str {
-        "install the system packages (apt)"
+        self.about
     }
     fn uses_apt(&self) -> bool {
         true
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
-        let mut p = ctx.cfg.packages.install.clone();
+        let mut p = (self.list)(&ctx.cfg).clone();
         p.sort();
         p.join(" ")
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
-        let pkgs = &ctx.cfg.packages.install;
+        let pkgs = (self.list)(&ctx.cfg);
         if pkgs.is_empty() {
             return Ok(());
         }
-        install(ctx, ID, pkgs)
+        install(ctx, self.id, pkgs)
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let m = missing(ctx, ID, &ctx.cfg.packages.install)?;
+        let m = missing(ctx, self.id, (self.list)(&ctx.cfg))?;
         if m.is_empty() {
             Ok(())
         } else {
             Err(StepError::permanent(
                 format!("not installed after apt-get: {}", m.join(", ")),
-                "see /var/log/keel/steps/packages.log",
+                format!("see /var/log/keel/steps/{}.log", self.id),
             ))
         }
     }

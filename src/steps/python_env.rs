@@ -30,7 +30,7 @@ impl Step for PythonEnv {
         ID
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["app-code", "packages"]
+        &["app-code", "python-packages"]
     }
     fn about(&self) -> &'static str {
         "Python virtualenv with the app's requirements and Gunicorn"

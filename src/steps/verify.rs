@@ -35,8 +35,26 @@ fn heartbeat(ctx: &Ctx) -> StepResult<Option<f64>> {
     Ok(v["heartbeat"].as_f64())
 }
 
-/// The whole stack, end to end, as a user would see it.
-pub fn check_stack(ctx: &Ctx) -> StepResult {
+/// When `unit` last became active, as Unix seconds.
+fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
+    let o = ctx
+        .exec
+        .probe(
+            ID,
+            &crate::exec::Cmd::new("systemctl").args([
+                "show",
+                "--timestamp=unix",
+                "-p",
+                "ActiveEnterTimestamp",
+                "--value",
+                unit,
+            ]),
+        )
+        .ok()?;
+    o.stdout.trim().trim_start_matches('@').parse().ok()
+}
+
+fn check_home(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
     let (code, body) = get(ctx, "/")?;
     if code != 200 || body.contains("keel-placeholder") {
@@ -52,7 +70,15 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
             format!("see journalctl -u {app}-web -n 50 and /var/log/nginx/{app}.error.log"),
         ));
     }
+    Ok(())
+}
+
+fn check_worker(ctx: &Ctx) -> StepResult {
+    let app = &ctx.cfg.app.name;
     super::require_active(ctx, ID, &format!("{app}-worker"))?;
+    // Our worker's node name (the unit sets --hostname APP@%h): with a destination, inspect
+    // returns as soon as it answers instead of waiting out the timeout for unknown others.
+    let node = format!("{app}@{}", crate::system::hostname());
     let out = ctx.exec.probe(
         ID,
         &as_app(ctx, &venv_bin(ctx, "celery"))
@@ -63,6 +89,8 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
                 "ping",
                 "--timeout",
                 "5",
+                "--destination",
+                &node,
             ])
             .timeout(Duration::from_secs(30)),
     )?;
@@ -88,29 +116,59 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
             ));
         }
     }
-    super::require_active(ctx, ID, &format!("{app}-beat"))?;
-    if !ctx.cfg.django.heartbeat_path.is_empty() {
-        let first = heartbeat(ctx)?;
-        let bound = Duration::from_secs(ctx.cfg.django.heartbeat_interval_secs * 2 + 5);
-        let start = Instant::now();
-        loop {
-            let now = heartbeat(ctx)?;
-            if now.is_some() && (first.is_none() || now > first) {
-                break;
-            }
-            if start.elapsed() > bound {
-                return Err(StepError::transient(
-                    format!(
-                        "celery beat's heartbeat did not advance in {}s",
-                        bound.as_secs()
-                    ),
-                    format!("see journalctl -u {app}-beat -n 50"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
     Ok(())
+}
+
+/// Beat is active and its heartbeat advanced since beat (re)started.
+fn check_beat(ctx: &Ctx) -> StepResult {
+    let unit = format!("{}-beat", ctx.cfg.app.name);
+    super::require_active(ctx, ID, &unit)?;
+    if ctx.cfg.django.heartbeat_path.is_empty() {
+        return Ok(());
+    }
+    let since = active_since(ctx, &unit);
+    let first = heartbeat(ctx)?;
+    let bound = Duration::from_secs(ctx.cfg.django.heartbeat_interval_secs * 2 + 5);
+    let start = Instant::now();
+    loop {
+        let now = heartbeat(ctx)?;
+        let advanced = match (now, since, first) {
+            (Some(t), Some(s), _) if t >= s => true,
+            (Some(t), _, Some(f)) => t > f,
+            (Some(_), None, None) => true,
+            _ => false,
+        };
+        if advanced {
+            return Ok(());
+        }
+        if start.elapsed() > bound {
+            return Err(StepError::transient(
+                format!(
+                    "celery beat's heartbeat did not advance in {}s",
+                    bound.as_secs()
+                ),
+                format!("see journalctl -u {unit} -n 50"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The whole stack, end to end, as a user would see it; the three parts side by side.
+pub fn check_stack(ctx: &Ctx) -> StepResult {
+    let (home, worker, beat) = std::thread::scope(|s| {
+        let w = s.spawn(|| check_worker(ctx));
+        let b = s.spawn(|| check_beat(ctx));
+        let h = check_home(ctx);
+        (
+            h,
+            w.join()
+                .unwrap_or_else(|_| Err(StepError::permanent("worker check panicked", ""))),
+            b.join()
+                .unwrap_or_else(|_| Err(StepError::permanent("beat check panicked", ""))),
+        )
+    });
+    home.and(worker).and(beat)
 }
 
 impl Step for Verify {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks, each in fresh containers, one run:
+#   1. the floor: plain apt-get install of the same packages + pip install -r requirements.txt
+#      into a venv (what any tool must at least do);
+#   2. keel's fresh install of the demo stack (Django's own migrate/collectstatic time is
+#      read from the django step's duration);
+#   3. keel's no-op re-run (wall, through nsenter) and keel's own time for it (the process
+#      alone, timed inside), plus keel's peak RSS during the fresh install;
+#   4. `keel verify` on the healthy host, parallel vs the same checks one after another.
+# Prints the figures and the ratios against the targets. Needs what scripts/test.sh needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=scripts/vps.sh
+B=keel-bench
+trap '$V down-all >/dev/null 2>&1 || true' EXIT
+cargo build --release --quiet
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+PKGS="postgresql redis-server nginx python3 python3-venv"
+
+# Warm the shared apt archive, so neither side pays for downloads the other did not.
+$V up $B >/dev/null
+$V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PKGS >/dev/null"
+$V down $B
+
+echo "== floor: apt-get install + pip install in a fresh container"
+$V up $B >/dev/null
+root=$($V root $B); cp examples/demo-app/requirements.txt "$root/root/requirements.txt"
+t0=$(now)
+$V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null \
+  && python3 -m venv /root/venv && /root/venv/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt gunicorn"
+t1=$(now); FLOOR=$(secs "$t0" "$t1")
+$V down $B
+echo "floor: ${FLOOR}s"
+
+echo "== keel: fresh install of the demo stack"
+$V up $B >/dev/null
+root=$($V root $B)
+install -m 0755 target/release/keel "$root/usr/local/bin/keel"
+mkdir -p "$root/etc/keel" && cp -r examples/. "$root/etc/keel/" && cp examples/demo.toml "$root/etc/keel/keel.toml"
+# Sample keel's peak RSS (VmHWM) from this side while it runs.
+( peak=0; while :; do for p in $(pgrep -x keel); do h=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$peak" ] && peak=$h && echo "$peak" >/tmp/keel-bench-rss; done; sleep 0.05; done ) &
+SAMPLER=$!
+t0=$(now)
+$V exec $B keel --config /etc/keel/keel.toml install --yes >/tmp/keel-bench.log 2>&1 || { tail -30 /tmp/keel-bench.log; exit 1; }
+t1=$(now); FRESH=$(secs "$t0" "$t1")
+kill $SAMPLER 2>/dev/null || true
+RSS_KB=$(cat /tmp/keel-bench-rss 2>/dev/null || echo 0)
+DJANGO_MS=$($V exec $B keel --config /etc/keel/keel.toml status --output json | python3 -c "import json,sys; print([s['duration_ms'] for s in json.load(sys.stdin)['steps'] if s['id']=='django'][0])")
+VERIFY_MS=$($V exec $B keel --config /etc/keel/keel.toml status --output json | python3 -c "import json,sys; print([s['duration_ms'] for s in json.load(sys.stdin)['steps'] if s['id']=='verify'][0])")
+echo "keel fresh: ${FRESH}s (django step ${DJANGO_MS} ms, verify step ${VERIFY_MS} ms); peak RSS ${RSS_KB} kB"
+
+echo "== keel: no-op re-run"
+best=999; for i in 1 2 3 4 5; do
+  t0=$(now); $V exec $B keel --config /etc/keel/keel.toml install --yes >/dev/null 2>&1; t1=$(now)
+  w=$(secs "$t0" "$t1"); best=$(python3 -c "print(min($best, $w))")
+done
+NOOP=$best
+# keel's own time, measured inside the container (python3 is there: keel installed it).
+OWN_MS=$($V exec $B python3 -c "
+import subprocess, time
+best = 1e9
+for _ in range(10):
+    t = time.perf_counter()
+    subprocess.run(['keel', '--config', '/etc/keel/keel.toml', 'install', '--yes'], capture_output=True, check=True)
+    best = min(best, time.perf_counter() - t)
+print(f'{best*1000:.1f}')")
+echo "no-op re-run: ${NOOP}s wall (best of 5, through nsenter); keel's own time ${OWN_MS} ms (best of 10)"
+
+echo "== keel verify: parallel vs one after another"
+vt() { $V exec $B python3 -c "
+import subprocess, time
+best = 1e9
+for _ in range(5):
+    t = time.perf_counter()
+    subprocess.run(['keel', '--config', '/etc/keel/keel.toml', 'verify'] + '$1'.split(), capture_output=True)
+    best = min(best, time.perf_counter() - t)
+print(f'{best:.3f}')"; }
+VPAR=$(vt "")
+VSEQ=$(vt "--sequential")
+echo "verify: ${VPAR}s parallel, ${VSEQ}s sequential"
+$V down $B
+
+python3 - "$FLOOR" "$FRESH" "$DJANGO_MS" "$NOOP" "$OWN_MS" "$RSS_KB" "$VPAR" "$VSEQ" <<'PY'
+import sys
+floor, fresh, django_ms, noop, own_ms, rss_kb, vpar, vseq = map(float, sys.argv[1:])
+target = 1.10 * floor + django_ms / 1000
+print()
+print("| measure | value | target |")
+print("|---|---|---|")
+print(f"| floor (apt-get + pip) | {floor:.1f} s | |")
+print(f"| keel fresh install | {fresh:.1f} s = {fresh/floor:.2f} × floor | ≤ 1.10 × floor + Django's {django_ms/1000:.1f} s = {target:.1f} s: {'met' if fresh <= target else 'NOT met'} |")
+print(f"| keel no-op re-run (wall) | {noop:.3f} s | ≤ 1 s: {'met' if noop <= 1 else 'NOT met'} |")
+print(f"| keel's own time, no-op | {own_ms:.1f} ms | ≤ 100 ms: {'met' if own_ms <= 100 else 'NOT met'} |")
+print(f"| keel peak RSS (fresh install) | {rss_kb/1024:.1f} MB | ≤ 30 MB: {'met' if rss_kb <= 30*1024 else 'NOT met'} |")
+print(f"| keel verify (healthy) | {vpar:.3f} s parallel vs {vseq:.3f} s sequential | ≤ 1.5 s: {'met' if vpar <= 1.5 else 'NOT met'} |")
+PY
