@@ -366,7 +366,7 @@ pub fn render_text(sections: &[Section]) -> String {
 pub fn write_with(ctx: &Ctx, state: &State, full: bool) -> Result<(PathBuf, PathBuf)> {
     let sections = build(ctx, state, full);
     let dir = ctx.paths.log_dir();
-    fs_err::create_dir_all(&dir)?;
+    crate::private_dir(&dir);
     let ts = crate::now().replace([':', '-'], "");
     let txt = dir.join(format!("diagnostics-{ts}.txt"));
     let json = dir.join(format!("diagnostics-{ts}.json"));

@@ -108,6 +108,7 @@ pub fn install(
         }
     }
 
+    ctx.ui.start_overall(to_run.len() as u64);
     let mut pending: Vec<&'static str> = to_run.clone();
     let mut done_ok: Vec<&'static str> = vec![];
     let mut failed: Option<(String, StepError)> = None;

@@ -36,7 +36,7 @@ impl Events {
         let line = self.redactor.redact(&Value::Object(m).to_string());
         let _g = self.lock.lock();
         if let Some(d) = self.path.parent() {
-            let _ = std::fs::create_dir_all(d);
+            crate::private_dir(d);
         }
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)

@@ -247,7 +247,7 @@ impl Exec {
 
     fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
         let dir = self.log_dir.join("steps");
-        let _ = std::fs::create_dir_all(&dir);
+        crate::private_dir(&dir);
         let path = dir.join(format!("{log}.log"));
         let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)

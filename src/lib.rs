@@ -63,6 +63,18 @@ impl Paths {
     }
 }
 
+/// Create a log directory readable by root only (logs are redacted, but they describe the
+/// host in detail). Best effort: logging must never fail a run.
+pub fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+}
+
 /// RFC 3339 UTC timestamp, second precision.
 pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
@@ -154,7 +166,7 @@ pub fn record_preflight(ctx: &Ctx, results: &[checks::CheckResult]) {
         "checks": results,
     });
     let dir = ctx.paths.log_dir();
-    let _ = std::fs::create_dir_all(&dir);
+    private_dir(&dir);
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

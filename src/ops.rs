@@ -183,10 +183,11 @@ pub fn init(cli: &Cli) -> Result<()> {
     } else {
         format!("source = {source:?}")
     };
+    // git sources need git on the host.
     let packages = if git {
-        "[\"postgresql\", \"redis-server\", \"nginx\", \"python3\", \"python3-venv\", \"git\"]"
+        "[\"postgresql\", \"redis-server\", \"nginx\", \"git\"]"
     } else {
-        "[\"postgresql\", \"redis-server\", \"nginx\", \"python3\", \"python3-venv\"]"
+        "[\"postgresql\", \"redis-server\", \"nginx\"]"
     };
     let text = format!(
         "# Written by keel init. See examples/demo.toml for every key.\n[app]\nname = {name:?}\ndomain = {domain:?}\n\n[packages]\ninstall = {packages}\n\n[django]\n{src_line}\nadmin_email = {email:?}\n"

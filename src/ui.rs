@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub struct Ui {
     multi: Option<MultiProgress>,
-    overall: Option<ProgressBar>,
+    overall: std::sync::OnceLock<ProgressBar>,
     bars: Mutex<HashMap<String, ProgressBar>>,
     quiet: bool,
 }
@@ -18,7 +18,7 @@ impl Ui {
         let tty = std::io::stderr().is_terminal() && std::env::var_os("KEEL_PLAIN").is_none();
         Ui {
             multi: (tty && !quiet).then(MultiProgress::new),
-            overall: None,
+            overall: std::sync::OnceLock::new(),
             bars: Mutex::new(HashMap::new()),
             quiet,
         }
@@ -28,14 +28,15 @@ impl Ui {
         self.multi.is_some()
     }
 
-    pub fn start_overall(&mut self, total: u64) {
+    /// The overall "[done/total]" line (TTY only).
+    pub fn start_overall(&self, total: u64) {
         if let Some(m) = &self.multi {
             let pb = m.add(ProgressBar::new(total));
             pb.set_style(
-                ProgressStyle::with_template("keel [{pos}/{len}] {elapsed} {msg}")
-                    .expect("template"),
+                ProgressStyle::with_template("keel [{pos}/{len}] {elapsed}").expect("template"),
             );
-            self.overall = Some(pb);
+            pb.enable_steady_tick(Duration::from_millis(500));
+            let _ = self.overall.set(pb);
         }
     }
 
@@ -82,7 +83,7 @@ impl Ui {
                 );
                 pb.set_prefix(format!("{mark} {id}"));
                 pb.finish_with_message(msg.to_string());
-                if let Some(o) = &self.overall {
+                if let Some(o) = self.overall.get() {
                     o.inc(1);
                 }
             }
@@ -99,7 +100,7 @@ impl Ui {
     }
 
     pub fn finish(&self) {
-        if let Some(o) = &self.overall {
+        if let Some(o) = self.overall.get() {
             o.finish_and_clear();
         }
         let _ = self.quiet;

@@ -358,3 +358,45 @@ fn diagnose_writes_a_private_report_without_secrets() {
         }
     }
 }
+
+#[test]
+fn init_wizard_writes_a_config_keel_accepts() {
+    let h = Host::new();
+    let out = h.path("init.toml");
+    // A pseudo-terminal from util-linux's `script`; the answers are typed into it.
+    let cmd = format!(
+        "{} --config {} init",
+        assert_cmd::cargo::cargo_bin("keel").display(),
+        out.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qc", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("script (util-linux) is installed");
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"shop\rshop.example.org\rshop-app\r\r",
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("name = \"shop\"")
+            && text.contains("source = \"shop-app\"")
+            && text.contains("admin_email = \"admin@shop.example.org\""),
+        "{text}"
+    );
+    // keel accepts what the wizard wrote.
+    assert_cmd::Command::cargo_bin("keel")
+        .unwrap()
+        .arg("--config")
+        .arg(&out)
+        .arg("--state-file")
+        .arg(h.path("state.json"))
+        .arg("plan")
+        .assert()
+        .success()
+        .stdout(contains("app-code"));
+}

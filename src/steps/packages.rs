@@ -83,6 +83,11 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     } else {
         ctx.ui.step_note(step, "apt-get update");
         ctx.run(step, &apt_get(ctx, &["update"]))?;
+        let stamp = update_stamp(ctx);
+        if let Some(d) = stamp.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let _ = std::fs::write(&stamp, crate::now());
     }
     ctx.ui
         .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
@@ -118,20 +123,19 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     }
 }
 
-/// apt-get update ran less than 10 minutes ago (e.g. by the step before).
+/// Stamp keel touches after a successful `apt-get update` (apt itself sets the lists' mtimes
+/// to the mirror's dates, so they can't tell when the update ran).
+fn update_stamp(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.host("/var/lib/keel/apt-update.stamp")
+}
+
+/// keel ran apt-get update less than 10 minutes ago (e.g. in the step before).
 fn lists_fresh(ctx: &Ctx) -> bool {
-    let dir = ctx.host("/var/lib/apt/lists");
-    std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .any(|m| {
-            m.elapsed()
-                .map(|a| a < Duration::from_secs(600))
-                .unwrap_or(false)
-        })
+    std::fs::metadata(update_stamp(ctx))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < Duration::from_secs(600))
 }
 
 /// Packages not installed (dpkg state other than "ii").
