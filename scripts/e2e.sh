@@ -18,7 +18,8 @@ for f in "$here"/tests/e2e/[0-9]*.sh; do . "$f"; done
 all=$(declare -F | awk '{print $3}' | grep '^scenario_' | sed 's/^scenario_//' | sort)
 wanted=${*:-$all}
 "$VPS" rootfs
-trap '"$VPS" down-all' EXIT INT TERM
+trap '"$VPS" down-all || true' EXIT
+trap 'exit 130' INT TERM
 failed=()
 for s in $wanted; do
   declare -F "scenario_$s" >/dev/null || { echo "unknown scenario $s (have: $all)"; exit 2; }
@@ -39,3 +40,4 @@ for s in $wanted; do
 done
 if [ ${#failed[@]} -gt 0 ]; then echo "e2e failed: ${failed[*]}"; exit 1; fi
 echo "e2e: all passed"
+exit 0

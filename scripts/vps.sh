@@ -126,6 +126,6 @@ case "$cmd" in
   cp) cp "$2" "$RUNS/$1/root/$3" ;;
   root) echo "$RUNS/$1/root" ;;
   down) down "$1" ;;
-  down-all) for d in "$RUNS"/*/; do [ -d "$d" ] && down "$(basename "$d")"; done ;;
+  down-all) for d in "$RUNS"/*/; do if [ -d "$d" ]; then down "$(basename "$d")"; fi; done ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -28,26 +28,24 @@ pub fn os_release(root: &Path) -> HashMap<String, String> {
         .collect()
 }
 
-pub fn mem_total_mb() -> u64 {
+/// A /proc/meminfo field, in MB (0 if unreadable).
+fn meminfo_mb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("MemTotal:"))
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
         .map(|kb| kb / 1024)
         .unwrap_or(0)
 }
 
+pub fn mem_total_mb() -> u64 {
+    meminfo_mb("MemTotal")
+}
+
 pub fn mem_available_mb() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
+    meminfo_mb("MemAvailable")
 }
 
 pub fn cpus() -> u32 {
