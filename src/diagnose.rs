@@ -94,7 +94,7 @@ fn steps_table(state: &State) -> Section {
             .map(|e| format!("  error: {} (hint: {})", e.message, e.hint))
             .unwrap_or_default();
         body.push_str(&format!(
-            "{:<12} {:<12} attempts {:>2} duration {:>8}{err}\n",
+            "{:<15} {:<12} attempts {:>2} duration {:>8}{err}\n",
             id,
             r.status.as_str(),
             r.attempts,

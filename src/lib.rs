@@ -382,7 +382,7 @@ fn print_plan(cli: &Cli, ctx: &Ctx, graph: &Graph, st: &State, opts: &InstallOpt
         println!("{}", json!({"dry_run": true, "steps": v}));
     } else {
         for (id, r) in &plan {
-            println!("{:<12} {}", id, r.describe());
+            println!("{:<15} {}", id, r.describe());
         }
     }
     Ok(())
@@ -428,7 +428,7 @@ fn plan(cli: &Cli) -> Result<()> {
         } else {
             s.deps().join(", ")
         };
-        println!("{:>2}. {:<12} {:<48} after: {}", i + 1, id, s.about(), deps);
+        println!("{:>2}. {:<15} {:<60} after: {}", i + 1, id, s.about(), deps);
         if let Some(r) = r {
             println!("    {:<12} next install: {}", "", r.describe());
         }
@@ -470,7 +470,7 @@ fn status(cli: &Cli) -> Result<()> {
         );
     }
     println!(
-        "{:<12} {:<12} {:>8} {:>9}  {:<21} LAST ERROR",
+        "{:<15} {:<12} {:>8} {:>9}  {:<21} LAST ERROR",
         "STEP", "STATUS", "ATTEMPTS", "DURATION", "FINISHED"
     );
     for id in graph.ids() {
@@ -491,7 +491,7 @@ fn status(cli: &Cli) -> Result<()> {
             })
             .unwrap_or_default();
         println!(
-            "{:<12} {:<12} {:>8} {:>9}  {:<21} {}",
+            "{:<15} {:<12} {:>8} {:>9}  {:<21} {}",
             id,
             r.status.as_str(),
             r.attempts,
@@ -502,6 +502,3 @@ fn status(cli: &Cli) -> Result<()> {
     }
     Ok(())
 }
-
-#[doc(hidden)]
-pub fn _assert_path(_: &Path) {}

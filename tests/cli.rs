@@ -127,7 +127,7 @@ fn status_human_and_json() {
         .arg("status")
         .assert()
         .success()
-        .stdout(contains("secrets      completed"));
+        .stdout(contains("secrets         completed"));
     let out = h
         .keel()
         .args(["status", "--output", "json"])
