@@ -109,7 +109,7 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     if ctx.is_fake() {
         return Ok(());
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     for u in units {
         require_active(ctx, step, u)?;
         let n = ctx.exec.probe(

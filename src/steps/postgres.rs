@@ -123,7 +123,17 @@ impl Step for Postgres {
             .map_err(io_err(&path))?;
         ensure_running(ctx, ID, UNIT, tx)?;
         if changed {
-            apply(ctx, ID, "restart", UNIT, tx)?;
+            // listen_addresses and port need a restart; the rest of keel.conf only a reload.
+            // A fresh cluster already listens where keel wants it: reloading saves seconds.
+            wait_ready(ctx)?;
+            let now = admin_sql(ctx, "SHOW listen_addresses;\nSHOW port;\n")?;
+            let want = format!("localhost\n{}", ctx.cfg.postgres.port);
+            let action = if now.trim() == want {
+                "reload"
+            } else {
+                "restart"
+            };
+            apply(ctx, ID, action, UNIT, tx)?;
         }
         wait_ready(ctx)?;
         let password = ctx.secrets.get_or_create("postgres_password")?;

@@ -15,6 +15,7 @@ scenario_app() {
   local rc=0; keel install --yes || rc=$?
   stop_cmdline_sampler
   [ "$rc" = 0 ] || fail "install exited $rc"
+  echo "on $(vx sh -c '. /etc/os-release; echo $PRETTY_NAME'): PostgreSQL $(vx ls /etc/postgresql), $(vx python3 --version)"
   app_checks
   [ "$(vx stat -c '%a %U' /opt/demo/app/.env)" = "600 demo" ] || fail ".env must be 0600 demo"
   local sk; sk=$(vx sh -c ". /opt/demo/app/.env >/dev/null 2>&1; printf %s \"\$SECRET_KEY\"")
