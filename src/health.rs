@@ -48,21 +48,6 @@ fn from(r: StepResult, ok_msg: &str) -> (Level, String, String) {
     }
 }
 
-fn http(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
-    crate::system::net::http_get(
-        ctx.cfg.nginx.port,
-        &ctx.cfg.app.domain,
-        path,
-        Duration::from_secs(5),
-    )
-    .map_err(|e| {
-        StepError::transient(
-            format!("GET {path} through nginx: {e}"),
-            "see journalctl -u nginx",
-        )
-    })
-}
-
 fn now_secs() -> f64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
 }
@@ -116,7 +101,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         "site".into(),
         true,
         Box::new(move || {
-            let r = http(&c, "/").and_then(|(code, body)| {
+            let r = steps::verify::get(&c, "/").and_then(|(code, body)| {
                 if code == 200 && !body.contains("keel-placeholder") {
                     Ok(())
                 } else {
@@ -159,7 +144,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
                     return Ok(());
                 }
                 // A real task through Redis and the worker, via the running app (fast: no Python start-up).
-                let (code, body) = http(&c, path)?;
+                let (code, body) = steps::verify::get(&c, path)?;
                 if code == 200 && body.trim() == "pong" {
                     Ok(())
                 } else {
@@ -186,7 +171,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
                 if path.is_empty() {
                     return Ok(());
                 }
-                let (code, body) = http(&c, path)?;
+                let (code, body) = steps::verify::get(&c, path)?;
                 let hb = serde_json::from_str::<serde_json::Value>(body.trim())
                     .ok()
                     .and_then(|v| v["heartbeat"].as_f64());
@@ -211,19 +196,9 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         "disk".into(),
         false,
         Box::new(move || {
-            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-            let p = std::ffi::CString::new(if base.exists() {
-                base.display().to_string()
-            } else {
-                "/".into()
-            })
-            .unwrap_or_default();
-            // SAFETY: valid C string and out-pointer.
-            if unsafe { libc::statvfs(p.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+            let Some((mb, pct)) = crate::system::disk_free(&base) else {
                 return warn("cannot read free space", "check df -h");
-            }
-            let pct = st.f_bavail as f64 * 100.0 / st.f_blocks as f64;
-            let mb = st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024);
+            };
             let msg = format!("{mb} MB free ({pct:.0}%)");
             if pct < 3.0 {
                 error(
@@ -285,14 +260,9 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         Box::new(move || {
             let mut restarted = vec![];
             for u in units(&c.cfg) {
-                if let Ok(o) = c.exec.probe(
-                    "health",
-                    &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", &u]),
-                ) {
-                    let n: u64 = o.stdout.trim().parse().unwrap_or(0);
-                    if n > 0 {
-                        restarted.push(format!("{u} ×{n}"));
-                    }
+                let n = steps::restarts(&c, "health", &u);
+                if n > 0 {
+                    restarted.push(format!("{u} ×{n}"));
                 }
             }
             if restarted.is_empty() {

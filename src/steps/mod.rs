@@ -102,6 +102,18 @@ pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
 
 /// Active now, and still active a moment later without having restarted: a unit that
 /// crashes at start-up (Restart=on-failure) looks active for an instant.
+/// How often systemd restarted `unit` since it was started (0 if unknown).
+pub fn restarts(ctx: &Ctx, step: &str, unit: &str) -> u64 {
+    ctx.exec
+        .probe(
+            step,
+            &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", unit]),
+        )
+        .ok()
+        .and_then(|o| o.stdout.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     for u in units {
         require_active(ctx, step, u)?;
@@ -112,16 +124,10 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     std::thread::sleep(std::time::Duration::from_millis(1000));
     for u in units {
         require_active(ctx, step, u)?;
-        let n = ctx.exec.probe(
-            step,
-            &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", u]),
-        )?;
-        if n.stdout.trim() != "0" && !n.stdout.trim().is_empty() {
+        let n = restarts(ctx, step, u);
+        if n > 0 {
             return Err(StepError::permanent(
-                format!(
-                    "unit {u} restarted {} time(s) since it started",
-                    n.stdout.trim()
-                ),
+                format!("unit {u} restarted {n} time(s) since it started"),
                 format!("see journalctl -u {u} -n 50"),
             ));
         }

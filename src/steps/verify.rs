@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 pub struct Verify;
 const ID: &str = "verify";
 
-fn get(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
+/// GET `path` from nginx on loopback, as the app's domain.
+pub fn get(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
     let port = ctx.cfg.nginx.port;
     http_get(port, &ctx.cfg.app.domain, path, Duration::from_secs(15)).map_err(|e| {
         StepError::transient(

@@ -54,9 +54,9 @@ pub fn cpus() -> u32 {
         .unwrap_or(1)
 }
 
-/// Free space for unprivileged use, in MB, of the filesystem holding `path` (or its
-/// nearest existing ancestor).
-pub fn disk_free_mb(path: &Path) -> Option<u64> {
+/// Free space for unprivileged use of the filesystem holding `path` (or its nearest existing
+/// ancestor): (MB, percent of the filesystem).
+pub fn disk_free(path: &Path) -> Option<(u64, f64)> {
     let mut p = path;
     while !p.exists() {
         p = p.parent()?;
@@ -64,10 +64,15 @@ pub fn disk_free_mb(path: &Path) -> Option<u64> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
         return None;
     }
-    Some(st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024))
+    let mb = st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024);
+    Some((mb, st.f_bavail as f64 * 100.0 / st.f_blocks as f64))
+}
+
+pub fn disk_free_mb(path: &Path) -> Option<u64> {
+    disk_free(path).map(|(mb, _)| mb)
 }
 
 #[derive(Debug, Clone)]
