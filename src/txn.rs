@@ -215,11 +215,12 @@ impl Txn {
             }
         }
         for (action, unit) in reapply.into_iter().rev() {
-            let cmd = Cmd::new("systemctl")
-                .arg(action)
-                .args((!unit.is_empty()).then_some(unit.as_str()));
-            if let Err(e) = ctx.exec.run(step, &cmd) {
-                errors.push(e.to_string());
+            let args: Vec<&str> = [action, unit.as_str()]
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .collect();
+            if let Err(e) = crate::steps::systemctl(ctx, step, &args) {
+                errors.push(e.msg);
             }
         }
         errors

@@ -38,6 +38,16 @@ pub fn graph() -> Graph {
 }
 
 pub fn systemctl(ctx: &Ctx, step: &str, args: &[&str]) -> StepResult<Output> {
+    // Re-runs and rollbacks restart units in quick succession and can trip systemd's start
+    // rate limit ("start of the service was attempted too often"); clear it first so a
+    // restart keel asks for really happens.
+    if let [action, unit] = args
+        && matches!(*action, "restart" | "start")
+    {
+        let _ = ctx
+            .exec
+            .probe(step, &Cmd::new("systemctl").args(["reset-failed", unit]));
+    }
     ctx.run(step, &Cmd::new("systemctl").args(args.iter().copied()))
 }
 

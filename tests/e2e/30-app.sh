@@ -54,3 +54,30 @@ scenario_kill9_app() {
   app_checks
   keel status --output json | jq_py "all(s['status']=='completed' for s in d['steps'])" | grep -qx True
 }
+
+# `keel rollback` on a provisioned host: keel's units and config go, data stays; install again.
+scenario_rollback_all() {
+  fresh
+  keel install --yes
+  pg_login "create table keep_me (x int); insert into keep_me values (7)" >/dev/null
+  local before; before=$(secrets_sum)
+  local rc=0; keel rollback || rc=$?
+  [ "$rc" = 2 ] || fail "rollback without --yes and without a terminal must refuse (exit 2), got $rc"
+  keel rollback --yes
+  for u in demo-web demo-worker demo-beat; do
+    vx test ! -e /etc/systemd/system/$u.service || fail "$u unit left behind"
+    if vx systemctl is-active --quiet $u; then fail "$u still running"; fi
+  done
+  vx test ! -e /etc/redis/keel.conf || fail "redis config left behind"
+  vx test ! -e /etc/nginx/sites-enabled/keel-demo.conf || fail "nginx site left behind"
+  vx test -L /etc/nginx/sites-enabled/default || fail "nginx default site not restored"
+  vx systemctl is-active nginx postgresql redis-server
+  # Data kept: database and role, secrets, the app directory.
+  [ "$(pg_login 'select x from keep_me')" = 7 ] || fail "database data lost"
+  [ "$(secrets_sum)" = "$before" ] || fail "secrets changed"
+  vx test -f /opt/demo/app/.env || fail "app directory not kept"
+  keel status
+  keel install --yes
+  app_checks
+  [ "$(secrets_sum)" = "$before" ] || fail "secrets changed on re-install"
+}
