@@ -119,6 +119,7 @@ pub fn build_ctx_with(
         Some(d) => exec::Mode::Fake(d.into()),
         None => exec::Mode::Real,
     };
+    render::set_override_dir(paths.host("/etc/keel/templates"));
     let secrets = secrets::Secrets {
         dir: paths.secrets_dir(),
         redactor: redactor.clone(),

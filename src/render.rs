@@ -1,5 +1,7 @@
 //! Templates under templates/, embedded in the binary, rendered with minijinja in strict
-//! mode: a missing variable is an error, never an empty string in a config file.
+//! mode: a missing variable is an error, never an empty string in a config file. An operator
+//! may override one by putting NAME.j2 in /etc/keel/templates/: its source is part of the
+//! fingerprints, so editing it re-runs exactly the steps that use it.
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -39,32 +41,48 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-fn env() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    for (name, src) in TEMPLATES {
-        env.add_template(name, src)
-            .expect("embedded templates parse");
+/// Where operator overrides live (set once at start-up; tests point it into their fake root).
+static OVERRIDES: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+pub fn set_override_dir(dir: std::path::PathBuf) {
+    let _ = OVERRIDES.set(dir);
+}
+
+/// The override file for `name`, if one exists.
+pub fn override_path(name: &str) -> Option<std::path::PathBuf> {
+    let p = OVERRIDES.get()?.join(format!("{name}.j2"));
+    p.is_file().then_some(p)
+}
+
+/// The template's source (the override's if there is one): used in step fingerprints.
+pub fn source(name: &str) -> String {
+    if let Some(p) = override_path(name)
+        && let Ok(text) = std::fs::read_to_string(&p)
+    {
+        return text;
     }
-    env
-}
-
-pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
-    let env = env();
-    let t = env
-        .get_template(name)
-        .map_err(|e| format!("template {name}: {e}"))?;
-    t.render(vars).map_err(|e| format!("template {name}: {e}"))
-}
-
-/// The template's source, for step fingerprints (editing a template re-runs its step).
-pub fn source(name: &str) -> &'static str {
     TEMPLATES
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .unwrap_or("")
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_default()
+}
+
+pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    let origin = match override_path(name) {
+        Some(p) => p.display().to_string(),
+        None => format!("{name} (built in)"),
+    };
+    env.add_template_owned(name.to_string(), source(name))
+        .map_err(|e| format!("template {origin}: {e}"))?;
+    let t = env
+        .get_template(name)
+        .map_err(|e| format!("template {origin}: {e}"))?;
+    t.render(vars)
+        .map_err(|e| format!("template {origin}: {e}"))
 }
 
 #[cfg(test)]
@@ -91,6 +109,15 @@ mod tests {
             );
         }
         assert_eq!(files.len(), TEMPLATES.len());
+    }
+
+    #[test]
+    fn embedded_templates_parse() {
+        let mut env = Environment::new();
+        for (name, src) in TEMPLATES {
+            env.add_template(name, src)
+                .unwrap_or_else(|e| panic!("templates/{name}.j2: {e}"));
+        }
     }
 
     #[test]

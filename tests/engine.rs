@@ -391,3 +391,38 @@ fn preflight_errors_refuse_with_exit_3_unless_ignored() {
     let line = h.read("root/var/log/keel/preflight.jsonl");
     assert_eq!(line.lines().count(), 2, "one line per preflight run");
 }
+
+#[test]
+fn editing_a_template_reruns_only_the_steps_that_use_it() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/nginx-site.conf.j2"
+    ))
+    .unwrap();
+    h.write(
+        "root/etc/keel/templates/nginx-site.conf.j2",
+        &format!("# edited by the operator\n{src}"),
+    );
+    let plan = h.dry_run(&[]);
+    let runs: Vec<&str> = plan
+        .iter()
+        .filter(|(_, r)| r.starts_with("run"))
+        .map(|(i, _)| i.as_str())
+        .collect();
+    assert_eq!(runs, vec!["nginx", "verify"], "{plan:?}");
+    h.install(&[]).success();
+    let site = "root/etc/nginx/sites-available/keel-demo.conf";
+    assert!(h.read(site).starts_with("# edited by the operator"));
+    // A broken override: the step fails naming the file; the site keel wrote before stays.
+    h.write(
+        "root/etc/keel/templates/nginx-site.conf.j2",
+        "server { {{ no_such_variable }} }\n",
+    );
+    h.install(&[])
+        .code(1)
+        .stdout(contains("etc/keel/templates/nginx-site.conf.j2"))
+        .stdout(contains("undefined"));
+    assert!(h.read(site).starts_with("# edited by the operator"));
+}

@@ -40,6 +40,16 @@ scenario_app() {
   keel install --yes
   [ "$(vx pgrep -c -f 'gunicorn --workers 3')" = 4 ] || fail "gunicorn did not restart with 3 workers"
   app_checks
+  # An operator's template override re-runs exactly the steps that use it.
+  local root; root=$("$VPS" root "$BOX")
+  mkdir -p "$root/etc/keel/templates"
+  { echo "# operator override"; cat templates/nginx-site.conf.j2; } >"$root/etc/keel/templates/nginx-site.conf.j2"
+  plan=$(keel install --dry-run --output json)
+  echo "$plan" | jq_py "sorted(s['id'] for s in d['steps'] if s['runs'])" | grep -qx '\["nginx", "verify"\]' \
+    || fail "a template override should re-run nginx and verify only: $plan"
+  keel install --yes
+  vx grep -q '^# operator override' /etc/nginx/sites-available/keel-demo.conf || fail "override not applied"
+  app_checks
 }
 
 scenario_kill9_app() {
