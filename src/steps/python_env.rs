@@ -44,9 +44,15 @@ impl Step for PythonEnv {
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let venv = ctx.cfg.venv_dir().display().to_string();
-        if !ctx.host(&venv).join("bin/python").exists() {
-            ctx.run(ID, &as_app(ctx, "python3").args(["-m", "venv", &venv]))
-                .map_err(|e| e.hint("python3-venv must be in packages.install"))?;
+        let bin = ctx.host(&venv).join("bin");
+        // A venv is complete only with its pip: a run killed during `python3 -m venv` (in
+        // ensurepip) leaves bin/python without bin/pip. Rebuild it then; it is derived data.
+        if !(bin.join("python").exists() && bin.join("pip").exists()) {
+            ctx.run(
+                ID,
+                &as_app(ctx, "python3").args(["-m", "venv", "--clear", &venv]),
+            )
+            .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
         }
         let req = ctx
             .cfg

@@ -91,3 +91,15 @@ scenario_rollback_all() {
   app_checks
   [ "$(secrets_sum)" = "$before" ] || fail "secrets changed on re-install"
 }
+
+# A run killed inside `python3 -m venv` leaves a venv without pip (seen with kill -9 at a
+# random moment): the next run must rebuild it, not fail on the missing pip.
+scenario_partial_venv() {
+  fresh
+  keel install --yes app-code python-packages
+  vx runuser -u demo -- python3 -m venv --without-pip /opt/demo/venv
+  vx test ! -e /opt/demo/venv/bin/pip
+  keel install --yes python-env
+  vx test -x /opt/demo/venv/bin/pip || fail "venv not rebuilt"
+  vx /opt/demo/venv/bin/python -c 'import django, celery, gunicorn'
+}
