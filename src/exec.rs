@@ -111,6 +111,59 @@ pub struct Exec {
     pub log_dir: PathBuf,
     pub redactor: Redactor,
     pub default_timeout: Duration,
+    /// Every running child's process group is registered here (a tmpfs, cleared by a
+    /// reboot) until it ends, so the next run can deal with what a killed run left running.
+    pub children_dir: PathBuf,
+}
+
+/// A child process group that a killed keel left running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leftover {
+    pub pgid: i32,
+    pub cmd: String,
+    /// What was done: stopped, or left alone to finish (apt/dpkg).
+    pub action: LeftoverAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LeftoverAction {
+    Stopped,
+    LeftRunning,
+}
+
+/// apt and dpkg are never killed: an interrupted dpkg is worse than a slow one, and the
+/// dpkg-lock wait already serialises the next run behind them.
+fn must_not_kill(program: &str) -> bool {
+    let base = program.rsplit('/').next().unwrap_or(program);
+    matches!(base, "apt-get" | "apt" | "dpkg" | "aptitude")
+}
+
+/// Start time of a process (clock ticks since boot, field 22 of /proc/PID/stat): with the
+/// pid it names the process uniquely, so a recycled pid is never mistaken for our child.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether any live (non-zombie) process is in the group: a zombie still answers kill(0)
+/// until its parent reaps it, and it no longer matters.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        // After the name: state, ppid, pgrp.
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().take(3).collect();
+        f.len() == 3 && f[0] != "Z" && f[2] == pgid.to_string()
+    })
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -215,6 +268,11 @@ impl Exec {
             expr = expr.dir(d);
         }
         let handle = expr.start()?;
+        let registered: Vec<PathBuf> = handle
+            .pids()
+            .into_iter()
+            .filter_map(|pid| self.register(pid as i32, cmd))
+            .collect();
         let timeout = cmd.timeout.unwrap_or(self.default_timeout);
         let deadline = Instant::now() + timeout;
         let mut nap = Duration::from_millis(1);
@@ -234,7 +292,11 @@ impl Exec {
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(50));
         }
-        let out = handle.wait()?;
+        let out = handle.wait();
+        for p in registered {
+            let _ = std::fs::remove_file(p);
+        }
+        let out = out?;
         Ok((
             Output {
                 code: out.status.code().unwrap_or(-1),
@@ -243,6 +305,86 @@ impl Exec {
             },
             timed_out,
         ))
+    }
+
+    /// Record a running child group: `START_TIME KIND` then the (redacted) command line.
+    fn register(&self, pid: i32, cmd: &Cmd) -> Option<PathBuf> {
+        crate::private_dir(&self.children_dir);
+        let path = self.children_dir.join(pid.to_string());
+        let kind = if must_not_kill(&cmd.program) {
+            "wait"
+        } else {
+            "stop"
+        };
+        let text = format!(
+            "{} {kind}\n{}\n",
+            start_time(pid)?,
+            self.redactor.redact(&cmd.display())
+        );
+        std::fs::write(&path, text).ok()?;
+        Some(path)
+    }
+
+    /// Deal with the children a killed run left behind (call with the run lock held): stop
+    /// each one still running, except apt/dpkg, which are left to finish. Without this the
+    /// re-run races them: a half-made virtualenv being rebuilt while the old `python3 -m
+    /// venv` still writes into it, or two `migrate`s at once.
+    pub fn reap_leftovers(&self) -> Vec<Leftover> {
+        let mut found = vec![];
+        let Ok(dir) = std::fs::read_dir(&self.children_dir) else {
+            return found;
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let Some(pgid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut lines = text.lines();
+            let mut head = lines.next().unwrap_or("").split_whitespace();
+            let started: Option<u64> = head.next().and_then(|t| t.parse().ok());
+            let kind = head.next().unwrap_or("stop");
+            let cmd = lines.next().unwrap_or("?").to_string();
+            let same = started.is_some() && start_time(pgid) == started;
+            if !same {
+                // Ended (or the pid was recycled by something that is not ours).
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if kind == "wait" {
+                found.push(Leftover {
+                    pgid,
+                    cmd,
+                    action: LeftoverAction::LeftRunning,
+                });
+                continue;
+            }
+            // SAFETY: plain syscalls on a process group we started (start time checked).
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while group_alive(pgid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if group_alive(pgid) {
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while group_alive(pgid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+            found.push(Leftover {
+                pgid,
+                cmd,
+                action: LeftoverAction::Stopped,
+            });
+        }
+        found.sort_by_key(|l| l.pgid);
+        found
     }
 
     fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
@@ -327,7 +469,90 @@ mod tests {
             log_dir: dir.to_path_buf(),
             redactor: Redactor::default(),
             default_timeout: Duration::from_secs(10),
+            children_dir: dir.join("children"),
         }
+    }
+
+    #[test]
+    fn a_finished_child_leaves_no_registration() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = exec(d.path());
+        ex.run("t", &Cmd::new("true")).unwrap();
+        let left: Vec<_> = std::fs::read_dir(d.path().join("children"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// What a killed keel leaves: registered groups still running. The ordinary one is
+    /// stopped (TERM ignored, so KILL it takes), apt's kind is left alone, stale entries go.
+    #[test]
+    fn leftovers_of_a_killed_run_are_stopped_but_apt_is_left_to_finish() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = exec(d.path());
+        let spawn = |script: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let mut stubborn = spawn("trap '' TERM; sleep 30 & wait");
+        let mut apt = spawn("sleep 30");
+        // Let the shells install their traps before they are signalled.
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::create_dir_all(&ex.children_dir).unwrap();
+        for (child, kind, cmd) in [
+            (&stubborn, "stop", "pip install"),
+            (&apt, "wait", "apt-get install"),
+        ] {
+            let pid = child.id() as i32;
+            let line = format!("{} {kind}\n{cmd}\n", start_time(pid).unwrap());
+            std::fs::write(ex.children_dir.join(pid.to_string()), line).unwrap();
+        }
+        // An entry whose process is long gone (or whose pid now belongs to someone else).
+        std::fs::write(ex.children_dir.join("999999"), "1 stop\nold\n").unwrap();
+
+        let found = ex.reap_leftovers();
+        let spid = stubborn.id() as i32;
+        let apid = apt.id() as i32;
+        assert_eq!(found, {
+            let mut v = vec![
+                Leftover {
+                    pgid: spid,
+                    cmd: "pip install".into(),
+                    action: LeftoverAction::Stopped,
+                },
+                Leftover {
+                    pgid: apid,
+                    cmd: "apt-get install".into(),
+                    action: LeftoverAction::LeftRunning,
+                },
+            ];
+            v.sort_by_key(|l| l.pgid);
+            v
+        });
+        // The stopped one is dead (reaped here, since this test is its parent) with its child.
+        let st = stubborn.wait().unwrap();
+        assert!(st.code().is_none(), "killed by a signal: {st:?}");
+        assert!(!group_alive(spid));
+        assert!(
+            apt.try_wait().unwrap().is_none(),
+            "apt must be left running"
+        );
+        assert!(!ex.children_dir.join(spid.to_string()).exists());
+        assert!(!ex.children_dir.join("999999").exists());
+        assert!(ex.children_dir.join(apid.to_string()).exists());
+        apt.kill().unwrap();
+        apt.wait().unwrap();
+    }
+
+    #[test]
+    fn apt_and_dpkg_are_never_killed() {
+        assert!(must_not_kill("apt-get"));
+        assert!(must_not_kill("/usr/bin/dpkg"));
+        assert!(!must_not_kill("python3"));
+        assert!(!must_not_kill("runuser"));
     }
 
     #[test]

@@ -75,6 +75,26 @@ pub fn private_dir(dir: &Path) {
     }
 }
 
+/// Before a run changes anything: stop what a killed run left running (apt excepted), and
+/// say so, since it explains a step the previous run never finished.
+fn reap_leftovers(ctx: &Ctx) {
+    for l in ctx.exec.reap_leftovers() {
+        let (what, event) = match l.action {
+            exec::LeftoverAction::Stopped => ("stopped", "leftover_stopped"),
+            exec::LeftoverAction::LeftRunning => (
+                "left running (apt/dpkg is never interrupted; the dpkg lock serialises it)",
+                "leftover_running",
+            ),
+        };
+        ctx.ui.line(&format!(
+            "a previous keel run was killed while `{}` (pid {}) ran: {what}",
+            l.cmd, l.pgid
+        ));
+        ctx.events
+            .emit(event, None, json!({"pid": l.pgid, "command": l.cmd}));
+    }
+}
+
 /// RFC 3339 UTC timestamp, second precision.
 pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
@@ -130,6 +150,7 @@ pub fn build_ctx_with(
         log_dir: paths.log_dir(),
         redactor: redactor.clone(),
         default_timeout: Duration::from_secs(cfg.timeouts.command_secs),
+        children_dir: paths.host("/run/keel/children"),
     };
     let events = events::Events::new(paths.events_file(), run_id.into(), redactor);
     Ctx {
@@ -285,6 +306,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;
+            reap_leftovers(&ctx);
             let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
             // A report after every run, failed or not; service probes only if something ran.
             let full = report.plan.iter().any(|(_, r)| r.runs());
@@ -340,6 +362,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let ctx = build_ctx(cfg, json_out, vec![], &id);
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;
+            reap_leftovers(&ctx);
             if !confirm(
                 &cli,
                 "Undo everything keel set up (databases, secrets and the app directory are kept)?",

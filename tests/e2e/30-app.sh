@@ -55,7 +55,8 @@ scenario_app() {
 scenario_kill9_app() {
   fresh
   vx sh -c 'nohup keel --config /etc/keel/keel.toml install --yes >/tmp/keel1.log 2>&1 &'
-  local delay=$(( (RANDOM % 25) + 3 ))
+  # KEEL_E2E_KILL_DELAY pins the moment, to replay a failure seen at a random one.
+  local delay=${KEEL_E2E_KILL_DELAY:-$(( (RANDOM % 25) + 3 ))}
   echo "killing keel after ${delay}s"
   sleep "$delay"
   vx pkill -9 -x keel || echo "keel had already finished"
