@@ -189,7 +189,7 @@ impl Default for Nginx {
 pub struct Django {
     /// App source: a local directory (relative to this config file) ...
     pub source: Option<PathBuf>,
-    /// ... or a git URL (git must be in packages.install) with a ref.
+    /// ... or a git URL (keel installs git) with a ref.
     pub git: Option<String>,
     pub git_ref: String,
     /// WSGI callable for Gunicorn; default "<app.name>.wsgi:application".

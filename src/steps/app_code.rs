@@ -93,7 +93,9 @@ impl Step for AppCode {
         ID
     }
     fn deps(&self) -> &'static [&'static str] {
-        &["system-user"]
+        // python-packages installs git for a git source (a few seconds; python-env waits for
+        // it anyway).
+        &["system-user", "python-packages"]
     }
     fn about(&self) -> &'static str {
         "put the app's code under the base directory"
@@ -175,7 +177,7 @@ impl Step for AppCode {
                     ]),
                 )
                 .map_err(|e| {
-                    e.hint("check django.git / django.git_ref and that git is in packages.install")
+                    e.hint("check django.git / django.git_ref, and that this host can reach the repository")
                 })?;
                 ctx.run(ID, &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD"]))?;
                 Ok(())

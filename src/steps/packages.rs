@@ -167,7 +167,7 @@ pub struct Apt {
     id: &'static str,
     deps: &'static [&'static str],
     about: &'static str,
-    list: fn(&Config) -> &Vec<String>,
+    list: fn(&Config) -> Vec<String>,
 }
 
 impl Apt {
@@ -175,14 +175,21 @@ impl Apt {
         id: "python-packages",
         deps: &["preflight"],
         about: "install Python and venv (apt), first",
-        list: |c| &c.packages.python,
+        // git too when the app comes from git: app-code needs it before the big apt run.
+        list: |c| {
+            let mut v = c.packages.python.clone();
+            if c.django.git.is_some() && !v.iter().any(|p| p == "git") {
+                v.push("git".into());
+            }
+            v
+        },
     };
     pub const SYSTEM: Apt = Apt {
         id: ID,
         // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
         deps: &["python-packages"],
         about: "install the system packages (apt)",
-        list: |c| &c.packages.install,
+        list: |c| c.packages.install.clone(),
     };
 }
 
@@ -200,7 +207,7 @@ impl Step for Apt {
         true
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
-        let mut p = (self.list)(&ctx.cfg).clone();
+        let mut p = (self.list)(&ctx.cfg);
         p.sort();
         p.join(" ")
     }
@@ -209,10 +216,10 @@ impl Step for Apt {
         if pkgs.is_empty() {
             return Ok(());
         }
-        install(ctx, self.id, pkgs)
+        install(ctx, self.id, &pkgs)
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let m = missing(ctx, self.id, (self.list)(&ctx.cfg))?;
+        let m = missing(ctx, self.id, &(self.list)(&ctx.cfg))?;
         if m.is_empty() {
             Ok(())
         } else {

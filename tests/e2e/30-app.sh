@@ -104,3 +104,39 @@ scenario_partial_venv() {
   vx test -x /opt/demo/venv/bin/pip || fail "venv not rebuilt"
   vx /opt/demo/venv/bin/python -c 'import django, celery, gunicorn'
 }
+
+# The app from a git repository (a file:// URL, no network needed) on a host without git:
+# keel installs git itself before fetching; a new commit is deployed by --retry-step app-code.
+scenario_git_source() {
+  fresh
+  if vx sh -c 'command -v git' >/dev/null; then fail "the fresh host already has git"; fi
+  local root; root=$("$VPS" root "$BOX")
+  local repo="$root/srv/demo-app"
+  mkdir -p "$repo"
+  cp -r examples/demo-app/. "$repo/"
+  git -C "$repo" init -q -b main
+  gitc() { git -C "$repo" -c safe.directory="*" -c user.name=keel-e2e -c user.email=e2e@localhost "$@"; }
+  gitc add -A
+  gitc commit -qm v1
+  vx sed -i 's|^source = .*|git = "file:///srv/demo-app"|' /etc/keel/keel.toml
+  vx grep -q '^git = "file:///srv/demo-app"' /etc/keel/keel.toml
+  # The deploy repository belongs to the app user, as a real one would.
+  keel install --yes system-user
+  vx chown -R demo:demo /srv/demo-app
+  keel install --yes
+  vx dpkg -s git >/dev/null || fail "git was not installed"
+  vx test -d /opt/demo/app/.git || fail "the app is not a git checkout"
+  [ "$(vx stat -c %U /opt/demo/app/manage.py)" = demo ] || fail "checkout not owned by demo"
+  app_checks
+  # A new commit on the branch: the fingerprint is URL + ref, so a plain run keeps v1 ...
+  sed -i 's/demo-home: /demo-home v2: /' "$repo/core/views.py"
+  gitc commit -qam v2
+  vx chown -R demo:demo /srv/demo-app
+  local out; out=$(keel install --yes 2>&1)
+  grep -q '0 step(s) run, 14 already done' <<<"$out" || { echo "$out"; fail "a plain re-run should change nothing"; }
+  # ... and --retry-step app-code deploys it, restarting what depends on the code.
+  keel install --yes --retry-step app-code
+  vx grep -q 'demo-home v2' /opt/demo/app/core/views.py || fail "v2 not checked out"
+  wait_for 30 sh -c "\"$VPS\" exec $BOX curl -s http://127.0.0.1/ | grep -q 'demo-home v2'"
+  app_checks
+}
