@@ -123,8 +123,10 @@ pub fn install(
                 while i < pending.len() && running < PARALLEL {
                     let id = pending[i];
                     let step = graph.get(id).expect("planned step exists");
-                    let ready = step
-                        .deps()
+                    // All ancestors, not just direct deps: a skipped step in between (say
+                    // python-env, unchanged) must not let django start beside app-code.
+                    let ready = graph
+                        .ancestors(id)
                         .iter()
                         .all(|d| !in_plan.contains(d) || done_ok.contains(d));
                     if !ready {

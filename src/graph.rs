@@ -230,6 +230,17 @@ impl Graph {
             .collect())
     }
 
+    /// Every step `id` depends on, directly or through others.
+    pub fn ancestors(&self, id: &str) -> BTreeSet<&'static str> {
+        let mut want: BTreeSet<&'static str> = BTreeSet::new();
+        for s in self.steps.iter().rev() {
+            if s.id() == id || want.contains(s.id()) {
+                want.extend(s.deps().iter().copied());
+            }
+        }
+        want
+    }
+
     /// The steps downstream of `roots` (roots included).
     pub fn downstream(&self, roots: &[String]) -> BTreeSet<&'static str> {
         let mut out: BTreeSet<&'static str> = BTreeSet::new();

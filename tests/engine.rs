@@ -426,3 +426,68 @@ fn editing_a_template_reruns_only_the_steps_that_use_it() {
         .stdout(contains("undefined"));
     assert!(h.read(site).starts_with("# edited by the operator"));
 }
+
+/// A file deleted from a local source is removed from the deployed app on the next run;
+/// files keel did not deploy (.env, uploads) stay.
+#[test]
+fn files_deleted_from_the_source_leave_the_deployed_app() {
+    let h = Host::new();
+    let src = h.path("src-app");
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-app"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    h.write("src-app/core/old_module.py", "X = 1\n");
+    let cfg = config("").replace(
+        &format!("{}/examples/demo-app", env!("CARGO_MANIFEST_DIR")),
+        src.to_str().unwrap(),
+    );
+    h.write("keel.toml", &cfg);
+    h.install(&[]).success();
+    assert!(exists(&h.path("root/opt/demo/app/core/old_module.py")));
+    h.write("root/opt/demo/app/media/upload.png", "user data");
+    assert!(
+        h.read("root/var/lib/keel/demo-files")
+            .contains("core/old_module.py\n")
+    );
+
+    std::fs::remove_file(src.join("core/old_module.py")).unwrap();
+    // Only the source changed: python-env (between app-code and django) is skipped, and
+    // django must still wait for app-code.
+    let plan = h.dry_run(&[]);
+    assert!(reason(&plan, "python-env").starts_with("skip"), "{plan:?}");
+    assert!(reason(&plan, "app-code").contains("changed"), "{plan:?}");
+    let before = h.events().len();
+    h.install(&[]).success();
+    let order: Vec<String> = h.events()[before..]
+        .iter()
+        .filter(|e| e["step"] == "app-code" || e["step"] == "django")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["step"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        &order[..3],
+        [
+            "step-started app-code",
+            "step-finished app-code",
+            "step-started django"
+        ],
+        "{order:?}"
+    );
+    assert!(!exists(&h.path("root/opt/demo/app/core/old_module.py")));
+    assert!(exists(&h.path("root/opt/demo/app/core/views.py")));
+    assert_eq!(h.read("root/opt/demo/app/media/upload.png"), "user data");
+    assert!(exists(&h.path("root/opt/demo/app/.env")));
+    assert!(
+        !h.read("root/var/lib/keel/demo-files")
+            .contains("old_module")
+    );
+}

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 
 pub struct AppCode;
 const ID: &str = "app-code";
+/// The files app-code deployed from a local source, one relative path per line.
+fn manifest(ctx: &Ctx) -> PathBuf {
+    ctx.host(&format!("/var/lib/keel/{}-files", ctx.cfg.app.name))
+}
 /// Never copied from a local source: VCS data, caches, virtualenvs, local secrets.
 const SKIP: &[&str] = &[
     ".git",
@@ -119,9 +123,29 @@ impl Step for AppCode {
                 }
                 tx.ensure_dir(&dest)?;
                 std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
-                for rel in walk(&src)? {
-                    let from = src.join(&rel);
-                    let to = dest.join(&rel);
+                let files = walk(&src)?;
+                // Files keel deployed last time and the source no longer has go too (a deleted
+                // module or template must not live on); anything else under the app directory
+                // (.env, staticfiles, uploads) is not keel's to remove.
+                let manifest = manifest(ctx);
+                let listed = |p: &Path| -> Vec<PathBuf> {
+                    std::fs::read_to_string(p)
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                };
+                for gone in listed(&manifest).iter().filter(|f| !files.contains(f)) {
+                    // Only plain relative paths: the manifest is keel's, but be strict anyway.
+                    if gone.is_absolute() || gone.components().any(|c| c.as_os_str() == "..") {
+                        continue;
+                    }
+                    tx.remove(&dest.join(gone))?;
+                }
+                for rel in &files {
+                    let from = src.join(rel);
+                    let to = dest.join(rel);
                     if let Some(parent) = to.parent()
                         && !parent.exists()
                     {
@@ -143,6 +167,8 @@ impl Step for AppCode {
                         Some((uid, gid)),
                     )?;
                 }
+                let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+                tx.write(&manifest, list.as_bytes(), 0o600, None)?;
                 Ok(())
             }
             (None, Some(url)) => {
