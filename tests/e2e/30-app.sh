@@ -50,6 +50,16 @@ scenario_app() {
   keel install --yes
   vx grep -q '^# operator override' /etc/nginx/sites-available/keel-demo.conf || fail "override not applied"
   app_checks
+  # A module deleted from the source leaves the deployed app; the app's own files stay.
+  vx sh -c 'echo "X = 1" >/etc/keel/demo-app/core/extra.py'
+  keel install --yes
+  vx test -f /opt/demo/app/core/extra.py || fail "new source file not deployed"
+  vx runuser -u demo -- sh -c 'mkdir -p /opt/demo/app/media && echo data >/opt/demo/app/media/upload.txt'
+  vx rm /etc/keel/demo-app/core/extra.py
+  keel install --yes
+  vx test ! -e /opt/demo/app/core/extra.py || fail "a file deleted from the source is still deployed"
+  vx test -f /opt/demo/app/media/upload.txt || fail "the app's own file was removed"
+  app_checks
 }
 
 scenario_kill9_app() {
