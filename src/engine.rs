@@ -108,7 +108,7 @@ pub fn install(
         }
     }
 
-    ctx.ui.start_overall(to_run.len() as u64);
+    ctx.ui.start_overall("install", to_run.len() as u64);
     let mut pending: Vec<&'static str> = to_run.clone();
     let mut done_ok: Vec<&'static str> = vec![];
     let mut failed: Option<(String, StepError)> = None;
@@ -217,6 +217,7 @@ pub fn install(
             "rolling back the {} step(s) completed in this run (data is kept)",
             done_ok.len()
         ));
+        ctx.ui.start_overall("rollback", done_ok.len() as u64);
         for id in done_ok.iter().rev() {
             undo_step(ctx, graph.get(id).expect("step"), state, state_path, run_id)?;
             rolled_back.push(id.to_string());
@@ -373,6 +374,7 @@ pub fn rollback_all(
         .collect();
     let mut done = vec![];
     ctx.events.emit("rollback-started", None, json!({}));
+    ctx.ui.start_overall("rollback", touched.len() as u64);
     for s in graph.steps.iter().rev() {
         if touched.contains(s.id()) {
             undo_step(ctx, s.as_ref(), state, state_path, run_id)?;

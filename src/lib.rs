@@ -369,7 +369,9 @@ pub fn run(cli: Cli) -> Result<()> {
             )? {
                 return Err(Error::usage("rollback cancelled", "nothing was changed"));
             }
-            let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id)?;
+            let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id);
+            ctx.ui.finish();
+            let done = done?;
             if json_out {
                 println!("{}", json!({"rolled_back": done}));
             } else {

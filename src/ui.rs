@@ -28,16 +28,25 @@ impl Ui {
         self.multi.is_some()
     }
 
-    /// The overall "[done/total]" line (TTY only).
-    pub fn start_overall(&self, total: u64) {
-        if let Some(m) = &self.multi {
-            let pb = m.add(ProgressBar::new(total));
-            pb.set_style(
-                ProgressStyle::with_template("keel [{pos}/{len}] {elapsed}").expect("template"),
-            );
-            pb.enable_steady_tick(Duration::from_millis(500));
-            let _ = self.overall.set(pb);
+    /// The overall "LABEL [done/total]" line (TTY only). Called again for a new phase (the
+    /// run's rollback), it restarts the count, so undos are not counted as steps done.
+    pub fn start_overall(&self, label: &str, total: u64) {
+        let Some(m) = &self.multi else { return };
+        let style =
+            ProgressStyle::with_template(&format!("keel {label} [{{pos}}/{{len}}] {{elapsed}}"))
+                .expect("template");
+        if let Some(pb) = self.overall.get() {
+            pb.set_style(style);
+            pb.set_position(0);
+            pb.reset_elapsed();
+            // Last: it redraws, and the count must already be reset by then.
+            pb.set_length(total);
+            return;
         }
+        let pb = m.add(ProgressBar::new(total));
+        pb.set_style(style);
+        pb.enable_steady_tick(Duration::from_millis(500));
+        let _ = self.overall.set(pb);
     }
 
     pub fn line(&self, msg: &str) {

@@ -400,3 +400,39 @@ fn init_wizard_writes_a_config_keel_accepts() {
         .success()
         .stdout(contains("app-code"));
 }
+
+/// On a terminal: progress marks instead of timestamped lines, and the run's rollback shown
+/// as its own phase (its undos are not counted as steps done).
+#[test]
+fn tty_output_shows_progress_and_the_rollback_phase() {
+    let h = Host::new();
+    h.rule("manage.py migrate\t1\t0\tboom");
+    let cmd = format!(
+        "{} --config {} --state-file {} install --yes",
+        assert_cmd::cargo::cargo_bin("keel").display(),
+        h.path("keel.toml").display(),
+        h.path("state.json").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .env("KEEL_ROOT", h.path("root"))
+        .env("KEEL_FAKE_HOST", h.path("fake"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains('\u{1b}'), "no terminal drawing: {text}");
+    assert!(text.contains("✓ preflight"), "{text}");
+    assert!(text.contains("✗ django"), "{text}");
+    assert!(text.contains("rolled back"), "{text}");
+    assert!(text.contains("keel rollback [0/11]"), "{text}");
+    assert!(
+        !text.contains("Z keel: ["),
+        "plain log lines on a terminal: {text}"
+    );
+    assert!(text.contains("keel: step django failed"), "{text}");
+}
