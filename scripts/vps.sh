@@ -5,6 +5,7 @@
 #   vps.sh exec NAME CMD...   run CMD inside (clean environment, no TTY)
 #   vps.sh cp NAME SRC DEST   copy a host file into the container
 #   vps.sh down NAME          power off, wait, delete
+#   vps.sh powercut NAME      kill the container at once (no shutdown), boot the same disk again
 #   vps.sh down-all           power off every container this harness started
 # The container shares the host network: run one scenario at a time.
 set -euo pipefail
@@ -87,6 +88,11 @@ up() {
   mkdir -p "$run/root"; chmod 755 "$run/root"
   tar -C "$run/root" -xf "$TARBALL"
   if [ -n "${KEEL_E2E_PREPARE:-}" ]; then "$KEEL_E2E_PREPARE" "$run/root"; fi
+  boot "$name"
+}
+
+boot() {
+  local name=$1 run="$RUNS/$1"
   systemd-nspawn -D "$run/root" --register=no --keep-unit -b --console=passive \
     --machine="$name" --bind="$CACHE/apt-archives:/var/cache/apt/archives" \
     </dev/null >"$run/console.log" 2>&1 &
@@ -122,6 +128,16 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   rootfs) build_rootfs ;;
   up) up "$1" ;;
+  powercut)
+    # Like pulling the plug: every process dies at once, files written so far stay (the
+    # rootfs is a directory on this host), /run is gone. Then the next boot.
+    # SIGKILL to the container's init ends its whole PID namespace; nspawn then exits.
+    pid=$(cat "$RUNS/$1/nspawn.pid")
+    kill -KILL "$(leader "$1")"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -0 "$pid" 2>/dev/null && { log "$1: nspawn did not exit after the power cut"; exit 1; }
+    log "$1: power cut"
+    KEEL_E2E_NOWAIT=1 boot "$1" ;;
   exec) n=$1; shift; in_vps "$n" "$@" ;;
   cp) cp "$2" "$RUNS/$1/root/$3" ;;
   root) echo "$RUNS/$1/root" ;;

@@ -66,6 +66,10 @@ pub enum Command {
         /// What to undo when a step fails.
         #[arg(long, value_enum, default_value = "run")]
         rollback: RollbackMode,
+        /// Resume the last run if it was cut short (killed, or a reboot: keel-resume.service
+        /// runs this at boot), with its step selection; otherwise do nothing.
+        #[arg(long, conflicts_with_all = ["steps", "retry_step", "skip", "dry_run"])]
+        resume: bool,
     },
     /// Show each step's status, duration and last error.
     Status {

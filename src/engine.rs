@@ -94,6 +94,9 @@ pub fn install(
         finished_at: None,
         outcome: RunOutcome::Running,
         failed_step: None,
+        targets: opts.targets.clone(),
+        skip: opts.skip.clone(),
+        boot_id: crate::resume::boot_id(&ctx.paths),
     });
     state.keel_version = env!("CARGO_PKG_VERSION").into();
     state.save(state_path)?;

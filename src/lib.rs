@@ -14,6 +14,7 @@ pub mod health;
 pub mod ops;
 pub mod redact;
 pub mod render;
+pub mod resume;
 pub mod retry;
 pub mod secrets;
 pub mod state;
@@ -279,6 +280,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
             ignore_preflight_errors,
             rollback,
+            resume,
         } => {
             let cfg = Config::load(&cli.config)?;
             let graph = steps::graph();
@@ -293,7 +295,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 interactive,
             );
             ctx.state_file = cli.state_file.clone();
-            let opts = InstallOpts {
+            let mut opts = InstallOpts {
                 targets: steps.clone(),
                 retry: retry_step.clone(),
                 skip: skip.clone(),
@@ -304,8 +306,45 @@ pub fn run(cli: Cli) -> Result<()> {
                 let st = State::load(&cli.state_file)?;
                 return print_plan(&cli, &ctx, &graph, &st, &opts);
             }
-            let _lock = RunLock::acquire(&cli.state_file)?;
+            let _lock = match RunLock::acquire(&cli.state_file) {
+                // Someone else is already running (or resuming) it: nothing for us to do.
+                Err(Error::Locked { pid, .. }) if *resume => {
+                    println!("keel: nothing to resume: keel (pid {pid}) is running");
+                    return Ok(());
+                }
+                other => other?,
+            };
             let mut st = State::load(&cli.state_file)?;
+            if *resume {
+                let Some(last) = resume::interrupted(st.last_run.as_ref()) else {
+                    println!("keel: nothing to resume: the last run finished");
+                    return Ok(());
+                };
+                let cut: Vec<&str> = st
+                    .steps
+                    .iter()
+                    .filter(|(_, r)| r.status == Status::Running)
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                ctx.ui.line(&format!(
+                    "resuming run {} (started {}), cut short during: {}",
+                    last.id,
+                    last.started_at,
+                    if cut.is_empty() {
+                        "-".to_string()
+                    } else {
+                        cut.join(", ")
+                    }
+                ));
+                opts.targets = last.targets.clone();
+                opts.skip = last.skip.clone();
+            }
+            if let Err(e) = resume::arm(&ctx.paths, &cli.config, &cli.state_file) {
+                ctx.ui.line(&format!(
+                    "warning: could not set up {} (a reboot during this run will need a manual re-run): {e}",
+                    resume::UNIT
+                ));
+            }
             reap_leftovers(&ctx);
             let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
             // A report after every run, failed or not; service probes only if something ran.
@@ -372,6 +411,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id);
             ctx.ui.finish();
             let done = done?;
+            resume::disarm(&ctx.paths);
             if json_out {
                 println!("{}", json!({"rolled_back": done}));
             } else {

@@ -12,6 +12,8 @@ pub fn status_wait(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
     let start = Instant::now();
     let deadline = timeout.map(Duration::from_secs);
     let mut said = false;
+    let mut said_resume = false;
+    let paths = crate::Paths::from_env();
     loop {
         let running = RunLock::is_held(&cli.state_file);
         // A missing state file means keel has not started yet (cloud-init ordering): wait.
@@ -24,7 +26,19 @@ pub fn status_wait(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
                     .iter()
                     .filter(|(_, r)| r.status != Status::Completed)
                     .collect();
-                if finished || !RunLock::is_held(&cli.state_file) {
+                // A reboot cut the run and keel-resume.service is yet to take it over: wait.
+                let resuming = !finished && crate::resume::pending(&paths, run);
+                if resuming && !said_resume {
+                    eprintln!(
+                        "{} keel: waiting for {} to resume run {} (a reboot cut it)",
+                        crate::now(),
+                        crate::resume::UNIT,
+                        run.id
+                    );
+                    said_resume = true;
+                    said = true;
+                }
+                if !resuming && (finished || !RunLock::is_held(&cli.state_file)) {
                     let ok = run.outcome == RunOutcome::Succeeded
                         && failed.iter().all(|(_, r)| r.status == Status::Pending);
                     let interrupted = run.outcome == RunOutcome::Running;
@@ -41,7 +55,7 @@ pub fn status_wait(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
                             run.id, run.pid
                         );
                         println!(
-                            "  hint: run the same keel install again: it resumes where it stopped"
+                            "  hint: run `keel install --resume` (or the same keel install again): it resumes where it stopped"
                         );
                     } else {
                         println!("status: error");

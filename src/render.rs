@@ -36,6 +36,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/systemd/keel-verify.service.j2"),
     ),
     (
+        "keel-resume.service",
+        include_str!("../templates/systemd/keel-resume.service.j2"),
+    ),
+    (
         "keel-verify.timer",
         include_str!("../templates/systemd/keel-verify.timer.j2"),
     ),

@@ -491,3 +491,86 @@ fn files_deleted_from_the_source_leave_the_deployed_app() {
             .contains("old_module")
     );
 }
+
+/// Every install arms keel-resume.service (enabled by its WantedBy link); `keel rollback`
+/// removes it.
+#[test]
+fn install_arms_the_resume_unit_and_rollback_removes_it() {
+    let h = Host::new();
+    h.install(&["secrets"]).success();
+    let unit = h.read("root/etc/systemd/system/keel-resume.service");
+    assert!(unit.contains("install --yes --resume"), "{unit}");
+    assert!(
+        unit.contains(&format!("--state-file {}", h.path("state.json").display())),
+        "{unit}"
+    );
+    let link = h.path("root/etc/systemd/system/multi-user.target.wants/keel-resume.service");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/etc/systemd/system/keel-resume.service")
+    );
+    h.keel().args(["rollback", "--yes"]).assert().success();
+    assert!(!exists(&link));
+    assert!(!exists(
+        &h.path("root/etc/systemd/system/keel-resume.service")
+    ));
+}
+
+/// A run cut short (state left `running`, as after a reboot) is resumed by `install --resume`
+/// with the same step selection; a finished one is not.
+#[test]
+fn resume_reruns_a_cut_run_with_its_selection_and_nothing_else() {
+    let h = Host::new();
+    h.install(&["redis"]).success();
+    let mut st = h.state();
+    assert_eq!(st["last_run"]["targets"], serde_json::json!(["redis"]));
+    st["last_run"]["outcome"] = "running".into();
+    st["steps"]["redis"]["status"] = "running".into();
+    h.write("state.json", &st.to_string());
+    h.install(&["--resume"])
+        .success()
+        .stderr(contains("resuming run"))
+        .stderr(contains("cut short during: redis"))
+        .stdout(contains("1 step(s) run"));
+    assert_eq!(h.status_of("redis"), "completed");
+    // The resumed run kept the selection: nothing outside redis' closure ran.
+    assert_eq!(h.status_of("nginx"), "pending");
+    assert_eq!(h.status_of("django"), "pending");
+    h.install(&["--resume"])
+        .success()
+        .stdout(contains("nothing to resume"));
+    // --resume picks its own selection: combining it with one is a usage error.
+    h.install(&["--resume", "nginx"]).code(2);
+}
+
+/// After a reboot cut a run, `status --wait` waits for keel-resume.service rather than
+/// reporting the interruption (cloud-init's `keel status --wait` then sees the real end).
+#[test]
+fn status_wait_waits_for_the_resume_after_a_reboot() {
+    let h = Host::new();
+    h.write("root/proc/sys/kernel/random/boot_id", "boot-1\n");
+    h.install(&["secrets"]).success();
+    let mut st = h.state();
+    assert_eq!(st["last_run"]["boot_id"], "boot-1");
+    st["last_run"]["outcome"] = "running".into();
+    h.write("state.json", &st.to_string());
+    // Same boot: killed, not rebooted; nothing will resume it by itself.
+    h.keel()
+        .args(["status", "--wait", "--timeout", "5"])
+        .assert()
+        .code(1)
+        .stdout(contains("stopped without finishing"));
+    h.write("root/proc/sys/kernel/random/boot_id", "boot-2\n");
+    h.keel()
+        .args(["status", "--wait", "--timeout", "1"])
+        .assert()
+        .code(1)
+        .stderr(contains("waiting for keel-resume.service to resume run"))
+        .stderr(contains("timed out"));
+    // Once resumed, the wait reports the resumed run.
+    h.install(&["--resume"]).success();
+    h.keel()
+        .args(["status", "--wait", "--timeout", "5"])
+        .assert()
+        .success();
+}

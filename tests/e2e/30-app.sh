@@ -150,3 +150,25 @@ scenario_git_source() {
   wait_for 30 sh -c "\"$VPS\" exec $BOX curl -s http://127.0.0.1/ | grep -q 'demo-home v2'"
   app_checks
 }
+
+# A power cut in the middle of the first install: at the next boot keel-resume.service
+# resumes the run by itself (nobody re-runs cloud-init's runcmd), and `status --wait` waits
+# for that rather than reporting the interruption.
+scenario_reboot_resume() {
+  fresh
+  vx sh -c 'nohup keel --config /etc/keel/keel.toml install --yes packages django >/tmp/keel1.log 2>&1 &'
+  wait_for 120 step_is packages running
+  local delay=${KEEL_E2E_KILL_DELAY:-$(( RANDOM % 8 ))}
+  echo "power cut ${delay}s into the packages step"
+  sleep "$delay"
+  "$VPS" powercut "$BOX"
+  local rc=0; keel status --wait --timeout 600 || rc=$?
+  local journal; journal=$(vx journalctl -b -u keel-resume --no-pager -o cat | grep -v pam_unix)
+  echo "$journal" | tail -n 25
+  [ "$rc" = 0 ] || fail "status --wait after the reboot exited $rc"
+  grep -q 'resuming run' <<<"$journal" || fail "keel-resume did not resume the run"
+  # The resumed run kept the selection (packages django): services and verify never ran.
+  [ "$(step_status services)" = pending ] || fail "the resumed run ran more than was asked"
+  keel install --yes
+  app_checks
+}

@@ -1,0 +1,122 @@
+//! Resuming after a reboot. A run cut by a reboot leaves its state `running`; nothing re-runs
+//! it by itself (cloud-init's runcmd runs once per instance). So every install arms a boot
+//! unit, `keel-resume.service`, which runs `keel install --resume`: a no-op unless the last
+//! run did not finish, else the same step selection again, from where it stopped.
+use crate::Paths;
+use crate::state::{RunOutcome, RunRecord};
+use std::path::{Path, PathBuf};
+
+pub const UNIT: &str = "keel-resume.service";
+
+fn unit_path(paths: &Paths) -> PathBuf {
+    paths.host(&format!("/etc/systemd/system/{UNIT}"))
+}
+
+fn wants_link(paths: &Paths) -> PathBuf {
+    paths.host(&format!(
+        "/etc/systemd/system/multi-user.target.wants/{UNIT}"
+    ))
+}
+
+/// The kernel's id of this boot (under KEEL_ROOT in tests, so they can fake a reboot).
+pub fn boot_id(paths: &Paths) -> Option<String> {
+    std::fs::read_to_string(paths.host("/proc/sys/kernel/random/boot_id"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Write and enable the unit (only if it differs: a no-op run stays a few milliseconds).
+/// Enabling is the `WantedBy` link itself; the running systemd needs no reload for a unit
+/// that only matters at the next boot.
+pub fn arm(paths: &Paths, config: &Path, state_file: &Path) -> std::io::Result<()> {
+    let keel = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let text = crate::render::render(
+        UNIT,
+        serde_json::json!({"keel": keel, "config": abs(config), "state_file": abs(state_file)}),
+    )
+    .map_err(std::io::Error::other)?;
+    let unit = unit_path(paths);
+    if std::fs::read_to_string(&unit).ok().as_deref() != Some(text.as_str()) {
+        crate::txn::write_atomic(&unit, text.as_bytes(), 0o644, None)?;
+    }
+    let link = wants_link(paths);
+    let target = PathBuf::from(format!("/etc/systemd/system/{UNIT}"));
+    if std::fs::read_link(&link).ok() != Some(target.clone()) {
+        if let Some(d) = link.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link)?;
+    }
+    Ok(())
+}
+
+/// `keel rollback`: the unit goes with everything else keel set up.
+pub fn disarm(paths: &Paths) {
+    let _ = std::fs::remove_file(wants_link(paths));
+    let _ = std::fs::remove_file(unit_path(paths));
+}
+
+/// The last run, if it did not finish (the caller holds the run lock, so nobody runs it).
+pub fn interrupted(last: Option<&RunRecord>) -> Option<&RunRecord> {
+    last.filter(|r| r.outcome == RunOutcome::Running)
+}
+
+/// For `status --wait` after a reboot: is keel-resume.service still to take over the run a
+/// reboot cut? Only when the run started in another boot, the unit is enabled, and (asked
+/// of systemd on a real host) it has not run yet this boot while the boot is still going.
+pub fn pending(paths: &Paths, run: &RunRecord) -> bool {
+    let now = boot_id(paths);
+    if now.is_none() || run.boot_id.is_none() || now == run.boot_id {
+        return false;
+    }
+    if std::fs::symlink_metadata(wants_link(paths)).is_err() {
+        return false;
+    }
+    if paths.root != Path::new("/") {
+        // A test's fake root: no systemd to ask.
+        return true;
+    }
+    let show = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "-p",
+            "ActiveState",
+            "-p",
+            "ExecMainStartTimestampMonotonic",
+            UNIT,
+        ])
+        .output();
+    let Ok(out) = show else { return false };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let val = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_string()
+    };
+    if val("ActiveState") == "activating" {
+        return true;
+    }
+    let started = val("ExecMainStartTimestampMonotonic");
+    if !started.is_empty() && started != "0" {
+        // It ran this boot and the run is still marked interrupted: it did not take over.
+        return false;
+    }
+    // Not run yet: pending while the boot is still in progress.
+    let state = std::process::Command::new("systemctl")
+        .arg("is-system-running")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    matches!(state.as_str(), "initializing" | "starting")
+}
