@@ -529,6 +529,13 @@ fn status(cli: &Cli) -> Result<()> {
             r.started_at,
             if running { ", still running" } else { "" }
         );
+        if !running && r.outcome == state::RunOutcome::Running {
+            println!(
+                "  it was cut short (killed or rebooted): `keel install --resume` continues it \
+                 (at boot, {} does)",
+                resume::UNIT
+            );
+        }
     } else {
         println!(
             "keel has not run yet (state file {})",

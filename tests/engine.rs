@@ -527,6 +527,9 @@ fn resume_reruns_a_cut_run_with_its_selection_and_nothing_else() {
     st["last_run"]["outcome"] = "running".into();
     st["steps"]["redis"]["status"] = "running".into();
     h.write("state.json", &st.to_string());
+    h.keel().arg("status").assert().success().stdout(contains(
+        "cut short (killed or rebooted): `keel install --resume`",
+    ));
     h.install(&["--resume"])
         .success()
         .stderr(contains("resuming run"))
