@@ -7,7 +7,7 @@ use crate::retry::Kind;
 use crate::state::{ErrorRecord, RunOutcome, RunRecord, State, Status};
 use crate::txn::Txn;
 use serde_json::json;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -116,6 +116,16 @@ pub fn install(
     let mut done_ok: Vec<&'static str> = vec![];
     let mut failed: Option<(String, StepError)> = None;
     let in_plan: HashSet<&str> = to_run.iter().copied().collect();
+    // What each step must wait for: its planned ancestors, not just its direct deps (a
+    // skipped step in between, say python-env, must not let django start beside app-code).
+    // Computed once here, not on every scheduling pass.
+    let waits_for: HashMap<&str, Vec<&str>> = to_run
+        .iter()
+        .map(|&id| {
+            let a = graph.ancestors(&[id]);
+            (id, a.into_iter().filter(|d| in_plan.contains(d)).collect())
+        })
+        .collect();
 
     std::thread::scope(|sc| -> Result<()> {
         let (tx, rx) = mpsc::channel::<Msg>();
@@ -126,12 +136,7 @@ pub fn install(
                 while i < pending.len() && running < PARALLEL {
                     let id = pending[i];
                     let step = graph.get(id).expect("planned step exists");
-                    // All ancestors, not just direct deps: a skipped step in between (say
-                    // python-env, unchanged) must not let django start beside app-code.
-                    let ready = graph
-                        .ancestors(id)
-                        .iter()
-                        .all(|d| !in_plan.contains(d) || done_ok.contains(d));
+                    let ready = waits_for[id].iter().all(|d| done_ok.contains(d));
                     if !ready {
                         i += 1;
                         continue;

@@ -217,24 +217,21 @@ impl Graph {
         if targets.is_empty() {
             return Ok(self.ids());
         }
-        let mut want: BTreeSet<&str> = targets.iter().map(|s| s.as_str()).collect();
-        for s in self.steps.iter().rev() {
-            if want.contains(s.id()) {
-                want.extend(s.deps().iter().copied());
-            }
-        }
+        let want = self.ancestors(targets);
         Ok(self
             .ids()
             .into_iter()
-            .filter(|id| want.contains(id))
+            .filter(|id| want.contains(id) || targets.iter().any(|t| t == id))
             .collect())
     }
 
-    /// Every step `id` depends on, directly or through others.
-    pub fn ancestors(&self, id: &str) -> BTreeSet<&'static str> {
+    /// Every step the `roots` depend on, directly or through others (roots not included
+    /// unless one depends on another).
+    pub fn ancestors<S: AsRef<str>>(&self, roots: &[S]) -> BTreeSet<&'static str> {
         let mut want: BTreeSet<&'static str> = BTreeSet::new();
+        // Steps are in dependency order, so one backward pass collects the whole closure.
         for s in self.steps.iter().rev() {
-            if s.id() == id || want.contains(s.id()) {
+            if roots.iter().any(|r| r.as_ref() == s.id()) || want.contains(s.id()) {
                 want.extend(s.deps().iter().copied());
             }
         }
