@@ -138,13 +138,22 @@ fn must_not_kill(program: &str) -> bool {
     matches!(base, "apt-get" | "apt" | "dpkg" | "aptitude")
 }
 
-/// Start time of a process (clock ticks since boot, field 22 of /proc/PID/stat): with the
-/// pid it names the process uniquely, so a recycled pid is never mistaken for our child.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
+/// The fields of a /proc/PID/stat file after the command name, which may contain spaces and
+/// parentheses (so: after the last ')'). Index 0 is field 3 (state), 2 is the process group,
+/// 19 the start time.
+fn stat_fields(stat_file: &Path) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(stat_file).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Start time of a process (clock ticks since boot): with the pid it names the process
+/// uniquely, so a recycled pid is never mistaken for our child.
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(Path::new(&format!("/proc/{pid}/stat")))?
+        .get(19)?
+        .parse()
+        .ok()
 }
 
 /// Whether any live (non-zombie) process is in the group: a zombie still answers kill(0)
@@ -153,17 +162,25 @@ fn group_alive(pgid: i32) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return false;
     };
+    let pgid = pgid.to_string();
     dir.flatten().any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        // After the name: state, ppid, pgrp.
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().take(3).collect();
-        f.len() == 3 && f[0] != "Z" && f[2] == pgid.to_string()
+        stat_fields(&e.path().join("stat"))
+            .is_some_and(|f| f.len() > 2 && f[0] != "Z" && f[2] == pgid)
     })
+}
+
+/// Send `signal` to the group and wait up to `patience` for it to be gone; true if it is.
+fn signal_and_wait(pgid: i32, signal: i32, patience: Duration) -> bool {
+    // SAFETY: plain syscall on a process group we started (its start time was checked).
+    unsafe { libc::kill(-pgid, signal) };
+    let deadline = Instant::now() + patience;
+    while group_alive(pgid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -363,18 +380,8 @@ impl Exec {
                 });
                 continue;
             }
-            // SAFETY: plain syscalls on a process group we started (start time checked).
-            unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while group_alive(pgid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if group_alive(pgid) {
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while group_alive(pgid) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+            if !signal_and_wait(pgid, libc::SIGTERM, Duration::from_secs(5)) {
+                signal_and_wait(pgid, libc::SIGKILL, Duration::from_secs(2));
             }
             let _ = std::fs::remove_file(&path);
             found.push(Leftover {
