@@ -96,6 +96,29 @@ fn reap_leftovers(ctx: &Ctx) {
     }
 }
 
+/// The template variables of a unit that runs keel itself (keel-verify, keel-resume): this
+/// binary and the config and state file of this run, as absolute paths (systemd runs the unit
+/// from / , where a relative path means something else).
+pub fn keel_unit_vars(
+    config: &Path,
+    state_file: &Path,
+) -> serde_json::Map<String, serde_json::Value> {
+    let keel = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("keel".into(), json!(keel));
+    m.insert("config".into(), json!(abs(config)));
+    m.insert("state_file".into(), json!(abs(state_file)));
+    m
+}
+
 /// RFC 3339 UTC timestamp, second precision.
 pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();

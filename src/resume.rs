@@ -30,20 +30,8 @@ pub fn boot_id(paths: &Paths) -> Option<String> {
 /// Enabling is the `WantedBy` link itself; the running systemd needs no reload for a unit
 /// that only matters at the next boot.
 pub fn arm(paths: &Paths, config: &Path, state_file: &Path) -> std::io::Result<()> {
-    let keel = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
-    let abs = |p: &Path| {
-        std::fs::canonicalize(p)
-            .unwrap_or_else(|_| p.to_path_buf())
-            .display()
-            .to_string()
-    };
-    let text = crate::render::render(
-        UNIT,
-        serde_json::json!({"keel": keel, "config": abs(config), "state_file": abs(state_file)}),
-    )
-    .map_err(std::io::Error::other)?;
+    let text = crate::render::render(UNIT, crate::keel_unit_vars(config, state_file))
+        .map_err(std::io::Error::other)?;
     let unit = unit_path(paths);
     if std::fs::read_to_string(&unit).ok().as_deref() != Some(text.as_str()) {
         crate::txn::write_atomic(&unit, text.as_bytes(), 0o644, None)?;

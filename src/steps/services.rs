@@ -49,11 +49,8 @@ fn health_timer(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
         }
         return Ok(false);
     }
-    let keel = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
-    let config = std::fs::canonicalize(&ctx.cfg.source).unwrap_or(ctx.cfg.source.clone());
-    let v = serde_json::json!({"keel": keel, "config": config, "state_file": ctx.state_file, "minutes": ctx.cfg.health.interval_minutes});
+    let mut v = crate::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
+    v.insert("minutes".into(), ctx.cfg.health.interval_minutes.into());
     let mut changed = false;
     for (name, path) in [("keel-verify.service", &svc), ("keel-verify.timer", &timer)] {
         let text = crate::render::render(name, &v).map_err(|e| StepError::permanent(e, ""))?;
