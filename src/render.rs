@@ -60,27 +60,30 @@ pub fn override_path(name: &str) -> Option<std::path::PathBuf> {
 
 /// The template's source (the override's if there is one): used in step fingerprints.
 pub fn source(name: &str) -> String {
+    source_and_origin(name).0
+}
+
+/// The source and where it came from (the override file, or built in): one lookup.
+fn source_and_origin(name: &str) -> (String, String) {
     if let Some(p) = override_path(name)
         && let Ok(text) = std::fs::read_to_string(&p)
     {
-        return text;
+        return (text, p.display().to_string());
     }
-    TEMPLATES
+    let builtin = TEMPLATES
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| s.to_string())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (builtin, format!("{name} (built in)"))
 }
 
 pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
-    let origin = match override_path(name) {
-        Some(p) => p.display().to_string(),
-        None => format!("{name} (built in)"),
-    };
-    env.add_template_owned(name.to_string(), source(name))
+    let (src, origin) = source_and_origin(name);
+    env.add_template_owned(name.to_string(), src)
         .map_err(|e| format!("template {origin}: {e}"))?;
     let t = env
         .get_template(name)

@@ -110,8 +110,6 @@ pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
     ))
 }
 
-/// Active now, and still active a moment later without having restarted: a unit that
-/// crashes at start-up (Restart=on-failure) looks active for an instant.
 /// How often systemd restarted `unit` since it was started (0 if unknown).
 pub fn restarts(ctx: &Ctx, step: &str, unit: &str) -> u64 {
     ctx.exec
@@ -124,6 +122,8 @@ pub fn restarts(ctx: &Ctx, step: &str, unit: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Active now, and still active a moment later without having restarted: a unit that
+/// crashes at start-up (Restart=on-failure) looks active for an instant.
 pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     for u in units {
         require_active(ctx, step, u)?;
