@@ -424,13 +424,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let ctx = build_ctx(cfg, json_out, vec![], &id);
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;
-            reap_leftovers(&ctx);
             if !confirm(
                 &cli,
                 "Undo everything keel set up (databases, secrets and the app directory are kept)?",
             )? {
                 return Err(Error::usage("rollback cancelled", "nothing was changed"));
             }
+            reap_leftovers(&ctx);
             let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id);
             ctx.ui.finish();
             let done = done?;
