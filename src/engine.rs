@@ -155,7 +155,14 @@ pub fn install(
                     running += 1;
                     sc.spawn(move || {
                         let t = Instant::now();
-                        let (attempts, result) = run_step(ctx, step, rollback);
+                        // A panicking step is a failed step (recorded, rolled back, exit 1),
+                        // never a scheduler waiting forever for a message that never comes.
+                        // Its transaction, dropped uncommitted while unwinding, undoes itself.
+                        let (attempts, result) =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                run_step(ctx, step, rollback)
+                            }))
+                            .unwrap_or_else(|p| (1, Err(panicked(p))));
                         let _ = tx.send(Msg::Done {
                             id,
                             attempts,
@@ -253,6 +260,18 @@ pub fn install(
     })
 }
 
+fn panicked(p: Box<dyn std::any::Any + Send>) -> StepError {
+    let what = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown cause".into());
+    StepError::permanent(
+        format!("the step panicked (a bug in keel): {what}"),
+        "its changes were undone; please report it with the diagnostics report",
+    )
+}
+
 /// One step: run (retried while transient), then verify (retried likewise); on failure the
 /// step's own transaction is undone unless rollback is off.
 fn run_step(
@@ -261,7 +280,7 @@ fn run_step(
     rollback: RollbackMode,
 ) -> (u32, std::result::Result<(), StepError>) {
     let id = step.id();
-    let mut tx = Txn::new();
+    let mut tx = Txn::new(&ctx.exec, id);
     let mut attempts = 0u32;
     let _apt = step
         .uses_apt()
@@ -307,8 +326,11 @@ fn run_step(
             (attempts, Ok(()))
         }
         Err(mut e) => {
-            if rollback != RollbackMode::None && !tx.is_empty() {
-                let errs = tx.rollback(ctx, id);
+            if rollback == RollbackMode::None {
+                // Asked to leave everything as it is (debugging): keep the changes.
+                tx.commit();
+            } else if !tx.is_empty() {
+                let errs = tx.rollback();
                 ctx.events
                     .emit("step-changes-undone", Some(id), json!({"errors": errs}));
                 if !errs.is_empty() {

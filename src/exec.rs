@@ -169,10 +169,15 @@ fn group_alive(pgid: i32) -> bool {
     })
 }
 
+fn kill_group(pgid: i32, signal: rustix::process::Signal) {
+    if let Some(p) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(p, signal);
+    }
+}
+
 /// Send `signal` to the group and wait up to `patience` for it to be gone; true if it is.
-fn signal_and_wait(pgid: i32, signal: i32, patience: Duration) -> bool {
-    // SAFETY: plain syscall on a process group we started (its start time was checked).
-    unsafe { libc::kill(-pgid, signal) };
+fn signal_and_wait(pgid: i32, signal: rustix::process::Signal, patience: Duration) -> bool {
+    kill_group(pgid, signal);
     let deadline = Instant::now() + patience;
     while group_alive(pgid) {
         if Instant::now() >= deadline {
@@ -181,6 +186,50 @@ fn signal_and_wait(pgid: i32, signal: i32, patience: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+/// Variables a child may inherit from keel: the search path is fixed, the locale is
+/// C.UTF-8, and only an admin's proxy settings pass through (apt and pip need them behind a
+/// proxy). Everything else a command needs is set on the `Cmd` itself.
+pub const PASSED_THROUGH: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+pub fn child_env(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    for k in PASSED_THROUGH {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    for (k, v) in extra {
+        env.retain(|(x, _)| x != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+/// `systemctl ARGS`; a start or restart first clears systemd's start rate limit (re-runs and
+/// rollbacks restart units in quick succession and would trip "start request repeated too
+/// quickly"), so a restart keel asks for really happens.
+pub fn systemctl(exec: &Exec, log: &str, args: &[&str]) -> Result<Output, ExecError> {
+    if let [action, unit] = args
+        && matches!(*action, "restart" | "start")
+    {
+        let _ = exec.probe(log, &Cmd::new("systemctl").args(["reset-failed", unit]));
+    }
+    exec.run(log, &Cmd::new("systemctl").args(args.iter().copied()))
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -278,9 +327,9 @@ impl Exec {
             Some(b) => expr.stdin_bytes(b.clone()),
             None => expr.stdin_null(),
         };
-        for (k, v) in &cmd.env {
-            expr = expr.env(k, v);
-        }
+        // An explicit environment, never keel's own: children that run app or third-party
+        // code (pip, manage.py, celery) must not inherit whatever keel was started with.
+        expr = expr.full_env(child_env(&cmd.env));
         if let Some(d) = &cmd.dir {
             expr = expr.dir(d);
         }
@@ -301,8 +350,8 @@ impl Exec {
             if Instant::now() >= deadline {
                 timed_out = true;
                 for pid in handle.pids() {
-                    // SAFETY: plain syscall; pid is our child and leads its own process group.
-                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                    // Our child leads its own process group: kill all of it.
+                    kill_group(pid as i32, rustix::process::Signal::KILL);
                 }
                 break;
             }
@@ -380,8 +429,8 @@ impl Exec {
                 });
                 continue;
             }
-            if !signal_and_wait(pgid, libc::SIGTERM, Duration::from_secs(5)) {
-                signal_and_wait(pgid, libc::SIGKILL, Duration::from_secs(2));
+            if !signal_and_wait(pgid, rustix::process::Signal::TERM, Duration::from_secs(5)) {
+                signal_and_wait(pgid, rustix::process::Signal::KILL, Duration::from_secs(2));
             }
             let _ = std::fs::remove_file(&path);
             found.push(Leftover {
@@ -431,6 +480,7 @@ impl Exec {
 /// Fake host: each command line is appended to DIR/commands.log; DIR/rules holds lines
 /// `SUBSTRING<TAB>EXIT<TAB>TIMES<TAB>STDERR[<TAB>STDOUT]`: the first rule whose substring is
 /// in the command line answers, TIMES times (0 = always); `\n` in fields is a newline.
+/// EXIT `panic` makes the calling step panic (to prove the engine survives a panicking step).
 fn fake_run(dir: &Path, log: &str, cmd: &Cmd) -> Output {
     let line = cmd.display();
     let _ = std::fs::create_dir_all(dir);
@@ -457,6 +507,9 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd) -> Output {
             continue;
         }
         let _ = std::fs::write(&counter, (used + 1).to_string());
+        if f[1] == "panic" {
+            panic!("fake host rule: {}", f[3]);
+        }
         return Output {
             code: f[1].parse().unwrap_or(1),
             stderr: f[3].replace("\\n", "\n"),
@@ -599,7 +652,7 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         // The grandchild (sleep) must be gone too, not just sh.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .unwrap_or_default()
                 .contains(") Z");

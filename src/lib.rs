@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod fsx;
 pub mod graph;
 pub mod health;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod steps;
 pub mod system;
 pub mod txn;
 pub mod ui;
+pub mod validate;
 
 use crate::cli::{Cli, Command, Output};
 use crate::config::Config;

@@ -1,10 +1,10 @@
 //! A step's transaction, after rustup's: every file change is journaled (with a backup of
 //! what was there) and undone in reverse order if the step fails. Units whose config was
 //! touched are restarted/reloaded again once the files are back, so services run their old
-//! configuration.
-use crate::exec::Cmd;
-use crate::graph::Ctx;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+//! configuration. A transaction dropped without `commit()` (a panicking step) rolls back
+//! by itself. It depends only on `exec` (for unit commands) and `fsx`.
+use crate::exec::{Cmd, Exec};
+use crate::fsx;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -30,54 +30,56 @@ enum Change {
     Reapply(&'static str, String),
 }
 
-#[derive(Default)]
 pub struct Txn {
     journal: Vec<Change>,
+    /// Runs the undo commands and unit re-applies, logged under `log`.
+    exec: Exec,
+    log: String,
 }
 
+/// Files keel backs up are its own config files: bounded like any input.
+const MAX_BACKUP: u64 = 64 << 20;
+
+/// The old file, read without following links; a link or a non-file has no backup.
 fn backup_of(path: &Path) -> Option<Backup> {
-    let md = std::fs::symlink_metadata(path).ok()?;
-    if !md.is_file() {
+    let st = fsx::lstat(path).ok()??;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
         return None;
     }
     Some(Backup {
-        bytes: std::fs::read(path).ok()?,
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
+        bytes: fsx::read_nofollow(path, MAX_BACKUP).ok()??,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
     })
 }
 
 fn restore(path: &Path, b: &Backup) -> std::io::Result<()> {
-    write_atomic(path, &b.bytes, b.mode, Some((b.uid, b.gid)))
+    fsx::write_atomic(path, &b.bytes, b.mode, Some((b.uid, b.gid)))
 }
 
-/// Write through a temp file in the same directory, with mode and owner set before the
-/// rename, so no reader ever sees a partial file or a secret with loose permissions.
+/// Write through a new file beside `path`, owned and moded through its descriptor (see
+/// `fsx::write_atomic`), creating missing parent directories.
 pub fn write_atomic(
     path: &Path,
     bytes: &[u8],
     mode: u32,
     owner: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
-    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".keel.").tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    if let Some((u, g)) = owner {
-        std::os::unix::fs::chown(tmp.path(), Some(u), Some(g))?;
+    if fsx::lstat(dir)?.is_none() {
+        std::fs::create_dir_all(dir)?;
     }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    fsx::write_atomic(path, bytes, mode, owner)
 }
 
 impl Txn {
-    pub fn new() -> Txn {
-        Txn::default()
+    pub fn new(exec: &Exec, log: &str) -> Txn {
+        Txn {
+            journal: vec![],
+            exec: exec.clone(),
+            log: log.into(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,18 +103,18 @@ impl Txn {
             }
         }
         self.ensure_dir(path.parent().unwrap_or(Path::new("/")))?;
-        write_atomic(path, bytes, mode, owner)?;
+        fsx::write_atomic(path, bytes, mode, owner)?;
         self.journal.push(Change::Wrote(path.to_path_buf(), old));
         Ok(true)
     }
 
     pub fn remove(&mut self, path: &Path) -> std::io::Result<bool> {
-        let Ok(md) = std::fs::symlink_metadata(path) else {
+        let Some(st) = fsx::lstat(path)? else {
             return Ok(false);
         };
-        if md.file_type().is_symlink() {
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
             let target = std::fs::read_link(path)?;
-            std::fs::remove_file(path)?;
+            fsx::unlink(path)?;
             self.journal
                 .push(Change::RemovedLink(path.to_path_buf(), target));
             return Ok(true);
@@ -120,7 +122,7 @@ impl Txn {
         let b = backup_of(path).ok_or_else(|| {
             std::io::Error::other(format!("{} is not a regular file", path.display()))
         })?;
-        std::fs::remove_file(path)?;
+        fsx::unlink(path)?;
         self.journal.push(Change::Removed(path.to_path_buf(), b));
         Ok(true)
     }
@@ -144,11 +146,23 @@ impl Txn {
         Ok(true)
     }
 
-    /// Create missing directories (0755), journaling each one created.
+    /// Create missing directories (0755, root), journaling each one created. Nothing on
+    /// the way may be a link.
     pub fn ensure_dir(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.ensure_dir_owned(dir, 0o755, None)
+    }
+
+    /// Like `ensure_dir`, with the mode and owner of the last directory set through its
+    /// descriptor (also when it already existed).
+    pub fn ensure_dir_owned(
+        &mut self,
+        dir: &Path,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> std::io::Result<()> {
         let mut missing = vec![];
         let mut d = dir;
-        while !d.exists() {
+        while fsx::lstat(d)?.is_none() {
             missing.push(d.to_path_buf());
             match d.parent() {
                 Some(p) => d = p,
@@ -156,8 +170,17 @@ impl Txn {
             }
         }
         for m in missing.into_iter().rev() {
-            std::fs::create_dir(&m)?;
-            self.journal.push(Change::DirCreated(m));
+            let last = m == dir;
+            if fsx::mkdir(
+                &m,
+                if last { mode } else { 0o755 },
+                if last { owner } else { None },
+            )? {
+                self.journal.push(Change::DirCreated(m));
+            }
+        }
+        if owner.is_some() {
+            fsx::mkdir(dir, mode, owner)?;
         }
         Ok(())
     }
@@ -175,14 +198,15 @@ impl Txn {
 
     /// Undo everything in reverse order. Errors are collected, never panicked on: a rollback
     /// does as much as it can and reports the rest.
-    pub fn rollback(&mut self, ctx: &Ctx, step: &str) -> Vec<String> {
+    pub fn rollback(&mut self) -> Vec<String> {
+        let step = self.log.clone();
         let mut errors = vec![];
         let mut reapply = vec![];
         while let Some(c) = self.journal.pop() {
             let r: Result<(), String> = match &c {
-                Change::Wrote(p, None) => {
-                    std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))
-                }
+                Change::Wrote(p, None) => fsx::unlink(p)
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", p.display())),
                 Change::Wrote(p, Some(b)) | Change::Removed(p, b) => {
                     restore(p, b).map_err(|e| format!("{}: {e}", p.display()))
                 }
@@ -200,9 +224,9 @@ impl Txn {
                     Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
                     r => r.map_err(|e| format!("{}: {e}", p.display())),
                 },
-                Change::Undo(cmd) => ctx
+                Change::Undo(cmd) => self
                     .exec
-                    .run(step, cmd)
+                    .run(&step, cmd)
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 Change::Reapply(a, u) => {
@@ -219,8 +243,8 @@ impl Txn {
                 .into_iter()
                 .filter(|a| !a.is_empty())
                 .collect();
-            if let Err(e) = crate::steps::systemctl(ctx, step, &args) {
-                errors.push(e.msg);
+            if let Err(e) = crate::exec::systemctl(&self.exec, &step, &args) {
+                errors.push(e.to_string());
             }
         }
         errors
@@ -229,5 +253,15 @@ impl Txn {
     /// Keep the changes.
     pub fn commit(&mut self) {
         self.journal.clear();
+    }
+}
+
+/// A transaction that is dropped uncommitted (a step that panicked) undoes itself, like
+/// rustup's: a half-applied step never stays half-applied.
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if !self.journal.is_empty() {
+            let _ = self.rollback();
+        }
     }
 }

@@ -44,7 +44,7 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
         "root".into(),
         Box::new(|| {
             // SAFETY: plain syscall.
-            if unsafe { libc::geteuid() } == 0 {
+            if rustix::process::geteuid().is_root() {
                 ok("running as root")
             } else {
                 error("not running as root", "run keel as root (sudo keel ...)")

@@ -61,13 +61,11 @@ pub fn disk_free(path: &Path) -> Option<(u64, f64)> {
     while !p.exists() {
         p = p.parent()?;
     }
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+    let st = rustix::fs::statvfs(p).ok()?;
+    if st.f_blocks == 0 {
         return None;
     }
-    let mb = st.f_bavail as u64 * st.f_frsize as u64 / (1024 * 1024);
+    let mb = st.f_bavail * st.f_frsize / (1024 * 1024);
     Some((mb, st.f_bavail as f64 * 100.0 / st.f_blocks as f64))
 }
 
@@ -193,10 +191,12 @@ pub fn dpkg_lock_holder(root: &Path) -> Option<(u32, String)> {
         else {
             continue;
         };
+        // SAFETY: flock is a plain C struct of integers; all-zero is a valid value.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
         fl.l_type = libc::F_WRLCK as libc::c_short;
         fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: valid fd and flock struct.
+        // SAFETY: F_GETLK on an fd we own, with a valid flock out-pointer; neither rustix
+        // nor std wraps F_GETLK (it names the holder without taking the lock).
         let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
         if r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short {
             let pid = fl.l_pid as u32;
