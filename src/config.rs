@@ -248,16 +248,21 @@ impl Default for Health {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let cannot = |msg: String| Error::Config {
             file: path.into(),
             key: "-".into(),
-            msg: format!("cannot read the file: {e}"),
+            msg,
             hint: "pass --config FILE pointing at a keel.toml (see examples/demo.toml)".into(),
-        })?;
+        };
+        let bytes = crate::fsx::read_regular(path, crate::fsx::MAX_INPUT)
+            .map_err(|e| cannot(format!("cannot read the file: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| cannot("cannot read the file: it is not UTF-8 text".into()))?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
             let key = key_of_toml_error(&e, text);
             Error::Config {
@@ -268,6 +273,17 @@ impl Config {
             }
         })?;
         cfg.source = path.to_path_buf();
+        // Control characters are refused in every key and value: a newline in a value that
+        // reaches a unit file or nginx would add directives of the writer's choosing.
+        if let Ok(table) = toml::from_str::<toml::Table>(text)
+            && let Some(key) = control_char_key(&toml::Value::Table(table), "")
+        {
+            return Err(cfg.err(
+                &key,
+                "contains a control character (newline, tab, escape, ...)",
+                "remove it: no keel setting may contain control characters",
+            ));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -281,19 +297,25 @@ impl Config {
         }
     }
 
+    fn check(&self, key: &str, r: crate::validate::Check) -> Result<()> {
+        r.map_err(|(msg, hint)| self.err(key, msg, hint))
+    }
+
     fn validate(&self) -> Result<()> {
-        let ident = |key: &str, v: &str, max: usize| -> Result<()> {
-            let ok = !v.is_empty()
-                && v.len() <= max
-                && v.starts_with(|c: char| c.is_ascii_lowercase())
-                && v.chars()
+        use crate::validate as v;
+        let ident = |key: &str, val: &str, max: usize| -> Result<()> {
+            let ok = !val.is_empty()
+                && val.len() <= max
+                && val.starts_with(|c: char| c.is_ascii_lowercase())
+                && val
+                    .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
             if ok {
                 Ok(())
             } else {
                 Err(self.err(
                     key,
-                    format!("{v:?} is not a valid name"),
+                    format!("{val:?} is not a valid name"),
                     format!(
                         "use 1-{max} characters: a lowercase letter, then lowercase letters, digits, '_' or '-' (e.g. \"demo\")"
                     ),
@@ -301,7 +323,23 @@ impl Config {
             }
         };
         ident("app.name", &self.app.name, 32)?;
-        ident("app.user", &self.app_user(), 32)?;
+        // The build user is "<user>-build"; useradd takes at most 32 characters.
+        ident("app.user", &self.app_user(), 26)?;
+        let user_key = if self.app.user.is_some() {
+            "app.user"
+        } else {
+            "app.name"
+        };
+        if v::reserved_user(&self.app_user()) || v::reserved_user(&self.build_user()) {
+            return Err(self.err(
+                user_key,
+                format!(
+                    "{:?} is a name that belongs to the system or to a service",
+                    self.app_user()
+                ),
+                "give the app its own user, e.g. the app's name (\"demo\"); keel creates it",
+            ));
+        }
         ident("database.name", &self.db_name(), 63)?;
         ident("database.user", &self.db_user(), 63)?;
         if self.db_name().contains('-') || self.db_user().contains('-') {
@@ -311,21 +349,28 @@ impl Config {
                 "use '_' instead of '-'",
             ));
         }
-        if !crate::system::valid_hostname(&self.app.domain) {
+        for (key, name) in [
+            ("database.user", self.db_user()),
+            ("database.name", self.db_name()),
+        ] {
+            if v::reserved_pg(&name) {
+                return Err(self.err(
+                    key,
+                    format!("{name:?} belongs to the PostgreSQL cluster itself"),
+                    "use the app's own name (e.g. \"demo\"): keel strips superuser from the role it manages",
+                ));
+            }
+        }
+        if !crate::system::valid_hostname(&self.app.domain)
+            || !self.app.domain.contains(|c: char| c.is_ascii_alphabetic())
+        {
             return Err(self.err(
                 "app.domain",
                 format!("{:?} is not a valid host name", self.app.domain),
                 "use a DNS name such as \"example.com\" (labels of letters, digits and '-')",
             ));
         }
-        let base = self.base_dir();
-        if !base.is_absolute() || base.components().count() < 2 || base == Path::new("/") {
-            return Err(self.err(
-                "app.base_dir",
-                format!("{} must be an absolute directory below /", base.display()),
-                "use a dedicated directory such as \"/opt/demo\"",
-            ));
-        }
+        self.check("app.base_dir", v::base_dir(&self.base_dir()))?;
         let lists = self
             .packages
             .install
@@ -340,52 +385,38 @@ impl Config {
                 .map(|(i, p)| (format!("packages.python[{i}]"), p)),
         );
         for (key, p) in lists {
-            let ok = !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.:=~".contains(c));
-            if !ok {
-                return Err(self.err(
-                    &key,
-                    format!("{p:?} is not a Debian package name"),
-                    "use names as apt-get install takes them, e.g. \"nginx\" or \"redis-server\"",
-                ));
-            }
+            self.check(&key, v::package(p))?;
         }
-        let r = &self.retry;
-        if r.attempts == 0 || r.attempts > 50 {
+        if self.packages.install.len() + self.packages.python.len() > 200 {
             return Err(self.err(
-                "retry.attempts",
-                format!("{} is out of range", r.attempts),
-                "use 1 (no retry) to 50",
+                "packages.install",
+                "more than 200 packages",
+                "list at most 200",
             ));
         }
-        if r.initial_delay_ms > r.max_delay_ms {
-            return Err(self.err(
-                "retry.initial_delay_ms",
-                "is larger than retry.max_delay_ms",
-                "make initial_delay_ms <= max_delay_ms",
-            ));
-        }
-        for (key, v) in [
-            ("timeouts.command_secs", self.timeouts.command_secs),
-            ("timeouts.apt_secs", self.timeouts.apt_secs),
-        ] {
-            if v == 0 {
-                return Err(self.err(
-                    key,
-                    "must be at least 1",
-                    "use a number of seconds, e.g. 300",
-                ));
-            }
-        }
+        self.validate_numbers()?;
         let ports = [
             ("postgres.port", self.postgres.port),
             ("redis.port", self.redis.port),
             ("nginx.port", self.nginx.port),
         ];
-        for (key, p) in ports {
-            if p == 0 {
+        for (i, (key, p)) in ports.iter().enumerate() {
+            if *p == 0 {
                 return Err(self.err(key, "0 is not a usable port", "use a port from 1 to 65535"));
+            }
+            if *p == 22 {
+                return Err(self.err(
+                    key,
+                    "22 is the SSH port",
+                    "use the service's usual port (5432, 6379, 80)",
+                ));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == p) {
+                return Err(self.err(
+                    key,
+                    format!("port {p} is already used by {other}"),
+                    "give each service its own port",
+                ));
             }
         }
         let d = &self.django;
@@ -396,55 +427,282 @@ impl Config {
                 "keep one: a local directory or a git URL",
             ));
         }
-        if let Some(g) = &d.git
-            && !(g.starts_with("https://")
-                || g.starts_with("ssh://")
-                || g.starts_with("git@")
-                || g.starts_with("file://"))
-        {
-            return Err(self.err(
-                "django.git",
-                format!("{g:?} is not a git URL"),
-                "use https://..., ssh://..., git@host:repo or file://...",
-            ));
+        if let Some(g) = &d.git {
+            self.check("django.git", v::git_url(g))?;
         }
-        for (key, v) in [
-            ("django.web_workers", d.web_workers),
-            ("django.worker_concurrency", d.worker_concurrency),
-        ] {
-            if v == 0 || v > 64 {
-                return Err(self.err(key, format!("{v} is out of range"), "use 1 to 64"));
+        self.check("django.git_ref", v::git_ref(&d.git_ref))?;
+        if let Some(src) = &d.source {
+            let s = src.to_string_lossy();
+            if s.is_empty() || s.starts_with('-') {
+                return Err(self.err(
+                    "django.source",
+                    format!("{s:?} is not a directory path"),
+                    "use the app's directory, relative to this file or absolute",
+                ));
             }
         }
+        self.check("django.wsgi", v::wsgi(&self.wsgi()))?;
+        self.check("django.celery_app", v::celery_app(&self.celery_app()))?;
+        self.check("django.admin_user", v::django_username(&d.admin_user))?;
+        self.check("django.admin_email", v::email(&self.admin_email()))?;
         for (key, p) in [
             ("django.celery_ping_path", &d.celery_ping_path),
             ("django.heartbeat_path", &d.heartbeat_path),
         ] {
-            if !p.is_empty() && !p.starts_with('/') {
-                return Err(self.err(
-                    key,
-                    format!("{p:?} is not a URL path"),
-                    "start it with '/', e.g. \"/celery-ping/\", or leave it empty",
-                ));
+            if !p.is_empty() {
+                self.check(key, v::url_path(p))?;
             }
         }
-        if self.health.interval_minutes == 0 || self.health.check_timeout_secs == 0 {
-            return Err(self.err(
-                "health.interval_minutes",
-                "interval_minutes and check_timeout_secs must be at least 1",
-                "e.g. interval_minutes = 5, check_timeout_secs = 5",
-            ));
-        }
-        for k in self.env.keys() {
+        for (k, val) in &self.env {
             if !(k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && k.len() <= 128)
             {
                 return Err(self.err(
                     &format!("env.{k}"),
                     "not a valid environment variable name",
-                    "use letters, digits and '_'",
+                    "use letters, digits and '_', starting with a letter",
                 ));
             }
+            if val.len() > 8192 {
+                return Err(self.err(&format!("env.{k}"), "longer than 8192 bytes", "shorten it"));
+            }
+        }
+        if self.env.len() > 500 {
+            return Err(self.err("env", "more than 500 variables", "keep at most 500"));
+        }
+        Ok(())
+    }
+
+    /// Every number within bounds that keep the arithmetic on it (delays, sizes, units)
+    /// from overflowing and the host usable.
+    fn validate_numbers(&self) -> Result<()> {
+        let r = &self.retry;
+        let d = &self.django;
+        let t = &self.timeouts;
+        let checks: &[(&str, u64, u64, u64, &str)] = &[
+            (
+                "retry.attempts",
+                r.attempts as u64,
+                1,
+                50,
+                "1 (no retry) to 50",
+            ),
+            (
+                "retry.initial_delay_ms",
+                r.initial_delay_ms,
+                0,
+                600_000,
+                "0 to 600000",
+            ),
+            (
+                "retry.max_delay_ms",
+                r.max_delay_ms,
+                0,
+                600_000,
+                "0 to 600000",
+            ),
+            (
+                "retry.max_total_delay_ms",
+                r.max_total_delay_ms,
+                0,
+                3_600_000,
+                "0 to 3600000",
+            ),
+            (
+                "timeouts.command_secs",
+                t.command_secs,
+                1,
+                86_400,
+                "1 to 86400 seconds",
+            ),
+            (
+                "timeouts.apt_secs",
+                t.apt_secs,
+                1,
+                86_400,
+                "1 to 86400 seconds",
+            ),
+            (
+                "timeouts.dpkg_lock_secs",
+                t.dpkg_lock_secs,
+                0,
+                86_400,
+                "0 to 86400 seconds",
+            ),
+            (
+                "preflight.min_cpus",
+                self.preflight.min_cpus as u64,
+                0,
+                1024,
+                "0 to 1024",
+            ),
+            (
+                "preflight.min_memory_mb",
+                self.preflight.min_memory_mb,
+                0,
+                1 << 24,
+                "0 to 16777216",
+            ),
+            (
+                "preflight.min_disk_mb",
+                self.preflight.min_disk_mb,
+                0,
+                1 << 30,
+                "0 to 1073741824",
+            ),
+            (
+                "redis.maxmemory_mb",
+                self.redis.maxmemory_mb,
+                1,
+                1 << 20,
+                "1 to 1048576",
+            ),
+            (
+                "nginx.client_max_body_mb",
+                self.nginx.client_max_body_mb as u64,
+                1,
+                10_240,
+                "1 to 10240",
+            ),
+            ("django.web_workers", d.web_workers as u64, 1, 64, "1 to 64"),
+            (
+                "django.worker_concurrency",
+                d.worker_concurrency as u64,
+                1,
+                64,
+                "1 to 64",
+            ),
+            (
+                "django.heartbeat_interval_secs",
+                d.heartbeat_interval_secs,
+                1,
+                3600,
+                "1 to 3600",
+            ),
+            (
+                "health.interval_minutes",
+                self.health.interval_minutes as u64,
+                1,
+                1440,
+                "1 to 1440",
+            ),
+            (
+                "health.check_timeout_secs",
+                self.health.check_timeout_secs,
+                1,
+                300,
+                "1 to 300",
+            ),
+        ];
+        for &(key, val, min, max, range) in checks {
+            if val < min || val > max {
+                return Err(self.err(
+                    key,
+                    format!("{val} is out of range"),
+                    format!("use {range}"),
+                ));
+            }
+        }
+        if r.initial_delay_ms > r.max_delay_ms {
+            return Err(self.err(
+                "retry.initial_delay_ms",
+                "is larger than retry.max_delay_ms",
+                "make initial_delay_ms <= max_delay_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The app's users must be ones keel made (a system user with the base directory as home
+    /// and no login shell) or not exist yet: an existing account is never taken over.
+    pub fn check_users(&self, root: &Path) -> Result<()> {
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+        let user_key = if self.app.user.is_some() {
+            "app.user"
+        } else {
+            "app.name"
+        };
+        for name in [self.app_user(), self.build_user()] {
+            let Some(line) = passwd
+                .lines()
+                .find(|l| l.split(':').next() == Some(name.as_str()))
+            else {
+                continue;
+            };
+            let f: Vec<&str> = line.split(':').collect();
+            let ours = f.len() >= 7
+                && f[5] == self.base_dir().to_string_lossy()
+                && f[6].ends_with("nologin");
+            if !ours {
+                return Err(self.err(
+                    user_key,
+                    format!("user {name} already exists and was not created by keel for this app (home {}, shell {})", f.get(5).unwrap_or(&"?"), f.get(6).unwrap_or(&"?")),
+                    "choose another app.user; keel creates its own system user and never takes over an existing account",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parts of the config that live outside it, checked before anything is written:
+    /// a local app source must exist and look like a Django project (manage.py and
+    /// requirements.txt at its top), and its .env.example, if any, must parse.
+    pub fn check_source(&self) -> Result<()> {
+        let Some(src) = self.app_source() else {
+            if self.django.git.is_none() {
+                return Err(self.err(
+                    "django.source",
+                    "no app source is configured",
+                    "set django.source (the app's directory) or django.git (a git URL)",
+                ));
+            }
+            return Ok(());
+        };
+        let md = std::fs::metadata(&src).map_err(|e| {
+            self.err(
+                "django.source",
+                format!("{}: {e}", src.display()),
+                "point it at the Django project's directory (relative paths are relative to the config file)",
+            )
+        })?;
+        if !md.is_dir() {
+            return Err(self.err(
+                "django.source",
+                format!("{} is not a directory", src.display()),
+                "point it at the Django project's directory",
+            ));
+        }
+        for f in ["manage.py", "requirements.txt"] {
+            if !std::fs::symlink_metadata(src.join(f)).is_ok_and(|m| m.is_file()) {
+                return Err(self.err(
+                    "django.source",
+                    format!(
+                        "{} has no {f}: it does not look like a Django project",
+                        src.display()
+                    ),
+                    "the app source must have manage.py and requirements.txt at its top",
+                ));
+            }
+        }
+        let example = src.join(".env.example");
+        if std::fs::symlink_metadata(&example).is_ok() {
+            let text = crate::fsx::read_text_nofollow(&example, crate::fsx::MAX_INPUT)
+                .map_err(|e| Error::Config {
+                    file: example.clone(),
+                    key: "-".into(),
+                    msg: format!("cannot read the file: {e}"),
+                    hint: "the app's .env.example must be a regular UTF-8 file of at most 1 MiB"
+                        .into(),
+                })?
+                .unwrap_or_default();
+            crate::dotenv::parse(&text).map_err(|e| Error::Config {
+                file: example.clone(),
+                key: e.split(':').next().unwrap_or("-").to_string(),
+                msg: e.clone(),
+                hint: "fix the app's .env.example: KEY=value lines, comments starting with '#'"
+                    .into(),
+            })?;
         }
         Ok(())
     }
@@ -483,6 +741,12 @@ impl Config {
             .unwrap_or_else(|| format!("admin@{}", self.app.domain))
     }
 
+    /// The identity that builds the app's virtualenv: it owns the venv, the app's runtime
+    /// user only reads it.
+    pub fn build_user(&self) -> String {
+        format!("{}-build", self.app_user())
+    }
+
     pub fn app_user(&self) -> String {
         self.app
             .user
@@ -506,6 +770,32 @@ impl Config {
             .user
             .clone()
             .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+}
+
+/// The dotted key of the first string (key or value) holding a control character.
+fn control_char_key(v: &toml::Value, at: &str) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        toml::Value::String(s) => crate::validate::has_control(s).then(|| at.to_string()),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| control_char_key(x, &format!("{at}[{i}]"))),
+        toml::Value::Table(t) => t.iter().find_map(|(k, x)| {
+            if crate::validate::has_control(k) {
+                Some(join(&k.escape_debug().to_string()))
+            } else {
+                control_char_key(x, &join(k))
+            }
+        }),
+        _ => None,
     }
 }
 

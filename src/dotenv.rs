@@ -66,8 +66,16 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
     let mut out = vec![];
     let mut optional_section = false;
     let mut optional_comment = false;
+    // A UTF-8 byte-order mark (editors on Windows write one) is not part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let control = |s: &str| s.chars().any(|c| c.is_control() && c != '\t');
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
+        // A newline or escape code in a value would add lines to the EnvironmentFile
+        // systemd reads, or garble a terminal: refused, as in keel.toml.
+        if control(raw) {
+            return Err(format!("line {line_no}: contains a control character"));
+        }
         let t = raw.trim();
         if t.is_empty() {
             optional_comment = false;
@@ -118,9 +126,20 @@ pub fn parse(text: &str) -> Result<Vec<Line>, String> {
                 "line {line_no}: {key:?} is not a valid variable name"
             ));
         }
+        let value = parse_value(v, line_no)?;
+        // An escaped "\n" in double quotes is a real value (a PEM key) and is written back
+        // escaped; nothing else may decode to a control character.
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\n')
+        {
+            return Err(format!(
+                "line {line_no}: the value of {key} contains a control character"
+            ));
+        }
         out.push(Line::Entry {
             key: key.to_string(),
-            value: parse_value(v, line_no)?,
+            value,
             export,
             commented: false,
             optional: optional_section || optional_comment,

@@ -307,8 +307,17 @@ pub fn run(cli: Cli) -> Result<()> {
             rollback,
             resume,
         } => {
+            // Everything is checked before the first write: the config and what it points
+            // to, the step names and the state file. A run refused here leaves no lock, unit
+            // or secret behind.
             let cfg = Config::load(&cli.config)?;
             let graph = steps::graph();
+            graph.plan(&State::default(), steps, retry_step, skip, &|_| {
+                String::new()
+            })?;
+            cfg.check_users(&Paths::from_env().root)?;
+            cfg.check_source()?;
+            State::load(&cli.state_file)?;
             let id = run_id();
             let interactive =
                 !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -423,6 +432,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(&cli.config)?;
             let graph = steps::graph();
             let id = run_id();
+            // Validated before the lock file is created beside it.
+            State::load(&cli.state_file)?;
             let ctx = build_ctx(cfg, json_out, vec![], &id);
             let _lock = RunLock::acquire(&cli.state_file)?;
             let mut st = State::load(&cli.state_file)?;

@@ -102,13 +102,27 @@ pub fn status_wait(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
 
 /// `keel env --example FILE --out FILE`.
 pub fn env(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(example).map_err(|e| {
+    let text = crate::fsx::read_regular(example, crate::fsx::MAX_INPUT)
+        .and_then(|b| String::from_utf8(b).map_err(|_| std::io::Error::other("not UTF-8 text")))
+        .map_err(|e| {
+            Error::usage(
+                format!("--example {}: {e}", example.display()),
+                "point --example at the app's .env.example (a regular UTF-8 file of at most 1 MiB)",
+            )
+        })?;
+    // Parsed before anything is derived: a bad example must not leave new secrets behind.
+    crate::dotenv::parse(text.strip_prefix('\u{feff}').unwrap_or(&text)).map_err(|e| {
         Error::usage(
             format!("--example {}: {e}", example.display()),
-            "point --example at the app's .env.example",
+            "fix the .env.example: KEY=value lines, comments starting with '#'",
         )
     })?;
-    let existing = std::fs::read_to_string(out).ok();
+    let existing = crate::fsx::read_text_nofollow(out, crate::fsx::MAX_INPUT).map_err(|e| {
+        Error::usage(
+            format!("--out {}: {e}", out.display()),
+            "write to a new file, or to a regular file that is not a link",
+        )
+    })?;
     // With a config, derive database/redis values and keep secrets stable; without, generate.
     let cfg = Config::load(&cli.config).ok();
     let ctx = cfg.map(|c| crate::build_ctx(c, true, vec![], "env"));

@@ -125,7 +125,8 @@ impl State {
     /// Load the state file; a missing file is a fresh state. Corrupt or newer files are errors
     /// and are never touched.
     pub fn load(path: &Path) -> Result<State> {
-        let bytes = match std::fs::read(path) {
+        // A regular file of bounded size: a FIFO or device there must not hang keel.
+        let bytes = match crate::fsx::read_regular(path, 16 * crate::fsx::MAX_INPUT) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(e) => {
