@@ -267,7 +267,17 @@ fn python(ctx: &Ctx) -> Section {
     if !ctx.host(&pip).exists() {
         return section("python packages", Level::Warn, "no virtualenv yet", "");
     }
-    let (code, out) = sh(ctx, &pip, &["freeze", "--disable-pip-version-check"]);
+    // The venv belongs to the build user: root never executes a file another user can
+    // change, so its pip runs as that user.
+    let (code, out) = match ctx.exec.probe(
+        "diagnose",
+        &crate::steps::python_env::as_build(ctx, &pip)
+            .args(["freeze", "--disable-pip-version-check"])
+            .timeout(std::time::Duration::from_secs(10)),
+    ) {
+        Ok(o) => (o.code, format!("{}{}", o.stdout, o.stderr)),
+        Err(e) => (-1, e.to_string()),
+    };
     section(
         "python packages",
         if code == 0 { Level::Ok } else { Level::Warn },

@@ -54,8 +54,30 @@ fn full_install_then_noop() {
     assert!(env.contains("DEBUG=False"), "{env}");
     assert!(env.contains("DATABASE_URL=postgres://demo:"), "{env}");
     use std::os::unix::fs::MetadataExt;
+    // The trust boundary: settings are root's and only readable by the app's group; code
+    // and base dir root's; the app writes only staticfiles and media; the venv belongs to
+    // the build user, whose pip never runs as root.
     let md = std::fs::metadata(h.path("root/opt/demo/app/.env")).unwrap();
-    assert_eq!((md.mode() & 0o777, md.uid()), (0o600, 998));
+    assert_eq!((md.mode() & 0o777, md.uid(), md.gid()), (0o640, 0, 998));
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(h.path(p)).unwrap();
+        (m.uid(), m.mode() & 0o777)
+    };
+    assert_eq!(owner("root/opt/demo"), (0, 0o755));
+    assert_eq!(owner("root/opt/demo/app"), (0, 0o755));
+    assert_eq!(owner("root/opt/demo/app/manage.py"), (0, 0o644));
+    assert_eq!(owner("root/opt/demo/app/core"), (0, 0o755));
+    assert_eq!(owner("root/opt/demo/app/staticfiles"), (998, 0o755));
+    assert_eq!(owner("root/opt/demo/app/media"), (998, 0o755));
+    assert_eq!(owner("root/opt/demo/venv"), (997, 0o755));
+    assert!(
+        cmds.contains("[python-env] runuser -u demo-build -- /opt/demo/venv/bin/pip install"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("[system-user] useradd") || !cmds.contains("useradd"),
+        "{cmds}"
+    );
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),

@@ -36,8 +36,11 @@ impl Host {
             "root/etc/os-release",
             "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
         );
-        h.write("root/etc/passwd", "root:x:0:0:root:/root:/bin/bash\npostgres:x:104:108::/var/lib/postgresql:/bin/bash\nredis:x:105:109::/var/lib/redis:/usr/sbin/nologin\ndemo:x:998:998::/opt/demo:/usr/sbin/nologin\n");
-        h.write("root/etc/group", "root:x:0:\ndemo:x:998:\n");
+        h.write("root/etc/passwd", "root:x:0:0:root:/root:/bin/bash\npostgres:x:104:108::/var/lib/postgresql:/bin/bash\nredis:x:105:109::/var/lib/redis:/usr/sbin/nologin\ndemo:x:998:998::/opt/demo:/usr/sbin/nologin\ndemo-build:x:997:997::/opt/demo:/usr/sbin/nologin\n");
+        h.write(
+            "root/etc/group",
+            "root:x:0:\ndemo:x:998:\ndemo-build:x:997:\n",
+        );
         std::fs::create_dir_all(h.path("root/etc/postgresql/15/main/conf.d")).unwrap();
         std::fs::create_dir_all(h.path("root/var/lib/dpkg")).unwrap();
         h.write("root/var/lib/dpkg/lock-frontend", "");

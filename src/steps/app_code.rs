@@ -75,10 +75,12 @@ pub fn tree_hash(ctx: &Ctx) -> String {
 pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
     match ctx.cfg.app_source() {
         Some(src) => std::fs::read_to_string(src.join(rel)).ok(),
-        None => {
-            std::fs::read_to_string(ctx.host(&ctx.cfg.app_dir().display().to_string()).join(rel))
-                .ok()
-        }
+        None => crate::fsx::read_text_nofollow(
+            &ctx.host(&ctx.cfg.app_dir().display().to_string()).join(rel),
+            crate::fsx::MAX_INPUT,
+        )
+        .ok()
+        .flatten(),
     }
 }
 
@@ -90,6 +92,107 @@ pub fn app_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
             "keel install --retry-step system-user",
         )
     })
+}
+
+/// The only directories of the app tree the app's user may write.
+pub const APP_WRITES: &[&str] = &["staticfiles", "media"];
+
+fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult {
+    if !src.is_dir() {
+        return Err(StepError::permanent(
+            format!("app source {} is not a directory", src.display()),
+            format!(
+                "fix django.source in {} (relative paths are relative to that file)",
+                ctx.cfg.source.display()
+            ),
+        ));
+    }
+    let files = walk(src)?;
+    // Files keel deployed last time and the source no longer has go too (a deleted module or
+    // template must not live on); anything else under the app directory (.env, staticfiles,
+    // uploads) is not keel's to remove.
+    let manifest = manifest(ctx);
+    let listed = std::fs::read_to_string(&manifest).unwrap_or_default();
+    for gone in listed.lines().filter(|l| !l.is_empty()).map(Path::new) {
+        // `walk` sorts its list: a binary search keeps large apps linear-ish.
+        if files.binary_search_by(|f| f.as_path().cmp(gone)).is_ok() {
+            continue;
+        }
+        // Only plain relative paths: the manifest is keel's, but be strict anyway.
+        if gone.is_absolute() || gone.components().any(|c| c.as_os_str() == "..") {
+            continue;
+        }
+        tx.remove(&dest.join(gone))?;
+    }
+    for rel in &files {
+        if APP_WRITES.iter().any(|w| rel.starts_with(w)) {
+            // The app's own directories are its to fill; keel never writes into them.
+            continue;
+        }
+        let from = src.join(rel);
+        let to = dest.join(rel);
+        if let Some(parent) = to.parent() {
+            tx.ensure_dir(parent)?;
+        }
+        let bytes = std::fs::read(&from)
+            .map_err(|e| StepError::permanent(format!("{}: {e}", from.display()), ""))?;
+        let exec = std::fs::metadata(&from)?.permissions().mode() & 0o111 != 0;
+        tx.write(&to, &bytes, if exec { 0o755 } else { 0o644 }, Some((0, 0)))?;
+    }
+    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+    tx.write(&manifest, list.as_bytes(), 0o600, None)?;
+    Ok(())
+}
+
+/// A git checkout made by root in root's directory: git never runs in a repository another
+/// user controls (its hooks and config would run as root), and every option comes before
+/// `--`, so a URL or ref can never be read as an option.
+fn fetch_git(ctx: &Ctx, tx: &mut Txn, url: &str, dest: &Path) -> StepResult {
+    let d = ctx.cfg.app_dir().display().to_string();
+    let git = |args: &[&str]| {
+        Cmd::new("git")
+            .args([
+                "-c",
+                "protocol.ext.allow=never",
+                "-c",
+                "core.hooksPath=/dev/null",
+            ])
+            .args(args.iter().copied())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", "/root")
+    };
+    if !matches!(crate::fsx::lstat(&dest.join(".git")), Ok(Some(_))) {
+        tx.ensure_dir(dest)?;
+        ctx.run(ID, &git(&["init", "-q", "--", &d]))?;
+        ctx.run(ID, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
+    }
+    ctx.run(
+        ID,
+        &git(&["-C", &d, "remote", "set-url", "--", "origin", url]),
+    )?;
+    ctx.run(
+        ID,
+        &git(&[
+            "-C",
+            &d,
+            "fetch",
+            "-q",
+            "--depth",
+            "1",
+            "--",
+            "origin",
+            &ctx.cfg.django.git_ref,
+        ]),
+    )
+    .map_err(|e| {
+        e.hint("check django.git / django.git_ref, and that this host can reach the repository")
+    })?;
+    ctx.run(
+        ID,
+        &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD", "--"]),
+    )?;
+    Ok(())
 }
 
 impl Step for AppCode {
@@ -105,111 +208,51 @@ impl Step for AppCode {
         "put the app's code under the base directory"
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!("{} {}", tree_hash(ctx), ctx.cfg.app_dir().display())
+        // "root-owned": the layout (code root's, staticfiles/media the app's).
+        format!(
+            "{} {} root-owned",
+            tree_hash(ctx),
+            ctx.cfg.app_dir().display()
+        )
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        let (uid, gid) = app_user_ids(ctx)?;
+        let app_ids = app_user_ids(ctx)?;
         let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());
-        match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
-            (Some(src), _) => {
-                if !src.is_dir() {
-                    return Err(StepError::permanent(
-                        format!("app source {} is not a directory", src.display()),
-                        format!(
-                            "fix django.source in {} (relative paths are relative to that file)",
-                            ctx.cfg.source.display()
-                        ),
-                    ));
-                }
-                tx.ensure_dir(&dest)?;
-                std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
-                let files = walk(&src)?;
-                // Files keel deployed last time and the source no longer has go too (a deleted
-                // module or template must not live on); anything else under the app directory
-                // (.env, staticfiles, uploads) is not keel's to remove.
-                let manifest = manifest(ctx);
-                let listed = std::fs::read_to_string(&manifest).unwrap_or_default();
-                for gone in listed.lines().filter(|l| !l.is_empty()).map(Path::new) {
-                    // `walk` sorts its list: a binary search keeps large apps linear-ish.
-                    if files.binary_search_by(|f| f.as_path().cmp(gone)).is_ok() {
-                        continue;
-                    }
-                    // Only plain relative paths: the manifest is keel's, but be strict anyway.
-                    if gone.is_absolute() || gone.components().any(|c| c.as_os_str() == "..") {
-                        continue;
-                    }
-                    tx.remove(&dest.join(gone))?;
-                }
-                for rel in &files {
-                    let from = src.join(rel);
-                    let to = dest.join(rel);
-                    if let Some(parent) = to.parent()
-                        && !parent.exists()
-                    {
-                        tx.ensure_dir(parent)?;
-                        let mut d = parent;
-                        while d != dest && d.starts_with(&dest) {
-                            std::os::unix::fs::chown(d, Some(uid), Some(gid))?;
-                            d = d.parent().unwrap_or(&dest);
-                        }
-                    }
-                    let bytes = std::fs::read(&from).map_err(|e| {
-                        StepError::permanent(format!("{}: {e}", from.display()), "")
-                    })?;
-                    let exec = std::fs::metadata(&from)?.permissions().mode() & 0o111 != 0;
-                    tx.write(
-                        &to,
-                        &bytes,
-                        if exec { 0o755 } else { 0o644 },
-                        Some((uid, gid)),
-                    )?;
-                }
-                let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-                tx.write(&manifest, list.as_bytes(), 0o600, None)?;
-                Ok(())
-            }
-            (None, Some(url)) => {
-                let user = ctx.cfg.app_user();
-                let home = ctx.cfg.base_dir().display().to_string();
-                let d = ctx.cfg.app_dir().display().to_string();
-                let git = |args: &[&str]| {
-                    Cmd::new("git")
-                        .args(args.iter().copied())
-                        .user(&user)
-                        .env("HOME", &home)
-                        .env("GIT_TERMINAL_PROMPT", "0")
-                };
-                if !dest.join(".git").exists() {
-                    tx.ensure_dir(&dest)?;
-                    std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
-                    ctx.run(ID, &git(&["init", "-q", &d]))?;
-                    ctx.run(ID, &git(&["-C", &d, "remote", "add", "origin", url]))?;
-                }
-                ctx.run(ID, &git(&["-C", &d, "remote", "set-url", "origin", url]))?;
-                ctx.run(
+        // The code is root's: the app runs it but cannot change it. A tree an older keel
+        // gave to the app user is taken back entry by entry (no link followed), except the
+        // directories the app writes.
+        if let Some((uid, _)) = crate::fsx::owner_of(&dest)? {
+            let n = if uid != 0 {
+                crate::fsx::reown_tree(&dest, 0, 0, APP_WRITES)?
+            } else {
+                0
+            };
+            if n > 0 {
+                ctx.ui.step_note(
                     ID,
-                    &git(&[
-                        "-C",
-                        &d,
-                        "fetch",
-                        "-q",
-                        "--depth",
-                        "1",
-                        "origin",
-                        &ctx.cfg.django.git_ref,
-                    ]),
-                )
-                .map_err(|e| {
-                    e.hint("check django.git / django.git_ref, and that this host can reach the repository")
-                })?;
-                ctx.run(ID, &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD"]))?;
-                Ok(())
+                    &format!("{n} entries of the code taken back from the app user"),
+                );
             }
-            (None, None) => Err(StepError::permanent(
-                "no app source configured",
-                "set django.source (a directory) or django.git in keel.toml",
-            )),
         }
+        tx.ensure_dir_owned(&dest, 0o755, Some((0, 0)))
+            .map_err(super::io_err(&dest))?;
+        match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
+            (Some(src), _) => copy_source(ctx, tx, &src, &dest)?,
+            (None, Some(url)) => fetch_git(ctx, tx, url, &dest)?,
+            (None, None) => {
+                return Err(StepError::permanent(
+                    "no app source configured",
+                    "set django.source (a directory) or django.git in keel.toml",
+                ));
+            }
+        }
+        // What the app may write: static files (collectstatic, at build time) and uploads.
+        for d in APP_WRITES {
+            let p = dest.join(d);
+            tx.ensure_dir_owned(&p, 0o755, Some(app_ids))
+                .map_err(super::io_err(&p))?;
+        }
+        Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
         let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());

@@ -158,7 +158,7 @@ impl Step for AppEnv {
     fn fingerprint(&self, ctx: &Ctx) -> String {
         let d = derived(&ctx.cfg, None).unwrap_or_default();
         format!(
-            "{} {:?} {:?}",
+            "0640 {} {:?} {:?}",
             app_file(ctx, ".env.example").unwrap_or_default(),
             ctx.cfg.env,
             d
@@ -173,7 +173,14 @@ impl Step for AppEnv {
                 "the app must ship a .env.example listing its settings",
             )
         })?;
-        let existing = std::fs::read_to_string(&path).ok();
+        // Never follow a link here: a .env pointing at a root-only file would copy its
+        // values into the app's settings.
+        let existing = crate::fsx::read_text_nofollow(&path, crate::fsx::MAX_INPUT).map_err(|e| {
+            StepError::permanent(
+                format!("refusing to read the existing .env: {e}"),
+                format!("remove {} (keel writes a new one; values from keel.toml [env] and secrets are kept)", path.display()),
+            )
+        })?;
         let d = derived(&ctx.cfg, Some(&ctx.secrets))?;
         let interactive = ctx.interactive;
         let r = ctx.ui.suspend(|| {
@@ -187,20 +194,27 @@ impl Step for AppEnv {
                 interactive,
             )
         })?;
-        let ids = app_user_ids(ctx)?;
-        tx.write(&path, r.text.as_bytes(), 0o600, Some(ids))?;
+        // Root's file, readable by the app's group: the app reads its settings but cannot
+        // change them.
+        let (_, gid) = app_user_ids(ctx)?;
+        tx.write(&path, r.text.as_bytes(), 0o640, Some((0, gid)))?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        use std::os::unix::fs::MetadataExt;
         let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
-        let md = std::fs::metadata(&path)
-            .map_err(|e| StepError::permanent(format!("{}: {e}", path.display()), ""))?;
-        let (uid, _) = app_user_ids(ctx)?;
-        if md.mode() & 0o777 != 0o600 || md.uid() != uid {
+        let st = crate::fsx::lstat(&path)
+            .map_err(|e| StepError::permanent(format!("{}: {e}", path.display()), ""))?
+            .ok_or_else(|| {
+                StepError::permanent(
+                    format!("{} is missing", path.display()),
+                    "keel install --retry-step app-env",
+                )
+            })?;
+        let (_, gid) = app_user_ids(ctx)?;
+        if st.st_mode & 0o170777 != 0o100640 || st.st_uid != 0 || st.st_gid != gid {
             return Err(StepError::permanent(
                 format!(
-                    "{} must be 0600 and owned by {}",
+                    "{} must be a 0640 file owned by root, group {}",
                     path.display(),
                     ctx.cfg.app_user()
                 ),

@@ -1,4 +1,5 @@
 use super::app_code::app_file;
+use super::io_err;
 use crate::exec::Cmd;
 use crate::graph::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
@@ -7,13 +8,33 @@ use std::time::Duration;
 pub struct PythonEnv;
 const ID: &str = "python-env";
 
-/// A command run as the app user, in the app directory, with HOME in the base dir.
+/// A command run as the app user, in the app directory (migrate, collectstatic, checks).
 pub fn as_app(ctx: &Ctx, program: &str) -> Cmd {
     Cmd::new(program)
         .user(&ctx.cfg.app_user())
         .dir(ctx.host(&ctx.cfg.app_dir().display().to_string()))
         .env("HOME", &ctx.cfg.base_dir().display().to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
+}
+
+/// A command run as the build user, which owns the virtualenv (pip and its build scripts
+/// run as neither root nor the app): HOME, and so pip's cache, inside the venv.
+pub fn as_build(ctx: &Ctx, program: &str) -> Cmd {
+    Cmd::new(program)
+        .user(&ctx.cfg.build_user())
+        .dir(ctx.host(&ctx.cfg.app_dir().display().to_string()))
+        .env("HOME", &ctx.cfg.venv_dir().display().to_string())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+}
+
+pub fn build_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
+    let user = ctx.cfg.build_user();
+    crate::system::user_ids(&ctx.paths.root, &user).ok_or_else(|| {
+        StepError::permanent(
+            format!("user {user} does not exist"),
+            "keel install --retry-step system-user",
+        )
+    })
 }
 
 pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
@@ -37,20 +58,35 @@ impl Step for PythonEnv {
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
         format!(
-            "{} {}",
+            "{} {} {}",
             app_file(ctx, "requirements.txt").unwrap_or_default(),
-            ctx.cfg.venv_dir().display()
+            ctx.cfg.venv_dir().display(),
+            ctx.cfg.build_user()
         )
     }
-    fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
+    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let venv = ctx.cfg.venv_dir().display().to_string();
-        let bin = ctx.host(&venv).join("bin");
+        let dir = ctx.host(&venv);
+        let bin = dir.join("bin");
+        let build = build_user_ids(ctx)?;
+        // A venv another user owns (the app user, in keel's older layout) is derived data:
+        // rebuilt under the build user. remove_dir_all never follows links.
+        if let Some(owner) = crate::fsx::owner_of(&dir)?
+            && owner != build
+        {
+            ctx.ui
+                .step_note(ID, "rebuilding the virtualenv under the build user");
+            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        tx.ensure_dir_owned(&dir, 0o755, Some(build))
+            .map_err(io_err(&dir))?;
         // A venv is complete only with its pip: a run killed during `python3 -m venv` (in
         // ensurepip) leaves bin/python without bin/pip. Rebuild it then; it is derived data.
-        if !(bin.join("python").exists() && bin.join("pip").exists()) {
+        let present = |n: &str| matches!(crate::fsx::lstat(&bin.join(n)), Ok(Some(_)));
+        if !(present("python") && present("pip")) {
             ctx.run(
                 ID,
-                &as_app(ctx, "python3").args(["-m", "venv", "--clear", &venv]),
+                &as_build(ctx, "python3").args(["-m", "venv", "--clear", &venv]),
             )
             .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
         }
@@ -63,7 +99,7 @@ impl Step for PythonEnv {
         ctx.ui.step_note(ID, "pip install -r requirements.txt");
         ctx.run(
             ID,
-            &as_app(ctx, &venv_bin(ctx, "pip"))
+            &as_build(ctx, &venv_bin(ctx, "pip"))
                 .args([
                     "install",
                     "--disable-pip-version-check",
