@@ -24,6 +24,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/systemd/web.service.j2"),
     ),
     (
+        "web.socket",
+        include_str!("../templates/systemd/web.socket.j2"),
+    ),
+    (
         "worker.service",
         include_str!("../templates/systemd/worker.service.j2"),
     ),
@@ -78,7 +82,26 @@ fn source_and_origin(name: &str) -> (String, String) {
     (builtin, format!("{name} (built in)"))
 }
 
+/// The first string in `v` that holds a control character.
+fn control_char(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => crate::validate::has_control(s).then(|| s.clone()),
+        serde_json::Value::Array(a) => a.iter().find_map(control_char),
+        serde_json::Value::Object(m) => m.values().find_map(control_char),
+        _ => None,
+    }
+}
+
 pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
+    // Config values are validated when keel.toml is loaded; this is the last line: no value
+    // with a newline ever reaches a unit file or an nginx site, whatever the caller.
+    let value = serde_json::to_value(&vars).map_err(|e| format!("template {name}: {e}"))?;
+    if let Some(bad) = control_char(&value) {
+        return Err(format!(
+            "template {name}: refusing a value with a control character: {:?}",
+            bad.escape_debug().to_string()
+        ));
+    }
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
@@ -88,7 +111,7 @@ pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
     let t = env
         .get_template(name)
         .map_err(|e| format!("template {origin}: {e}"))?;
-    t.render(vars)
+    t.render(value)
         .map_err(|e| format!("template {origin}: {e}"))
 }
 
@@ -128,6 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn a_newline_in_a_value_never_reaches_a_unit() {
+        let e = render(
+            "web.socket",
+            json!({"app": "demo", "socket": "/run/demo.sock\nExecStartPre=/bin/sh"}),
+        )
+        .unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+    }
+
+    #[test]
     fn strict_undefined_is_an_error() {
         let e = render("placeholder.html", json!({})).unwrap_err();
         assert!(e.contains("undefined"), "{e}");
@@ -135,9 +168,11 @@ mod tests {
 
     #[test]
     fn nginx_site_renders() {
-        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20, "socket": "/run/demo/gunicorn.sock", "static_root": "/opt/demo/app/staticfiles"})).unwrap();
-        assert!(s.contains("server_name demo.localhost localhost;"), "{s}");
-        assert!(s.contains("listen 80 default_server;"), "{s}");
+        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20, "socket": "/run/demo/gunicorn.sock", "static_root": "/opt/demo/app/staticfiles", "catch_all": true})).unwrap();
+        assert!(s.contains("server_name demo.localhost localhost 127.0.0.1 [::1];"), "{s}");
+        assert!(s.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{s}");
+        assert!(s.contains("X-Content-Type-Options \"nosniff\" always"), "{s}");
+        assert!(s.contains("disable_symlinks on;"), "{s}");
         assert!(s.contains("client_max_body_size 20m;"), "{s}");
     }
 }

@@ -11,6 +11,15 @@ pub struct Secrets {
     pub redactor: Redactor,
 }
 
+/// `n` random bytes from the OS random source.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut buf)
+        .expect("OS random source");
+    buf
+}
+
 /// `n` random bytes from the OS, url-safe base64 without padding (safe inside URLs).
 pub fn random_token(n: usize) -> String {
     let mut buf = vec![0u8; n];

@@ -34,7 +34,7 @@ fn full_install_then_noop() {
     // The site is rendered and enabled, the default site disabled, redis includes keel's file.
     assert!(
         h.read("root/etc/nginx/sites-available/keel-demo.conf")
-            .contains("server_name demo.localhost localhost;")
+            .contains("server_name demo.localhost localhost 127.0.0.1 [::1];")
     );
     assert!(exists(
         &h.path("root/etc/nginx/sites-enabled/keel-demo.conf")
@@ -123,11 +123,24 @@ fn secrets_never_reach_argv_state_or_logs() {
             "secret in {name}"
         );
     }
-    // The redis config does hold it (that is how redis works), readable by redis only.
+    // The redis config holds only the password's SHA-256 (an ACL), readable by redis only.
+    let conf = h.read("root/etc/redis/keel.conf");
+    assert!(!conf.contains(&rpw), "{conf}");
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(rpw.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     assert!(
-        h.read("root/etc/redis/keel.conf")
-            .contains(&format!("requirepass {rpw}"))
+        conf.contains(&format!("user default on #{sha} ~* &* +@all -@admin -@dangerous")),
+        "{conf}"
     );
+    // PostgreSQL gets a SCRAM verifier, not the password.
+    let pglog = h.read("root/var/log/keel/steps/postgres.log");
+    assert!(h.commands().contains("[postgres] runuser -u postgres -- psql"));
+    assert!(!pglog.contains(&pw));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
         std::fs::metadata(h.path("root/etc/redis/keel.conf"))

@@ -33,6 +33,8 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "root": format!("/var/www/keel-{}", ctx.cfg.app.name),
         "socket": super::services::socket(ctx),
         "static_root": ctx.cfg.app_dir().join("staticfiles"),
+        // With the distribution's default site kept, it stays the default server.
+        "catch_all": ctx.cfg.nginx.disable_default_site,
     })
 }
 

@@ -29,6 +29,33 @@ fn cluster_dir(ctx: &Ctx) -> StepResult<PathBuf> {
     })
 }
 
+/// A SCRAM-SHA-256 verifier as PostgreSQL stores it (RFC 5802/7677, 4096 iterations):
+/// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`. keel's passwords are ASCII, for
+/// which SASLprep changes nothing.
+pub fn scram_verifier(password: &str, salt: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    const ITER: u32 = 4096;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, ITER, &mut salted);
+    let hmac = |key: &[u8], msg: &[u8]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        m.update(msg);
+        m.finalize().into_bytes()
+    };
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${ITER}:{}${}:{}",
+        b64(salt),
+        b64(&stored_key),
+        b64(&server_key)
+    )
+}
+
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -103,7 +130,7 @@ impl Step for Postgres {
     }
     fn fingerprint(&self, ctx: &Ctx) -> String {
         format!(
-            "{} {} {} {}",
+            "{} {} {} {} scram-verifier revoke-public",
             ctx.cfg.db_name(),
             ctx.cfg.db_user(),
             ctx.cfg.postgres.port,
@@ -138,14 +165,19 @@ impl Step for Postgres {
         wait_ready(ctx)?;
         let password = ctx.secrets.get_or_create("postgres_password")?;
         let (db, user) = (ctx.cfg.db_name(), ctx.cfg.db_user());
+        // The server gets a SCRAM verifier computed here, never the password: not in the
+        // SQL, so not in a server log (log_statement) or pg_stat_activity either. Only the
+        // app's role may connect to its database.
         let sql = format!(
             "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {ul}) THEN CREATE ROLE \"{user}\" LOGIN; END IF; END $$;\n\
-             ALTER ROLE \"{user}\" WITH LOGIN NOSUPERUSER NOCREATEROLE PASSWORD {pw};\n\
+             ALTER ROLE \"{user}\" WITH LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD {pw};\n\
              SELECT 'CREATE DATABASE \"{db}\" OWNER \"{user}\"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {dl})\\gexec\n\
-             ALTER DATABASE \"{db}\" OWNER TO \"{user}\";\n",
+             ALTER DATABASE \"{db}\" OWNER TO \"{user}\";\n\
+             REVOKE CONNECT, TEMPORARY ON DATABASE \"{db}\" FROM PUBLIC;\n\
+             GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO \"{user}\";\n",
             ul = quote_literal(&user),
             dl = quote_literal(&db),
-            pw = quote_literal(&password),
+            pw = quote_literal(&scram_verifier(&password, &crate::secrets::random_bytes(16))),
         );
         admin_sql(ctx, &sql)?;
         Ok(())
@@ -185,5 +217,22 @@ impl Step for Postgres {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// RFC 7677's test vector: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==.
+    #[test]
+    fn scram_verifier_matches_rfc_7677() {
+        use base64::Engine;
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+            .unwrap();
+        let v = super::scram_verifier("pencil", &salt);
+        assert_eq!(
+            v,
+            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+        );
     }
 }

@@ -49,7 +49,14 @@ impl Step for Redis {
             )
         })?;
         let password = ctx.secrets.get_or_create("redis_password")?;
-        let conf = crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password": password}))
+        let sha = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(password.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let conf = crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
             .map_err(|e| StepError::permanent(e, ""))?;
         let ours = ctx.host(OURS);
         // Readable by redis only: it holds requirepass.
@@ -124,6 +131,14 @@ impl Step for Redis {
         expect(c.cmd(&["SET", &key, "42"]).map_err(net)?, "+OK", "SET")?;
         expect(c.cmd(&["GET", &key]).map_err(net)?, "42", "GET")?;
         expect(c.cmd(&["DEL", &key]).map_err(net)?, ":1", "DEL")?;
+        // The ACL holds: the app's credentials cannot reconfigure the server.
+        let r = c.cmd(&["CONFIG", "GET", "maxmemory"]).map_err(net)?;
+        if !r.starts_with("-NOPERM") {
+            return Err(StepError::permanent(
+                format!("CONFIG with the app's password answered {r:?} instead of NOPERM"),
+                "the ACL in /etc/redis/keel.conf is not in effect; check for a later `user default` or aclfile line",
+            ));
+        }
         Ok(())
     }
     fn undo(&self, ctx: &Ctx) -> StepResult {

@@ -19,6 +19,11 @@ pub fn unit_names(ctx: &Ctx) -> Vec<String> {
         .collect()
 }
 
+/// The socket unit Gunicorn is started from.
+pub fn web_socket(ctx: &Ctx) -> String {
+    format!("{}-web.socket", ctx.cfg.app.name)
+}
+
 fn vars(ctx: &Ctx) -> serde_json::Value {
     let c = &ctx.cfg;
     serde_json::json!({
@@ -28,6 +33,7 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "app_dir": c.app_dir(),
         "venv": c.venv_dir(),
         "env_file": super::app_env::env_file(c),
+        "media_dir": c.app_dir().join("media"),
         "socket": socket(ctx),
         "workers": c.django.web_workers,
         "concurrency": c.django.worker_concurrency,
@@ -75,6 +81,7 @@ impl Step for Services {
         let templates: String = KINDS
             .iter()
             .map(|k| crate::render::source(&format!("{k}.service")))
+            .chain([crate::render::source("web.socket")])
             .collect();
         // Code, settings and units: any change restarts the services.
         format!(
@@ -96,6 +103,12 @@ impl Step for Services {
                 .write(&path, text.as_bytes(), 0o644, None)
                 .map_err(io_err(&path))?;
         }
+        let sock_unit = web_socket(ctx);
+        let text = crate::render::render("web.socket", &v).map_err(|e| StepError::permanent(e, ""))?;
+        let path = ctx.host(&format!("/etc/systemd/system/{sock_unit}"));
+        changed |= tx
+            .write(&path, text.as_bytes(), 0o644, None)
+            .map_err(io_err(&path))?;
         changed |= health_timer(ctx, tx)?;
         if changed {
             tx.reapply("daemon-reload", "");
@@ -104,6 +117,17 @@ impl Step for Services {
         if ctx.cfg.health.timer && !is_active(ctx, ID, "keel-verify.timer") {
             tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", "keel-verify.timer"]));
             systemctl(ctx, ID, &["enable", "--now", "keel-verify.timer"])?;
+        }
+        // The socket first: Gunicorn takes it from systemd. A web unit of an older keel that
+        // bound the socket itself is stopped so the socket unit can take the path.
+        if !is_active(ctx, ID, &sock_unit) {
+            let web = format!("{}-web", ctx.cfg.app.name);
+            if is_active(ctx, ID, &web) {
+                systemctl(ctx, ID, &["stop", &web])?;
+            }
+            tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", &sock_unit]));
+            systemctl(ctx, ID, &["enable", "--now", &sock_unit])
+                .map_err(|e| e.hint(format!("see journalctl -u {sock_unit} -n 50")))?;
         }
         for unit in unit_names(ctx) {
             if is_active(ctx, ID, &unit) {
@@ -140,7 +164,7 @@ impl Step for Services {
                 any = true;
             }
         }
-        for name in ["keel-verify.timer", "keel-verify.service"] {
+        for name in [web_socket(ctx).as_str(), "keel-verify.timer", "keel-verify.service"] {
             let path = ctx.host(&format!("/etc/systemd/system/{name}"));
             if path.exists() {
                 let _ = systemctl(ctx, ID, &["disable", "--now", name]);

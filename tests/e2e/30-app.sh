@@ -9,6 +9,44 @@ app_checks() {
   [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/admin/css/base.css)" = 200 ] || fail "static files not served"
 }
 
+# The trust boundary on a provisioned host: sandboxed units, an app that cannot change what
+# runs it or read keel's secrets, nginx, Redis and PostgreSQL locked down.
+hardening_checks() {
+  local u score
+  for u in demo-web demo-worker demo-beat; do
+    score=$(vx systemd-analyze security "$u.service" --no-pager | awk '/Overall exposure level/ {print $(NF-2)}')
+    echo "systemd-analyze security $u: $score"
+    python3 -c "import sys; sys.exit(0 if float('$score') <= 2.0 else 1)" || fail "$u exposure $score > 2.0"
+  done
+  for f in /opt/demo/app/manage.py /opt/demo/app/demo/settings.py /opt/demo/app/.env /opt/demo/venv/bin/python /opt/demo/venv/bin/gunicorn; do
+    if vx runuser -u demo -- sh -c "echo x >>$f" 2>/dev/null; then fail "the app user can write $f"; fi
+  done
+  for d in /opt/demo /opt/demo/app /opt/demo/app/demo /opt/demo/venv /opt/demo/venv/bin; do
+    if vx runuser -u demo -- touch "$d/keel-probe" 2>/dev/null; then fail "the app user can create files in $d"; fi
+  done
+  if vx runuser -u demo -- cat /etc/keel/secrets/postgres_password >/dev/null 2>&1; then fail "the app user can read keel's secrets"; fi
+  if vx runuser -u demo -- ls /etc/keel/secrets >/dev/null 2>&1; then fail "the app user can list keel's secrets"; fi
+  vx runuser -u demo -- touch /opt/demo/app/media/keel-probe || fail "the app user cannot write its media directory"
+  vx rm -f /opt/demo/app/media/keel-probe
+  # Gunicorn gets its socket from systemd; nginx reaches it without the app in www-data.
+  vx systemctl is-active demo-web.socket
+  [ "$(vx stat -c '%U %G %a' /run/demo/gunicorn.sock)" = "root www-data 660" ] || fail "socket owner/mode: $(vx stat -c '%U %G %a' /run/demo/gunicorn.sock)"
+  if vx id -nG demo | grep -qw www-data; then fail "demo is in www-data"; fi
+  # nginx: security headers, dotfiles, unknown Host never reaches Django.
+  local h; h=$(vx curl -s -D - -o /dev/null http://127.0.0.1/)
+  for x in 'X-Content-Type-Options: nosniff' 'X-Frame-Options: SAMEORIGIN' 'Referrer-Policy: strict-origin-when-cross-origin' "Content-Security-Policy: frame-ancestors 'self'"; do
+    grep -qi "^$x" <<<"$h" || fail "missing header $x: $h"
+  done
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/.env)" = 404 ] || fail "/.env not denied"
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/.hidden)" = 404 ] || fail "dotfile under /static not denied"
+  local rc=0; vx curl -s -o /dev/null -H 'Host: evil.example' http://127.0.0.1/ || rc=$?
+  [ "$rc" = 52 ] || fail "an unknown Host got an answer (curl exit $rc, want 52: empty reply)"
+  # Redis: the app's password cannot reconfigure the server; PostgreSQL: no CONNECT for PUBLIC.
+  [ "$(vx runuser -u postgres -- psql -XAtc "select has_database_privilege('public','demo','CONNECT')")" = f ] || fail "PUBLIC may connect to demo"
+  vx grep -q '^user default on #' /etc/redis/keel.conf || fail "no redis ACL"
+  if vx grep -q "$(vx cat /etc/keel/secrets/redis_password)" /etc/redis/keel.conf; then fail "redis password in clear in keel.conf"; fi
+}
+
 scenario_app() {
   fresh
   start_cmdline_sampler
@@ -17,7 +55,8 @@ scenario_app() {
   [ "$rc" = 0 ] || fail "install exited $rc"
   echo "on $(vx sh -c '. /etc/os-release; echo $PRETTY_NAME'): PostgreSQL $(vx ls /etc/postgresql), $(vx python3 --version)"
   app_checks
-  [ "$(vx stat -c '%a %U' /opt/demo/app/.env)" = "600 demo" ] || fail ".env must be 0600 demo"
+  [ "$(vx stat -c '%a %U %G' /opt/demo/app/.env)" = "640 root demo" ] || fail ".env must be 0640 root:demo"
+  hardening_checks
   local sk; sk=$(vx sh -c ". /opt/demo/app/.env >/dev/null 2>&1; printf %s \"\$SECRET_KEY\"")
   [ "${#sk}" -ge 50 ] || fail "SECRET_KEY has ${#sk} characters"
   vx grep -qx 'DEBUG=False' /opt/demo/app/.env || fail "DEBUG is not off"
@@ -130,18 +169,16 @@ scenario_git_source() {
   gitc commit -qm v1
   vx sed -i 's|^source = .*|git = "file:///srv/demo-app"|' /etc/keel/keel.toml
   vx grep -q '^git = "file:///srv/demo-app"' /etc/keel/keel.toml
-  # The deploy repository belongs to the app user, as a real one would.
-  keel install --yes system-user
-  vx chown -R demo:demo /srv/demo-app
+  # keel fetches as root into root's checkout; git refuses to read a repository another
+  # user owns as root, so a same-host repository is root's (an https/ssh one has no owner here).
   keel install --yes
   vx dpkg -s git >/dev/null || fail "git was not installed"
   vx test -d /opt/demo/app/.git || fail "the app is not a git checkout"
-  [ "$(vx stat -c %U /opt/demo/app/manage.py)" = demo ] || fail "checkout not owned by demo"
+  [ "$(vx stat -c %U /opt/demo/app/manage.py)" = root ] || fail "checkout not owned by root"
   app_checks
   # A new commit on the branch: the fingerprint is URL + ref, so a plain run keeps v1 ...
   sed -i 's/demo-home: /demo-home v2: /' "$repo/core/views.py"
   gitc commit -qam v2
-  vx chown -R demo:demo /srv/demo-app
   local out; out=$(keel install --yes 2>&1)
   grep -q '0 step(s) run, 14 already done' <<<"$out" || { echo "$out"; fail "a plain re-run should change nothing"; }
   # ... and --retry-step app-code deploys it, restarting what depends on the code.
