@@ -420,15 +420,15 @@ impl Config {
             }
         }
         let d = &self.django;
+        if let Some(g) = &d.git {
+            self.check("django.git", v::git_url(g))?;
+        }
         if d.source.is_some() && d.git.is_some() {
             return Err(self.err(
                 "django.source",
                 "both django.source and django.git are set",
                 "keep one: a local directory or a git URL",
             ));
-        }
-        if let Some(g) = &d.git {
-            self.check("django.git", v::git_url(g))?;
         }
         self.check("django.git_ref", v::git_ref(&d.git_ref))?;
         if let Some(src) = &d.source {

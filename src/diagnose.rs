@@ -335,7 +335,8 @@ pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
             python(ctx),
         ]);
     } else if full {
-        v.push(permissions(ctx));
+        // Commands go through the fake runner: these sections are checked in fast tests.
+        v.extend([permissions(ctx), python(ctx)]);
     }
     v.push(events(ctx));
     v

@@ -174,10 +174,11 @@ pub fn git_url(s: &str) -> Check {
         }
     } else if let Some((user_host, path)) = s.split_once(':')
         && let Some((user, host)) = user_host.split_once('@')
+        && is_ident_dash(user)
+        && host_ok(host)
+        && path_ok(path)
     {
-        if is_ident_dash(user) && host_ok(host) && path_ok(path) {
-            return Ok(());
-        }
+        return Ok(());
     }
     bad(format!("{:?} is not a git URL", redact_userinfo(s)), hint)
 }
@@ -287,14 +288,14 @@ pub fn base_dir(p: &Path) -> Check {
     {
         return bad(format!("{s:?} is not an absolute canonical path"), hint);
     }
-    if s.matches('/').count() < 2 {
-        return bad(format!("{s} is a top-level directory"), hint);
-    }
     if let Some(t) = SYSTEM_TREES
         .iter()
         .find(|t| s == **t || s.starts_with(&format!("{t}/")))
     {
         return bad(format!("{s} is inside the system tree {t}"), hint);
+    }
+    if s.matches('/').count() < 2 {
+        return bad(format!("{s} is a top-level directory"), hint);
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ fn full_install_then_noop() {
         "{cmds}"
     );
     assert!(
-        cmds.contains("install postgresql redis-server nginx"),
+        cmds.contains("install -- postgresql redis-server nginx"),
         "{cmds}"
     );
     assert!(
@@ -134,12 +134,17 @@ fn secrets_never_reach_argv_state_or_logs() {
             .collect()
     };
     assert!(
-        conf.contains(&format!("user default on #{sha} ~* &* +@all -@admin -@dangerous")),
+        conf.contains(&format!(
+            "user default on #{sha} ~* &* +@all -@admin -@dangerous"
+        )),
         "{conf}"
     );
     // PostgreSQL gets a SCRAM verifier, not the password.
     let pglog = h.read("root/var/log/keel/steps/postgres.log");
-    assert!(h.commands().contains("[postgres] runuser -u postgres -- psql"));
+    assert!(
+        h.commands()
+            .contains("[postgres] runuser -u postgres -- psql")
+    );
     assert!(!pglog.contains(&pw));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(
@@ -233,7 +238,7 @@ fn interrupted_step_runs_again() {
     let installs = cmds
         .lines()
         .filter(|l| {
-            l.starts_with("[packages]") && l.ends_with("install postgresql redis-server nginx")
+            l.starts_with("[packages]") && l.ends_with("install -- postgresql redis-server nginx")
         })
         .count();
     assert_eq!(installs, 2, "the interrupted step ran again");
@@ -270,13 +275,13 @@ fn transient_failures_are_retried_and_recorded() {
 #[test]
 fn permanent_failures_fail_at_once_with_stderr_and_hint() {
     let h = Host::new();
-    h.rule("install postgresql\t100\t0\tReading package lists...\\nE: Unable to locate package postgresql");
+    h.rule("install -- postgresql\t100\t0\tReading package lists...\\nE: Unable to locate package postgresql");
     h.install(&["packages"])
         .code(1)
         .stdout(contains("exited with status 100"))
         .stdout(contains("Unable to locate package postgresql"))
         .stdout(contains("[packages] install"));
-    assert_eq!(h.commands().matches("install postgresql").count(), 1);
+    assert_eq!(h.commands().matches("install -- postgresql").count(), 1);
     let st = h.state();
     assert_eq!(st["steps"]["packages"]["status"], "failed");
     assert!(

@@ -2,6 +2,8 @@
 //! filesystem, commands recorded instead of run). One test binary, fast to link.
 //! They need root (the system-user step chowns), as keel itself does.
 
+mod attacks;
 mod cli;
+mod corpus;
 mod engine;
 mod fakehost;

@@ -91,7 +91,8 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     }
     ctx.ui
         .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
-    let mut args = vec!["install"];
+    // `--` before the names: a package name can never be read as an apt option.
+    let mut args = vec!["install", "--"];
     args.extend(pkgs.iter().map(String::as_str));
     match ctx.exec.run(step, &apt_get(ctx, &args)) {
         Ok(_) => Ok(()),
@@ -143,7 +144,7 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
     let out = ctx.exec.probe(
         step,
         &Cmd::new("dpkg-query")
-            .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\\n"])
+            .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\\n", "--"])
             .args(pkgs.iter().cloned()),
     )?;
     Ok(pkgs

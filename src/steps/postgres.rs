@@ -177,7 +177,10 @@ impl Step for Postgres {
              GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO \"{user}\";\n",
             ul = quote_literal(&user),
             dl = quote_literal(&db),
-            pw = quote_literal(&scram_verifier(&password, &crate::secrets::random_bytes(16))),
+            pw = quote_literal(&scram_verifier(
+                &password,
+                &crate::secrets::random_bytes(16)
+            )),
         );
         admin_sql(ctx, &sql)?;
         Ok(())

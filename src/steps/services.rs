@@ -104,7 +104,8 @@ impl Step for Services {
                 .map_err(io_err(&path))?;
         }
         let sock_unit = web_socket(ctx);
-        let text = crate::render::render("web.socket", &v).map_err(|e| StepError::permanent(e, ""))?;
+        let text =
+            crate::render::render("web.socket", &v).map_err(|e| StepError::permanent(e, ""))?;
         let path = ctx.host(&format!("/etc/systemd/system/{sock_unit}"));
         changed |= tx
             .write(&path, text.as_bytes(), 0o644, None)
@@ -164,7 +165,11 @@ impl Step for Services {
                 any = true;
             }
         }
-        for name in [web_socket(ctx).as_str(), "keel-verify.timer", "keel-verify.service"] {
+        for name in [
+            web_socket(ctx).as_str(),
+            "keel-verify.timer",
+            "keel-verify.service",
+        ] {
             let path = ctx.host(&format!("/etc/systemd/system/{name}"));
             if path.exists() {
                 let _ = systemctl(ctx, ID, &["disable", "--now", name]);
