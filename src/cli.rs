@@ -1,5 +1,4 @@
 //! Command-line interface: subcommands and flags only.
-use crate::engine::RollbackMode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -34,6 +33,17 @@ pub struct Cli {
     pub output: Output,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What to undo when a step fails (`install --rollback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RollbackMode {
+    /// Undo the failed step and every step completed in this run (data kept).
+    Run,
+    /// Undo only the failed step's own changes.
+    Step,
+    /// Leave everything as it is (for debugging).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

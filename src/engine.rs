@@ -2,9 +2,10 @@
 //! retry/backoff and its own transaction; on failure, rollback as asked. Every transition is
 //! saved to the state file at once, so a kill at any moment leaves a resumable record.
 use crate::error::{Error, Result};
-use crate::graph::{Ctx, Graph, Reason, Step, StepError};
+use crate::graph::{Graph, Reason};
 use crate::retry::Kind;
 use crate::state::{ErrorRecord, RunOutcome, RunRecord, State, Status};
+use crate::step::{Ctx, Step, StepError};
 use crate::txn::Txn;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackMode {
     /// Undo the failed step and every step completed in this run (data kept).
     Run,
@@ -58,7 +59,7 @@ impl RunReport {
 }
 
 pub fn fingerprint(ctx: &Ctx, step: &dyn Step) -> String {
-    crate::graph::hash(&[step.id(), &step.fingerprint(ctx)])
+    crate::step::hash(&[step.id(), &step.fingerprint(ctx)])
 }
 
 enum Msg {
@@ -90,7 +91,7 @@ pub fn install(
         id: run_id.into(),
         command: opts.command.clone(),
         pid: std::process::id(),
-        started_at: crate::now(),
+        started_at: crate::paths::now(),
         finished_at: None,
         outcome: RunOutcome::Running,
         failed_step: None,
@@ -144,7 +145,7 @@ pub fn install(
                     pending.remove(i);
                     let rec = state.step_mut(id);
                     rec.status = Status::Running;
-                    rec.started_at = Some(crate::now());
+                    rec.started_at = Some(crate::paths::now());
                     rec.finished_at = None;
                     rec.run_id = Some(run_id.into());
                     state.save(state_path)?;
@@ -188,7 +189,7 @@ pub fn install(
             let ms = elapsed.as_millis() as u64;
             let rec = state.step_mut(id);
             rec.attempts += attempts;
-            rec.finished_at = Some(crate::now());
+            rec.finished_at = Some(crate::paths::now());
             rec.duration_ms = Some(ms);
             match result {
                 Ok(()) => {
@@ -245,7 +246,7 @@ pub fn install(
         RunOutcome::Succeeded
     };
     if let Some(r) = state.last_run.as_mut() {
-        r.finished_at = Some(crate::now());
+        r.finished_at = Some(crate::paths::now());
         r.outcome = outcome;
         r.failed_step = failed.as_ref().map(|f| f.0.clone());
     }

@@ -24,7 +24,7 @@ impl Events {
 
     pub fn emit(&self, event: &str, step: Option<&str>, extra: Value) {
         let mut m = Map::new();
-        m.insert("ts".into(), json!(crate::now()));
+        m.insert("ts".into(), json!(crate::paths::now()));
         m.insert("run_id".into(), json!(self.run_id));
         m.insert("event".into(), json!(event));
         if let Some(s) = step {
@@ -36,7 +36,7 @@ impl Events {
         let line = self.redactor.redact(&Value::Object(m).to_string());
         let _g = self.lock.lock();
         if let Some(d) = self.path.parent() {
-            crate::private_dir(d);
+            crate::paths::private_dir(d);
         }
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)

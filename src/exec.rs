@@ -375,7 +375,7 @@ impl Exec {
 
     /// Record a running child group: `START_TIME KIND` then the (redacted) command line.
     fn register(&self, pid: i32, cmd: &Cmd) -> Option<PathBuf> {
-        crate::private_dir(&self.children_dir);
+        crate::paths::private_dir(&self.children_dir);
         let path = self.children_dir.join(pid.to_string());
         let kind = if must_not_kill(&cmd.program) {
             "wait"
@@ -445,7 +445,7 @@ impl Exec {
 
     fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
         let dir = self.log_dir.join("steps");
-        crate::private_dir(&dir);
+        crate::paths::private_dir(&dir);
         let path = dir.join(format!("{log}.log"));
         let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
@@ -455,7 +455,11 @@ impl Exec {
             return;
         };
         let r = &self.redactor;
-        let mut text = format!("--- {} $ {}\n", crate::now(), r.redact(&cmd.display()));
+        let mut text = format!(
+            "--- {} $ {}\n",
+            crate::paths::now(),
+            r.redact(&cmd.display())
+        );
         if cmd.stdin.is_some() {
             text.push_str("(stdin supplied, not logged)\n");
         }

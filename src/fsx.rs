@@ -7,7 +7,7 @@
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
 use std::ffi::OsStr;
 use std::io::{Error, ErrorKind, Read, Result, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
@@ -164,9 +164,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u3
     let dfd = open_dir(dir)?;
     let dirfd = reopen_dir(&dfd, dir)?;
     let tmp = format!(
-        ".keel.{}.{}",
+        ".keel.{}.{:016x}",
         std::process::id(),
-        crate::secrets::random_token(6)
+        rand::random::<u64>()
     );
     let fd = rustix::fs::openat(
         &dirfd,
@@ -323,9 +323,6 @@ pub fn root_only(st: &rustix::fs::Stat) -> bool {
 pub fn owner_of(path: &Path) -> Result<Option<(u32, u32)>> {
     Ok(lstat(path)?.map(|s| (s.st_uid, s.st_gid)))
 }
-
-#[allow(dead_code)]
-fn _assert_fd(_: impl AsFd) {}
 
 #[cfg(test)]
 mod tests {

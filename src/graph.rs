@@ -1,139 +1,8 @@
-//! Steps, the DAG they form, and which of them a run selects and why.
-use crate::Paths;
-use crate::config::Config;
+//! The DAG the steps form, and which of them a run selects and why.
 use crate::error::{Error, Result};
-use crate::events::Events;
-use crate::exec::{Cmd, Exec, ExecError, Output};
-use crate::retry::{Kind, classify};
-use crate::secrets::Secrets;
 use crate::state::{State, Status};
-use crate::txn::Txn;
-use crate::ui::Ui;
+use crate::step::Step;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
-
-/// Everything a step may use.
-pub struct Ctx {
-    pub cfg: Config,
-    pub paths: Paths,
-    pub exec: Exec,
-    pub secrets: Secrets,
-    pub ui: Ui,
-    pub events: Events,
-    /// Held around every apt/dpkg operation: parallel steps never run two at once.
-    pub apt: Mutex<()>,
-    /// Test-only switch (KEEL_TEST_FAIL_AFTER=STEP): fail STEP after its run, to prove rollback.
-    pub fail_after: Option<String>,
-    pub ignore_preflight: Vec<String>,
-    /// The state file of this run (the health timer passes it on).
-    pub state_file: std::path::PathBuf,
-    /// May prompt (a TTY on stdin and stderr, and no --yes).
-    pub interactive: bool,
-    /// Hash of the app source tree, computed once per run (several fingerprints use it).
-    pub app_tree: std::sync::OnceLock<String>,
-}
-
-impl Ctx {
-    /// Run a command for `step`, turning a failure into a classified step error.
-    pub fn run(&self, step: &str, cmd: &Cmd) -> StepResult<Output> {
-        self.exec.run(step, cmd).map_err(StepError::from)
-    }
-
-    pub fn host(&self, p: &str) -> std::path::PathBuf {
-        self.paths.host(p)
-    }
-
-    /// Fake host (tests): commands are recorded, and probes that would talk to a real
-    /// service over the network are skipped. The e2e tests run them for real.
-    pub fn is_fake(&self) -> bool {
-        matches!(self.exec.mode, crate::exec::Mode::Fake(_))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StepError {
-    pub msg: String,
-    pub hint: String,
-    pub kind: Kind,
-}
-
-pub type StepResult<T = ()> = std::result::Result<T, StepError>;
-
-impl StepError {
-    pub fn permanent(msg: impl Into<String>, hint: impl Into<String>) -> StepError {
-        StepError {
-            msg: msg.into(),
-            hint: hint.into(),
-            kind: Kind::Permanent,
-        }
-    }
-    pub fn transient(msg: impl Into<String>, hint: impl Into<String>) -> StepError {
-        StepError {
-            msg: msg.into(),
-            hint: hint.into(),
-            kind: Kind::Transient,
-        }
-    }
-    pub fn hint(mut self, hint: impl Into<String>) -> StepError {
-        self.hint = hint.into();
-        self
-    }
-}
-
-impl From<ExecError> for StepError {
-    fn from(e: ExecError) -> StepError {
-        let kind = if e.timed_out {
-            Kind::Transient
-        } else {
-            classify(&e.stderr_tail)
-        };
-        StepError {
-            msg: e.to_string(),
-            hint: String::new(),
-            kind,
-        }
-    }
-}
-
-impl From<std::io::Error> for StepError {
-    fn from(e: std::io::Error) -> StepError {
-        StepError::permanent(e.to_string(), "")
-    }
-}
-
-pub trait Step: Send + Sync {
-    /// Stable kebab-case id: a CLI argument and a state-file key.
-    fn id(&self) -> &'static str;
-    fn deps(&self) -> &'static [&'static str];
-    fn about(&self) -> &'static str;
-    /// Hash input of everything the step's result depends on (config values, templates).
-    fn fingerprint(&self, ctx: &Ctx) -> String;
-    /// Idempotent: safe on a half-done host. File changes go through `tx`.
-    fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult;
-    /// Postcondition, checked after run (with retries: services take time to come up).
-    fn verify(&self, _ctx: &Ctx) -> StepResult {
-        Ok(())
-    }
-    /// Remove what the step set up, keeping data (databases, secrets, app directory).
-    fn undo(&self, _ctx: &Ctx) -> StepResult {
-        Ok(())
-    }
-    /// Uses apt/dpkg: never run beside another such step.
-    fn uses_apt(&self) -> bool {
-        false
-    }
-}
-
-pub fn hash(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    d.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
 
 pub struct Graph {
     pub steps: Vec<Box<dyn Step>>,
@@ -325,6 +194,8 @@ impl Graph {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use crate::step::{Ctx, StepResult};
+    use crate::txn::Txn;
 
     /// A step with no effects, for graph tests.
     pub struct Fake(pub &'static str, pub &'static [&'static str]);

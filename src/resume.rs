@@ -2,7 +2,8 @@
 //! it by itself (cloud-init's runcmd runs once per instance). So every install arms a boot
 //! unit, `keel-resume.service`, which runs `keel install --resume`: a no-op unless the last
 //! run did not finish, else the same step selection again, from where it stopped.
-use crate::Paths;
+use crate::exec::{Cmd, Exec};
+use crate::paths::Paths;
 use crate::state::{RunOutcome, RunRecord};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +31,7 @@ pub fn boot_id(paths: &Paths) -> Option<String> {
 /// Enabling is the `WantedBy` link itself; the running systemd needs no reload for a unit
 /// that only matters at the next boot.
 pub fn arm(paths: &Paths, config: &Path, state_file: &Path) -> std::io::Result<()> {
-    let text = crate::render::render(UNIT, crate::keel_unit_vars(config, state_file))
+    let text = crate::render::render(UNIT, crate::paths::keel_unit_vars(config, state_file))
         .map_err(std::io::Error::other)?;
     let unit = unit_path(paths);
     if std::fs::read_to_string(&unit).ok().as_deref() != Some(text.as_str()) {
@@ -61,8 +62,9 @@ pub fn interrupted(last: Option<&RunRecord>) -> Option<&RunRecord> {
 
 /// For `status --wait` after a reboot: is keel-resume.service still to take over the run a
 /// reboot cut? Only when the run started in another boot, the unit is enabled, and (asked
-/// of systemd on a real host) it has not run yet this boot while the boot is still going.
-pub fn pending(paths: &Paths, run: &RunRecord) -> bool {
+/// of systemd, through the one runner) it has not run yet this boot while the boot is
+/// still going.
+pub fn pending(paths: &Paths, exec: &Exec, run: &RunRecord) -> bool {
     let now = boot_id(paths);
     if now.is_none() || run.boot_id.is_none() || now == run.boot_id {
         return false;
@@ -70,22 +72,19 @@ pub fn pending(paths: &Paths, run: &RunRecord) -> bool {
     if std::fs::symlink_metadata(wants_link(paths)).is_err() {
         return false;
     }
-    if paths.root != Path::new("/") {
-        // A test's fake root: no systemd to ask.
-        return true;
-    }
-    let show = std::process::Command::new("systemctl")
-        .args([
-            "show",
-            "-p",
-            "ActiveState",
-            "-p",
-            "ExecMainStartTimestampMonotonic",
-            UNIT,
-        ])
-        .output();
-    let Ok(out) = show else { return false };
-    let text = String::from_utf8_lossy(&out.stdout);
+    let ask = |args: &[&str]| {
+        exec.probe("status", &Cmd::new("systemctl").args(args.iter().copied()))
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    let text = ask(&[
+        "show",
+        "-p",
+        "ActiveState",
+        "-p",
+        "ExecMainStartTimestampMonotonic",
+        UNIT,
+    ]);
     let val = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -101,10 +100,6 @@ pub fn pending(paths: &Paths, run: &RunRecord) -> bool {
         return false;
     }
     // Not run yet: pending while the boot is still in progress.
-    let state = std::process::Command::new("systemctl")
-        .arg("is-system-running")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let state = ask(&["is-system-running"]).trim().to_string();
     matches!(state.as_str(), "initializing" | "starting")
 }

@@ -74,7 +74,7 @@ impl Secrets {
         }
         let v = make();
         self.redactor.add(&v);
-        crate::txn::write_atomic(&self.path(name), format!("{v}\n").as_bytes(), 0o600, None)?;
+        crate::fsx::write_atomic(&self.path(name), format!("{v}\n").as_bytes(), 0o600, None)?;
         Ok(v)
     }
 

@@ -54,7 +54,7 @@ impl Ui {
             Some(m) => {
                 let _ = m.println(msg);
             }
-            None => eprintln!("{} keel: {msg}", crate::now()),
+            None => eprintln!("{} keel: {msg}", crate::paths::now()),
         }
     }
 

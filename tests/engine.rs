@@ -604,6 +604,8 @@ fn status_wait_waits_for_the_resume_after_a_reboot() {
         .code(1)
         .stdout(contains("stopped without finishing"));
     h.write("root/proc/sys/kernel/random/boot_id", "boot-2\n");
+    // systemd (the fake host's) says the boot is still going and the unit has not run.
+    h.rule("is-system-running\t1\t0\t\tstarting");
     h.keel()
         .args(["status", "--wait", "--timeout", "1"])
         .assert()

@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ pub fn tree_hash(ctx: &Ctx) -> String {
                     }));
                 }
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                crate::graph::hash(&refs)
+                crate::step::hash(&refs)
             }
             (None, Some(url)) => format!("git {url} {}", ctx.cfg.django.git_ref),
             (None, None) => "no source".into(),
@@ -235,7 +235,7 @@ impl Step for AppCode {
             }
         }
         tx.ensure_dir_owned(&dest, 0o755, Some((0, 0)))
-            .map_err(super::io_err(&dest))?;
+            .map_err(crate::step::io_err(&dest))?;
         match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
             (Some(src), _) => copy_source(ctx, tx, &src, &dest)?,
             (None, Some(url)) => fetch_git(ctx, tx, url, &dest)?,
@@ -250,7 +250,7 @@ impl Step for AppCode {
         for d in APP_WRITES {
             let p = dest.join(d);
             tx.ensure_dir_owned(&p, 0o755, Some(app_ids))
-                .map_err(super::io_err(&p))?;
+                .map_err(crate::step::io_err(&p))?;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 use super::app_code::{app_file, app_user_ids};
 use crate::config::Config;
 use crate::dotenv::{self, Ask, Inputs, SecretKind};
-use crate::graph::{Ctx, Step, StepError, StepResult};
 use crate::secrets::Secrets;
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::collections::BTreeMap;
 

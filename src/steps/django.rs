@@ -1,6 +1,6 @@
 use super::app_code::tree_hash;
 use super::python_env::{as_app, venv_bin};
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 

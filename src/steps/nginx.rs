@@ -1,6 +1,7 @@
-use super::{apply, ensure_running, io_err, require_active};
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::io_err;
+use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::systemd::{apply, ensure_running, require_active};
 use crate::txn::Txn;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -184,9 +185,9 @@ impl Step for Nginx {
             std::os::unix::fs::symlink("/etc/nginx/sites-available/default", &enabled)
                 .map_err(io_err(&enabled))?;
         }
-        if super::is_active(ctx, ID, UNIT) {
+        if crate::systemd::is_active(ctx, ID, UNIT) {
             config_test(ctx, ID)?;
-            super::systemctl(ctx, ID, &["reload", UNIT])?;
+            crate::systemd::systemctl(ctx, ID, &["reload", UNIT])?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 use crate::config::Config;
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::system;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
         if let Some(d) = stamp.parent() {
             let _ = std::fs::create_dir_all(d);
         }
-        let _ = std::fs::write(&stamp, crate::now());
+        let _ = std::fs::write(&stamp, crate::paths::now());
     }
     ctx.ui
         .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));

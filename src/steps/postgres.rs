@@ -1,6 +1,7 @@
-use super::{apply, ensure_running, io_err, require_active, require_loopback_listener};
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::io_err;
+use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::io::Write;
 use std::path::PathBuf;
@@ -146,7 +147,12 @@ impl Step for Postgres {
         .map_err(|e| StepError::permanent(e, ""))?;
         let path = cluster.join("conf.d/keel.conf");
         let changed = tx
-            .write(&path, conf.as_bytes(), 0o644, super::owner(ctx, "postgres"))
+            .write(
+                &path,
+                conf.as_bytes(),
+                0o644,
+                crate::step::owner(ctx, "postgres"),
+            )
             .map_err(io_err(&path))?;
         ensure_running(ctx, ID, UNIT, tx)?;
         if changed {
@@ -215,8 +221,8 @@ impl Step for Postgres {
         let path = cluster.join("conf.d/keel.conf");
         if path.exists() {
             std::fs::remove_file(&path).map_err(io_err(&path))?;
-            if super::is_active(ctx, ID, UNIT) {
-                super::systemctl(ctx, ID, &["restart", UNIT])?;
+            if crate::systemd::is_active(ctx, ID, UNIT) {
+                crate::systemd::systemctl(ctx, ID, &["restart", UNIT])?;
             }
         }
         Ok(())

@@ -1,5 +1,5 @@
 use crate::checks::{Level, preflight};
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct Preflight;
@@ -25,7 +25,7 @@ impl Step for Preflight {
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let (results, blocking) = preflight::run(&ctx.cfg, &ctx.paths.root, &ctx.ignore_preflight);
-        crate::record_preflight(ctx, &results);
+        crate::checks::record_preflight(ctx, &results);
         for r in results.iter().filter(|r| r.level != Level::Ok) {
             let tag = if r.ignored {
                 "ignored error"

@@ -1,7 +1,7 @@
 use super::app_code::app_file;
-use super::io_err;
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::io_err;
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 

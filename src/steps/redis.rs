@@ -1,6 +1,7 @@
-use super::{apply, ensure_running, io_err, require_active, require_loopback_listener};
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::io_err;
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::system::net::Resp;
+use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::time::Duration;
 
@@ -61,7 +62,12 @@ impl Step for Redis {
         let ours = ctx.host(OURS);
         // Readable by redis only: it holds requirepass.
         let mut changed = tx
-            .write(&ours, conf.as_bytes(), 0o640, super::owner(ctx, "redis"))
+            .write(
+                &ours,
+                conf.as_bytes(),
+                0o640,
+                crate::step::owner(ctx, "redis"),
+            )
             .map_err(io_err(&ours))?;
         if !text.lines().any(|l| l.trim() == include_line()) {
             // Last, so keel's settings override the distribution's.
@@ -177,8 +183,8 @@ impl Step for Redis {
             std::fs::remove_file(&ours).map_err(io_err(&ours))?;
             changed = true;
         }
-        if changed && super::is_active(ctx, ID, UNIT) {
-            super::systemctl(ctx, ID, &["restart", UNIT])?;
+        if changed && crate::systemd::is_active(ctx, ID, UNIT) {
+            crate::systemd::systemctl(ctx, ID, &["restart", UNIT])?;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::MetadataExt;
 

@@ -1,7 +1,8 @@
 use super::app_code::tree_hash;
-use super::{io_err, is_active, systemctl};
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::io_err;
+use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::systemd::{is_active, systemctl};
 use crate::txn::Txn;
 
 pub struct Services;
@@ -55,7 +56,7 @@ fn health_timer(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
         }
         return Ok(false);
     }
-    let mut v = crate::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
+    let mut v = crate::paths::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
     v.insert("minutes".into(), ctx.cfg.health.interval_minutes.into());
     let mut changed = false;
     for (name, path) in [("keel-verify.service", &svc), ("keel-verify.timer", &timer)] {
@@ -133,7 +134,7 @@ impl Step for Services {
         for unit in unit_names(ctx) {
             if is_active(ctx, ID, &unit) {
                 // The step runs because its inputs changed: pick up new code, settings, units.
-                super::apply(ctx, ID, "restart", &unit, tx)?;
+                crate::systemd::apply(ctx, ID, "restart", &unit, tx)?;
             } else {
                 tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", &unit]));
                 systemctl(ctx, ID, &["enable", "--now", &unit])
@@ -144,9 +145,9 @@ impl Step for Services {
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
         if ctx.cfg.health.timer {
-            super::require_active(ctx, ID, "keel-verify.timer")?;
+            crate::systemd::require_active(ctx, ID, "keel-verify.timer")?;
         }
-        super::require_stable(ctx, ID, &unit_names(ctx))?;
+        crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
         if !ctx.is_fake() && !ctx.host(&socket(ctx)).exists() {
             return Err(StepError::transient(
                 format!("Gunicorn's socket {} is not there yet", socket(ctx)),

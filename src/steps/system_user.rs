@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct SystemUser;
@@ -54,7 +54,7 @@ impl Step for SystemUser {
         // nginx traverses it to the static files.
         let dir = ctx.host(&base.display().to_string());
         tx.ensure_dir_owned(&dir, 0o755, Some((0, 0)))
-            .map_err(super::io_err(&dir))?;
+            .map_err(crate::step::io_err(&dir))?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {

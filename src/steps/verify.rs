@@ -1,5 +1,5 @@
 use super::python_env::{as_app, venv_bin};
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::system::net::http_get;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ fn check_home(ctx: &Ctx) -> StepResult {
 
 fn check_worker(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
-    super::require_active(ctx, ID, &format!("{app}-worker"))?;
+    crate::systemd::require_active(ctx, ID, &format!("{app}-worker"))?;
     // The task round trip first: it answers as soon as the (possibly still starting) worker
     // takes the task, where `inspect ping` would wait out its whole timeout.
     let ping = &ctx.cfg.django.celery_ping_path;
@@ -125,7 +125,7 @@ fn check_worker(ctx: &Ctx) -> StepResult {
 /// Beat is active and its heartbeat advanced since beat (re)started.
 fn check_beat(ctx: &Ctx) -> StepResult {
     let unit = format!("{}-beat", ctx.cfg.app.name);
-    super::require_active(ctx, ID, &unit)?;
+    crate::systemd::require_active(ctx, ID, &unit)?;
     if ctx.cfg.django.heartbeat_path.is_empty() {
         return Ok(());
     }

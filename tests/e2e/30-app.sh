@@ -147,7 +147,8 @@ scenario_rollback_all() {
 scenario_partial_venv() {
   fresh
   keel install --yes app-code python-packages
-  vx runuser -u demo -- python3 -m venv --without-pip /opt/demo/venv
+  vx install -d -o demo-build -g demo-build /opt/demo/venv
+  vx runuser -u demo-build -- python3 -m venv --without-pip /opt/demo/venv
   vx test ! -e /opt/demo/venv/bin/pip
   keel install --yes python-env
   vx test -x /opt/demo/venv/bin/pip || fail "venv not rebuilt"

@@ -1,12 +1,10 @@
-//! `keel verify`: every health check at once, each bounded by a timeout; an overall verdict
-//! (readiness-probe style: critical checks decide unhealthy), self-healing of keel's units,
-//! and output for humans, machines and Prometheus' node_exporter textfile collector.
+//! The health checks behind `keel verify` and the verify step's service checks: each
+//! bounded by a timeout, an overall verdict (readiness-probe style: critical checks decide
+//! unhealthy), self-healing of keel's units, and Prometheus' textfile format.
 use crate::checks::{CheckFn, CheckResult, Level, error, ok, run_parallel, warn};
-use crate::cli::{Cli, Output};
 use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Step, StepError, StepResult};
 use crate::steps;
 use serde::Serialize;
 use serde_json::json;
@@ -61,7 +59,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                steps::require_active(&c, "health", "postgresql").and_then(|_| {
+                crate::systemd::require_active(&c, "health", "postgresql").and_then(|_| {
                     steps::postgres::app_sql(&c, "health", "SELECT 1;").and_then(|o| {
                         if o.trim() == "1" {
                             Ok(())
@@ -127,7 +125,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                steps::require_active(&c, "health", &format!("{}-web", c.cfg.app.name)),
+                crate::systemd::require_active(&c, "health", &format!("{}-web", c.cfg.app.name)),
                 "Gunicorn unit active",
             )
         }),
@@ -138,7 +136,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             let unit = format!("{}-worker", c.cfg.app.name);
-            let r = steps::require_active(&c, "health", &unit).and_then(|_| {
+            let r = crate::systemd::require_active(&c, "health", &unit).and_then(|_| {
                 let path = &c.cfg.django.celery_ping_path;
                 if path.is_empty() {
                     return Ok(());
@@ -166,7 +164,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             let unit = format!("{}-beat", c.cfg.app.name);
-            let r = steps::require_active(&c, "health", &unit).and_then(|_| {
+            let r = crate::systemd::require_active(&c, "health", &unit).and_then(|_| {
                 let path = &c.cfg.django.heartbeat_path;
                 if path.is_empty() {
                     return Ok(());
@@ -260,7 +258,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         Box::new(move || {
             let mut restarted = vec![];
             for u in units(&c.cfg) {
-                let n = steps::restarts(&c, "health", &u);
+                let n = crate::systemd::restarts(&c, "health", &u);
                 if n > 0 {
                     restarted.push(format!("{u} ×{n}"));
                 }
@@ -363,10 +361,10 @@ pub fn evaluate(ctx: &Arc<Ctx>, sequential: bool) -> Report {
 }
 
 /// Restart keel's units that are not active, with bounded attempts and backoff.
-fn heal(ctx: &Ctx) -> Vec<String> {
+pub fn heal(ctx: &Ctx) -> Vec<String> {
     let mut actions = vec![];
     for u in units(&ctx.cfg) {
-        if steps::is_active(ctx, "heal", &u) {
+        if crate::systemd::is_active(ctx, "heal", &u) {
             continue;
         }
         let r = crate::retry::retry(
@@ -377,9 +375,9 @@ fn heal(ctx: &Ctx) -> Vec<String> {
                 max_total_delay_ms: 20_000,
             },
             || {
-                steps::systemctl(ctx, "heal", &["restart", &u])?;
+                crate::systemd::systemctl(ctx, "heal", &["restart", &u])?;
                 std::thread::sleep(Duration::from_millis(700));
-                steps::require_active(ctx, "heal", &u)
+                crate::systemd::require_active(ctx, "heal", &u)
             },
             |_| true,
             |e, d| {
@@ -432,77 +430,4 @@ pub fn prometheus(r: &Report) -> String {
     s.push_str(&format!("# HELP keel_health Overall verdict: 0 healthy, 1 degraded, 2 unhealthy.\n# TYPE keel_health gauge\nkeel_health {v}\n"));
     s.push_str(&format!("# HELP keel_verify_duration_seconds Wall time of keel verify.\n# TYPE keel_verify_duration_seconds gauge\nkeel_verify_duration_seconds {:.3}\n", r.duration_ms as f64 / 1000.0));
     s
-}
-
-fn print(cli: &Cli, r: &Report, healed: &[String]) {
-    match cli.output {
-        Output::Json | Output::Dot => {
-            let checks: Vec<_> = r.checks.iter().map(|(c, crit)| json!({"name": c.name, "critical": crit, "level": c.level, "message": c.message, "hint": c.hint, "duration_ms": c.duration_ms})).collect();
-            println!(
-                "{}",
-                json!({"verdict": r.verdict, "duration_ms": r.duration_ms, "healed": healed, "checks": checks})
-            );
-        }
-        Output::Prometheus => print!("{}", prometheus(r)),
-        Output::Human => {
-            let list: Vec<CheckResult> = r.checks.iter().map(|(c, _)| c.clone()).collect();
-            print!("{}", crate::checks::render_table(&list));
-            println!(
-                "{:?} ({} checks in {} ms)",
-                r.verdict,
-                r.checks.len(),
-                r.duration_ms
-            );
-        }
-    }
-}
-
-pub fn run(
-    cli: &Cli,
-    do_heal: bool,
-    watch: Option<u64>,
-    fail_on_degraded: bool,
-    sequential: bool,
-) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
-    let ctx = Arc::new(crate::build_ctx(
-        cfg,
-        cli.output != Output::Human,
-        vec![],
-        "verify",
-    ));
-    loop {
-        let mut report = evaluate(&ctx, sequential);
-        let mut healed = vec![];
-        if do_heal && report.verdict != Verdict::Healthy {
-            healed = heal(&ctx);
-            if !healed.is_empty() {
-                report = evaluate(&ctx, sequential);
-            }
-        }
-        print(cli, &report, &healed);
-        match watch {
-            Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
-            None => {
-                return match report.verdict {
-                    Verdict::Unhealthy => {
-                        Err(Error::Unhealthy(format!("unhealthy: {}", failing(&report))))
-                    }
-                    Verdict::Degraded if fail_on_degraded => {
-                        Err(Error::Unhealthy(format!("degraded: {}", failing(&report))))
-                    }
-                    _ => Ok(()),
-                };
-            }
-        }
-    }
-}
-
-fn failing(r: &Report) -> String {
-    r.checks
-        .iter()
-        .filter(|(c, _)| c.level != Level::Ok)
-        .map(|(c, _)| format!("{} ({})", c.name, c.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }

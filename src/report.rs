@@ -4,7 +4,7 @@
 use crate::checks::Level;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
-use crate::graph::{Ctx, Step};
+use crate::step::{Ctx, Step};
 
 /// Reports kept; older ones are pruned.
 const KEEP: usize = 20;
@@ -135,7 +135,7 @@ fn events(ctx: &Ctx) -> Section {
 fn services(ctx: &Ctx) -> Section {
     let mut body = String::new();
     let mut down = vec![];
-    for u in crate::health::units(&ctx.cfg) {
+    for u in crate::checks::health::units(&ctx.cfg) {
         let (_, state) = sh(ctx, "systemctl", &["is-active", &u]);
         let state = state.trim().to_string();
         if state != "active" {
@@ -352,7 +352,7 @@ pub fn render_text(sections: &[Section]) -> String {
         Level::Warn => "WARN ",
         Level::Error => "ERROR",
     };
-    let mut s = format!("keel diagnostics — {}\n\nSUMMARY\n", crate::now());
+    let mut s = format!("keel diagnostics — {}\n\nSUMMARY\n", crate::paths::now());
     for x in sections {
         s.push_str(&format!(
             "  {} {:<20} {}\n",
@@ -377,15 +377,15 @@ pub fn render_text(sections: &[Section]) -> String {
 pub fn write_with(ctx: &Ctx, state: &State, full: bool) -> Result<(PathBuf, PathBuf)> {
     let sections = build(ctx, state, full);
     let dir = ctx.paths.log_dir();
-    crate::private_dir(&dir);
-    let ts = crate::now().replace([':', '-'], "");
+    crate::paths::private_dir(&dir);
+    let ts = crate::paths::now().replace([':', '-'], "");
     let txt = dir.join(format!("diagnostics-{ts}.txt"));
     let json = dir.join(format!("diagnostics-{ts}.json"));
     let text = redact(ctx, &render_text(&sections));
     let j = redact(
         ctx,
         &serde_json::to_string_pretty(
-            &serde_json::json!({"generated_at": crate::now(), "sections": sections}),
+            &serde_json::json!({"generated_at": crate::paths::now(), "sections": sections}),
         )
         .map_err(anyhow::Error::from)?,
     );

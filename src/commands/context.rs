@@ -1,0 +1,119 @@
+//! What every command needs before it can run steps or checks: the context, built once.
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::step::Ctx;
+use crate::{events, exec, redact, render, secrets, ui};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// How a command wants its context: named fields instead of positional bools.
+#[derive(Debug, Clone)]
+pub struct CtxOptions {
+    /// Plain lines only (JSON output or a non-interactive command).
+    pub quiet: bool,
+    pub ignore_preflight: Vec<String>,
+    pub run_id: String,
+    /// May prompt (a TTY on stdin and stderr, and no --yes).
+    pub interactive: bool,
+    pub state_file: std::path::PathBuf,
+}
+
+impl CtxOptions {
+    pub fn new(cli: &crate::cli::Cli, run_id: &str) -> CtxOptions {
+        CtxOptions {
+            quiet: cli.output != crate::cli::Output::Human,
+            ignore_preflight: vec![],
+            run_id: run_id.into(),
+            interactive: false,
+            state_file: cli.state_file.clone(),
+        }
+    }
+}
+
+/// The one command runner: the real host, or the fake one when KEEL_FAKE_HOST names its
+/// directory (tests, and tools outside the crate, drive keel that way).
+pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> exec::Exec {
+    let mode = match std::env::var_os("KEEL_FAKE_HOST") {
+        Some(d) => exec::Mode::Fake(d.into()),
+        None => exec::Mode::Real,
+    };
+    exec::Exec {
+        mode,
+        log_dir: paths.log_dir(),
+        redactor,
+        default_timeout: timeout,
+        children_dir: paths.host("/run/keel/children"),
+    }
+}
+
+pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
+    let paths = Paths::from_env();
+    let redactor = redact::Redactor::default();
+    render::set_override_dir(paths.host("/etc/keel/templates"));
+    let secrets = secrets::Secrets {
+        dir: paths.secrets_dir(),
+        redactor: redactor.clone(),
+    };
+    secrets.load_all();
+    let exec = runner(
+        &paths,
+        redactor.clone(),
+        Duration::from_secs(cfg.timeouts.command_secs),
+    );
+    let events = events::Events::new(paths.events_file(), o.run_id.clone(), redactor);
+    Ctx {
+        cfg,
+        exec,
+        secrets,
+        ui: ui::Ui::new(o.quiet),
+        events,
+        apt: Default::default(),
+        fail_after: std::env::var("KEEL_TEST_FAIL_AFTER")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        ignore_preflight: o.ignore_preflight,
+        interactive: o.interactive,
+        state_file: o.state_file,
+        app_tree: Default::default(),
+        paths,
+    }
+}
+
+/// Before a run changes anything: stop what a killed run left running (apt excepted), and
+/// say so, since it explains a step the previous run never finished.
+pub fn reap_leftovers(ctx: &Ctx) {
+    for l in ctx.exec.reap_leftovers() {
+        let (what, event) = match l.action {
+            exec::LeftoverAction::Stopped => ("stopped", "leftover_stopped"),
+            exec::LeftoverAction::LeftRunning => (
+                "left running (apt/dpkg is never interrupted; the dpkg lock serialises it)",
+                "leftover_running",
+            ),
+        };
+        ctx.ui.line(&format!(
+            "a previous keel run was killed while `{}` (pid {}) ran: {what}",
+            l.cmd, l.pgid
+        ));
+        ctx.events
+            .emit(event, None, json!({"pid": l.pgid, "command": l.cmd}));
+    }
+}
+
+pub fn confirm(cli: &crate::cli::Cli, question: &str) -> Result<bool> {
+    if cli.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(Error::usage(
+            format!("{question}: no terminal to ask on"),
+            "pass --yes to confirm in unattended use",
+        ));
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .map_err(|e| Error::Other(e.into()))
+}

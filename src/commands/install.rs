@@ -1,0 +1,155 @@
+//! `keel install [STEP...]`: validate everything, take the lock, run the planned steps, write
+//! the diagnostics report, say what happened.
+use super::context::{CtxOptions, build_ctx, reap_leftovers};
+use crate::cli::{Cli, Command, Output};
+use crate::config::Config;
+use crate::engine::{InstallOpts, RunReport};
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::state::{RunLock, State, Status};
+use crate::step::Ctx;
+use crate::{engine, resume, steps};
+use std::io::IsTerminal;
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let Command::Install {
+        steps: targets,
+        retry_step,
+        skip,
+        dry_run,
+        ignore_preflight_errors,
+        rollback,
+        resume,
+    } = &cli.command
+    else {
+        unreachable!("install::run is called for `install`")
+    };
+    // Everything is checked before the first write: the config and what it points to, the
+    // step names and the state file. A run refused here leaves no lock, unit or secret.
+    let cfg = Config::load(&cli.config)?;
+    let graph = steps::graph();
+    graph.plan(&State::default(), targets, retry_step, skip, &|_| {
+        String::new()
+    })?;
+    cfg.check_users(&Paths::from_env().root)?;
+    cfg.check_source()?;
+    State::load(&cli.state_file)?;
+    let id = crate::paths::run_id();
+    let mut o = CtxOptions::new(cli, &id);
+    o.quiet = cli.output == Output::Json;
+    o.ignore_preflight = ignore_preflight_errors.clone();
+    o.interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let ctx = build_ctx(cfg, o);
+    let mut opts = InstallOpts {
+        targets: targets.clone(),
+        retry: retry_step.clone(),
+        skip: skip.clone(),
+        rollback: match rollback {
+            crate::cli::RollbackMode::Run => engine::RollbackMode::Run,
+            crate::cli::RollbackMode::Step => engine::RollbackMode::Step,
+            crate::cli::RollbackMode::None => engine::RollbackMode::None,
+        },
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    if *dry_run {
+        let st = State::load(&cli.state_file)?;
+        return super::plan::print_plan(cli, &ctx, &graph, &st, &opts);
+    }
+    let _lock = match RunLock::acquire(&cli.state_file) {
+        // Someone else is already running (or resuming) it: nothing for us to do.
+        Err(Error::Locked { pid, .. }) if *resume => {
+            println!("keel: nothing to resume: keel (pid {pid}) is running");
+            return Ok(());
+        }
+        other => other?,
+    };
+    let mut st = State::load(&cli.state_file)?;
+    if *resume && !resume_selection(&ctx, &st, &mut opts) {
+        return Ok(());
+    }
+    if let Err(e) = resume::arm(&ctx.paths, &cli.config, &cli.state_file) {
+        ctx.ui.line(&format!(
+            "warning: could not set up {} (a reboot during this run will need a manual re-run): {e}",
+            resume::UNIT
+        ));
+    }
+    reap_leftovers(&ctx);
+    let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
+    // A report after every run, failed or not; service probes only if something ran.
+    let full = report.plan.iter().any(|(_, r)| r.runs());
+    match crate::report::write_with(&ctx, &st, full) {
+        Ok((txt, _)) => ctx.ui.line(&format!("diagnostics: {}", txt.display())),
+        Err(e) => ctx
+            .ui
+            .line(&format!("could not write the diagnostics report: {e}")),
+    }
+    ctx.ui.finish();
+    if cli.output == Output::Json {
+        println!("{}", report.to_json(&st));
+    } else {
+        print_outcome(&ctx, &report);
+    }
+    match engine::step_failed_error(&report) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `--resume`: the cut run's targets and skips, or false when there is nothing to resume.
+fn resume_selection(ctx: &Ctx, st: &State, opts: &mut InstallOpts) -> bool {
+    let Some(last) = resume::interrupted(st.last_run.as_ref()) else {
+        println!("keel: nothing to resume: the last run finished");
+        return false;
+    };
+    let cut: Vec<&str> = st
+        .steps
+        .iter()
+        .filter(|(_, r)| r.status == Status::Running)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    ctx.ui.line(&format!(
+        "resuming run {} (started {}), cut short during: {}",
+        last.id,
+        last.started_at,
+        if cut.is_empty() {
+            "-".to_string()
+        } else {
+            cut.join(", ")
+        }
+    ));
+    opts.targets = last.targets.clone();
+    opts.skip = last.skip.clone();
+    true
+}
+
+fn print_outcome(ctx: &Ctx, report: &RunReport) {
+    let ran = report.plan.iter().filter(|(_, r)| r.runs()).count();
+    match &report.failed {
+        None => println!(
+            "keel: {} step(s) run, {} already done: all good",
+            ran,
+            report.plan.len() - ran
+        ),
+        Some((sid, e)) => {
+            println!("keel: step {sid} failed: {}", e.msg);
+            if !e.hint.is_empty() {
+                println!("  hint: {}", e.hint);
+            }
+            if !report.rolled_back.is_empty() {
+                println!(
+                    "  rolled back (data kept): {}",
+                    report.rolled_back.join(", ")
+                );
+            }
+            println!(
+                "  log: {}",
+                ctx.paths
+                    .log_dir()
+                    .join("steps")
+                    .join(format!("{sid}.log"))
+                    .display()
+            );
+            println!("  after fixing it: keel install --retry-step {sid}");
+        }
+    }
+}

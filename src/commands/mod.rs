@@ -1,0 +1,52 @@
+//! One file per subcommand, as cargo and just do; `run` only dispatches. Commands sit at the
+//! top of the crate: nothing below imports them.
+pub mod context;
+pub mod diagnose;
+pub mod env;
+pub mod init;
+pub mod install;
+pub mod plan;
+pub mod preflight;
+pub mod rollback;
+pub mod status;
+pub mod verify;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::StateSchema => {
+            print!("{}", crate::state::schema_json());
+            Ok(())
+        }
+        Command::Status {
+            wait: true,
+            timeout,
+        } => status::wait(&cli, *timeout),
+        Command::Status { .. } => status::run(&cli),
+        Command::Env { example, out } => env::run(&cli, example, out),
+        Command::Init => init::run(&cli),
+        Command::Verify {
+            heal,
+            watch,
+            fail_on_degraded,
+            sequential,
+        } => verify::run(
+            &cli,
+            verify::Opts {
+                heal: *heal,
+                watch: *watch,
+                fail_on_degraded: *fail_on_degraded,
+                sequential: *sequential,
+            },
+        ),
+        Command::Diagnose => diagnose::run(&cli),
+        Command::Plan => plan::run(&cli),
+        Command::Preflight {
+            ignore_preflight_errors,
+        } => preflight::run(&cli, ignore_preflight_errors),
+        Command::Install { .. } => install::run(&cli),
+        Command::Rollback => rollback::run(&cli),
+    }
+}

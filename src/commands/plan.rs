@@ -1,0 +1,82 @@
+//! `keel plan`: the step graph in order, with what the next install would do; and the
+//! dry-run table of `install --dry-run`.
+use super::context::{CtxOptions, build_ctx};
+use crate::cli::{Cli, Output};
+use crate::config::Config;
+use crate::engine::{self, InstallOpts};
+use crate::error::Result;
+use crate::graph::{Graph, Reason};
+use crate::state::State;
+use crate::step::{Ctx, Step};
+use crate::steps;
+use serde_json::json;
+
+pub fn print_plan(
+    cli: &Cli,
+    ctx: &Ctx,
+    graph: &Graph,
+    st: &State,
+    opts: &InstallOpts,
+) -> Result<()> {
+    let fp = |s: &dyn Step| engine::fingerprint(ctx, s);
+    let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp)?;
+    if cli.output == Output::Json {
+        let v: Vec<_> = plan.iter().map(|(id, r)| json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.deps())})).collect();
+        println!("{}", json!({"dry_run": true, "steps": v}));
+    } else {
+        for (id, r) in &plan {
+            println!("{:<15} {}", id, r.describe());
+        }
+    }
+    Ok(())
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let graph = steps::graph();
+    if cli.output == Output::Dot {
+        print!("{}", graph.dot());
+        return Ok(());
+    }
+    // The plan reads the config only to tell what an install would do; without one it still
+    // prints the graph.
+    let st = State::load(&cli.state_file)?;
+    let cfg = Config::load(&cli.config);
+    let reasons: Vec<(&str, Option<Reason>)> = match cfg {
+        Ok(cfg) => {
+            let mut o = CtxOptions::new(cli, &crate::paths::run_id());
+            o.quiet = true;
+            let ctx = build_ctx(cfg, o);
+            let fp = |s: &dyn Step| engine::fingerprint(&ctx, s);
+            graph
+                .plan(&st, &[], &[], &[], &fp)?
+                .into_iter()
+                .map(|(i, r)| (i, Some(r)))
+                .collect()
+        }
+        Err(_) => graph.ids().into_iter().map(|i| (i, None)).collect(),
+    };
+    if cli.output == Output::Json {
+        let v: Vec<_> = reasons
+            .iter()
+            .map(|(id, r)| {
+                let s = graph.get(id).expect("step");
+                json!({"id": id, "about": s.about(), "deps": s.deps(), "next_install": r.map(|r| r.describe())})
+            })
+            .collect();
+        println!("{}", json!({"steps": v}));
+        return Ok(());
+    }
+    for (i, (id, r)) in reasons.iter().enumerate() {
+        let s = graph.get(id).expect("step");
+        let deps = if s.deps().is_empty() {
+            "-".to_string()
+        } else {
+            s.deps().join(", ")
+        };
+        println!("{:>2}. {:<15} {:<60} after: {}", i + 1, id, s.about(), deps);
+        if let Some(r) = r {
+            println!("    {:<12} next install: {}", "", r.describe());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `keel preflight`: the checks alone, as a table or JSON.
+use super::context::{CtxOptions, build_ctx};
+use crate::checks;
+use crate::cli::{Cli, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use serde_json::json;
+
+pub fn run(cli: &Cli, ignore: &[String]) -> Result<()> {
+    let json_out = cli.output == Output::Json;
+    let cfg = Config::load(&cli.config)?;
+    let mut o = CtxOptions::new(cli, &crate::paths::run_id());
+    o.ignore_preflight = ignore.to_vec();
+    let ctx = build_ctx(cfg, o);
+    let (results, blocking) = checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore);
+    checks::record_preflight(&ctx, &results);
+    if json_out {
+        println!(
+            "{}",
+            json!({"ok": blocking.is_empty(), "blocking": blocking, "checks": results})
+        );
+    } else {
+        print!("{}", checks::render_table(&results));
+    }
+    if blocking.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Preflight {
+            failed: blocking.join(", "),
+        })
+    }
+}

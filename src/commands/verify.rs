@@ -1,0 +1,86 @@
+//! `keel verify`: run the health checks (optionally healing), print them for humans,
+//! machines or Prometheus, and exit by the verdict.
+use super::context::{CtxOptions, build_ctx};
+use crate::checks::health::{Report, Verdict, evaluate, heal, prometheus};
+use crate::checks::{self, CheckResult, Level};
+use crate::cli::{Cli, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn print(cli: &Cli, r: &Report, healed: &[String]) {
+    match cli.output {
+        Output::Json | Output::Dot => {
+            let checks: Vec<_> = r.checks.iter().map(|(c, crit)| json!({"name": c.name, "critical": crit, "level": c.level, "message": c.message, "hint": c.hint, "duration_ms": c.duration_ms})).collect();
+            println!(
+                "{}",
+                json!({"verdict": r.verdict, "duration_ms": r.duration_ms, "healed": healed, "checks": checks})
+            );
+        }
+        Output::Prometheus => print!("{}", prometheus(r)),
+        Output::Human => {
+            let list: Vec<CheckResult> = r.checks.iter().map(|(c, _)| c.clone()).collect();
+            print!("{}", checks::render_table(&list));
+            println!(
+                "{:?} ({} checks in {} ms)",
+                r.verdict,
+                r.checks.len(),
+                r.duration_ms
+            );
+        }
+    }
+}
+
+pub struct Opts {
+    pub heal: bool,
+    pub watch: Option<u64>,
+    pub fail_on_degraded: bool,
+    pub sequential: bool,
+}
+
+pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
+    let Opts {
+        heal: do_heal,
+        watch,
+        fail_on_degraded,
+        sequential,
+    } = opts;
+    let cfg = Config::load(&cli.config)?;
+    let ctx = Arc::new(build_ctx(cfg, CtxOptions::new(cli, "verify")));
+    loop {
+        let mut report = evaluate(&ctx, sequential);
+        let mut healed = vec![];
+        if do_heal && report.verdict != Verdict::Healthy {
+            healed = heal(&ctx);
+            if !healed.is_empty() {
+                report = evaluate(&ctx, sequential);
+            }
+        }
+        print(cli, &report, &healed);
+        match watch {
+            Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
+            None => {
+                return match report.verdict {
+                    Verdict::Unhealthy => {
+                        Err(Error::Unhealthy(format!("unhealthy: {}", failing(&report))))
+                    }
+                    Verdict::Degraded if fail_on_degraded => {
+                        Err(Error::Unhealthy(format!("degraded: {}", failing(&report))))
+                    }
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+}
+
+fn failing(r: &Report) -> String {
+    r.checks
+        .iter()
+        .filter(|(c, _)| c.level != Level::Ok)
+        .map(|(c, _)| format!("{} ({})", c.name, c.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

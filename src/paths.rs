@@ -1,0 +1,95 @@
+//! Where keel reads and writes, and the small facts every layer needs (time stamps, run ids).
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Where keel reads and writes on the host. `root` is `/` except in tests (KEEL_ROOT), where a
+/// temp directory stands in for the host.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Paths {
+        Paths {
+            root: std::env::var_os("KEEL_ROOT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "/".into()),
+        }
+    }
+    /// A host path under the root.
+    pub fn host(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.host("/var/log/keel")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.host("/etc/keel/secrets")
+    }
+    pub fn events_file(&self) -> PathBuf {
+        self.log_dir().join("events.jsonl")
+    }
+}
+
+/// Create a log directory readable by root only (logs are redacted, but they describe the
+/// host in detail). Best effort: logging must never fail a run.
+pub fn private_dir(dir: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+}
+
+/// The template variables of a unit that runs keel itself (keel-verify, keel-resume): this
+/// binary and the config and state file of this run, as absolute paths (systemd runs the unit
+/// from / , where a relative path means something else).
+pub fn keel_unit_vars(
+    config: &Path,
+    state_file: &Path,
+) -> serde_json::Map<String, serde_json::Value> {
+    let keel = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/keel".into());
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("keel".into(), json!(keel));
+    m.insert("config".into(), json!(abs(config)));
+    m.insert("state_file".into(), json!(abs(state_file)));
+    m
+}
+
+/// RFC 3339 UTC timestamp, second precision.
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('Z')
+        .to_string()
+        + "Z"
+}
+
+pub fn run_id() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}-{}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        std::process::id()
+    )
+}

@@ -1,0 +1,127 @@
+//! systemd helpers every step uses: start, restart, check a unit, and the stronger checks
+//! (stable after start, listening on loopback only).
+use crate::exec::Cmd;
+use crate::step::{Ctx, StepError, StepResult};
+use crate::txn::Txn;
+
+pub fn systemctl(ctx: &Ctx, step: &str, args: &[&str]) -> StepResult<crate::exec::Output> {
+    crate::exec::systemctl(&ctx.exec, step, args).map_err(StepError::from)
+}
+
+pub fn is_active(ctx: &Ctx, step: &str, unit: &str) -> bool {
+    ctx.exec
+        .probe(
+            step,
+            &Cmd::new("systemctl").args(["is-active", "--quiet", unit]),
+        )
+        .map(|o| o.code == 0)
+        .unwrap_or(false)
+}
+
+/// Start and enable `unit` if it is not running; a unit this step started is stopped again
+/// if the step rolls back.
+pub fn ensure_running(ctx: &Ctx, step: &str, unit: &str, tx: &mut Txn) -> StepResult {
+    if !is_active(ctx, step, unit) {
+        systemctl(ctx, step, &["enable", "--now", unit])?;
+        tx.on_rollback(Cmd::new("systemctl").args(["stop", unit]));
+    }
+    Ok(())
+}
+
+/// Restart (or reload) after a config change; rollback does it again with the old config.
+pub fn apply(ctx: &Ctx, step: &str, action: &'static str, unit: &str, tx: &mut Txn) -> StepResult {
+    tx.reapply(action, unit);
+    systemctl(ctx, step, &[action, unit]).map(|_| ())
+}
+
+pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
+    if is_active(ctx, step, unit) {
+        return Ok(());
+    }
+    // The unit's own last words say more than "inactive".
+    let tail = ctx
+        .exec
+        .probe(
+            step,
+            &Cmd::new("journalctl").args(["-u", unit, "-n", "3", "--no-pager", "-o", "cat"]),
+        )
+        .map(|o| {
+            o.stdout
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .unwrap_or_default();
+    Err(StepError::transient(
+        format!(
+            "unit {unit} is not active{}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ),
+        format!("see journalctl -u {unit} -n 50"),
+    ))
+}
+
+/// How often systemd restarted `unit` since it was started (0 if unknown).
+pub fn restarts(ctx: &Ctx, step: &str, unit: &str) -> u64 {
+    ctx.exec
+        .probe(
+            step,
+            &Cmd::new("systemctl").args(["show", "-p", "NRestarts", "--value", unit]),
+        )
+        .ok()
+        .and_then(|o| o.stdout.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Active now, and still active a moment later without having restarted: a unit that
+/// crashes at start-up (Restart=on-failure) looks active for an instant.
+pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
+    for u in units {
+        require_active(ctx, step, u)?;
+    }
+    if ctx.is_fake() {
+        return Ok(());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    for u in units {
+        require_active(ctx, step, u)?;
+        let n = restarts(ctx, step, u);
+        if n > 0 {
+            return Err(StepError::permanent(
+                format!("unit {u} restarted {n} time(s) since it started"),
+                format!("see journalctl -u {u} -n 50"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every listener on `port` is on loopback (and there is at least one).
+pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult {
+    if ctx.is_fake() {
+        return Ok(());
+    }
+    let l: Vec<_> = crate::system::listeners()
+        .into_iter()
+        .filter(|l| l.port == port)
+        .collect();
+    if l.is_empty() {
+        return Err(StepError::transient(
+            format!("{what}: nothing listens on port {port}"),
+            format!("see journalctl -u {what}"),
+        ));
+    }
+    if let Some(x) = l.iter().find(|l| !crate::system::is_loopback(&l.addr)) {
+        return Err(StepError::permanent(
+            format!("{what} listens on {}:{port}, not only on loopback", x.addr),
+            "keel binds it to 127.0.0.1/::1; check for other config overriding the bind address",
+        ));
+    }
+    Ok(())
+}
