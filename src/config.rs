@@ -302,6 +302,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        self.validate_names()?;
+        self.validate_services()?;
+        self.validate_django()?;
+        self.validate_env()
+    }
+
+    fn validate_names(&self) -> Result<()> {
         use crate::validate as v;
         let ident = |key: &str, val: &str, max: usize| -> Result<()> {
             let ok = !val.is_empty()
@@ -371,6 +378,12 @@ impl Config {
             ));
         }
         self.check("app.base_dir", v::base_dir(&self.base_dir()))?;
+        Ok(())
+    }
+
+    /// Packages, numbers, ports.
+    fn validate_services(&self) -> Result<()> {
+        use crate::validate as v;
         let lists = self
             .packages
             .install
@@ -419,6 +432,12 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The app: source, git, Python paths, admin, URL paths.
+    fn validate_django(&self) -> Result<()> {
+        use crate::validate as v;
         let d = &self.django;
         if let Some(g) = &d.git {
             self.check("django.git", v::git_url(g))?;
@@ -453,6 +472,11 @@ impl Config {
                 self.check(key, v::url_path(p))?;
             }
         }
+        Ok(())
+    }
+
+    /// The [env] table: names and sizes.
+    fn validate_env(&self) -> Result<()> {
         for (k, val) in &self.env {
             if !(k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -474,11 +498,23 @@ impl Config {
         Ok(())
     }
 
+    fn check_ranges(&self, checks: &[(&str, u64, u64, u64, &str)]) -> Result<()> {
+        for &(key, val, min, max, range) in checks {
+            if val < min || val > max {
+                return Err(self.err(
+                    key,
+                    format!("{val} is out of range"),
+                    format!("use {range}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every number within bounds that keep the arithmetic on it (delays, sizes, units)
     /// from overflowing and the host usable.
     fn validate_numbers(&self) -> Result<()> {
         let r = &self.retry;
-        let d = &self.django;
         let t = &self.timeouts;
         let checks: &[(&str, u64, u64, u64, &str)] = &[
             (
@@ -551,6 +587,14 @@ impl Config {
                 1 << 30,
                 "0 to 1073741824",
             ),
+        ];
+        self.check_ranges(checks)?;
+        self.validate_service_numbers()
+    }
+
+    fn validate_service_numbers(&self) -> Result<()> {
+        let (r, d) = (&self.retry, &self.django);
+        let checks: &[(&str, u64, u64, u64, &str)] = &[
             (
                 "redis.maxmemory_mb",
                 self.redis.maxmemory_mb,
@@ -595,15 +639,7 @@ impl Config {
                 "1 to 300",
             ),
         ];
-        for &(key, val, min, max, range) in checks {
-            if val < min || val > max {
-                return Err(self.err(
-                    key,
-                    format!("{val} is out of range"),
-                    format!("use {range}"),
-                ));
-            }
-        }
+        self.check_ranges(checks)?;
         if r.initial_delay_ms > r.max_delay_ms {
             return Err(self.err(
                 "retry.initial_delay_ms",

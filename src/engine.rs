@@ -113,7 +113,58 @@ pub fn install(
     }
 
     ctx.ui.start_overall("install", to_run.len() as u64);
-    let mut pending: Vec<&'static str> = to_run.clone();
+    let (done_ok, failed) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
+
+    let mut rolled_back = vec![];
+    if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
+        ctx.ui.line(&format!(
+            "rolling back the {} step(s) completed in this run (data is kept)",
+            done_ok.len()
+        ));
+        ctx.ui.start_overall("rollback", done_ok.len() as u64);
+        for id in done_ok.iter().rev() {
+            undo_step(ctx, graph.get(id).expect("step"), state, state_path, run_id)?;
+            rolled_back.push(id.to_string());
+        }
+    }
+
+    let outcome = if failed.is_some() {
+        RunOutcome::Failed
+    } else {
+        RunOutcome::Succeeded
+    };
+    if let Some(r) = state.last_run.as_mut() {
+        r.finished_at = Some(crate::paths::now());
+        r.outcome = outcome;
+        r.failed_step = failed.as_ref().map(|f| f.0.clone());
+    }
+    state.save(state_path)?;
+    ctx.events.emit("run-finished", None, json!({"outcome": outcome, "failed_step": failed.as_ref().map(|f| &f.0), "rolled_back": rolled_back}));
+    Ok(RunReport {
+        run_id: run_id.into(),
+        outcome,
+        plan,
+        failed,
+        rolled_back,
+    })
+}
+
+/// The steps completed in a run (in completion order) and its first failure.
+type Scheduled = (Vec<&'static str>, Option<(String, StepError)>);
+
+/// Run the planned steps, independent ones side by side (at most PARALLEL), each once all its
+/// planned ancestors completed; stop starting new ones after a failure. Returns the steps
+/// completed in this run, in completion order, and the first failure.
+fn schedule(
+    ctx: &Ctx,
+    graph: &Graph,
+    state: &mut State,
+    state_path: &Path,
+    to_run: &[&'static str],
+    opts: &InstallOpts,
+    run_id: &str,
+) -> Result<Scheduled> {
+    let mut pending: Vec<&'static str> = to_run.to_vec();
     let mut done_ok: Vec<&'static str> = vec![];
     let mut failed: Option<(String, StepError)> = None;
     let in_plan: HashSet<&str> = to_run.iter().copied().collect();
@@ -186,79 +237,79 @@ pub fn install(
                 break;
             };
             running -= 1;
-            let ms = elapsed.as_millis() as u64;
-            let rec = state.step_mut(id);
-            rec.attempts += attempts;
-            rec.finished_at = Some(crate::paths::now());
-            rec.duration_ms = Some(ms);
-            match result {
-                Ok(()) => {
-                    rec.status = Status::Completed;
-                    rec.fingerprint = Some(fingerprint(ctx, graph.get(id).expect("step")));
-                    rec.last_error = None;
-                    done_ok.push(id);
-                    ctx.events.emit(
-                        "step-finished",
-                        Some(id),
-                        json!({"duration_ms": ms, "attempts": attempts}),
-                    );
-                    ctx.ui
-                        .step_done(id, true, &format!("done in {}", human(elapsed)));
-                }
-                Err(e) => {
-                    rec.status = Status::Failed;
-                    rec.last_error = Some(ErrorRecord {
-                        message: ctx.exec.redactor.redact(&e.msg),
-                        hint: ctx.exec.redactor.redact(&e.hint),
-                    });
-                    ctx.events.emit("step-failed", Some(id), json!({"duration_ms": ms, "attempts": attempts, "error": e.msg, "hint": e.hint}));
-                    ctx.ui.step_done(
-                        id,
-                        false,
-                        &format!("failed after {}: {}", human(elapsed), e.msg),
-                    );
-                    if failed.is_none() {
-                        failed = Some((id.to_string(), e));
-                    }
-                }
+            if record(
+                ctx,
+                graph,
+                state,
+                id,
+                attempts,
+                elapsed,
+                result,
+                &mut failed,
+            ) {
+                done_ok.push(id);
             }
             state.save(state_path)?;
         }
         Ok(())
     })?;
 
-    let mut rolled_back = vec![];
-    if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
-        ctx.ui.line(&format!(
-            "rolling back the {} step(s) completed in this run (data is kept)",
-            done_ok.len()
-        ));
-        ctx.ui.start_overall("rollback", done_ok.len() as u64);
-        for id in done_ok.iter().rev() {
-            undo_step(ctx, graph.get(id).expect("step"), state, state_path, run_id)?;
-            rolled_back.push(id.to_string());
+    Ok((done_ok, failed))
+}
+
+/// Record a finished step in the state (and events, and on screen); true if it completed.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    ctx: &Ctx,
+    graph: &Graph,
+    state: &mut State,
+    id: &'static str,
+    attempts: u32,
+    elapsed: Duration,
+    result: std::result::Result<(), StepError>,
+    failed: &mut Option<(String, StepError)>,
+) -> bool {
+    let ms = elapsed.as_millis() as u64;
+    let rec = state.step_mut(id);
+    rec.attempts += attempts;
+    rec.finished_at = Some(crate::paths::now());
+    rec.duration_ms = Some(ms);
+    match result {
+        Ok(()) => {
+            rec.status = Status::Completed;
+            rec.fingerprint = Some(fingerprint(ctx, graph.get(id).expect("step")));
+            rec.last_error = None;
+            ctx.events.emit(
+                "step-finished",
+                Some(id),
+                json!({"duration_ms": ms, "attempts": attempts}),
+            );
+            ctx.ui
+                .step_done(id, true, &format!("done in {}", human(elapsed)));
+            true
+        }
+        Err(e) => {
+            rec.status = Status::Failed;
+            rec.last_error = Some(ErrorRecord {
+                message: ctx.exec.redactor.redact(&e.msg),
+                hint: ctx.exec.redactor.redact(&e.hint),
+            });
+            ctx.events.emit(
+                "step-failed",
+                Some(id),
+                json!({"duration_ms": ms, "attempts": attempts, "error": e.msg, "hint": e.hint}),
+            );
+            ctx.ui.step_done(
+                id,
+                false,
+                &format!("failed after {}: {}", human(elapsed), e.msg),
+            );
+            if failed.is_none() {
+                *failed = Some((id.to_string(), e));
+            }
+            false
         }
     }
-
-    let outcome = if failed.is_some() {
-        RunOutcome::Failed
-    } else {
-        RunOutcome::Succeeded
-    };
-    if let Some(r) = state.last_run.as_mut() {
-        r.finished_at = Some(crate::paths::now());
-        r.outcome = outcome;
-        r.failed_step = failed.as_ref().map(|f| f.0.clone());
-    }
-    state.save(state_path)?;
-    ctx.events.emit("run-finished", None, json!({"outcome": outcome, "failed_step": failed.as_ref().map(|f| &f.0), "rolled_back": rolled_back}));
-    Ok(RunReport {
-        run_id: run_id.into(),
-        outcome,
-        plan,
-        failed,
-        rolled_back,
-    })
 }
 
 fn panicked(p: Box<dyn std::any::Any + Send>) -> StepError {

@@ -50,8 +50,28 @@ fn now_secs() -> f64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
 }
 
-/// (name, critical, check).
+/// (name, critical, check): every check `keel verify` runs.
 pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+    let mut v = service_checks(ctx);
+    v.extend(app_checks(ctx));
+    v.extend(host_checks(ctx));
+    v.extend(unit_checks(ctx));
+    // Test-only: make one check hang, to prove the timeout.
+    if let Ok(name) = std::env::var("KEEL_TEST_HANG_CHECK") {
+        for (n, _, f) in v.iter_mut() {
+            if *n == name {
+                *f = Box::new(|| {
+                    std::thread::sleep(Duration::from_secs(3600));
+                    ok("never")
+                });
+            }
+        }
+    }
+    v
+}
+
+/// The services: PostgreSQL, Redis, nginx, the site and Gunicorn.
+fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
     let c = ctx.clone();
     v.push((
@@ -130,6 +150,12 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             )
         }),
     ));
+    v
+}
+
+/// Celery: a task round trip through the worker, a fresh beat heartbeat.
+fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+    let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
     let c = ctx.clone();
     v.push((
         "worker".into(),
@@ -189,6 +215,12 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             from(r, "beat active; heartbeat fresh")
         }),
     ));
+    v
+}
+
+/// The host: disk, memory, load.
+fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+    let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
     v.push((
         "disk".into(),
@@ -251,6 +283,12 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             }
         }),
     ));
+    v
+}
+
+/// keel's units: restarts and errors in the journal.
+fn unit_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+    let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
     let c = ctx.clone();
     v.push((
         "restarts".into(),
@@ -319,17 +357,6 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             }
         }),
     ));
-    // Test-only: make one check hang, to prove the timeout.
-    if let Ok(name) = std::env::var("KEEL_TEST_HANG_CHECK") {
-        for (n, _, f) in v.iter_mut() {
-            if *n == name {
-                *f = Box::new(|| {
-                    std::thread::sleep(Duration::from_secs(3600));
-                    ok("never")
-                });
-            }
-        }
-    }
     v
 }
 

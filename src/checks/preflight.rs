@@ -43,7 +43,6 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
     v.push((
         "root".into(),
         Box::new(|| {
-            // SAFETY: plain syscall.
             if rustix::process::geteuid().is_root() {
                 ok("running as root")
             } else {
@@ -110,6 +109,14 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
         }),
     ));
     v.push(("ports".into(), Box::new(move || ports_check(&ports))));
+    v.extend(network_checks(&root, base));
+    v
+}
+
+/// The host name, the package mirror (resolves, answers) and writable disks.
+fn network_checks(root: &Path, base: PathBuf) -> Vec<(String, CheckFn<'static>)> {
+    let root = root.to_path_buf();
+    let mut v: Vec<(String, CheckFn<'static>)> = vec![];
     v.push((
         "hostname".into(),
         Box::new(|| {
