@@ -359,12 +359,6 @@ fn run_step(
         notify,
     )
     .and_then(|()| {
-        if ctx.fail_after.as_deref() == Some(id) {
-            return Err(StepError::permanent(
-                "injected failure (KEEL_TEST_FAIL_AFTER)",
-                "unset KEEL_TEST_FAIL_AFTER",
-            ));
-        }
         crate::retry::retry(&ctx.cfg.retry, || step.verify(ctx), transient, notify).map_err(|e| {
             StepError {
                 msg: format!("verification failed: {}", e.msg),

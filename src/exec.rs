@@ -275,10 +275,71 @@ impl Exec {
         Ok(out)
     }
 
+    /// GET `path` from 127.0.0.1:`port` as `host`: (status, body). The fake host answers
+    /// from its rules (`net:http GET http://127.0.0.1:PORT/PATH Host: HOST`, EXIT = status,
+    /// STDOUT = body; no rule = connection refused).
+    pub fn http_get(
+        &self,
+        log: &str,
+        port: u16,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        match &self.mode {
+            Mode::Real => crate::system::net::http_get(port, host, path, timeout),
+            Mode::Fake(dir) => {
+                let line = format!("GET http://127.0.0.1:{port}{path} Host: {host}");
+                match fake_net(dir, log, "net:http", &line, &self.redactor) {
+                    Some(o) => Ok((o.code as u16, o.stdout)),
+                    None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                }
+            }
+        }
+    }
+
+    /// One Redis connection to 127.0.0.1:`port`, the commands sent in order; each reply as
+    /// text ("+OK", "-ERR ...", ":1", a bulk string). The fake host answers each from its rules
+    /// (`net:redis PORT [anon] CMD ARGS`, STDOUT = reply; `anon` before AUTH was sent).
+    pub fn redis(
+        &self,
+        log: &str,
+        port: u16,
+        cmds: &[&[&str]],
+        timeout: Duration,
+    ) -> std::io::Result<Vec<String>> {
+        match &self.mode {
+            Mode::Real => {
+                let mut c = crate::system::net::Resp::connect(port, timeout)?;
+                cmds.iter().map(|a| c.cmd(a)).collect()
+            }
+            Mode::Fake(dir) => {
+                let mut authed = false;
+                let mut out = vec![];
+                for a in cmds {
+                    let who = if authed { "" } else { "anon " };
+                    let line = format!("{port} {who}{}", a.join(" "));
+                    let o = fake_net(dir, log, "net:redis", &line, &self.redactor)
+                        .ok_or(std::io::ErrorKind::ConnectionRefused)?;
+                    authed |= a.first() == Some(&"AUTH") && o.stdout == "+OK";
+                    out.push(o.stdout);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Wait, on a real host (services take time); at once on the fake one.
+    pub fn pause(&self, d: Duration) {
+        if matches!(self.mode, Mode::Real) {
+            std::thread::sleep(d);
+        }
+    }
+
     fn spawn(&self, log: &str, cmd: &Cmd) -> Result<(Output, Duration, bool), ExecError> {
         let start = Instant::now();
         let res = match &self.mode {
-            Mode::Fake(dir) => Ok((fake_run(dir, log, cmd), false)),
+            Mode::Fake(dir) => Ok((fake_run(dir, log, cmd, &self.redactor), false)),
             Mode::Real => self.real_run(cmd),
         };
         let elapsed = start.elapsed();
@@ -483,22 +544,45 @@ impl Exec {
 
 /// Fake host: each command line is appended to DIR/commands.log; DIR/rules holds lines
 /// `SUBSTRING<TAB>EXIT<TAB>TIMES<TAB>STDERR[<TAB>STDOUT]`: the first rule whose substring is
-/// in the command line answers, TIMES times (0 = always); `\n` in fields is a newline.
+/// in the command line (or its stdin) answers, TIMES times (0 = always); `\n` in fields is a
+/// newline. No rule: exit 0, no output. Network probes go through the same rules (see
+/// `Exec::http_get` and `Exec::redis`).
 /// EXIT `panic` makes the calling step panic (to prove the engine survives a panicking step).
-fn fake_run(dir: &Path, log: &str, cmd: &Cmd) -> Output {
-    let line = cmd.display();
+fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
+    let stdin = cmd
+        .stdin
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    fake_answer(dir, log, &cmd.display(), &stdin, redactor).unwrap_or_default()
+}
+
+/// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.
+fn fake_net(dir: &Path, log: &str, kind: &str, line: &str, redactor: &Redactor) -> Option<Output> {
+    fake_answer(dir, log, &format!("{kind} {line}"), "", redactor)
+}
+
+/// Log `line` (redacted: it may hold a password) and answer from the first matching rule,
+/// matched against the line or the command's stdin (never logged).
+fn fake_answer(
+    dir: &Path,
+    log: &str,
+    line: &str,
+    stdin: &str,
+    redactor: &Redactor,
+) -> Option<Output> {
     let _ = std::fs::create_dir_all(dir);
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("commands.log"))
     {
-        let _ = writeln!(f, "[{log}] {line}");
+        let _ = writeln!(f, "[{log}] {}", redactor.redact(line));
     }
     let rules = std::fs::read_to_string(dir.join("rules")).unwrap_or_default();
     for (i, rule) in rules.lines().enumerate() {
         let f: Vec<&str> = rule.split('\t').collect();
-        if f.len() < 4 || !line.contains(f[0]) {
+        if f.len() < 4 || !(line.contains(f[0]) || (!stdin.is_empty() && stdin.contains(f[0]))) {
             continue;
         }
         let times: u32 = f[2].parse().unwrap_or(0);
@@ -514,13 +598,13 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd) -> Output {
         if f[1] == "panic" {
             panic!("fake host rule: {}", f[3]);
         }
-        return Output {
+        return Some(Output {
             code: f[1].parse().unwrap_or(1),
             stderr: f[3].replace("\\n", "\n"),
             stdout: f.get(4).map(|s| s.replace("\\n", "\n")).unwrap_or_default(),
-        };
+        });
     }
-    Output::default()
+    None
 }
 
 #[cfg(test)]

@@ -20,8 +20,6 @@ pub struct Ctx {
     pub events: Events,
     /// Held around every apt/dpkg operation: parallel steps never run two at once.
     pub apt: Mutex<()>,
-    /// Test-only switch (KEEL_TEST_FAIL_AFTER=STEP): fail STEP after its run, to prove rollback.
-    pub fail_after: Option<String>,
     pub ignore_preflight: Vec<String>,
     /// The state file of this run (the health timer passes it on).
     pub state_file: std::path::PathBuf,
@@ -39,12 +37,6 @@ impl Ctx {
 
     pub fn host(&self, p: &str) -> std::path::PathBuf {
         self.paths.host(p)
-    }
-
-    /// Fake host (tests): commands are recorded, and probes that would talk to a real
-    /// service over the network are skipped. The e2e tests run them for real.
-    pub fn is_fake(&self) -> bool {
-        matches!(self.exec.mode, crate::exec::Mode::Fake(_))
     }
 }
 

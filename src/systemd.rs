@@ -85,10 +85,7 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     for u in units {
         require_active(ctx, step, u)?;
     }
-    if ctx.is_fake() {
-        return Ok(());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    ctx.exec.pause(std::time::Duration::from_millis(1000));
     for u in units {
         require_active(ctx, step, u)?;
         let n = restarts(ctx, step, u);
@@ -104,10 +101,7 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
 
 /// Every listener on `port` is on loopback (and there is at least one).
 pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult {
-    if ctx.is_fake() {
-        return Ok(());
-    }
-    let l: Vec<_> = crate::system::listeners()
+    let l: Vec<_> = crate::system::listeners(&ctx.paths.root)
         .into_iter()
         .filter(|l| l.port == port)
         .collect();

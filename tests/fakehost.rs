@@ -66,6 +66,36 @@ impl Host {
         .map(|p| format!("{p} ii "))
         .join("\\n");
         h.rule(&format!("dpkg-query\t0\t0\t\t{installed}"));
+        // A healthy stack, as the probes see it: loopback listeners, Gunicorn's socket, the
+        // site, the app's pages, Redis with its ACL, PostgreSQL's scratch-table round trip,
+        // a Celery worker answering and beat ticking. Tests prepend rules to break one.
+        h.write(
+            "root/proc/net/tcp",
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+             0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 11 1\n   \
+             1: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   105        0 12 1\n   \
+             2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 13 1\n",
+        );
+        h.write("root/run/demo/gunicorn.sock", "");
+        for r in [
+            "net:http GET http://127.0.0.1:80/keel-health \t200\t0\t\tok",
+            "net:http GET http://127.0.0.1:80/ Host:\t200\t0\t\t<html>demo-home</html>",
+            "net:http GET http://127.0.0.1:80/celery-ping/ \t200\t0\t\tpong",
+            "net:http GET http://127.0.0.1:80/heartbeat/ \t200\t0\t\t{\"heartbeat\": 5}",
+            "net:redis 6379 anon PING\t0\t0\t\t-NOAUTH Authentication required.",
+            "net:redis 6379 anon AUTH\t0\t0\t\t+OK",
+            "net:redis 6379 PING\t0\t0\t\t+PONG",
+            "net:redis 6379 SET\t0\t0\t\t+OK",
+            "net:redis 6379 GET\t0\t0\t\t42",
+            "net:redis 6379 DEL\t0\t0\t\t:1",
+            "net:redis 6379 CONFIG\t0\t0\t\t-NOPERM User default has no permissions to run the 'config|get' command",
+            "keel_probe_\t0\t0\t\t42",
+            "SELECT 1;\t0\t0\t\t1",
+            "ActiveEnterTimestamp\t0\t0\t\t@1",
+            "inspect ping\t0\t0\t\t-> demo@host: OK\\n        pong",
+        ] {
+            h.rule(r);
+        }
         h.write("keel.toml", &config(""));
         h
     }

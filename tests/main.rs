@@ -7,3 +7,4 @@ mod cli;
 mod corpus;
 mod engine;
 mod fakehost;
+mod probes;

@@ -56,17 +56,6 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     v.extend(app_checks(ctx));
     v.extend(host_checks(ctx));
     v.extend(unit_checks(ctx));
-    // Test-only: make one check hang, to prove the timeout.
-    if let Ok(name) = std::env::var("KEEL_TEST_HANG_CHECK") {
-        for (n, _, f) in v.iter_mut() {
-            if *n == name {
-                *f = Box::new(|| {
-                    std::thread::sleep(Duration::from_secs(3600));
-                    ok("never")
-                });
-            }
-        }
-    }
     v
 }
 

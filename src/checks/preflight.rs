@@ -108,7 +108,8 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
             }
         }),
     ));
-    v.push(("ports".into(), Box::new(move || ports_check(&ports))));
+    let r = root.clone();
+    v.push(("ports".into(), Box::new(move || ports_check(&r, &ports))));
     v.extend(network_checks(&root, base));
     v
 }
@@ -228,11 +229,11 @@ fn os_check(os: &std::collections::HashMap<String, String>) -> (Level, String, S
     }
 }
 
-fn ports_check(ports: &[(&'static str, u16)]) -> (Level, String, String) {
+fn ports_check(root: &Path, ports: &[(&'static str, u16)]) -> (Level, String, String) {
     let mut notes = vec![];
     let mut foreign = vec![];
     for (svc, port) in ports {
-        let users = system::port_users(*port);
+        let users = system::port_users(root, *port);
         if users.is_empty() {
             notes.push(format!("{port} free"));
             continue;
@@ -307,7 +308,7 @@ mod tests {
     fn foreign_port_user_is_a_warning_naming_it() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let (lvl, msg, _) = ports_check(&[("redis", port)]);
+        let (lvl, msg, _) = ports_check(Path::new("/"), &[("redis", port)]);
         assert_eq!(lvl, Level::Warn);
         assert!(msg.contains(&port.to_string()), "{msg}");
     }

@@ -70,9 +70,6 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         ui: ui::Ui::new(o.quiet),
         events,
         apt: Default::default(),
-        fail_after: std::env::var("KEEL_TEST_FAIL_AFTER")
-            .ok()
-            .filter(|s| !s.is_empty()),
         ignore_preflight: o.ignore_preflight,
         interactive: o.interactive,
         state_file: o.state_file,

@@ -126,12 +126,10 @@ impl Step for Nginx {
     fn verify(&self, ctx: &Ctx) -> StepResult {
         require_active(ctx, ID, UNIT)?;
         config_test(ctx, ID)?;
-        if ctx.is_fake() {
-            return Ok(());
-        }
         let port = ctx.cfg.nginx.port;
         let get = |path: &str| {
-            crate::system::net::http_get(port, &ctx.cfg.app.domain, path, Duration::from_secs(10))
+            ctx.exec
+                .http_get(ID, port, &ctx.cfg.app.domain, path, Duration::from_secs(10))
                 .map_err(|e| {
                     StepError::transient(
                         format!("HTTP to 127.0.0.1:{port}{path}: {e}"),
@@ -145,7 +143,7 @@ impl Step for Nginx {
             if answer.0 == 200 {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            ctx.exec.pause(Duration::from_millis(200));
             answer = get("/keel-health")?;
         }
         let (code, body) = answer;

@@ -1,6 +1,5 @@
 use crate::step::io_err;
 use crate::step::{Ctx, Step, StepError, StepResult};
-use crate::system::net::Resp;
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::time::Duration;
@@ -97,9 +96,6 @@ impl Step for Redis {
         require_active(ctx, ID, UNIT)?;
         let port = ctx.cfg.redis.port;
         require_loopback_listener(ctx, port, UNIT)?;
-        if ctx.is_fake() {
-            return Ok(());
-        }
         let t = Duration::from_secs(3);
         let net = |e: std::io::Error| {
             StepError::transient(
@@ -107,43 +103,44 @@ impl Step for Redis {
                 "see journalctl -u redis-server",
             )
         };
-        let mut anon = Resp::connect(port, t).map_err(net)?;
-        let r = anon.cmd(&["PING"]).map_err(net)?;
-        if !r.starts_with("-NOAUTH") {
+        let anon = ctx.exec.redis(ID, port, &[&["PING"]], t).map_err(net)?;
+        if !anon[0].starts_with("-NOAUTH") {
             return Err(StepError::permanent(
-                format!("a client without the password got {r:?} instead of NOAUTH"),
-                "requirepass is not in effect; check /etc/redis/redis.conf includes /etc/redis/keel.conf",
+                format!(
+                    "a client without the password got {:?} instead of NOAUTH",
+                    anon[0]
+                ),
+                "the ACL is not in effect; check that /etc/redis/redis.conf includes /etc/redis/keel.conf",
             ));
         }
         let password = ctx.secrets.get_or_create("redis_password")?;
-        let mut c = Resp::connect(port, t).map_err(net)?;
-        let expect = |got: String, want: &str, what: &str| -> StepResult {
-            if got == want {
-                Ok(())
-            } else {
-                Err(StepError::permanent(
-                    format!("redis {what}: expected {want:?}, got {got:?}"),
-                    "see journalctl -u redis-server",
-                ))
-            }
-        };
-        expect(
-            c.cmd(&["AUTH", &password]).map_err(net)?,
-            "+OK",
-            "AUTH with the stored password",
-        )?;
-        expect(c.cmd(&["PING"]).map_err(net)?, "+PONG", "PING")?;
         let key = format!("keel:probe:{}", std::process::id());
-        expect(c.cmd(&["SET", &key, "42"]).map_err(net)?, "+OK", "SET")?;
-        expect(c.cmd(&["GET", &key]).map_err(net)?, "42", "GET")?;
-        expect(c.cmd(&["DEL", &key]).map_err(net)?, ":1", "DEL")?;
-        // The ACL holds: the app's credentials cannot reconfigure the server.
-        let r = c.cmd(&["CONFIG", "GET", "maxmemory"]).map_err(net)?;
-        if !r.starts_with("-NOPERM") {
-            return Err(StepError::permanent(
-                format!("CONFIG with the app's password answered {r:?} instead of NOPERM"),
-                "the ACL in /etc/redis/keel.conf is not in effect; check for a later `user default` or aclfile line",
-            ));
+        let steps: [(&[&str], &str, &str); 6] = [
+            (&["AUTH", &password], "+OK", "AUTH with the stored password"),
+            (&["PING"], "+PONG", "PING"),
+            (&["SET", &key, "42"], "+OK", "SET"),
+            (&["GET", &key], "42", "GET"),
+            (&["DEL", &key], ":1", "DEL"),
+            // The ACL holds: the app's credentials cannot reconfigure the server.
+            (
+                &["CONFIG", "GET", "maxmemory"],
+                "-NOPERM",
+                "CONFIG (must be refused)",
+            ),
+        ];
+        let cmds: Vec<&[&str]> = steps.iter().map(|(c, _, _)| *c).collect();
+        let replies = ctx.exec.redis(ID, port, &cmds, t).map_err(net)?;
+        for ((_, want, what), got) in steps.iter().zip(&replies) {
+            if !got.starts_with(want) || (*want != "-NOPERM" && got != want) {
+                return Err(StepError::permanent(
+                    format!("redis {what}: expected {want:?}, got {got:?}"),
+                    if *want == "-NOPERM" {
+                        "the ACL in /etc/redis/keel.conf is not in effect; check for a later `user default` or aclfile line"
+                    } else {
+                        "see journalctl -u redis-server"
+                    },
+                ));
+            }
         }
         Ok(())
     }

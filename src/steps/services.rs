@@ -148,7 +148,7 @@ impl Step for Services {
             crate::systemd::require_active(ctx, ID, "keel-verify.timer")?;
         }
         crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
-        if !ctx.is_fake() && !ctx.host(&socket(ctx)).exists() {
+        if !ctx.host(&socket(ctx)).exists() {
             return Err(StepError::transient(
                 format!("Gunicorn's socket {} is not there yet", socket(ctx)),
                 format!("see journalctl -u {}-web -n 50", ctx.cfg.app.name),

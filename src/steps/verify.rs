@@ -1,6 +1,5 @@
 use super::python_env::{as_app, venv_bin};
 use crate::step::{Ctx, Step, StepError, StepResult};
-use crate::system::net::http_get;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
 
@@ -10,12 +9,14 @@ const ID: &str = "verify";
 /// GET `path` from nginx on loopback, as the app's domain.
 pub fn get(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
     let port = ctx.cfg.nginx.port;
-    http_get(port, &ctx.cfg.app.domain, path, Duration::from_secs(15)).map_err(|e| {
-        StepError::transient(
-            format!("GET {path} through nginx: {e}"),
-            "see journalctl -u nginx",
-        )
-    })
+    ctx.exec
+        .http_get(ID, port, &ctx.cfg.app.domain, path, Duration::from_secs(15))
+        .map_err(|e| {
+            StepError::transient(
+                format!("GET {path} through nginx: {e}"),
+                "see journalctl -u nginx",
+            )
+        })
 }
 
 fn heartbeat(ctx: &Ctx) -> StepResult<Option<f64>> {
@@ -153,7 +154,7 @@ fn check_beat(ctx: &Ctx) -> StepResult {
                 format!("see journalctl -u {unit} -n 50"),
             ));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        ctx.exec.pause(Duration::from_millis(300));
     }
 }
 
@@ -196,9 +197,6 @@ impl Step for Verify {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        if ctx.is_fake() {
-            return Ok(());
-        }
         check_stack(ctx)
     }
 }

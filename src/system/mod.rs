@@ -80,11 +80,12 @@ pub struct Listener {
     pub inode: u64,
 }
 
-/// TCP sockets in LISTEN state, from /proc/net/tcp and tcp6.
-pub fn listeners() -> Vec<Listener> {
+/// TCP sockets in LISTEN state, from ROOT/proc/net/tcp and tcp6 (the fake host's root
+/// holds its own).
+pub fn listeners(root: &Path) -> Vec<Listener> {
     let mut out = vec![];
-    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+    for (file, v6) in [("proc/net/tcp", false), ("proc/net/tcp6", true)] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap_or_default();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 10 || f[3] != "0A" {
@@ -156,8 +157,8 @@ pub fn socket_owner(inode: u64) -> Option<(u32, String)> {
 }
 
 /// Who listens on `port`: addresses and the owning process name.
-pub fn port_users(port: u16) -> Vec<(Listener, Option<(u32, String)>)> {
-    listeners()
+pub fn port_users(root: &Path, port: u16) -> Vec<(Listener, Option<(u32, String)>)> {
+    listeners(root)
         .into_iter()
         .filter(|l| l.port == port)
         .map(|l| {
@@ -308,7 +309,7 @@ mod tests {
     fn finds_our_own_listener_and_owner() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let users = port_users(port);
+        let users = port_users(Path::new("/"), port);
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].0.addr, "127.0.0.1");
         assert_eq!(users[0].1.as_ref().map(|o| o.0), Some(std::process::id()));

@@ -88,14 +88,29 @@ snapshot() {
     done; for u in postgresql redis-server nginx; do echo "$u $(systemctl is-active $u)"; done'
 }
 
+# A tool that fails the way a broken host would, placed first in the PATH keel gives its
+# children (/usr/local), after the step has changed files: psql for postgres, `systemctl
+# restart redis-server` for redis, `nginx -t` for nginx. No test hook in keel itself.
+inject_failure() {
+  case $1 in
+    postgres) vx sh -c 'printf "#!/bin/sh\necho \"psql: injected failure: permission denied\" >&2\nexit 2\n" >/usr/local/bin/psql; chmod 755 /usr/local/bin/psql' ;;
+    redis) vx sh -c 'printf "#!/bin/sh\nif [ \"\$*\" = \"restart redis-server\" ]; then echo \"injected failure: permission denied\" >&2; exit 1; fi\nexec /usr/bin/systemctl \"\$@\"\n" >/usr/local/bin/systemctl; chmod 755 /usr/local/bin/systemctl' ;;
+    nginx) vx sh -c 'printf "#!/bin/sh\nif [ \"\$1\" = -t ]; then echo \"nginx: [emerg] injected failure in /etc/nginx/conf.d/injected.conf:1\" >&2; exit 1; fi\nexec /usr/sbin/nginx \"\$@\"\n" >/usr/local/sbin/nginx; chmod 755 /usr/local/sbin/nginx' ;;
+  esac
+}
+clear_failures() { vx rm -f /usr/local/bin/psql /usr/local/bin/systemctl /usr/local/sbin/nginx; }
+
 scenario_injected_failures() {
   fresh
   keel install --yes packages
   local before after s rc
   before=$(snapshot)
   for s in postgres redis nginx; do
-    rc=0; vx env KEEL_TEST_FAIL_AFTER=$s keel --config /etc/keel/keel.toml install --yes postgres redis nginx || rc=$?
+    inject_failure "$s"
+    rc=0; keel install --yes postgres redis nginx || rc=$?
+    clear_failures
     [ "$rc" = 1 ] || fail "injected failure in $s: exit $rc"
+    [ "$(step_status "$s")" = failed ] || fail "the $s step should be the failed one"
     after=$(snapshot)
     if [ "$before" != "$after" ]; then diff <(echo "$before") <(echo "$after") || true; fail "host changed after failed run ($s)"; fi
     vx curl -fsS -o /dev/null http://127.0.0.1/ || fail "nginx not serving after rollback ($s)"

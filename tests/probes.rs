@@ -1,0 +1,85 @@
+//! The network probes and the verify checks, in the fast tests: the fake host answers them
+//! from its rules (a healthy stack by default), and a test breaks one part at a time.
+use crate::fakehost::Host;
+use predicates::str::contains;
+
+#[test]
+fn a_healthy_fake_stack_passes_every_check_and_keel_verify() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let cmds = h.commands();
+    for probe in [
+        "[nginx] net:http GET http://127.0.0.1:80/keel-health Host: demo.localhost",
+        "[verify] net:http GET http://127.0.0.1:80/celery-ping/",
+        "[redis] net:redis 6379 anon PING",
+        "[redis] net:redis 6379 CONFIG GET maxmemory",
+    ] {
+        assert!(cmds.contains(probe), "{probe} not in {cmds}");
+    }
+    // The password sent with AUTH is masked in the fake host's log too.
+    let pw = h.read("root/etc/keel/secrets/redis_password");
+    assert!(!cmds.contains(pw.trim()));
+    assert!(cmds.contains("net:redis 6379 anon AUTH ********"), "{cmds}");
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "healthy", "{v}");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn redis_without_its_acl_fails_the_redis_step_naming_config() {
+    let h = Host::new();
+    h.rule("net:redis 6379 CONFIG\t0\t0\t\t*2\\n$9\\nmaxmemory");
+    h.install(&["redis"])
+        .code(1)
+        .stdout(contains("CONFIG (must be refused)"))
+        .stdout(contains("ACL"));
+}
+
+#[test]
+fn a_site_not_served_by_keel_fails_nginx_after_retries() {
+    let h = Host::new();
+    h.rule("net:http GET http://127.0.0.1:80/keel-health \t404\t0\t\tnot found");
+    h.install(&["nginx"])
+        .code(1)
+        .stdout(contains("answered 404: keel's site is not the one serving"));
+    let st = h.state();
+    assert!(st["steps"]["nginx"]["attempts"].as_u64().unwrap() >= 1);
+    let retried = h
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "step-retried" && e["step"] == "nginx")
+        .count();
+    assert!(retried >= 1, "a transient failure is retried");
+}
+
+#[test]
+fn a_silent_worker_fails_verify_and_keel_verify_is_unhealthy() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("net:http GET http://127.0.0.1:80/celery-ping/ \t200\t0\t\ttimeout");
+    h.install(&["--retry-step", "verify"])
+        .code(1)
+        .stdout(contains("a task did not round-trip through Redis"));
+    h.keel()
+        .arg("verify")
+        .assert()
+        .code(1)
+        .stderr(contains("unhealthy: worker"));
+}
+
+#[test]
+fn a_listener_off_loopback_fails_the_postgres_step() {
+    let h = Host::new();
+    h.write(
+        "root/proc/net/tcp",
+        "  sl  local_address rem_address   st\n   0: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 11 1\n",
+    );
+    h.install(&["postgres"])
+        .code(1)
+        .stdout(contains("listens on 0.0.0.0:5432, not only on loopback"));
+}
