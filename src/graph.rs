@@ -40,24 +40,24 @@ impl Reason {
 }
 
 impl Graph {
-    /// Steps must be given in an order where dependencies come first; checked here.
-    pub fn new(steps: Vec<Box<dyn Step>>) -> Graph {
+    /// Steps must be given in an order where dependencies come first, with distinct ids.
+    /// The registry is checked by a unit test (steps::tests), so this never fails at run time.
+    pub fn new(steps: Vec<Box<dyn Step>>) -> std::result::Result<Graph, String> {
         let mut index = HashMap::new();
         for (i, s) in steps.iter().enumerate() {
-            for d in s.deps() {
-                assert!(
-                    index.contains_key(d),
-                    "step {} depends on {d}, which is not before it",
-                    s.id()
-                );
+            for d in s.dep_ids() {
+                if !index.contains_key(d) {
+                    return Err(format!(
+                        "step {} depends on {d}, which is not before it",
+                        s.id()
+                    ));
+                }
             }
-            assert!(
-                index.insert(s.id(), i).is_none(),
-                "duplicate step {}",
-                s.id()
-            );
+            if index.insert(s.id(), i).is_some() {
+                return Err(format!("duplicate step {}", s.id()));
+            }
         }
-        Graph { steps, index }
+        Ok(Graph { steps, index })
     }
 
     pub fn get(&self, id: &str) -> Option<&dyn Step> {
@@ -101,7 +101,7 @@ impl Graph {
         // Steps are in dependency order, so one backward pass collects the whole closure.
         for s in self.steps.iter().rev() {
             if roots.iter().any(|r| r.as_ref() == s.id()) || want.contains(s.id()) {
-                want.extend(s.deps().iter().copied());
+                want.extend(s.dep_ids().iter().copied());
             }
         }
         want
@@ -111,7 +111,7 @@ impl Graph {
     pub fn downstream(&self, roots: &[String]) -> BTreeSet<&'static str> {
         let mut out: BTreeSet<&'static str> = BTreeSet::new();
         for s in &self.steps {
-            if roots.iter().any(|r| r == s.id()) || s.deps().iter().any(|d| out.contains(d)) {
+            if roots.iter().any(|r| r == s.id()) || s.dep_ids().iter().any(|d| out.contains(d)) {
                 out.insert(s.id());
             }
         }
@@ -182,7 +182,7 @@ impl Graph {
                 st.id(),
                 st.about()
             ));
-            for d in st.deps() {
+            for d in st.dep_ids() {
                 s.push_str(&format!("  \"{d}\" -> \"{}\";\n", st.id()));
             }
         }
@@ -203,8 +203,11 @@ pub mod tests {
         fn id(&self) -> &'static str {
             self.0
         }
-        fn deps(&self) -> &'static [&'static str] {
-            self.1
+        fn deps(&self) -> crate::step::Deps {
+            &[]
+        }
+        fn dep_ids(&self) -> Vec<&'static str> {
+            self.1.to_vec()
         }
         fn about(&self) -> &'static str {
             "fake"
@@ -225,6 +228,19 @@ pub mod tests {
             Box::new(Fake("d", &["b", "c"])),
             Box::new(Fake("e", &["a"])),
         ])
+        .unwrap()
+    }
+
+    #[test]
+    fn misordered_or_duplicate_steps_are_refused() {
+        let e = Graph::new(vec![Box::new(Fake("b", &["a"])), Box::new(Fake("a", &[]))]);
+        assert!(
+            e.err()
+                .unwrap()
+                .contains("depends on a, which is not before it")
+        );
+        let e = Graph::new(vec![Box::new(Fake("a", &[])), Box::new(Fake("a", &[]))]);
+        assert!(e.err().unwrap().contains("duplicate step a"));
     }
 
     fn s(v: &[&str]) -> Vec<String> {

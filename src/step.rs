@@ -91,10 +91,19 @@ impl From<std::io::Error> for StepError {
     }
 }
 
+/// A step's dependencies.
+pub type Deps = &'static [&'static dyn Step];
+
 pub trait Step: Send + Sync {
     /// Stable kebab-case id: a CLI argument and a state-file key.
     fn id(&self) -> &'static str;
-    fn deps(&self) -> &'static [&'static str];
+    /// The steps this one runs after: the step values themselves, so a misspelt or
+    /// removed dependency does not compile.
+    fn deps(&self) -> Deps;
+    /// The ids of `deps()`, for the graph and for output.
+    fn dep_ids(&self) -> Vec<&'static str> {
+        self.deps().iter().map(|d| d.id()).collect()
+    }
     fn about(&self) -> &'static str;
     /// Hash input of everything the step's result depends on (config values, templates).
     fn fingerprint(&self, ctx: &Ctx) -> String;

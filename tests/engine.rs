@@ -90,9 +90,10 @@ fn full_install_then_noop() {
         ),
         "{cmds}"
     );
-    h.install(&[])
-        .success()
-        .stdout(contains("0 step(s) run, 14 already done"));
+    h.install(&[]).success().stdout(contains(format!(
+        "0 step(s) run, {} already done",
+        keel::steps::graph().ids().len()
+    )));
     assert_eq!(h.commands(), cmds);
 }
 

@@ -21,7 +21,7 @@ pub fn print_plan(
     let fp = |s: &dyn Step| engine::fingerprint(ctx, s);
     let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp)?;
     if cli.output == Output::Json {
-        let v: Vec<_> = plan.iter().map(|(id, r)| json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.deps())})).collect();
+        let v: Vec<_> = plan.iter().map(|(id, r)| json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.dep_ids())})).collect();
         println!("{}", json!({"dry_run": true, "steps": v}));
     } else {
         for (id, r) in &plan {
@@ -53,14 +53,19 @@ pub fn run(cli: &Cli) -> Result<()> {
                 .map(|(i, r)| (i, Some(r)))
                 .collect()
         }
-        Err(_) => graph.ids().into_iter().map(|i| (i, None)).collect(),
+        // No config yet: the graph alone. A config that is there but invalid is an error
+        // (exit 2), so `keel plan` also checks a config before an install.
+        Err(_) if std::fs::symlink_metadata(&cli.config).is_err() => {
+            graph.ids().into_iter().map(|i| (i, None)).collect()
+        }
+        Err(e) => return Err(e),
     };
     if cli.output == Output::Json {
         let v: Vec<_> = reasons
             .iter()
             .map(|(id, r)| {
                 let s = graph.get(id).expect("step");
-                json!({"id": id, "about": s.about(), "deps": s.deps(), "next_install": r.map(|r| r.describe())})
+                json!({"id": id, "about": s.about(), "deps": s.dep_ids(), "next_install": r.map(|r| r.describe())})
             })
             .collect();
         println!("{}", json!({"steps": v}));
@@ -68,10 +73,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     for (i, (id, r)) in reasons.iter().enumerate() {
         let s = graph.get(id).expect("step");
-        let deps = if s.deps().is_empty() {
+        let deps = if s.dep_ids().is_empty() {
             "-".to_string()
         } else {
-            s.deps().join(", ")
+            s.dep_ids().join(", ")
         };
         println!("{:>2}. {:<15} {:<60} after: {}", i + 1, id, s.about(), deps);
         if let Some(r) = r {

@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -199,10 +199,13 @@ impl Step for AppCode {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
+    fn deps(&self) -> Deps {
         // python-packages installs git for a git source (a few seconds; python-env waits for
         // it anyway).
-        &["system-user", "python-packages"]
+        &[
+            &super::system_user::SystemUser,
+            &super::packages::Apt::PYTHON,
+        ]
     }
     fn about(&self) -> &'static str {
         "put the app's code under the base directory"

@@ -2,7 +2,7 @@ use super::app_code::{app_file, app_user_ids};
 use crate::config::Config;
 use crate::dotenv::{self, Ask, Inputs, SecretKind};
 use crate::secrets::Secrets;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::collections::BTreeMap;
 
@@ -149,8 +149,8 @@ impl Step for AppEnv {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["app-code", "secrets"]
+    fn deps(&self) -> Deps {
+        &[&super::app_code::AppCode, &super::secrets::SecretsStep]
     }
     fn about(&self) -> &'static str {
         "the app's .env from its .env.example (secrets generated once)"

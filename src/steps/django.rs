@@ -1,6 +1,6 @@
 use super::app_code::tree_hash;
 use super::python_env::{as_app, venv_bin};
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 
@@ -22,8 +22,13 @@ impl Step for Django {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["python-env", "app-env", "postgres", "redis"]
+    fn deps(&self) -> Deps {
+        &[
+            &super::python_env::PythonEnv,
+            &super::app_env::AppEnv,
+            &super::postgres::Postgres,
+            &super::redis::Redis,
+        ]
     }
     fn about(&self) -> &'static str {
         "migrate, collectstatic, admin user"

@@ -18,7 +18,13 @@ pub mod system_user;
 pub mod verify;
 
 pub fn graph() -> Graph {
-    let steps: Vec<Box<dyn Step>> = vec![
+    Graph::new(registry()).expect("the registry is a DAG in dependency order (steps::tests)")
+}
+
+/// Every step, dependencies first: adding a step is its file, its `mod` line and one line
+/// here.
+fn registry() -> Vec<Box<dyn Step>> {
+    vec![
         Box::new(preflight::Preflight),
         Box::new(packages::Apt::PYTHON),
         Box::new(packages::Apt::SYSTEM),
@@ -33,6 +39,24 @@ pub fn graph() -> Graph {
         Box::new(django::Django),
         Box::new(services::Services),
         Box::new(verify::Verify),
-    ];
-    Graph::new(steps)
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    /// The registry is well formed: each step after its dependencies, ids distinct and
+    /// kebab-case (they are CLI arguments and state-file keys), every dependency registered.
+    #[test]
+    fn the_registry_is_a_dag_in_dependency_order() {
+        let steps: Vec<Box<dyn crate::step::Step>> = super::registry();
+        let n = steps.len();
+        let g = crate::graph::Graph::new(steps).expect("registry");
+        assert_eq!(g.ids().len(), n);
+        for id in g.ids() {
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{id} is not kebab-case"
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active};
 use crate::txn::Txn;
 use std::path::PathBuf;
@@ -73,8 +73,8 @@ impl Step for Nginx {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["packages"]
+    fn deps(&self) -> Deps {
+        &[&super::packages::Apt::SYSTEM]
     }
     fn about(&self) -> &'static str {
         "nginx: keel's site for the app, default site off"

@@ -1,6 +1,6 @@
 use crate::config::Config;
 use crate::exec::Cmd;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::system;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
@@ -166,7 +166,7 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
 /// pip install can overlap the big apt run.
 pub struct Apt {
     id: &'static str,
-    deps: &'static [&'static str],
+    deps: Deps,
     about: &'static str,
     list: fn(&Config) -> Vec<String>,
 }
@@ -174,7 +174,7 @@ pub struct Apt {
 impl Apt {
     pub const PYTHON: Apt = Apt {
         id: "python-packages",
-        deps: &["preflight"],
+        deps: &[&super::preflight::Preflight],
         about: "install Python and venv (apt), first",
         // git too when the app comes from git: app-code needs it before the big apt run.
         list: |c| {
@@ -188,7 +188,7 @@ impl Apt {
     pub const SYSTEM: Apt = Apt {
         id: ID,
         // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
-        deps: &["python-packages"],
+        deps: &[&Apt::PYTHON],
         about: "install the system packages (apt)",
         list: |c| c.packages.install.clone(),
     };
@@ -198,7 +198,7 @@ impl Step for Apt {
     fn id(&self) -> &'static str {
         self.id
     }
-    fn deps(&self) -> &'static [&'static str] {
+    fn deps(&self) -> Deps {
         self.deps
     }
     fn about(&self) -> &'static str {

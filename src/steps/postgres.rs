@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::io::Write;
@@ -123,8 +123,8 @@ impl Step for Postgres {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["packages", "secrets"]
+    fn deps(&self) -> Deps {
+        &[&super::packages::Apt::SYSTEM, &super::secrets::SecretsStep]
     }
     fn about(&self) -> &'static str {
         "PostgreSQL: loopback only, app role and database"

@@ -1,5 +1,5 @@
 use crate::checks::{Level, preflight};
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct Preflight;
@@ -8,7 +8,7 @@ impl Step for Preflight {
     fn id(&self) -> &'static str {
         "preflight"
     }
-    fn deps(&self) -> &'static [&'static str] {
+    fn deps(&self) -> Deps {
         &[]
     }
     fn about(&self) -> &'static str {

@@ -1,7 +1,7 @@
 use super::app_code::app_file;
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ impl Step for PythonEnv {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["app-code", "python-packages"]
+    fn deps(&self) -> Deps {
+        &[&super::app_code::AppCode, &super::packages::Apt::PYTHON]
     }
     fn about(&self) -> &'static str {
         "Python virtualenv with the app's requirements and Gunicorn"

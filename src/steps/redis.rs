@@ -1,5 +1,5 @@
 use crate::step::io_err;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::time::Duration;
@@ -26,8 +26,8 @@ impl Step for Redis {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["packages", "secrets"]
+    fn deps(&self) -> Deps {
+        &[&super::packages::Apt::SYSTEM, &super::secrets::SecretsStep]
     }
     fn about(&self) -> &'static str {
         "Redis: loopback only, password required"

@@ -1,4 +1,4 @@
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::MetadataExt;
 
@@ -11,8 +11,8 @@ impl Step for SecretsStep {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["preflight"]
+    fn deps(&self) -> Deps {
+        &[&super::preflight::Preflight]
     }
     fn about(&self) -> &'static str {
         "generate the secrets (once; reused afterwards)"

@@ -1,7 +1,7 @@
 use super::app_code::tree_hash;
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::systemd::{is_active, systemctl};
 use crate::txn::Txn;
 
@@ -72,8 +72,8 @@ impl Step for Services {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["django"]
+    fn deps(&self) -> Deps {
+        &[&super::django::Django]
     }
     fn about(&self) -> &'static str {
         "systemd units: Gunicorn, Celery worker, Celery beat"

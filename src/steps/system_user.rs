@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct SystemUser;
@@ -9,8 +9,8 @@ impl Step for SystemUser {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["preflight"]
+    fn deps(&self) -> Deps {
+        &[&super::preflight::Preflight]
     }
     fn about(&self) -> &'static str {
         "create the app's system user and base directory"

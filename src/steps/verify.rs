@@ -1,5 +1,5 @@
 use super::python_env::{as_app, venv_bin};
-use crate::step::{Ctx, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
 
@@ -179,8 +179,8 @@ impl Step for Verify {
     fn id(&self) -> &'static str {
         ID
     }
-    fn deps(&self) -> &'static [&'static str] {
-        &["services", "nginx"]
+    fn deps(&self) -> Deps {
+        &[&super::services::Services, &super::nginx::Nginx]
     }
     fn about(&self) -> &'static str {
         "the app answers through nginx; a Celery task round-trips; beat ticks"

@@ -37,3 +37,5 @@ wait_for() {
 jq_py() { python3 -c "import json,sys; d=json.load(sys.stdin); r=($1); print(r if not isinstance(r,(dict,list)) else json.dumps(r))"; }
 step_status() { keel status --output json | jq_py "[s['status'] for s in d['steps'] if s['id']=='$1'][0]"; }
 step_is() { [ "$(step_status "$1" 2>/dev/null)" = "$2" ]; }
+# The number of steps, from the graph (never a number written into a test).
+step_count() { "$KEEL_BIN" plan --output json | jq_py "len(d['steps'])"; }
