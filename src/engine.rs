@@ -59,7 +59,7 @@ impl RunReport {
 }
 
 pub fn fingerprint(ctx: &Ctx, step: &dyn Step) -> String {
-    crate::step::hash(&[step.id(), &step.fingerprint(ctx)])
+    crate::step::hash(&[step.id(), &step.inputs(ctx).hash()])
 }
 
 enum Msg {

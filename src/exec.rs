@@ -577,7 +577,9 @@ fn fake_answer(
         .append(true)
         .open(dir.join("commands.log"))
     {
-        let _ = writeln!(f, "[{log}] {}", redactor.redact(line));
+        // One write per line: parallel steps append to the same log (O_APPEND keeps a
+        // single write whole; writeln! would split it into pieces that interleave).
+        let _ = f.write_all(format!("[{log}] {}\n", redactor.redact(line)).as_bytes());
     }
     let rules = std::fs::read_to_string(dir.join("rules")).unwrap_or_default();
     for (i, rule) in rules.lines().enumerate() {

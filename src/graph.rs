@@ -212,8 +212,8 @@ pub mod tests {
         fn about(&self) -> &'static str {
             "fake"
         }
-        fn fingerprint(&self, _: &Ctx) -> String {
-            String::new()
+        fn inputs(&self, _: &Ctx) -> crate::step::Inputs {
+            crate::step::Inputs::new()
         }
         fn run(&self, _: &Ctx, _: &mut Txn) -> StepResult {
             Ok(())

@@ -105,8 +105,9 @@ pub trait Step: Send + Sync {
         self.deps().iter().map(|d| d.id()).collect()
     }
     fn about(&self) -> &'static str;
-    /// Hash input of everything the step's result depends on (config values, templates).
-    fn fingerprint(&self, ctx: &Ctx) -> String;
+    /// Everything the step's result depends on (config values, templates, app files, other
+    /// steps' inputs), declared by name: when it changes, a completed step runs again.
+    fn inputs(&self, ctx: &Ctx) -> Inputs;
     /// Idempotent: safe on a half-done host. File changes go through `tx`.
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult;
     /// Postcondition, checked after run (with retries: services take time to come up).
@@ -120,6 +121,52 @@ pub trait Step: Send + Sync {
     /// Uses apt/dpkg: never run beside another such step.
     fn uses_apt(&self) -> bool {
         false
+    }
+}
+
+/// A step's declared inputs: named values whose hash is the step's fingerprint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs(Vec<(String, String)>);
+
+impl Inputs {
+    pub fn new() -> Inputs {
+        Inputs::default()
+    }
+    /// A config value (or anything displayable).
+    pub fn value(mut self, name: &str, v: impl std::fmt::Display) -> Inputs {
+        self.0.push((name.to_string(), v.to_string()));
+        self
+    }
+    /// A template's source (the operator's override if there is one).
+    pub fn template(self, name: &str) -> Inputs {
+        let src = crate::render::source(name);
+        self.value(&format!("template {name}"), src)
+    }
+    /// A file of the app (from the source when it is local, else the deployed copy).
+    pub fn app_file(self, ctx: &Ctx, rel: &str) -> Inputs {
+        let text = crate::steps::app_code::app_file(ctx, rel).unwrap_or_default();
+        self.value(&format!("app file {rel}"), text)
+    }
+    /// The whole app source (hashed once per run).
+    pub fn app_tree(self, ctx: &Ctx) -> Inputs {
+        let h = crate::steps::app_code::tree_hash(ctx);
+        self.value("app tree", h)
+    }
+    /// Another step's inputs: this step's result depends on what that one produced.
+    pub fn step(self, ctx: &Ctx, other: &dyn Step) -> Inputs {
+        let h = other.inputs(ctx).hash();
+        self.value(&format!("step {}", other.id()), h)
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+    pub fn hash(&self) -> String {
+        let parts: Vec<&str> = self
+            .0
+            .iter()
+            .flat_map(|(n, v)| [n.as_str(), v.as_str()])
+            .collect();
+        hash(&parts)
     }
 }
 

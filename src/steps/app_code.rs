@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -210,13 +210,12 @@ impl Step for AppCode {
     fn about(&self) -> &'static str {
         "put the app's code under the base directory"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        // "root-owned": the layout (code root's, staticfiles/media the app's).
-        format!(
-            "{} {} root-owned",
-            tree_hash(ctx),
-            ctx.cfg.app_dir().display()
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .app_tree(ctx)
+            .value("app_dir", ctx.cfg.app_dir().display())
+            // The layout: code root's, staticfiles/media the app's (older keels differ).
+            .value("layout", "root-owned")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let app_ids = app_user_ids(ctx)?;

@@ -1,8 +1,8 @@
-use super::app_code::{app_file, app_user_ids};
+use super::app_code::app_user_ids;
 use crate::config::Config;
 use crate::dotenv::{self, Ask, Inputs, SecretKind};
 use crate::secrets::Secrets;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{self, Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::collections::BTreeMap;
 
@@ -155,14 +155,15 @@ impl Step for AppEnv {
     fn about(&self) -> &'static str {
         "the app's .env from its .env.example (secrets generated once)"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        let d = derived(&ctx.cfg, None).unwrap_or_default();
-        format!(
-            "0640 {} {:?} {:?}",
-            app_file(ctx, ".env.example").unwrap_or_default(),
-            ctx.cfg.env,
-            d
-        )
+    fn inputs(&self, ctx: &Ctx) -> step::Inputs {
+        step::Inputs::new()
+            .app_file(ctx, ".env.example")
+            .value("env", format!("{:?}", ctx.cfg.env))
+            .value(
+                "derived",
+                format!("{:?}", derived(&ctx.cfg, None).unwrap_or_default()),
+            )
+            .value("mode", "0640 root:app")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let path = ctx.host(&env_file(&ctx.cfg).display().to_string());

@@ -1,6 +1,5 @@
-use super::app_code::tree_hash;
 use super::python_env::{as_app, venv_bin};
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 
@@ -33,13 +32,11 @@ impl Step for Django {
     fn about(&self) -> &'static str {
         "migrate, collectstatic, admin user"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {}",
-            tree_hash(ctx),
-            ctx.cfg.django.admin_user,
-            ctx.cfg.admin_email()
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .app_tree(ctx)
+            .value("admin_user", &ctx.cfg.django.admin_user)
+            .value("admin_email", ctx.cfg.admin_email())
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         ctx.ui.step_note(ID, "manage.py migrate");

@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active};
 use crate::txn::Txn;
 use std::path::PathBuf;
@@ -79,17 +79,12 @@ impl Step for Nginx {
     fn about(&self) -> &'static str {
         "nginx: keel's site for the app, default site off"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {}",
-            vars(ctx),
-            crate::render::source("nginx-site.conf"),
-            crate::render::source("placeholder.html")
-        ) + if ctx.cfg.nginx.disable_default_site {
-            " nodefault"
-        } else {
-            ""
-        }
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .value("vars", vars(ctx))
+            .template("nginx-site.conf")
+            .template("placeholder.html")
+            .value("disable_default_site", ctx.cfg.nginx.disable_default_site)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let p = paths(ctx);

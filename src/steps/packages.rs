@@ -1,6 +1,6 @@
 use crate::config::Config;
 use crate::exec::Cmd;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::system;
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
@@ -207,10 +207,10 @@ impl Step for Apt {
     fn uses_apt(&self) -> bool {
         true
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
         let mut p = (self.list)(&ctx.cfg);
         p.sort();
-        p.join(" ")
+        Inputs::new().value("packages", p.join(" "))
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let pkgs = (self.list)(&ctx.cfg);

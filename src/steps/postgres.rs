@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::io::Write;
@@ -129,14 +129,13 @@ impl Step for Postgres {
     fn about(&self) -> &'static str {
         "PostgreSQL: loopback only, app role and database"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {} {} scram-verifier revoke-public",
-            ctx.cfg.db_name(),
-            ctx.cfg.db_user(),
-            ctx.cfg.postgres.port,
-            crate::render::source("postgres.conf")
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .value("db", ctx.cfg.db_name())
+            .value("role", ctx.cfg.db_user())
+            .value("port", ctx.cfg.postgres.port)
+            .template("postgres.conf")
+            .value("grants", "scram-verifier revoke-public")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let cluster = cluster_dir(ctx)?;

@@ -1,5 +1,5 @@
 use crate::checks::{Level, preflight};
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct Preflight;
@@ -14,14 +14,16 @@ impl Step for Preflight {
     fn about(&self) -> &'static str {
         "check the host: OS, resources, ports, network"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        serde_json::to_string(&(
-            &ctx.cfg.preflight,
-            ctx.cfg.nginx.port,
-            ctx.cfg.postgres.port,
-            ctx.cfg.redis.port,
-        ))
-        .unwrap_or_default()
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .value("preflight", format!("{:?}", ctx.cfg.preflight))
+            .value(
+                "ports",
+                format!(
+                    "{} {} {}",
+                    ctx.cfg.nginx.port, ctx.cfg.postgres.port, ctx.cfg.redis.port
+                ),
+            )
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let (results, blocking) = preflight::run(&ctx.cfg, &ctx.paths.root, &ctx.ignore_preflight);

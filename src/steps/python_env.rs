@@ -1,7 +1,6 @@
-use super::app_code::app_file;
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
 
@@ -56,13 +55,11 @@ impl Step for PythonEnv {
     fn about(&self) -> &'static str {
         "Python virtualenv with the app's requirements and Gunicorn"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {}",
-            app_file(ctx, "requirements.txt").unwrap_or_default(),
-            ctx.cfg.venv_dir().display(),
-            ctx.cfg.build_user()
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .app_file(ctx, "requirements.txt")
+            .value("venv", ctx.cfg.venv_dir().display())
+            .value("owner", ctx.cfg.build_user())
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let venv = ctx.cfg.venv_dir().display().to_string();

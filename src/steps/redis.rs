@@ -1,5 +1,5 @@
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::time::Duration;
@@ -32,13 +32,11 @@ impl Step for Redis {
     fn about(&self) -> &'static str {
         "Redis: loopback only, password required"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {}",
-            ctx.cfg.redis.port,
-            ctx.cfg.redis.maxmemory_mb,
-            crate::render::source("redis.conf")
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .value("port", ctx.cfg.redis.port)
+            .value("maxmemory_mb", ctx.cfg.redis.maxmemory_mb)
+            .template("redis.conf")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let main = ctx.host(MAIN);

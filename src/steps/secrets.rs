@@ -1,4 +1,4 @@
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::os::unix::fs::MetadataExt;
 
@@ -17,8 +17,8 @@ impl Step for SecretsStep {
     fn about(&self) -> &'static str {
         "generate the secrets (once; reused afterwards)"
     }
-    fn fingerprint(&self, _ctx: &Ctx) -> String {
-        NAMES.join(",")
+    fn inputs(&self, _ctx: &Ctx) -> Inputs {
+        Inputs::new().value("names", NAMES.join(","))
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         for n in NAMES {

@@ -1,7 +1,6 @@
-use super::app_code::tree_hash;
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::systemd::{is_active, systemctl};
 use crate::txn::Txn;
 
@@ -78,20 +77,15 @@ impl Step for Services {
     fn about(&self) -> &'static str {
         "systemd units: Gunicorn, Celery worker, Celery beat"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        let templates: String = KINDS
-            .iter()
-            .map(|k| crate::render::source(&format!("{k}.service")))
-            .chain([crate::render::source("web.socket")])
-            .collect();
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
         // Code, settings and units: any change restarts the services.
-        format!(
-            "{} {} {} {}",
-            vars(ctx),
-            templates,
-            tree_hash(ctx),
-            super::app_env::AppEnv.fingerprint(ctx)
-        )
+        let mut i = Inputs::new().value("vars", vars(ctx));
+        for k in KINDS {
+            i = i.template(&format!("{k}.service"));
+        }
+        i.template("web.socket")
+            .app_tree(ctx)
+            .step(ctx, &super::app_env::AppEnv)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let v = vars(ctx);

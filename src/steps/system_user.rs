@@ -1,5 +1,5 @@
 use crate::exec::Cmd;
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 
 pub struct SystemUser;
@@ -15,15 +15,14 @@ impl Step for SystemUser {
     fn about(&self) -> &'static str {
         "create the app's system user and base directory"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        // "root-owned": the layout where the base directory is root's (older keels gave it
-        // to the app user); a host set up that way is re-owned on the next run.
-        format!(
-            "{} {} {} root-owned",
-            ctx.cfg.app_user(),
-            ctx.cfg.build_user(),
-            ctx.cfg.base_dir().display()
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .value("user", ctx.cfg.app_user())
+            .value("build_user", ctx.cfg.build_user())
+            .value("base_dir", ctx.cfg.base_dir().display())
+            // The base directory is root's (older keels gave it to the app user): a host
+            // set up that way is taken back on the next run.
+            .value("layout", "root-owned")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let root = &ctx.paths.root;

@@ -1,5 +1,5 @@
 use super::python_env::{as_app, venv_bin};
-use crate::step::{Ctx, Deps, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::{Duration, Instant};
 
@@ -185,13 +185,14 @@ impl Step for Verify {
     fn about(&self) -> &'static str {
         "the app answers through nginx; a Celery task round-trips; beat ticks"
     }
-    fn fingerprint(&self, ctx: &Ctx) -> String {
-        format!(
-            "{} {} {}",
-            super::services::Services.fingerprint(ctx),
-            super::nginx::Nginx.fingerprint(ctx),
-            serde_json::to_string(&ctx.cfg.django).unwrap_or_default()
-        )
+    fn inputs(&self, ctx: &Ctx) -> Inputs {
+        Inputs::new()
+            .step(ctx, &super::services::Services)
+            .step(ctx, &super::nginx::Nginx)
+            .value(
+                "django",
+                serde_json::to_string(&ctx.cfg.django).unwrap_or_default(),
+            )
     }
     fn run(&self, _ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         Ok(())
