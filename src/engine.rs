@@ -399,7 +399,7 @@ pub fn undo_step(
     let id = step.id();
     ctx.ui.step_started(id, "rolling back");
     let t = Instant::now();
-    let r = step.undo(ctx);
+    let r = crate::systemd::undo_managed(ctx, step);
     let rec = state.step_mut(id);
     rec.run_id = Some(run_id.into());
     match r {

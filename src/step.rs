@@ -91,6 +91,18 @@ impl From<std::io::Error> for StepError {
     }
 }
 
+/// What a step owns on the host, for its generic undo.
+#[derive(Debug, Clone, Default)]
+pub struct Managed {
+    /// Units keel created: stopped and disabled first, in this order.
+    pub units: Vec<String>,
+    /// Files (and links) keel writes and owns whole: removed.
+    pub files: Vec<std::path::PathBuf>,
+    /// Then, if the unit is active: `systemctl ACTION UNIT` (a daemon-reload comes first
+    /// when unit files went).
+    pub after: Vec<(&'static str, String)>,
+}
+
 /// A step's dependencies.
 pub type Deps = &'static [&'static dyn Step];
 
@@ -114,7 +126,14 @@ pub trait Step: Send + Sync {
     fn verify(&self, _ctx: &Ctx) -> StepResult {
         Ok(())
     }
-    /// Remove what the step set up, keeping data (databases, secrets, app directory).
+    /// What the step owns on the host: undone generically (units stopped and disabled,
+    /// files removed, services reloaded) when the step is rolled back.
+    fn manages(&self, _ctx: &Ctx) -> Managed {
+        Managed::default()
+    }
+    /// Anything undo needs beyond `manages` (an edit in a file keel does not own, a default
+    /// put back); runs after the files are gone and before the reloads. Data (databases,
+    /// secrets, the app directory) is kept.
     fn undo(&self, _ctx: &Ctx) -> StepResult {
         Ok(())
     }

@@ -119,3 +119,32 @@ pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult
     }
     Ok(())
 }
+
+/// The generic undo of a step (see `Step::manages`): stop and disable its units, remove its
+/// files, let the step undo what else it did, then reload what reads those files.
+pub fn undo_managed(ctx: &Ctx, step: &dyn crate::step::Step) -> StepResult {
+    let id = step.id();
+    let m = step.manages(ctx);
+    for unit in &m.units {
+        if ctx.host(&format!("/etc/systemd/system/{unit}")).exists() {
+            // Best effort: a unit that is already gone or never started is fine.
+            let _ = systemctl(ctx, id, &["disable", "--now", unit]);
+        }
+    }
+    let mut unit_files = false;
+    for f in &m.files {
+        if crate::fsx::unlink(f).map_err(crate::step::io_err(f))? {
+            unit_files |= f.starts_with(ctx.host("/etc/systemd/system"));
+        }
+    }
+    step.undo(ctx)?;
+    if unit_files {
+        systemctl(ctx, id, &["daemon-reload"])?;
+    }
+    for (action, unit) in &m.after {
+        if is_active(ctx, id, unit) {
+            systemctl(ctx, id, &[action, unit])?;
+        }
+    }
+    Ok(())
+}

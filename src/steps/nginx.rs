@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active};
 use crate::txn::Txn;
 use std::path::PathBuf;
@@ -160,14 +160,16 @@ impl Step for Nginx {
         }
         Ok(())
     }
-    fn undo(&self, ctx: &Ctx) -> StepResult {
+    fn manages(&self, ctx: &Ctx) -> Managed {
         let p = paths(ctx);
-        for f in [&p.enabled, &p.available, &p.webroot.join("index.html")] {
-            if std::fs::symlink_metadata(f).is_ok() {
-                std::fs::remove_file(f).map_err(io_err(f))?;
-            }
+        Managed {
+            files: vec![p.enabled, p.available, p.webroot.join("index.html")],
+            after: vec![("reload", UNIT.into())],
+            ..Managed::default()
         }
-        let _ = std::fs::remove_dir(&p.webroot);
+    }
+    fn undo(&self, ctx: &Ctx) -> StepResult {
+        let _ = std::fs::remove_dir(paths(ctx).webroot);
         // Put the distribution's default site back, as the package left it.
         let avail = ctx.host("/etc/nginx/sites-available/default");
         let enabled = ctx.host("/etc/nginx/sites-enabled/default");
@@ -178,9 +180,9 @@ impl Step for Nginx {
             std::os::unix::fs::symlink("/etc/nginx/sites-available/default", &enabled)
                 .map_err(io_err(&enabled))?;
         }
+        // Never reload into a broken configuration.
         if crate::systemd::is_active(ctx, ID, UNIT) {
             config_test(ctx, ID)?;
-            crate::systemd::systemctl(ctx, ID, &["reload", UNIT])?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::io::Write;
@@ -209,19 +209,15 @@ impl Step for Postgres {
         }
         Ok(())
     }
-    fn undo(&self, ctx: &Ctx) -> StepResult {
+    fn manages(&self, ctx: &Ctx) -> Managed {
         // The role and the database are data: kept.
-        let Ok(cluster) = cluster_dir(ctx) else {
-            return Ok(());
-        };
-        let path = cluster.join("conf.d/keel.conf");
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
-            if crate::systemd::is_active(ctx, ID, UNIT) {
-                crate::systemd::systemctl(ctx, ID, &["restart", UNIT])?;
-            }
+        Managed {
+            files: cluster_dir(ctx)
+                .map(|c| vec![c.join("conf.d/keel.conf")])
+                .unwrap_or_default(),
+            after: vec![("restart", UNIT.into())],
+            ..Managed::default()
         }
-        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
 use std::time::Duration;
@@ -142,44 +142,38 @@ impl Step for Redis {
         }
         Ok(())
     }
-    fn undo(&self, ctx: &Ctx) -> StepResult {
+    fn manages(&self, ctx: &Ctx) -> Managed {
         // The dump (data) and the password secret are kept; keel's settings are removed.
+        Managed {
+            files: vec![ctx.host(OURS)],
+            after: vec![("restart", UNIT.into())],
+            ..Managed::default()
+        }
+    }
+    /// Take keel's include line out of redis.conf (a file keel edits but does not own).
+    fn undo(&self, ctx: &Ctx) -> StepResult {
         let main = ctx.host(MAIN);
-        let mut changed = false;
         if let Ok(text) = std::fs::read_to_string(&main)
             && text.lines().any(|l| l.trim() == include_line())
         {
-            {
-                let new = match text.strip_suffix(&suffix()) {
-                    Some(orig) => orig.to_string(),
-                    // Edited since: drop just our lines.
-                    None => text
-                        .lines()
-                        .filter(|l| {
-                            l.trim() != include_line() && !l.starts_with("# Added by keel:")
-                        })
-                        .map(|l| format!("{l}\n"))
-                        .collect(),
-                };
-                use std::os::unix::fs::MetadataExt;
-                let md = std::fs::metadata(&main)?;
-                crate::txn::write_atomic(
-                    &main,
-                    new.as_bytes(),
-                    md.mode() & 0o7777,
-                    Some((md.uid(), md.gid())),
-                )
-                .map_err(io_err(&main))?;
-                changed = true;
-            }
-        }
-        let ours = ctx.host(OURS);
-        if ours.exists() {
-            std::fs::remove_file(&ours).map_err(io_err(&ours))?;
-            changed = true;
-        }
-        if changed && crate::systemd::is_active(ctx, ID, UNIT) {
-            crate::systemd::systemctl(ctx, ID, &["restart", UNIT])?;
+            let new = match text.strip_suffix(&suffix()) {
+                Some(orig) => orig.to_string(),
+                // Edited since: drop just our lines.
+                None => text
+                    .lines()
+                    .filter(|l| l.trim() != include_line() && !l.starts_with("# Added by keel:"))
+                    .map(|l| format!("{l}\n"))
+                    .collect(),
+            };
+            use std::os::unix::fs::MetadataExt;
+            let md = std::fs::metadata(&main)?;
+            crate::txn::write_atomic(
+                &main,
+                new.as_bytes(),
+                md.mode() & 0o7777,
+                Some((md.uid(), md.gid())),
+            )
+            .map_err(io_err(&main))?;
         }
         Ok(())
     }

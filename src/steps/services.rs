@@ -1,6 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::io_err;
-use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
+use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{is_active, systemctl};
 use crate::txn::Txn;
 
@@ -150,31 +150,24 @@ impl Step for Services {
         }
         Ok(())
     }
-    fn undo(&self, ctx: &Ctx) -> StepResult {
-        let mut any = false;
-        for unit in unit_names(ctx) {
-            let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
-            if path.exists() {
-                let _ = systemctl(ctx, ID, &["disable", "--now", &unit]);
-                std::fs::remove_file(&path).map_err(io_err(&path))?;
-                any = true;
-            }
+    fn manages(&self, ctx: &Ctx) -> Managed {
+        // The app's units first, then the socket they take, then keel's health timer.
+        let units: Vec<String> = unit_names(ctx)
+            .into_iter()
+            .map(|u| format!("{u}.service"))
+            .chain([
+                web_socket(ctx),
+                "keel-verify.timer".into(),
+                "keel-verify.service".into(),
+            ])
+            .collect();
+        Managed {
+            files: units
+                .iter()
+                .map(|u| ctx.host(&format!("/etc/systemd/system/{u}")))
+                .collect(),
+            units,
+            after: vec![],
         }
-        for name in [
-            web_socket(ctx).as_str(),
-            "keel-verify.timer",
-            "keel-verify.service",
-        ] {
-            let path = ctx.host(&format!("/etc/systemd/system/{name}"));
-            if path.exists() {
-                let _ = systemctl(ctx, ID, &["disable", "--now", name]);
-                std::fs::remove_file(&path).map_err(io_err(&path))?;
-                any = true;
-            }
-        }
-        if any {
-            systemctl(ctx, ID, &["daemon-reload"])?;
-        }
-        Ok(())
     }
 }
