@@ -6,6 +6,9 @@
 #   KEEL_E2E=0 scripts/test.sh fast tests only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Architecture: no import cycle, nothing imports upward, size limits, fakes and spawning in
+# their one module (see the script's header).
+python3 scripts/layers.py
 cargo test --all-targets
 if [ "${KEEL_E2E:-1}" != 0 ]; then
   cargo build --release

@@ -161,16 +161,6 @@ impl Inputs {
         let src = crate::render::source(name);
         self.value(&format!("template {name}"), src)
     }
-    /// A file of the app (from the source when it is local, else the deployed copy).
-    pub fn app_file(self, ctx: &Ctx, rel: &str) -> Inputs {
-        let text = crate::steps::app_code::app_file(ctx, rel).unwrap_or_default();
-        self.value(&format!("app file {rel}"), text)
-    }
-    /// The whole app source (hashed once per run).
-    pub fn app_tree(self, ctx: &Ctx) -> Inputs {
-        let h = crate::steps::app_code::tree_hash(ctx);
-        self.value("app tree", h)
-    }
     /// Another step's inputs: this step's result depends on what that one produced.
     pub fn step(self, ctx: &Ctx, other: &dyn Step) -> Inputs {
         let h = other.inputs(ctx).hash();

@@ -212,7 +212,7 @@ impl Step for AppCode {
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
-            .app_tree(ctx)
+            .value("app tree", super::app_code::tree_hash(ctx))
             .value("app_dir", ctx.cfg.app_dir().display())
             // The layout: code root's, staticfiles/media the app's (older keels differ).
             .value("layout", "root-owned")

@@ -157,7 +157,10 @@ impl Step for AppEnv {
     }
     fn inputs(&self, ctx: &Ctx) -> step::Inputs {
         step::Inputs::new()
-            .app_file(ctx, ".env.example")
+            .value(
+                "app file .env.example",
+                super::app_code::app_file(ctx, ".env.example").unwrap_or_default(),
+            )
             .value("env", format!("{:?}", ctx.cfg.env))
             .value(
                 "derived",

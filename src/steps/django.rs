@@ -34,7 +34,7 @@ impl Step for Django {
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
-            .app_tree(ctx)
+            .value("app tree", super::app_code::tree_hash(ctx))
             .value("admin_user", &ctx.cfg.django.admin_user)
             .value("admin_email", ctx.cfg.admin_email())
     }

@@ -57,7 +57,10 @@ impl Step for PythonEnv {
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
-            .app_file(ctx, "requirements.txt")
+            .value(
+                "app file requirements.txt",
+                super::app_code::app_file(ctx, "requirements.txt").unwrap_or_default(),
+            )
             .value("venv", ctx.cfg.venv_dir().display())
             .value("owner", ctx.cfg.build_user())
     }

@@ -84,7 +84,7 @@ impl Step for Services {
             i = i.template(&format!("{k}.service"));
         }
         i.template("web.socket")
-            .app_tree(ctx)
+            .value("app tree", super::app_code::tree_hash(ctx))
             .step(ctx, &super::app_env::AppEnv)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
