@@ -263,13 +263,37 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let key = key_of_toml_error(&e, text);
+        let syntax = |e: toml::de::Error| Error::Config {
+            file: path.into(),
+            key: key_of_toml_error(&e, text),
+            msg: e.message().to_string(),
+            hint: toml_hint(&e, text),
+        };
+        let de = toml::Deserializer::parse(text).map_err(syntax)?;
+        // serde_path_to_error names the key a type error or unknown field is about.
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let mut key = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = inner.message().to_string();
+            if let Some(field) = msg
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+            {
+                if key == "." {
+                    key = field.into();
+                } else if !key.ends_with(&format!(".{field}")) && key != field {
+                    key = format!("{key}.{field}");
+                }
+            }
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                key = format!("{key} (line {line})");
+            }
             Error::Config {
                 file: path.into(),
                 key,
-                msg: e.message().to_string(),
-                hint: toml_hint(&e, text),
+                msg,
+                hint: toml_hint(&inner, text),
             }
         })?;
         cfg.source = path.to_path_buf();

@@ -94,7 +94,7 @@ impl Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        // fs-err already puts the path in the message.
+        // Callers that know the path use Error::io; this is the fallback.
         Error::Other(anyhow::Error::new(e))
     }
 }

@@ -69,27 +69,17 @@ pub fn keel_unit_vars(
 
 /// RFC 3339 UTC timestamp, second precision.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    t.format(&time::format_description::well_known::Rfc3339)
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
         .unwrap_or_default()
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('Z')
-        .to_string()
-        + "Z"
 }
 
+/// A run's id: its start time and keel's pid.
 pub fn run_id() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}-{}",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        std::process::id()
-    )
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    let t = time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default();
+    format!("{t}-{}", std::process::id())
 }

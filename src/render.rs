@@ -49,16 +49,12 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Where operator overrides live (set once at start-up; tests point it into their fake root).
-static OVERRIDES: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-pub fn set_override_dir(dir: std::path::PathBuf) {
-    let _ = OVERRIDES.set(dir);
-}
-
-/// The override file for `name`, if one exists.
+/// The override file for `name`, if one exists: NAME.j2 in /etc/keel/templates under the
+/// host's root (the fake host's in tests).
 pub fn override_path(name: &str) -> Option<std::path::PathBuf> {
-    let p = OVERRIDES.get()?.join(format!("{name}.j2"));
+    let p = crate::paths::Paths::from_env()
+        .host("/etc/keel/templates")
+        .join(format!("{name}.j2"));
     p.is_file().then_some(p)
 }
 
@@ -105,9 +101,9 @@ pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
-    let (src, origin) = source_and_origin(name);
-    env.add_template_owned(name.to_string(), src)
-        .map_err(|e| format!("template {origin}: {e}"))?;
+    let (_, origin) = source_and_origin(name);
+    // minijinja's loader finds the template (the operator's override, else the built-in).
+    env.set_loader(|n| Ok(Some(source_and_origin(n).0).filter(|s| !s.is_empty())));
     let t = env
         .get_template(name)
         .map_err(|e| format!("template {origin}: {e}"))?;

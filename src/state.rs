@@ -178,7 +178,7 @@ impl State {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        fs_err::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".state.")
             .tempfile_in(dir)
@@ -221,7 +221,7 @@ impl RunLock {
     pub fn acquire(state: &Path) -> Result<RunLock> {
         let path = lock_path(state);
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(d)?;
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
         let mut file = std::fs::OpenOptions::new()
             .read(true)

@@ -3,7 +3,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::step::Ctx;
-use crate::{events, exec, redact, render, secrets, ui};
+use crate::{events, exec, redact, secrets, ui};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -51,7 +51,6 @@ pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> e
 pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
     let paths = Paths::from_env();
     let redactor = redact::Redactor::default();
-    render::set_override_dir(paths.host("/etc/keel/templates"));
     let secrets = secrets::Secrets {
         dir: paths.secrets_dir(),
         redactor: redactor.clone(),

@@ -67,7 +67,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     // Validate before writing: the wizard must never produce a config keel refuses.
     Config::parse(&text, path)?;
     if let Some(d) = path.parent() {
-        fs_err::create_dir_all(d)?;
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     crate::txn::write_atomic(path, text.as_bytes(), 0o644, None).map_err(|e| Error::io(path, e))?;
     println!(
