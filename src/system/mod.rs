@@ -1,9 +1,9 @@
 //! Host facts read straight from the kernel and /etc, so a minimal Debian (no ss, no fuser,
 //! no python) can answer them.
 use std::collections::HashMap;
+pub mod fcntl;
 pub mod net;
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 pub fn valid_hostname(s: &str) -> bool {
@@ -192,15 +192,7 @@ pub fn dpkg_lock_holder(root: &Path) -> Option<(u32, String)> {
         else {
             continue;
         };
-        // SAFETY: flock is a plain C struct of integers; all-zero is a valid value.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: F_GETLK on an fd we own, with a valid flock out-pointer; neither rustix
-        // nor std wraps F_GETLK (it names the holder without taking the lock).
-        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
-        if r == 0 && fl.l_type != libc::F_UNLCK as libc::c_short {
-            let pid = fl.l_pid as u32;
+        if let Some(pid) = fcntl::lock_holder(&f) {
             let cmd = process_cmdline(pid);
             return Some((
                 pid,
