@@ -231,16 +231,11 @@ pub fn generate(kind: SecretKind) -> String {
                 .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
                 .collect()
         }
+        // The byte formats come from the one OS-random helper keel's own secrets use.
         SecretKind::Fernet => {
-            let mut b = [0u8; 32];
-            rng.fill(&mut b);
-            base64::engine::general_purpose::URL_SAFE.encode(b)
+            base64::engine::general_purpose::URL_SAFE.encode(crate::secrets::random_bytes(32))
         }
-        SecretKind::Token => {
-            let mut b = [0u8; 48];
-            rng.fill(&mut b);
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-        }
+        SecretKind::Token => crate::secrets::random_token(48),
     }
 }
 

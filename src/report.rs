@@ -46,14 +46,14 @@ fn sh(ctx: &Ctx, program: &str, args: &[&str]) -> (i32, String) {
     }
 }
 
-fn system() -> Section {
-    let os = crate::system::os_release(Path::new("/"));
+fn system(root: &Path) -> Section {
+    let os = crate::system::os_release(root);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let up: f64 = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
-    let disk = crate::system::disk_free_mb(Path::new("/")).unwrap_or(0);
+    let disk = crate::system::disk_free_mb(root).unwrap_or(0);
     let body = format!(
         "os: {}\nkernel: {}\nuptime: {:.0} min\ncpus: {}\nmemory: {} MB total, {} MB available\ndisk: {} MB free on /\nload: {}",
         os.get("PRETTY_NAME").cloned().unwrap_or_default(),
@@ -186,23 +186,24 @@ fn permissions(ctx: &Ctx) -> Section {
     use std::os::unix::fs::MetadataExt;
     let mut body = String::new();
     let mut problems = vec![];
-    let uname = |uid: u32| -> String {
-        std::fs::read_to_string(ctx.host("/etc/passwd"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
-                    .map(|l| l.split(':').next().unwrap_or("").to_string())
-            })
-            .unwrap_or(uid.to_string())
+    let uname = |uid: u32| {
+        crate::system::user_name(&ctx.paths.root, uid).unwrap_or_else(|| uid.to_string())
     };
+    let secrets = Path::new("/").join(
+        ctx.paths
+            .secrets_dir()
+            .strip_prefix(&ctx.paths.root)
+            .unwrap_or(Path::new("etc/keel/secrets")),
+    );
     let env = crate::steps::app_env::env_file(&ctx.cfg);
     let items: Vec<(PathBuf, Option<u32>)> = vec![
         (ctx.cfg.base_dir(), None),
         (ctx.cfg.app_dir(), None),
-        (env, Some(0o600)),
+        (env, Some(0o640)),
+        (ctx.cfg.app_dir().join("staticfiles"), None),
+        (ctx.cfg.app_dir().join("media"), None),
         (ctx.cfg.venv_dir(), None),
-        (PathBuf::from("/etc/keel/secrets"), Some(0o700)),
+        (secrets.clone(), Some(0o700)),
     ];
     for (p, want) in items {
         let hp = ctx.host(&p.display().to_string());
@@ -231,10 +232,10 @@ fn permissions(ctx: &Ctx) -> Section {
                 let mode = md.mode() & 0o777;
                 // Names only: a secret's value never enters the report.
                 body.push_str(&format!(
-                    "{:o} {} /etc/keel/secrets/{}\n",
+                    "{:o} {} {}\n",
                     mode,
                     uname(md.uid()),
-                    e.file_name().to_string_lossy()
+                    secrets.join(e.file_name()).display()
                 ));
                 if mode != 0o600 {
                     problems.push(format!(
@@ -324,7 +325,7 @@ fn nginx(ctx: &Ctx) -> Section {
 /// Build the report. `full`: probe services too (skipped after a run where nothing ran, to
 /// keep a no-op fast).
 pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
-    let mut v = vec![system(), steps_table(state)];
+    let mut v = vec![system(&ctx.paths.root), steps_table(state)];
     if full {
         v.extend([
             services(ctx),

@@ -22,11 +22,7 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// `n` random bytes from the OS, url-safe base64 without padding (safe inside URLs).
 pub fn random_token(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    rand::rngs::OsRng
-        .try_fill_bytes(&mut buf)
-        .expect("OS random source");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(n))
 }
 
 impl Secrets {

@@ -83,3 +83,29 @@ fn a_listener_off_loopback_fails_the_postgres_step() {
         .code(1)
         .stdout(contains("listens on 0.0.0.0:5432, not only on loopback"));
 }
+
+/// The report's permissions section agrees with the trust boundary (.env 0640, secrets 0700)
+/// and names the app's writable directories.
+#[test]
+fn the_report_sees_the_layout_keel_made() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.keel().arg("diagnose").assert().success();
+    let v: serde_json::Value =
+        serde_json::from_str(&h.read("root/var/log/keel/diagnostics-latest.json")).unwrap();
+    let perms = v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"] == "permissions")
+        .expect("a permissions section");
+    assert_eq!(perms["verdict"], "ok", "{perms}");
+    let body = perms["body"].as_str().unwrap();
+    for line in [
+        "640 root:998 /opt/demo/app/.env",
+        "755 demo:998 /opt/demo/app/media",
+        "700 root:0 /etc/keel/secrets",
+    ] {
+        assert!(body.contains(line), "{line} not in {body}");
+    }
+}

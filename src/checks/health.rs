@@ -31,11 +31,7 @@ pub fn units(cfg: &Config) -> Vec<String> {
     let mut u: Vec<String> = ["postgresql", "redis-server", "nginx"]
         .map(String::from)
         .to_vec();
-    u.extend(
-        ["web", "worker", "beat"]
-            .iter()
-            .map(|k| format!("{}-{k}", cfg.app.name)),
-    );
+    u.extend(steps::services::app_units(cfg));
     u
 }
 
@@ -108,23 +104,8 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         "site".into(),
         true,
         Box::new(move || {
-            let r = steps::verify::get(&c, "/").and_then(|(code, body)| {
-                if code == 200 && !body.contains("keel-placeholder") {
-                    Ok(())
-                } else {
-                    Err(StepError::permanent(
-                        format!(
-                            "GET / through nginx answered {code}{}",
-                            if body.contains("keel-placeholder") {
-                                " with keel's placeholder (Gunicorn is down)"
-                            } else {
-                                ""
-                            }
-                        ),
-                        format!("see journalctl -u {}-web -n 50", c.cfg.app.name),
-                    ))
-                }
-            });
+            // The verify step's own check: one implementation of "the app answers".
+            let r = steps::verify::check_home(&c);
             from(r, "GET / through nginx: 200 from the app")
         }),
     ));

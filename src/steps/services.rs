@@ -13,9 +13,14 @@ pub fn socket(ctx: &Ctx) -> String {
 }
 
 pub fn unit_names(ctx: &Ctx) -> Vec<String> {
+    app_units(&ctx.cfg)
+}
+
+/// The app's units (without suffix): web, worker, beat.
+pub fn app_units(cfg: &crate::config::Config) -> Vec<String> {
     KINDS
         .iter()
-        .map(|k| format!("{}-{k}", ctx.cfg.app.name))
+        .map(|k| format!("{}-{k}", cfg.app.name))
         .collect()
 }
 

@@ -56,7 +56,8 @@ fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
     o.stdout.trim().trim_start_matches('@').parse().ok()
 }
 
-fn check_home(ctx: &Ctx) -> StepResult {
+/// GET / through nginx is the app (not keel's placeholder): shared with `keel verify`.
+pub fn check_home(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
     let (code, body) = get(ctx, "/")?;
     if code != 200 || body.contains("keel-placeholder") {

@@ -232,6 +232,16 @@ pub fn user_ids(root: &Path, name: &str) -> Option<(u32, u32)> {
         })
 }
 
+/// The name of the user with `uid`, from ROOT/etc/passwd.
+pub fn user_name(root: &Path, uid: u32) -> Option<String> {
+    let uid = uid.to_string();
+    std::fs::read_to_string(root.join("etc/passwd"))
+        .ok()?
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
+        .map(|l| l.split(':').next().unwrap_or("").to_string())
+}
+
 pub fn group_exists(root: &Path, name: &str) -> bool {
     std::fs::read_to_string(root.join("etc/group"))
         .map(|t| t.lines().any(|l| l.split(':').next() == Some(name)))
