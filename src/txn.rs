@@ -265,3 +265,44 @@ impl Drop for Txn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(dir: &Path) -> Exec {
+        Exec {
+            mode: crate::exec::Mode::Fake(dir.join("fake")),
+            log_dir: dir.join("log"),
+            redactor: Default::default(),
+            default_timeout: std::time::Duration::from_secs(5),
+            children_dir: dir.join("children"),
+        }
+    }
+
+    /// A transaction dropped without commit (a step that panicked) undoes its changes,
+    /// restoring what was there; a committed one keeps them.
+    #[test]
+    fn dropped_uncommitted_rolls_back_committed_keeps() {
+        let d = tempfile::tempdir().unwrap();
+        let old = d.path().join("old.conf");
+        std::fs::write(&old, "before").unwrap();
+        let new = d.path().join("sub/new.conf");
+        {
+            let mut tx = Txn::new(&runner(d.path()), "t");
+            tx.write(&new, b"created", 0o644, None).unwrap();
+            tx.write(&old, b"after", 0o644, None).unwrap();
+            tx.reapply("reload", "nginx");
+            assert_eq!(std::fs::read_to_string(&old).unwrap(), "after");
+        }
+        assert!(!new.exists() && !d.path().join("sub").exists());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "before");
+        let log = std::fs::read_to_string(d.path().join("fake/commands.log")).unwrap();
+        assert!(log.contains("[t] systemctl reload nginx"), "{log}");
+        let mut tx = Txn::new(&runner(d.path()), "t");
+        tx.write(&new, b"created", 0o644, None).unwrap();
+        tx.commit();
+        drop(tx);
+        assert_eq!(std::fs::read_to_string(&new).unwrap(), "created");
+    }
+}

@@ -132,25 +132,8 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             let unit = format!("{}-worker", c.cfg.app.name);
-            let r = crate::systemd::require_active(&c, "health", &unit).and_then(|_| {
-                let path = &c.cfg.django.celery_ping_path;
-                if path.is_empty() {
-                    return Ok(());
-                }
-                // A real task through Redis and the worker, via the running app (fast: no Python start-up).
-                let (code, body) = steps::verify::get(&c, path)?;
-                if code == 200 && body.trim() == "pong" {
-                    Ok(())
-                } else {
-                    Err(StepError::permanent(
-                        format!(
-                            "GET {path} answered {code} {:?}: no task round trip",
-                            body.trim()
-                        ),
-                        format!("see journalctl -u {unit} -n 50"),
-                    ))
-                }
-            });
+            let r = crate::systemd::require_active(&c, "health", &unit)
+                .and_then(|_| steps::verify::check_ping(&c));
             from(r, "worker active; a task round-trips through Redis")
         }),
     ));

@@ -1,7 +1,6 @@
 use crate::exec::Cmd;
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct AppCode;
@@ -57,9 +56,12 @@ pub fn tree_hash(ctx: &Ctx) -> String {
                 let mut parts = vec![];
                 for f in &files {
                     parts.push(f.display().to_string());
-                    parts.push(std::fs::read_to_string(src.join(f)).unwrap_or_else(|_| {
-                        format!("{:?}", std::fs::metadata(src.join(f)).map(|m| m.len()))
-                    }));
+                    // Never through a link: the source may be a directory others can write.
+                    let bytes = crate::fsx::read_nofollow(&src.join(f), MAX_APP_FILE)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                    parts.push(String::from_utf8_lossy(&bytes).into_owned());
                 }
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
                 crate::step::hash(&refs)
@@ -74,7 +76,9 @@ pub fn tree_hash(ctx: &Ctx) -> String {
 /// they are deployed), else from the deployed copy.
 pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
     match ctx.cfg.app_source() {
-        Some(src) => std::fs::read_to_string(src.join(rel)).ok(),
+        Some(src) => crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten(),
         None => crate::fsx::read_text_nofollow(
             &ctx.host(&ctx.cfg.app_dir().display().to_string()).join(rel),
             crate::fsx::MAX_INPUT,
@@ -93,6 +97,9 @@ pub fn app_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
         )
     })
 }
+
+/// The largest single file keel copies from an app source.
+const MAX_APP_FILE: u64 = 256 << 20;
 
 /// The only directories of the app tree the app's user may write.
 pub const APP_WRITES: &[&str] = &["staticfiles", "media"];
@@ -134,9 +141,19 @@ fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult {
         if let Some(parent) = to.parent() {
             tx.ensure_dir(parent)?;
         }
-        let bytes = std::fs::read(&from)
-            .map_err(|e| StepError::permanent(format!("{}: {e}", from.display()), ""))?;
-        let exec = std::fs::metadata(&from)?.permissions().mode() & 0o111 != 0;
+        // The source's files are read without following links: a link planted in a source
+        // directory that someone else can write must not copy /etc/shadow into the app.
+        let missing =
+            || StepError::permanent(format!("{} vanished while deployed", from.display()), "");
+        let bytes = crate::fsx::read_nofollow(&from, MAX_APP_FILE)
+            .map_err(|e| {
+                StepError::permanent(
+                    format!("{}: {e}", from.display()),
+                    "a file of the app source must be a regular file (no links)",
+                )
+            })?
+            .ok_or_else(missing)?;
+        let exec = crate::fsx::lstat(&from)?.ok_or_else(missing)?.st_mode & 0o111 != 0;
         tx.write(&to, &bytes, if exec { 0o755 } else { 0o644 }, Some((0, 0)))?;
     }
     let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();

@@ -76,24 +76,33 @@ pub fn check_home(ctx: &Ctx) -> StepResult {
     Ok(())
 }
 
+/// A real task through Redis and the worker, via the running app's ping page (fast: no
+/// Python start-up): shared with `keel verify`.
+pub fn check_ping(ctx: &Ctx) -> StepResult {
+    let app = &ctx.cfg.app.name;
+    let ping = &ctx.cfg.django.celery_ping_path;
+    if ping.is_empty() {
+        return Ok(());
+    }
+    let (code, body) = get(ctx, ping)?;
+    if code != 200 || body.trim() != "pong" {
+        return Err(StepError::transient(
+            format!(
+                "GET {ping} answered {code} {:?}: a task did not round-trip through Redis",
+                body.trim()
+            ),
+            format!("see journalctl -u {app}-worker -n 50"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_worker(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
     crate::systemd::require_active(ctx, ID, &format!("{app}-worker"))?;
     // The task round trip first: it answers as soon as the (possibly still starting) worker
     // takes the task, where `inspect ping` would wait out its whole timeout.
-    let ping = &ctx.cfg.django.celery_ping_path;
-    if !ping.is_empty() {
-        let (code, body) = get(ctx, ping)?;
-        if code != 200 || body.trim() != "pong" {
-            return Err(StepError::transient(
-                format!(
-                    "GET {ping} answered {code} {:?}: a task did not round-trip through Redis",
-                    body.trim()
-                ),
-                format!("see journalctl -u {app}-worker -n 50"),
-            ));
-        }
-    }
+    check_ping(ctx)?;
     // Our worker's node name (the unit sets --hostname APP@%h): with a destination, inspect
     // returns as soon as it answers instead of waiting out the timeout for unknown others.
     let node = format!("{app}@{}", crate::system::hostname());
