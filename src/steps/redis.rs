@@ -17,7 +17,7 @@ fn include_line() -> String {
 /// Exactly what keel appends to redis.conf, so undo can take exactly that away again.
 fn suffix() -> String {
     format!(
-        "\n# Added by keel: its settings (bind, requirepass) override the ones above.\n{}\n",
+        "\n# Added by keel: its settings (bind, ACL) override the ones above.\n{}\n",
         include_line()
     )
 }
@@ -57,7 +57,7 @@ impl Step for Redis {
         let conf = crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
             .map_err(|e| StepError::permanent(e, ""))?;
         let ours = ctx.host(OURS);
-        // Readable by redis only: it holds requirepass.
+        // Readable by redis only: it holds the ACL (the password's SHA-256).
         let mut changed = tx
             .write(
                 &ours,
