@@ -112,13 +112,7 @@ fn package_names_and_git_refs_come_after_double_dash() {
     let h = Host::new();
     h.write(
         "keel.toml",
-        &crate::fakehost::config("").replace(
-            &format!(
-                "source = \"{}/examples/demo-app\"",
-                env!("CARGO_MANIFEST_DIR")
-            ),
-            "git = \"https://git.example.com/acme/shop.git\"\ngit_ref = \"release/v1\"",
-        ),
+        &crate::fakehost::git_config("https://git.example.com/acme/shop.git", "release/v1"),
     );
     h.rule("dpkg-query\t0\t0\t\tpython3 ii \\npython3-venv ii \\ngit ii ");
     // app-code fails on the fake host (no checkout appears), after running git.

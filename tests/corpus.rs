@@ -308,12 +308,9 @@ fn valid_edge_cases_are_accepted() {
     let h = Host::new();
     h.write(
         "keel.toml",
-        &crate::fakehost::config("").replace(
-            &format!(
-                "source = \"{}/examples/demo-app\"",
-                env!("CARGO_MANIFEST_DIR")
-            ),
-            "git = \"ssh://git@git.example.com:2222/acme/shop.git\"\ngit_ref = \"release/v1.2\"",
+        &crate::fakehost::git_config(
+            "ssh://git@git.example.com:2222/acme/shop.git",
+            "release/v1.2",
         ),
     );
     h.keel().args(["install", "--dry-run"]).assert().success();

@@ -21,6 +21,17 @@ pub fn config(extra: &str) -> String {
     )
 }
 
+/// The test config with the app from git instead of the demo directory.
+pub fn git_config(url: &str, git_ref: &str) -> String {
+    config("").replace(
+        &format!(
+            "source = \"{}/examples/demo-app\"",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        &format!("git = \"{url}\"\ngit_ref = \"{git_ref}\""),
+    )
+}
+
 impl Default for Host {
     fn default() -> Self {
         Self::new()

@@ -89,8 +89,12 @@ pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
 }
 
 pub fn app_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
-    let user = ctx.cfg.app_user();
-    crate::system::user_ids(&ctx.paths.root, &user).ok_or_else(|| {
+    ids_of(ctx, &ctx.cfg.app_user())
+}
+
+/// uid and gid of one of the app's users (made by the system-user step).
+pub fn ids_of(ctx: &Ctx, user: &str) -> StepResult<(u32, u32)> {
+    crate::system::user_ids(&ctx.paths.root, user).ok_or_else(|| {
         StepError::permanent(
             format!("user {user} does not exist"),
             "keel install --retry-step system-user",

@@ -27,13 +27,7 @@ pub fn as_build(ctx: &Ctx, program: &str) -> Cmd {
 }
 
 pub fn build_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
-    let user = ctx.cfg.build_user();
-    crate::system::user_ids(&ctx.paths.root, &user).ok_or_else(|| {
-        StepError::permanent(
-            format!("user {user} does not exist"),
-            "keel install --retry-step system-user",
-        )
-    })
+    super::app_code::ids_of(ctx, &ctx.cfg.build_user())
 }
 
 pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
