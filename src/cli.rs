@@ -28,6 +28,12 @@ pub struct Cli {
     /// Answer yes to confirmations; never prompt (unattended use).
     #[arg(long, short = 'y', global = true, alias = "non-interactive")]
     pub yes: bool,
+    /// Say only what failed (the result still goes to stdout).
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print every command keel runs, as it starts.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     /// Output format (json for machines; dot for `plan`).
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: Output,
@@ -58,6 +64,9 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the named steps and their dependencies (all steps when none is named).
+    #[command(
+        after_help = "Examples:\n  keel install --yes\n  keel install --retry-step nginx\n  keel install --dry-run --output json"
+    )]
     Install {
         /// Steps to run (with their dependencies).
         steps: Vec<String>,
@@ -82,6 +91,9 @@ pub enum Command {
         resume: bool,
     },
     /// Show each step's status, duration and last error.
+    #[command(
+        after_help = "Examples:\n  keel status\n  keel status --wait --timeout 1800   # in cloud-init, after keel install"
+    )]
     Status {
         /// Block until the current (or next) run finishes: exit 0 when every step
         /// completed, 1 on failure.
@@ -92,6 +104,9 @@ pub enum Command {
         timeout: Option<u64>,
     },
     /// Health checks, in parallel: exit 0 healthy (or degraded), 1 unhealthy.
+    #[command(
+        after_help = "Examples:\n  keel verify\n  keel verify --heal\n  keel verify --output prometheus > /var/lib/node_exporter/keel.prom"
+    )]
     Verify {
         /// Restart failed or inactive keel-managed units (bounded, with backoff), then re-check.
         #[arg(long)]
@@ -107,8 +122,12 @@ pub enum Command {
         sequential: bool,
     },
     /// Write a diagnostics report (secrets masked) under /var/log/keel/.
+    #[command(
+        after_help = "Example:\n  keel diagnose && less /var/log/keel/diagnostics-latest.txt"
+    )]
     Diagnose,
     /// Render an app's .env from its .env.example (as the app-env step does).
+    #[command(after_help = "Example:\n  keel env --example ./shop/.env.example --out ./shop/.env")]
     Env {
         #[arg(long, value_name = "FILE")]
         example: std::path::PathBuf,
@@ -116,17 +135,40 @@ pub enum Command {
         out: std::path::PathBuf,
     },
     /// Interactive wizard that writes a keel.toml (needs a terminal).
+    #[command(after_help = "Example:\n  keel --config /etc/keel/keel.toml init")]
     Init,
     /// Print the step graph in order with dependencies (and what an install would do).
+    #[command(
+        after_help = "Examples:\n  keel plan\n  keel plan --output dot | dot -Tsvg > keel.svg"
+    )]
     Plan,
     /// Run the preflight checks alone.
+    #[command(
+        after_help = "Examples:\n  keel preflight\n  keel preflight --ignore-preflight-errors memory"
+    )]
     Preflight {
         #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
         ignore_preflight_errors: Vec<String>,
     },
     /// Undo everything keel set up, keeping data (databases, secrets, app directory).
+    #[command(after_help = "Example:\n  keel rollback --yes")]
     Rollback,
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  keel completions bash > /etc/bash_completion.d/keel")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    #[command(
+        hide = true,
+        after_help = "Example:\n  keel manpage > keel.1 && man ./keel.1"
+    )]
+    Manpage,
     /// Print the JSON Schema of the state file.
-    #[command(hide = true)]
+    #[command(
+        hide = true,
+        after_help = "Example:\n  keel state-schema > state.schema.json"
+    )]
     StateSchema,
 }

@@ -114,6 +114,8 @@ pub struct Exec {
     /// Every running child's process group is registered here (a tmpfs, cleared by a
     /// reboot) until it ends, so the next run can deal with what a killed run left running.
     pub children_dir: PathBuf,
+    /// `-v`: print each command (redacted) on stderr as it starts.
+    pub echo: bool,
 }
 
 /// A child process group that a killed keel left running.
@@ -337,6 +339,13 @@ impl Exec {
     }
 
     fn spawn(&self, log: &str, cmd: &Cmd) -> Result<(Output, Duration, bool), ExecError> {
+        if self.echo {
+            eprintln!(
+                "{} keel: [{log}] $ {}",
+                crate::paths::now(),
+                self.redactor.redact(&cmd.display())
+            );
+        }
         let start = Instant::now();
         let res = match &self.mode {
             Mode::Fake(dir) => Ok((fake_run(dir, log, cmd, &self.redactor), false)),
@@ -620,6 +629,7 @@ mod tests {
             redactor: Redactor::default(),
             default_timeout: Duration::from_secs(10),
             children_dir: dir.join("children"),
+            echo: false,
         }
     }
 

@@ -277,6 +277,7 @@ mod tests {
             redactor: Default::default(),
             default_timeout: std::time::Duration::from_secs(5),
             children_dir: dir.join("children"),
+            echo: false,
         }
     }
 

@@ -5,23 +5,39 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How much keel says on stderr while it works (`-q`, default, `-v`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// Failures only (the result still goes to stdout, errors to stderr).
+    Quiet,
+    #[default]
+    Normal,
+    /// Also every command keel runs, as plain lines.
+    Verbose,
+}
+
 pub struct Ui {
     multi: Option<MultiProgress>,
     overall: std::sync::OnceLock<ProgressBar>,
     bars: Mutex<HashMap<String, ProgressBar>>,
-    quiet: bool,
+    verbosity: Verbosity,
 }
 
 impl Ui {
-    /// `quiet` when stdout carries JSON: progress still goes to stderr, as plain lines.
-    pub fn new(quiet: bool) -> Ui {
+    /// `plain` when stdout carries JSON: progress still goes to stderr, as plain lines. No
+    /// colours are ever used (so NO_COLOR holds); `-q` and `-v` print plain lines too.
+    pub fn new(plain: bool, verbosity: Verbosity) -> Ui {
         let tty = std::io::stderr().is_terminal() && std::env::var_os("KEEL_PLAIN").is_none();
         Ui {
-            multi: (tty && !quiet).then(MultiProgress::new),
+            multi: (tty && !plain && verbosity == Verbosity::Normal).then(MultiProgress::new),
             overall: std::sync::OnceLock::new(),
             bars: Mutex::new(HashMap::new()),
-            quiet,
+            verbosity,
         }
+    }
+
+    fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
     }
 
     pub fn is_tty(&self) -> bool {
@@ -50,6 +66,14 @@ impl Ui {
     }
 
     pub fn line(&self, msg: &str) {
+        if self.quiet() {
+            return;
+        }
+        self.say(msg);
+    }
+
+    /// A line even under `-q` (a failure).
+    fn say(&self, msg: &str) {
         match &self.multi {
             Some(m) => {
                 let _ = m.println(msg);
@@ -96,6 +120,7 @@ impl Ui {
                     o.inc(1);
                 }
             }
+            None if !ok => self.say(&format!("[{id}] {msg}")),
             None => self.line(&format!("[{id}] {msg}")),
         }
     }
@@ -112,6 +137,5 @@ impl Ui {
         if let Some(o) = self.overall.get() {
             o.finish_and_clear();
         }
-        let _ = self.quiet;
     }
 }

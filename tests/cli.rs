@@ -425,6 +425,7 @@ fn tty_output_shows_progress_and_the_rollback_phase() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
         .env("KEEL_ROOT", h.path("root"))
         .env("KEEL_FAKE_HOST", h.path("fake"))
         .stdin(std::process::Stdio::null())
@@ -433,6 +434,20 @@ fn tty_output_shows_progress_and_the_rollback_phase() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains('\u{1b}'), "no terminal drawing: {text}");
+    // NO_COLOR: cursor movement, but no colour (SGR) sequence.
+    let sgr = text
+        .split('\u{1b}')
+        .skip(1)
+        .filter(|s| {
+            let body = s.strip_prefix('[').unwrap_or("");
+            let params: String = body
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ';')
+                .collect();
+            body[params.len()..].starts_with('m') && !params.is_empty() && params != "0"
+        })
+        .count();
+    assert_eq!(sgr, 0, "colour escape codes under NO_COLOR: {text:?}");
     assert!(text.contains("✓ preflight"), "{text}");
     assert!(text.contains("✗ django"), "{text}");
     assert!(text.contains("rolled back"), "{text}");
@@ -462,4 +477,89 @@ fn plan_refuses_an_invalid_config_but_prints_the_graph_without_one() {
         .assert()
         .success()
         .stdout(contains("app-code"));
+}
+
+/// CLI conventions: every subcommand's help shows an example; completions and the man page
+/// come from the same definitions.
+#[test]
+fn every_subcommand_has_an_example_and_completions_and_man_page_exist() {
+    use clap::CommandFactory;
+    let h = Host::new();
+    let cmd = keel::cli::Cli::command();
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert!(subs.len() >= 10, "{subs:?}");
+    for sub in &subs {
+        let out = h.keel().args([sub.as_str(), "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(
+            text.contains("Example"),
+            "{sub} --help has no example:\n{text}"
+        );
+        assert!(text.contains("keel "), "{sub}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = h.keel().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("retry-step"),
+            "{shell}: {text}"
+        );
+    }
+    let out = h.keel().arg("manpage").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(".TH keel 1") && text.contains("install"),
+        "{text}"
+    );
+}
+
+/// `-q` says only what failed; `-v` shows every command as it starts (redacted); results go
+/// to stdout and errors to stderr either way.
+#[test]
+fn quiet_and_verbose() {
+    let h = Host::new();
+    let out = h
+        .keel()
+        .args(["-q", "install", "--yes", "secrets"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "-q printed progress"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("step(s) run"));
+    let out = h
+        .keel()
+        .args(["-v", "install", "--yes", "packages"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("[packages] $ apt-get"), "{err}");
+    assert!(err.contains("[packages] started"), "{err}");
+    // A failure still shows under -q, on stderr.
+    h.rule("net:redis 6379 anon PING\t0\t0\t\t+PONG");
+    let out = h
+        .keel()
+        .args(["-q", "install", "--yes", "redis"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[redis] failed") && err.contains("keel: error:"),
+        "{err}"
+    );
+    assert!(!err.contains("started"), "{err}");
+    h.keel()
+        .args(["-q", "-v", "status"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot be used with"));
 }

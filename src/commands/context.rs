@@ -13,6 +13,8 @@ use std::time::Duration;
 pub struct CtxOptions {
     /// Plain lines only (JSON output or a non-interactive command).
     pub quiet: bool,
+    /// `-q`, default, `-v`.
+    pub verbosity: ui::Verbosity,
     pub ignore_preflight: Vec<String>,
     pub run_id: String,
     /// May prompt (a TTY on stdin and stderr, and no --yes).
@@ -24,6 +26,11 @@ impl CtxOptions {
     pub fn new(cli: &crate::cli::Cli, run_id: &str) -> CtxOptions {
         CtxOptions {
             quiet: cli.output != crate::cli::Output::Human,
+            verbosity: match (cli.quiet, cli.verbose) {
+                (true, _) => ui::Verbosity::Quiet,
+                (_, true) => ui::Verbosity::Verbose,
+                _ => ui::Verbosity::Normal,
+            },
             ignore_preflight: vec![],
             run_id: run_id.into(),
             interactive: false,
@@ -45,6 +52,7 @@ pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> e
         redactor,
         default_timeout: timeout,
         children_dir: paths.host("/run/keel/children"),
+        echo: false,
     }
 }
 
@@ -56,17 +64,18 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         redactor: redactor.clone(),
     };
     secrets.load_all();
-    let exec = runner(
+    let mut exec = runner(
         &paths,
         redactor.clone(),
         Duration::from_secs(cfg.timeouts.command_secs),
     );
+    exec.echo = o.verbosity == ui::Verbosity::Verbose;
     let events = events::Events::new(paths.events_file(), o.run_id.clone(), redactor);
     Ctx {
         cfg,
         exec,
         secrets,
-        ui: ui::Ui::new(o.quiet),
+        ui: ui::Ui::new(o.quiet, o.verbosity),
         events,
         apt: Default::default(),
         ignore_preflight: o.ignore_preflight,

@@ -16,6 +16,22 @@ use crate::error::Result;
 
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "keel", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                // `keel manpage | head` is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(crate::error::Error::Other(e.into()))
+                }
+                _ => Ok(()),
+            }
+        }
         Command::StateSchema => {
             print!("{}", crate::state::schema_json());
             Ok(())
