@@ -47,7 +47,7 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
 
 fn read_fd(path: &Path, fd: OwnedFd, max: u64) -> Result<Vec<u8>> {
     let st = rustix::fs::fstat(&fd).map_err(Error::from)?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    if kind(&st) != rustix::fs::FileType::RegularFile {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             "not a regular file (a FIFO, device, socket or directory is refused)",
@@ -296,7 +296,7 @@ fn reown_dir(
                 .map_err(map(at))?;
             n += 1;
         }
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+        if kind(&st) == rustix::fs::FileType::Directory {
             subdirs.push(name);
         }
     }
@@ -313,10 +313,9 @@ fn reown_dir(
     Ok(n)
 }
 
-/// Whether `fd`'s file is one only root (or keel's own user) can change: owned by them and
-/// not writable by group or others.
-pub fn root_only(st: &rustix::fs::Stat) -> bool {
-    (st.st_uid == 0 || st.st_uid == rustix::process::geteuid().as_raw()) && st.st_mode & 0o022 == 0
+/// What kind of entry a `Stat` describes (file, directory, link, ...).
+pub fn kind(st: &rustix::fs::Stat) -> rustix::fs::FileType {
+    rustix::fs::FileType::from_raw_mode(st.st_mode)
 }
 
 /// The owner of a path's entry (not following a final link), if it exists.

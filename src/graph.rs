@@ -118,6 +118,19 @@ impl Graph {
         out
     }
 
+    /// Every step named by the targets, `--retry-step` and `--skip` exists (exit 2 naming
+    /// the flag otherwise): checked before keel writes anything.
+    pub fn check_selection(
+        &self,
+        targets: &[String],
+        retry: &[String],
+        skip: &[String],
+    ) -> Result<()> {
+        self.check_ids(targets, "install")?;
+        self.check_ids(retry, "--retry-step")?;
+        self.check_ids(skip, "--skip")
+    }
+
     /// Decide, for each selected step, whether it runs and why.
     pub fn plan(
         &self,
@@ -127,8 +140,7 @@ impl Graph {
         skip: &[String],
         fingerprints: &dyn Fn(&dyn Step) -> String,
     ) -> Result<Vec<(&'static str, Reason)>> {
-        self.check_ids(retry, "--retry-step")?;
-        self.check_ids(skip, "--skip")?;
+        self.check_selection(&[], retry, skip)?;
         let mut selected = self.closure(targets)?;
         // --retry-step S also selects S (and its deps) when it was not a target.
         if !targets.is_empty() {

@@ -101,9 +101,10 @@ pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
-    let (_, origin) = source_and_origin(name);
-    // minijinja's loader finds the template (the operator's override, else the built-in).
-    env.set_loader(|n| Ok(Some(source_and_origin(n).0).filter(|s| !s.is_empty())));
+    // The source is read once; where it came from is named only in an error.
+    let (src, origin) = source_and_origin(name);
+    env.add_template_owned(name.to_string(), src)
+        .map_err(|e| format!("template {origin}: {e}"))?;
     let t = env
         .get_template(name)
         .map_err(|e| format!("template {origin}: {e}"))?;

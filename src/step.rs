@@ -166,9 +166,6 @@ impl Inputs {
         let h = other.inputs(ctx).hash();
         self.value(&format!("step {}", other.id()), h)
     }
-    pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|(n, _)| n.as_str()).collect()
-    }
     pub fn hash(&self) -> String {
         let parts: Vec<&str> = self
             .0

@@ -43,7 +43,7 @@ const MAX_BACKUP: u64 = 64 << 20;
 /// The old file, read without following links; a link or a non-file has no backup.
 fn backup_of(path: &Path) -> Option<Backup> {
     let st = fsx::lstat(path).ok()??;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+    if fsx::kind(&st) != rustix::fs::FileType::RegularFile {
         return None;
     }
     Some(Backup {
@@ -112,7 +112,7 @@ impl Txn {
         let Some(st) = fsx::lstat(path)? else {
             return Ok(false);
         };
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+        if fsx::kind(&st) == rustix::fs::FileType::Symlink {
             let target = std::fs::read_link(path)?;
             fsx::unlink(path)?;
             self.journal
@@ -169,6 +169,9 @@ impl Txn {
                 None => break,
             }
         }
+        // An existing directory still gets the mode and owner asked for (fsx::mkdir sets
+        // them either way); a created one gets them once, when it is made.
+        let existed = missing.is_empty();
         for m in missing.into_iter().rev() {
             let last = m == dir;
             if fsx::mkdir(
@@ -179,7 +182,7 @@ impl Txn {
                 self.journal.push(Change::DirCreated(m));
             }
         }
-        if owner.is_some() {
+        if existed && owner.is_some() {
             fsx::mkdir(dir, mode, owner)?;
         }
         Ok(())

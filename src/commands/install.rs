@@ -28,12 +28,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     // step names and the state file. A run refused here leaves no lock, unit or secret.
     let cfg = Config::load(&cli.config)?;
     let graph = steps::graph();
-    graph.plan(&State::default(), targets, retry_step, skip, &|_| {
-        String::new()
-    })?;
+    graph.check_selection(targets, retry_step, skip)?;
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
-    State::load(&cli.state_file)?;
+    let checked = State::load(&cli.state_file)?;
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;
@@ -52,8 +50,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     if *dry_run {
-        let st = State::load(&cli.state_file)?;
-        return super::plan::print_plan(cli, &ctx, &graph, &st, &opts);
+        return super::plan::print_plan(cli, &ctx, &graph, &checked, &opts);
     }
     let _lock = match RunLock::acquire(&cli.state_file) {
         // Someone else is already running (or resuming) it: nothing for us to do.
