@@ -677,27 +677,23 @@ impl Config {
     /// The app's users must be ones keel made (a system user with the base directory as home
     /// and no login shell) or not exist yet: an existing account is never taken over.
     pub fn check_users(&self, root: &Path) -> Result<()> {
-        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
         let user_key = if self.app.user.is_some() {
             "app.user"
         } else {
             "app.name"
         };
         for name in [self.app_user(), self.build_user()] {
-            let Some(line) = passwd
-                .lines()
-                .find(|l| l.split(':').next() == Some(name.as_str()))
-            else {
+            let Some(e) = crate::system::passwd_find(root, |e| e.name == name) else {
                 continue;
             };
-            let f: Vec<&str> = line.split(':').collect();
-            let ours = f.len() >= 7
-                && f[5] == self.base_dir().to_string_lossy()
-                && f[6].ends_with("nologin");
+            let ours = e.home == self.base_dir().to_string_lossy() && e.shell.ends_with("nologin");
             if !ours {
                 return Err(self.err(
                     user_key,
-                    format!("user {name} already exists and was not created by keel for this app (home {}, shell {})", f.get(5).unwrap_or(&"?"), f.get(6).unwrap_or(&"?")),
+                    format!(
+                        "user {name} already exists and was not created by keel for this app (home {}, shell {})",
+                        e.home, e.shell
+                    ),
                     "choose another app.user; keel creates its own system user and never takes over an existing account",
                 ));
             }

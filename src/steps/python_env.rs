@@ -9,20 +9,20 @@ const ID: &str = "python-env";
 
 /// A command run as the app user, in the app directory (migrate, collectstatic, checks).
 pub fn as_app(ctx: &Ctx, program: &str) -> Cmd {
-    Cmd::new(program)
-        .user(&ctx.cfg.app_user())
-        .dir(ctx.host(&ctx.cfg.app_dir().display().to_string()))
-        .env("HOME", &ctx.cfg.base_dir().display().to_string())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+    as_user(ctx, &ctx.cfg.app_user(), ctx.cfg.base_dir(), program)
 }
 
 /// A command run as the build user, which owns the virtualenv (pip and its build scripts
 /// run as neither root nor the app): HOME, and so pip's cache, inside the venv.
 pub fn as_build(ctx: &Ctx, program: &str) -> Cmd {
+    as_user(ctx, &ctx.cfg.build_user(), ctx.cfg.venv_dir(), program)
+}
+
+fn as_user(ctx: &Ctx, user: &str, home: std::path::PathBuf, program: &str) -> Cmd {
     Cmd::new(program)
-        .user(&ctx.cfg.build_user())
+        .user(user)
         .dir(ctx.host(&ctx.cfg.app_dir().display().to_string()))
-        .env("HOME", &ctx.cfg.venv_dir().display().to_string())
+        .env("HOME", &home.display().to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
 }
 

@@ -221,25 +221,42 @@ pub fn dpkg_interrupted(root: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// uid and gid of a user, from ROOT/etc/passwd.
-pub fn user_ids(root: &Path, name: &str) -> Option<(u32, u32)> {
+/// One line of ROOT/etc/passwd.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+}
+
+/// The first entry of ROOT/etc/passwd that `pick` accepts: the one reader of that file.
+pub fn passwd_find(root: &Path, pick: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
     std::fs::read_to_string(root.join("etc/passwd"))
         .ok()?
         .lines()
-        .find_map(|l| {
+        .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).unwrap_or(&"").to_string(),
+                shell: f.get(6).unwrap_or(&"").to_string(),
+            })
         })
+        .find(|e| pick(e))
+}
+
+/// uid and gid of a user, from ROOT/etc/passwd.
+pub fn user_ids(root: &Path, name: &str) -> Option<(u32, u32)> {
+    passwd_find(root, |e| e.name == name).map(|e| (e.uid, e.gid))
 }
 
 /// The name of the user with `uid`, from ROOT/etc/passwd.
 pub fn user_name(root: &Path, uid: u32) -> Option<String> {
-    let uid = uid.to_string();
-    std::fs::read_to_string(root.join("etc/passwd"))
-        .ok()?
-        .lines()
-        .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
-        .map(|l| l.split(':').next().unwrap_or("").to_string())
+    passwd_find(root, |e| e.uid == uid).map(|e| e.name)
 }
 
 pub fn group_exists(root: &Path, name: &str) -> bool {
