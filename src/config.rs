@@ -28,6 +28,8 @@ pub struct Config {
     pub django: Django,
     #[serde(default)]
     pub health: Health,
+    #[serde(default)]
+    pub tls: Tls,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -246,6 +248,70 @@ impl Default for Health {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Acme,
+    Files,
+    SelfSigned,
+    Off,
+}
+
+impl TlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Acme => "acme",
+            TlsMode::Files => "files",
+            TlsMode::SelfSigned => "self-signed",
+            TlsMode::Off => "off",
+        }
+    }
+}
+
+/// Let's Encrypt's production directory: the default CA, as with certbot, Caddy and Kamal.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Its staging directory: untrusted certificates, much higher rate limits (for trials).
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Tls {
+    /// Unset: "acme" when `email` is set, else "off" (see `Config::tls_mode`).
+    pub mode: Option<TlsMode>,
+    /// The ACME account's contact (expiry warnings from the CA go there).
+    pub email: Option<String>,
+    pub acme_directory: String,
+    /// Names served and certified besides app.domain (e.g. "www.example.com").
+    pub domains: Vec<String>,
+    /// mode = "files": the certificate (with its chain) and key the admin provides.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub port: u16,
+    /// Strict-Transport-Security max-age in seconds; 0 sends no header.
+    pub hsts_max_age: u64,
+    pub hsts_include_subdomains: bool,
+    /// Opt-in only: preload lists are hard to leave.
+    pub hsts_preload: bool,
+}
+impl Default for Tls {
+    fn default() -> Self {
+        Tls {
+            mode: None,
+            email: None,
+            acme_directory: LETS_ENCRYPT.into(),
+            domains: vec![],
+            cert_file: None,
+            key_file: None,
+            port: 443,
+            // Six months: long enough to matter, short enough to back out of a mistake.
+            hsts_max_age: 15_768_000,
+            hsts_include_subdomains: false,
+            hsts_preload: false,
+        }
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let cannot = |msg: String| Error::Config {
@@ -329,6 +395,7 @@ impl Config {
         self.validate_names()?;
         self.validate_services()?;
         self.validate_django()?;
+        self.validate_tls()?;
         self.validate_env()
     }
 
@@ -436,6 +503,7 @@ impl Config {
             ("postgres.port", self.postgres.port),
             ("redis.port", self.redis.port),
             ("nginx.port", self.nginx.port),
+            ("tls.port", self.tls.port),
         ];
         for (i, (key, p)) in ports.iter().enumerate() {
             if *p == 0 {
@@ -495,6 +563,100 @@ impl Config {
             if !p.is_empty() {
                 self.check(key, v::url_path(p))?;
             }
+        }
+        Ok(())
+    }
+
+    /// [tls]: the mode's own keys, names a CA can certify, HSTS within reason.
+    fn validate_tls(&self) -> Result<()> {
+        use crate::validate as v;
+        let t = &self.tls;
+        let mode = self.tls_mode();
+        if let Some(e) = &t.email {
+            self.check("tls.email", v::email(e))?;
+        }
+        self.check("tls.acme_directory", v::https_url(&t.acme_directory))?;
+        if t.domains.len() > 99 {
+            return Err(self.err(
+                "tls.domains",
+                "more than 99 extra names",
+                "a certificate holds at most 100 names; split the site",
+            ));
+        }
+        for (i, d) in t.domains.iter().enumerate() {
+            let key = format!("tls.domains[{i}]");
+            if !crate::system::valid_hostname(d) || !d.contains(|c: char| c.is_ascii_alphabetic()) {
+                return Err(self.err(
+                    &key,
+                    format!("{d:?} is not a host name"),
+                    "use a DNS name such as \"www.example.com\" (no wildcard: http-01 cannot prove one)",
+                ));
+            }
+            if self.tls_names()[..i + 1].contains(d) {
+                return Err(self.err(
+                    &key,
+                    format!("{d:?} is listed twice (app.domain counts)"),
+                    "list each extra name once",
+                ));
+            }
+        }
+        let files_key = |k: &str, p: &Option<PathBuf>| -> Result<()> {
+            match (mode, p) {
+                (TlsMode::Files, None) => Err(self.err(
+                    k,
+                    "mode = \"files\" needs the certificate and its key",
+                    format!("set {k} to an absolute path (e.g. \"/etc/ssl/private/site.pem\")"),
+                )),
+                (TlsMode::Files, Some(p)) => self.check(k, v::abs_path(p)),
+                (_, Some(_)) => Err(self.err(
+                    k,
+                    format!("{k} is only used with mode = \"files\""),
+                    "remove it, or set tls.mode = \"files\"",
+                )),
+                (_, None) => Ok(()),
+            }
+        };
+        files_key("tls.cert_file", &t.cert_file)?;
+        files_key("tls.key_file", &t.key_file)?;
+        if mode == TlsMode::Acme {
+            for (i, name) in self.tls_names().iter().enumerate() {
+                let key = if i == 0 {
+                    "app.domain".to_string()
+                } else {
+                    format!("tls.domains[{}]", i - 1)
+                };
+                if !v::certifiable(name) {
+                    return Err(self.err(
+                        &key,
+                        format!("an ACME CA cannot certify {name:?}: it is not a name in public DNS"),
+                        "use the site's public DNS name, or tls.mode = \"self-signed\" for a host on a private network",
+                    ));
+                }
+            }
+            if self.nginx.port != 80 {
+                return Err(self.err(
+                    "nginx.port",
+                    format!(
+                        "mode = \"acme\" proves the name over port 80, but nginx.port is {}",
+                        self.nginx.port
+                    ),
+                    "keep nginx.port = 80 (HTTP redirects to HTTPS), or use tls.mode = \"files\"",
+                ));
+            }
+        }
+        self.check_ranges(&[(
+            "tls.hsts_max_age",
+            t.hsts_max_age,
+            0,
+            63_072_000,
+            "0 (no header) to 63072000 seconds (two years)",
+        )])?;
+        if t.hsts_preload && !(t.hsts_include_subdomains && t.hsts_max_age >= 31_536_000) {
+            return Err(self.err(
+                "tls.hsts_preload",
+                "preload needs hsts_include_subdomains = true and hsts_max_age >= 31536000",
+                "set both, or leave hsts_preload = false (preload lists are hard to leave)",
+            ));
         }
         Ok(())
     }
@@ -772,6 +934,27 @@ impl Config {
             self.source.parent().unwrap_or(Path::new(".")).join(s)
         })
     }
+    /// The TLS mode in force: `mode` if set; otherwise "acme" once an ACME e-mail is
+    /// configured, else "off" (see the README: a CA must be able to reach the host first).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.mode.unwrap_or(if self.tls.email.is_some() {
+            TlsMode::Acme
+        } else {
+            TlsMode::Off
+        })
+    }
+
+    pub fn tls_on(&self) -> bool {
+        self.tls_mode() != TlsMode::Off
+    }
+
+    /// Every name the site serves and its certificate covers: app.domain first.
+    pub fn tls_names(&self) -> Vec<String> {
+        let mut v = vec![self.app.domain.clone()];
+        v.extend(self.tls.domains.iter().cloned());
+        v
+    }
+
     pub fn app_dir(&self) -> PathBuf {
         self.base_dir().join("app")
     }

@@ -300,6 +300,84 @@ impl Exec {
         }
     }
 
+    /// GET `path` over TLS from 127.0.0.1:`port`, SNI and Host `host`: (status, body).
+    /// Spoken by `openssl s_client` (the certificate is judged apart, by `tls_cert`). The
+    /// fake host answers from `net:https GET https://127.0.0.1:PORT/PATH Host: HOST` rules.
+    pub fn https_get(
+        &self,
+        log: &str,
+        port: u16,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(u16, String)> {
+        match &self.mode {
+            Mode::Real => {
+                let cmd = Cmd::new("openssl")
+                    .args(["s_client", "-quiet", "-connect"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["-servername", host])
+                    .stdin(crate::system::net::request(host, path))
+                    .timeout(timeout);
+                let o = self.probe(log, &cmd).map_err(std::io::Error::other)?;
+                crate::system::net::parse_http(&o.stdout).map_err(|e| {
+                    std::io::Error::other(format!("{e}; openssl: {}", tail(&o.stderr, 2)))
+                })
+            }
+            Mode::Fake(dir) => {
+                let line = format!("GET https://127.0.0.1:{port}{path} Host: {host}");
+                match fake_net(dir, log, "net:https", &line, &self.redactor) {
+                    Some(o) => Ok((o.code as u16, o.stdout)),
+                    None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                }
+            }
+        }
+    }
+
+    /// The certificate 127.0.0.1:`port` serves for SNI `host`: (leaf PEM, the verify result
+    /// against the system trust store, e.g. "0 (ok)"). The fake host answers from a
+    /// `net:tls 127.0.0.1:PORT SNI HOST` rule (STDOUT = the PEM, STDERR = the verify result).
+    pub fn tls_cert(
+        &self,
+        log: &str,
+        port: u16,
+        host: &str,
+        timeout: Duration,
+    ) -> std::io::Result<(String, String)> {
+        match &self.mode {
+            Mode::Real => {
+                let cmd = Cmd::new("openssl")
+                    .args(["s_client", "-connect"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["-servername", host])
+                    .stdin(Vec::new())
+                    .timeout(timeout);
+                let o = self.probe(log, &cmd).map_err(std::io::Error::other)?;
+                let pem = crate::certs::first_pem(&o.stdout).ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "no certificate from port {port}: {}",
+                        tail(&format!("{}{}", o.stderr, o.stdout), 2)
+                    ))
+                })?;
+                let verify = o
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Verify return code: "))
+                    .unwrap_or("?")
+                    .to_string();
+                Ok((pem.to_string(), verify))
+            }
+            Mode::Fake(dir) => {
+                let line = format!("127.0.0.1:{port} SNI {host}");
+                match fake_net(dir, log, "net:tls", &line, &self.redactor) {
+                    Some(o) if o.code == 0 => Ok((o.stdout, o.stderr)),
+                    Some(o) => Err(std::io::Error::other(o.stderr)),
+                    None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+                }
+            }
+        }
+    }
+
     /// One Redis connection to 127.0.0.1:`port`, the commands sent in order; each reply as
     /// text ("+OK", "-ERR ...", ":1", a bulk string). The fake host answers each from its rules
     /// (`net:redis PORT [anon] CMD ARGS`, STDOUT = reply; `anon` before AUTH was sent).

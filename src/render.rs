@@ -162,20 +162,4 @@ mod tests {
         let e = render("placeholder.html", json!({})).unwrap_err();
         assert!(e.contains("undefined"), "{e}");
     }
-
-    #[test]
-    fn nginx_site_renders() {
-        let s = render("nginx-site.conf", json!({"app": "demo", "domain": "demo.localhost", "port": 80, "root": "/var/www/keel-demo", "client_max_body_mb": 20, "socket": "/run/demo/gunicorn.sock", "static_root": "/opt/demo/app/staticfiles", "catch_all": true})).unwrap();
-        assert!(
-            s.contains("server_name demo.localhost localhost 127.0.0.1 [::1];"),
-            "{s}"
-        );
-        assert!(s.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{s}");
-        assert!(
-            s.contains("X-Content-Type-Options \"nosniff\" always"),
-            "{s}"
-        );
-        assert!(s.contains("disable_symlinks on;"), "{s}");
-        assert!(s.contains("client_max_body_size 20m;"), "{s}");
-    }
 }

@@ -318,6 +318,74 @@ pub fn url_path(s: &str) -> Check {
     }
 }
 
+/// An https URL with a host, for certbot's `--server`: no userinfo, quotes, spaces or
+/// shell/argv specials (it is passed as one argument, never through a shell).
+pub fn https_url(s: &str) -> Check {
+    let rest = s.strip_prefix("https://").unwrap_or("");
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host_name = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() {
+            h
+        } else {
+            host
+        }
+    });
+    let ok = s.len() <= 500
+        && !host_name.is_empty()
+        && (crate::system::valid_hostname(host_name)
+            || host_name.parse::<std::net::IpAddr>().is_ok()
+            || host_name
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok()))
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._~-:?=&%[]".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        bad(
+            format!("{s:?} is not an https URL"),
+            "use the ACME directory's https URL, e.g. \"https://acme-staging-v02.api.letsencrypt.org/directory\"",
+        )
+    }
+}
+
+/// A name a public ACME CA can prove over http-01: a DNS name with a dot, not an IP, not
+/// localhost and not a link-local/mDNS name.
+pub fn certifiable(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains('.')
+        && n.parse::<std::net::IpAddr>().is_err()
+        && !n.contains('*')
+        && ![
+            "localhost",
+            "local",
+            "localdomain",
+            "internal",
+            "home.arpa",
+            "invalid",
+        ]
+        .iter()
+        .any(|t| n == *t || n.ends_with(&format!(".{t}")))
+}
+
+/// An absolute path without `..` (a file the admin provides).
+pub fn abs_path(p: &std::path::Path) -> Check {
+    let s = p.to_string_lossy();
+    if p.is_absolute()
+        && !p.components().any(|c| c == std::path::Component::ParentDir)
+        && s.len() <= 4096
+    {
+        Ok(())
+    } else {
+        bad(
+            format!("{s:?} is not an absolute path"),
+            "give the file's absolute path, without '..'",
+        )
+    }
+}
+
 pub fn email(s: &str) -> Check {
     let ok = s.len() <= 254
         && match s.rsplit_once('@') {

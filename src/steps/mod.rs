@@ -14,6 +14,7 @@ pub mod python_env;
 pub mod redis;
 pub mod secrets;
 pub mod services;
+pub mod site;
 pub mod system_user;
 pub mod verify;
 

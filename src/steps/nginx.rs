@@ -1,43 +1,14 @@
+use super::site::{self, paths};
 use crate::exec::Cmd;
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active};
 use crate::txn::Txn;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub struct Nginx;
 const ID: &str = "nginx";
 const UNIT: &str = "nginx";
-
-struct Paths {
-    available: PathBuf,
-    enabled: PathBuf,
-    webroot: PathBuf,
-}
-
-fn paths(ctx: &Ctx) -> Paths {
-    let name = format!("keel-{}.conf", ctx.cfg.app.name);
-    Paths {
-        available: ctx.host(&format!("/etc/nginx/sites-available/{name}")),
-        enabled: ctx.host(&format!("/etc/nginx/sites-enabled/{name}")),
-        webroot: ctx.host(&format!("/var/www/keel-{}", ctx.cfg.app.name)),
-    }
-}
-
-fn vars(ctx: &Ctx) -> serde_json::Value {
-    serde_json::json!({
-        "app": ctx.cfg.app.name,
-        "domain": ctx.cfg.app.domain,
-        "port": ctx.cfg.nginx.port,
-        "client_max_body_mb": ctx.cfg.nginx.client_max_body_mb,
-        "root": format!("/var/www/keel-{}", ctx.cfg.app.name),
-        "socket": super::services::socket(ctx),
-        "static_root": ctx.cfg.app_dir().join("staticfiles"),
-        // With the distribution's default site kept, it stays the default server.
-        "catch_all": ctx.cfg.nginx.disable_default_site,
-    })
-}
 
 /// `nginx -t`; on failure the error names the broken file from nginx's own message.
 pub fn config_test(ctx: &Ctx, step: &str) -> StepResult {
@@ -81,26 +52,24 @@ impl Step for Nginx {
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
-            .value("vars", vars(ctx))
+            .value("vars", site::config_vars(&ctx.cfg))
             .template("nginx-site.conf")
             .template("placeholder.html")
             .value("disable_default_site", ctx.cfg.nginx.disable_default_site)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let p = paths(ctx);
-        let v = vars(ctx);
-        let render = |n| crate::render::render(n, &v).map_err(|e| StepError::permanent(e, ""));
+        let page = crate::render::render("placeholder.html", &site::config_vars(&ctx.cfg))
+            .map_err(|e| StepError::permanent(e, ""))?;
         let index = p.webroot.join("index.html");
         let mut changed = tx
-            .write(&index, render("placeholder.html")?.as_bytes(), 0o644, None)
+            .write(&index, page.as_bytes(), 0o644, None)
             .map_err(io_err(&index))?;
+        // HTTPS already if a certificate is in place (a re-run), plain HTTP until the tls
+        // step has one.
+        let conf = site::render(ctx, ID).map_err(|e| StepError::permanent(e, ""))?;
         changed |= tx
-            .write(
-                &p.available,
-                render("nginx-site.conf")?.as_bytes(),
-                0o644,
-                None,
-            )
+            .write(&p.available, conf.as_bytes(), 0o644, None)
             .map_err(io_err(&p.available))?;
         changed |= tx
             .symlink(&p.available, &p.enabled)
@@ -150,9 +119,11 @@ impl Step for Nginx {
                 "check for another server block with default_server on this port",
             ));
         }
-        // The app if it runs, keel's placeholder page until then: either way a 200.
+        // The app if it runs, keel's placeholder page until then: either way a 200; or,
+        // with HTTPS up, the redirect to it.
         let (code, _) = get("/")?;
-        if code != 200 {
+        let https = ctx.cfg.tls_on() && site::installed(ctx).is_some();
+        if !(code == 200 || https && code == 301) {
             return Err(StepError::transient(
                 format!("GET / on port {port} answered {code}"),
                 format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),

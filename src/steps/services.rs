@@ -8,8 +8,8 @@ pub struct Services;
 const ID: &str = "services";
 pub const KINDS: [&str; 3] = ["web", "worker", "beat"];
 
-pub fn socket(ctx: &Ctx) -> String {
-    format!("/run/{}/gunicorn.sock", ctx.cfg.app.name)
+pub fn socket(cfg: &crate::config::Config) -> String {
+    format!("/run/{}/gunicorn.sock", cfg.app.name)
 }
 
 pub fn unit_names(ctx: &Ctx) -> Vec<String> {
@@ -39,7 +39,7 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "venv": c.venv_dir(),
         "env_file": super::app_env::env_file(c),
         "media_dir": c.app_dir().join("media"),
-        "socket": socket(ctx),
+        "socket": socket(&ctx.cfg),
         "workers": c.django.web_workers,
         "concurrency": c.django.worker_concurrency,
         "wsgi": c.wsgi(),
@@ -147,9 +147,9 @@ impl Step for Services {
             crate::systemd::require_active(ctx, ID, "keel-verify.timer")?;
         }
         crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
-        if !ctx.host(&socket(ctx)).exists() {
+        if !ctx.host(&socket(&ctx.cfg)).exists() {
             return Err(StepError::transient(
-                format!("Gunicorn's socket {} is not there yet", socket(ctx)),
+                format!("Gunicorn's socket {} is not there yet", socket(&ctx.cfg)),
                 format!("see journalctl -u {}-web -n 50", ctx.cfg.app.name),
             ));
         }

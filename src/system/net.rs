@@ -20,13 +20,19 @@ pub fn http_get(
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
     let mut s = connect(port, timeout)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: keel\r\nConnection: close\r\n\r\n"
-    )?;
+    s.write_all(request(host, path).as_bytes())?;
     let mut buf = Vec::new();
     s.take(1 << 20).read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
+    parse_http(&String::from_utf8_lossy(&buf))
+}
+
+/// The request `http_get` sends, also written to `openssl s_client` for HTTPS.
+pub fn request(host: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: keel\r\nConnection: close\r\n\r\n")
+}
+
+/// An HTTP/1.x answer: (status, body).
+pub fn parse_http(text: &str) -> std::io::Result<(u16, String)> {
     let status = text
         .split_whitespace()
         .nth(1)

@@ -1,0 +1,240 @@
+//! keel's nginx site, shared by the nginx step (which puts it up, plain HTTP until a
+//! certificate exists) and the tls step (which switches it to HTTPS once one does): one
+//! renderer, so both always write the same file for the same host.
+use crate::certs::CertInfo;
+use crate::config::{Config, TlsMode};
+use crate::exec::Cmd;
+use crate::step::Ctx;
+use std::path::PathBuf;
+
+pub struct SitePaths {
+    pub available: PathBuf,
+    pub enabled: PathBuf,
+    /// keel's placeholder page and the ACME http-01 webroot.
+    pub webroot: PathBuf,
+}
+
+pub fn paths(ctx: &Ctx) -> SitePaths {
+    let name = format!("keel-{}.conf", ctx.cfg.app.name);
+    SitePaths {
+        available: ctx.host(&format!("/etc/nginx/sites-available/{name}")),
+        enabled: ctx.host(&format!("/etc/nginx/sites-enabled/{name}")),
+        webroot: ctx.host(&webroot(&ctx.cfg)),
+    }
+}
+
+pub fn webroot(cfg: &Config) -> String {
+    format!("/var/www/keel-{}", cfg.app.name)
+}
+
+/// certbot's name for the app's certificate lineage (`certbot certificates` lists it).
+pub fn cert_name(cfg: &Config) -> String {
+    format!("keel-{}", cfg.app.name)
+}
+
+/// Where the certificate (leaf + chain) and its key live, as host paths: certbot's live
+/// directory for ACME, keel's own root-only directory for the other modes.
+pub fn cert_paths(cfg: &Config) -> Option<(String, String)> {
+    let dir = match cfg.tls_mode() {
+        TlsMode::Off => return None,
+        TlsMode::Acme => format!("/etc/letsencrypt/live/{}", cert_name(cfg)),
+        TlsMode::Files | TlsMode::SelfSigned => format!("/etc/keel/tls/{}", cfg.app.name),
+    };
+    Some((format!("{dir}/fullchain.pem"), format!("{dir}/privkey.pem")))
+}
+
+/// The certificate in place for the configured mode, if there is one with its key. Both
+/// directories are root's alone (certbot's live/ is 0700), so following certbot's own links
+/// there crosses no trust boundary.
+pub fn installed(ctx: &Ctx) -> Option<CertInfo> {
+    let (cert, key) = cert_paths(&ctx.cfg)?;
+    if !ctx.host(&key).is_file() {
+        return None;
+    }
+    let text = std::fs::read_to_string(ctx.host(&cert)).ok()?;
+    crate::certs::parse_pem(&text).ok()
+}
+
+/// The config's part of the site: what the step fingerprints hash. What the host adds at
+/// render time (is there a certificate yet, nginx's version) is not in it, so a certificate
+/// appearing does not make the nginx step stale.
+pub fn config_vars(cfg: &Config) -> serde_json::Value {
+    let t = &cfg.tls;
+    let mut hsts = String::new();
+    if t.hsts_max_age > 0 {
+        hsts = format!("max-age={}", t.hsts_max_age);
+        if t.hsts_include_subdomains {
+            hsts.push_str("; includeSubDomains");
+        }
+        if t.hsts_preload {
+            hsts.push_str("; preload");
+        }
+    }
+    serde_json::json!({
+        "app": cfg.app.name,
+        "domain": cfg.app.domain,
+        "server_names": cfg.tls_names().join(" "),
+        "port": cfg.nginx.port,
+        "client_max_body_mb": cfg.nginx.client_max_body_mb,
+        "root": webroot(cfg),
+        "socket": super::services::socket(cfg),
+        "static_root": cfg.app_dir().join("staticfiles"),
+        // With the distribution's default site kept, it stays the default server.
+        "catch_all": cfg.nginx.disable_default_site,
+        "tls_mode": cfg.tls_mode().as_str(),
+        "tls_port": t.port,
+        "hsts": hsts,
+    })
+}
+
+/// nginx's version as (major, minor): `http2 on;` replaced `listen ... http2` in 1.25.1.
+fn nginx_version(ctx: &Ctx, log: &str) -> (u32, u32) {
+    let out = ctx
+        .exec
+        .probe(log, &Cmd::new("nginx").arg("-v"))
+        .map(|o| format!("{}{}", o.stderr, o.stdout))
+        .unwrap_or_default();
+    let v = out
+        .split("nginx/")
+        .nth(1)
+        .unwrap_or("")
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or("");
+    let mut it = v.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The first nameserver of /etc/resolv.conf, for nginx's OCSP lookups.
+fn resolver(ctx: &Ctx) -> Option<String> {
+    let text = std::fs::read_to_string(ctx.host("/etc/resolv.conf")).ok()?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(str::trim)
+        .find(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .map(|a| {
+            if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_string()
+            }
+        })
+}
+
+/// The site as it should be now: HTTPS when TLS is on and a certificate is in place,
+/// plain HTTP (with the ACME challenge path) otherwise.
+pub fn render(ctx: &Ctx, log: &str) -> Result<String, String> {
+    let mut v = config_vars(&ctx.cfg);
+    let tls = match (cert_paths(&ctx.cfg), installed(ctx)) {
+        (Some((cert, key)), Some(info)) => {
+            let new_http2 = nginx_version(ctx, log) >= (1, 25);
+            // OCSP stapling only where the certificate names a responder (Let's Encrypt
+            // stopped doing so in 2025) and nginx has a resolver to reach it.
+            let resolver = if info.ocsp { resolver(ctx) } else { None };
+            serde_json::json!({
+                "cert": cert,
+                "key": key,
+                "http2_directive": new_http2,
+                "stapling": resolver.is_some(),
+                "resolver": resolver.unwrap_or_default(),
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
+    v["tls"] = tls;
+    crate::render::render("nginx-site.conf", &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        let text = format!(
+            "[app]\nname = \"demo\"\ndomain = \"demo.example.com\"\n[django]\nsource = \"x\"\n{extra}"
+        );
+        Config::parse(&text, std::path::Path::new("/k.toml")).unwrap()
+    }
+
+    fn site(c: &Config, tls: serde_json::Value) -> String {
+        let mut v = config_vars(c);
+        v["tls"] = tls;
+        crate::render::render("nginx-site.conf", &v).unwrap()
+    }
+
+    #[test]
+    fn plain_http_until_a_certificate_exists() {
+        let s = site(&cfg(""), serde_json::Value::Null);
+        assert!(
+            s.contains("server_name demo.example.com localhost 127.0.0.1 [::1];"),
+            "{s}"
+        );
+        assert!(s.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{s}");
+        assert!(
+            s.contains("X-Content-Type-Options \"nosniff\" always"),
+            "{s}"
+        );
+        assert!(s.contains("disable_symlinks on;"), "{s}");
+        assert!(s.contains("client_max_body_size 20m;"), "{s}");
+        assert!(
+            s.contains("location ^~ /.well-known/acme-challenge/"),
+            "{s}"
+        );
+        assert!(!s.contains("ssl"), "{s}");
+        assert!(!s.contains("return 301"), "{s}");
+    }
+
+    #[test]
+    fn https_redirects_port_80_but_not_the_challenge() {
+        let c = cfg("[tls]\nemail = \"a@example.com\"\ndomains = [\"www.demo.example.com\"]\n");
+        let (cert, key) = cert_paths(&c).unwrap();
+        assert_eq!(cert, "/etc/letsencrypt/live/keel-demo/fullchain.pem");
+        let t = serde_json::json!({"cert": cert, "key": key, "http2_directive": false, "stapling": false, "resolver": ""});
+        let s = site(&c, t.clone());
+        let (http, https) = s.split_once("listen 443 ssl http2;").expect("a TLS server");
+        assert!(http.contains("acme-challenge"), "{http}");
+        assert!(
+            http.contains("return 301 https://$host$request_uri;"),
+            "{http}"
+        );
+        assert!(!http.contains("proxy_pass"), "{http}");
+        assert!(
+            https.contains("server_name demo.example.com www.demo.example.com localhost"),
+            "{https}"
+        );
+        assert!(https.contains("ssl_protocols TLSv1.2 TLSv1.3;"), "{https}");
+        assert!(
+            https.contains("Strict-Transport-Security \"max-age=15768000\" always"),
+            "{https}"
+        );
+        assert!(https.contains("proxy_pass"), "{https}");
+        assert!(
+            https.contains("proxy_hide_header Strict-Transport-Security;"),
+            "{https}"
+        );
+        assert!(!https.contains("ssl_stapling"), "{https}");
+        assert!(s.contains("ssl_reject_handshake on;"), "{s}");
+        // nginx >= 1.25.1 spells HTTP/2 `http2 on;`.
+        let mut t2 = t;
+        t2["http2_directive"] = true.into();
+        let s = site(&c, t2);
+        assert!(
+            s.contains("listen 443 ssl;\n    listen [::]:443 ssl;\n    http2 on;"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn hsts_follows_the_config() {
+        let c = cfg("[tls]\nmode = \"self-signed\"\nhsts_max_age = 0\n");
+        assert_eq!(config_vars(&c)["hsts"], "");
+        let c = cfg(
+            "[tls]\nmode = \"self-signed\"\nhsts_max_age = 63072000\nhsts_include_subdomains = true\nhsts_preload = true\n",
+        );
+        assert_eq!(
+            config_vars(&c)["hsts"],
+            "max-age=63072000; includeSubDomains; preload"
+        );
+        assert_eq!(cert_paths(&c).unwrap().1, "/etc/keel/tls/demo/privkey.pem");
+    }
+}
