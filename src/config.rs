@@ -948,6 +948,70 @@ impl Config {
         self.tls_mode() != TlsMode::Off
     }
 
+    /// The system packages: the configured ones, plus what the TLS mode runs (certbot for
+    /// ACME, openssl to make and probe certificates).
+    pub fn system_packages(&self) -> Vec<String> {
+        let mut v = self.packages.install.clone();
+        let extra: &[&str] = match self.tls_mode() {
+            TlsMode::Off => &[],
+            TlsMode::Acme => &["certbot", "openssl"],
+            TlsMode::Files | TlsMode::SelfSigned => &["openssl"],
+        };
+        for p in extra {
+            if !v.iter().any(|x| x == p) {
+                v.push(p.to_string());
+            }
+        }
+        v
+    }
+
+    /// mode = "files": the certificate and key must be root's regular files that no other
+    /// user can change (keel copies them as root), the key readable by root alone.
+    pub fn check_tls_files(&self, root: &Path) -> Result<()> {
+        let t = &self.tls;
+        if self.tls_mode() != TlsMode::Files {
+            return Ok(());
+        }
+        for (key, p, private) in [
+            ("tls.cert_file", &t.cert_file, false),
+            ("tls.key_file", &t.key_file, true),
+        ] {
+            let Some(p) = p else { continue };
+            let host = root.join(p.strip_prefix("/").unwrap_or(p));
+            let st = crate::fsx::lstat(&host)
+                .map_err(|e| self.err(key, format!("{}: {e}", p.display()), "check the path"))?
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        format!("{} does not exist", p.display()),
+                        "give the path of the file",
+                    )
+                })?;
+            if crate::fsx::kind(&st) != rustix::fs::FileType::RegularFile {
+                return Err(self.err(
+                    key,
+                    format!("{} is not a regular file (a link or other)", p.display()),
+                    "point at the file itself: keel does not follow links as root",
+                ));
+            }
+            if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+                return Err(self.err(
+                    key,
+                    format!("{} can be changed by a user other than root", p.display()),
+                    format!("chown root:root {0} && chmod go-w {0}", p.display()),
+                ));
+            }
+            if private && st.st_mode & 0o077 != 0 {
+                return Err(self.err(
+                    key,
+                    format!("the private key {} is readable by other users", p.display()),
+                    format!("chmod 600 {}", p.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every name the site serves and its certificate covers: app.domain first.
     pub fn tls_names(&self) -> Vec<String> {
         let mut v = vec![self.app.domain.clone()];

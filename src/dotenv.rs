@@ -374,7 +374,9 @@ pub fn render(
         .filter(|(k, _)| !seen.contains(k))
         .collect();
     if !extra.is_empty() {
-        text.push_str("\n# From keel.toml [env]\n");
+        text.push_str(
+            "\n# From keel.toml [env] (and CSRF_TRUSTED_ORIGINS, when keel serves HTTPS)\n",
+        );
         for (k, v) in extra {
             text.push_str(&format!("{k}={}\n", quote(v)));
         }

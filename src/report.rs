@@ -322,6 +322,112 @@ fn nginx(ctx: &Ctx) -> Section {
     )
 }
 
+/// The certificate in place, its issuer and expiry, and the renewal timer's last result.
+fn tls(ctx: &Ctx) -> Section {
+    use crate::steps::{site, tls};
+    let cfg = &ctx.cfg;
+    let mode = cfg.tls_mode();
+    if !cfg.tls_on() {
+        return section(
+            "tls",
+            Level::Ok,
+            "off (plain HTTP)",
+            "set [tls] in keel.toml for HTTPS",
+        );
+    }
+    let (cert, key) = site::cert_paths(cfg).expect("TLS is on");
+    let mut body = format!(
+        "mode: {}\nnames: {}\ncertificate: {cert}\nkey: {key}",
+        mode.as_str(),
+        cfg.tls_names().join(", ")
+    );
+    if let Some(st) = crate::fsx::lstat(&ctx.host(&key)).ok().flatten() {
+        body.push_str(&format!(
+            " (mode {:o}, uid {})",
+            st.st_mode & 0o7777,
+            st.st_uid
+        ));
+    }
+    let now = crate::certs::now();
+    let (mut level, summary) = match site::installed(ctx) {
+        Some(c) => {
+            body.push_str(&format!(
+                "\nsubject: {}\nissuer: {}\nserial: {}\nnames in it: {}\nexpires: {} ({} days left)",
+                c.subject,
+                c.issuer,
+                c.serial,
+                c.names.join(", "),
+                time::OffsetDateTime::from_unix_timestamp(c.not_after).map(|t| t.to_string()).unwrap_or_default(),
+                c.days_left(now)
+            ));
+            let l = if c.expired(now) {
+                Level::Error
+            } else if c.days_left(now) < 14 {
+                Level::Warn
+            } else {
+                Level::Ok
+            };
+            (
+                l,
+                format!("{} days left, issuer {}", c.days_left(now), c.issuer),
+            )
+        }
+        None => (Level::Error, "no certificate in place".to_string()),
+    };
+    if mode == crate::config::TlsMode::Acme {
+        let (_, timer) = sh(
+            ctx,
+            "systemctl",
+            &[
+                "show",
+                tls::TIMER,
+                "-p",
+                "ActiveState",
+                "-p",
+                "LastTriggerUSec",
+                "-p",
+                "NextElapseUSecRealtime",
+            ],
+        );
+        let (_, svc) = sh(
+            ctx,
+            "systemctl",
+            &[
+                "show",
+                "certbot.service",
+                "-p",
+                "Result",
+                "-p",
+                "ExecMainStatus",
+                "-p",
+                "ExecMainExitTimestamp",
+            ],
+        );
+        body.push_str(&format!(
+            "\nrenewal timer ({}):\n{}\nlast renewal run (certbot.service):\n{}",
+            tls::TIMER,
+            timer.trim(),
+            svc.trim()
+        ));
+        if !timer.contains("ActiveState=active") {
+            level = Level::Warn;
+        }
+        if svc.contains("Result=") && !svc.contains("Result=success") {
+            level = Level::Warn;
+        }
+        body.push_str(&format!(
+            "\nrenewal hook: {} ({})",
+            tls::HOOK,
+            if ctx.host(tls::HOOK).exists() {
+                "present"
+            } else {
+                "missing"
+            }
+        ));
+    }
+    section("tls", level, summary, body)
+}
+
 /// Build the report. `full`: probe services too (skipped after a run where nothing ran, to
 /// keep a no-op fast).
 pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
@@ -333,6 +439,7 @@ pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
             permissions(ctx),
             connectivity(ctx),
             nginx(ctx),
+            tls(ctx),
             python(ctx),
         ]);
     }

@@ -374,7 +374,7 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains("verify, services, django, app-env, python-env, app-code, nginx, redis, postgres, secrets, system-user, packages, python-packages, preflight"));
+        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, packages, python-packages, preflight"));
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),
@@ -450,7 +450,7 @@ fn editing_a_template_reruns_only_the_steps_that_use_it() {
         .filter(|(_, r)| r.starts_with("run"))
         .map(|(i, _)| i.as_str())
         .collect();
-    assert_eq!(runs, vec!["nginx", "verify"], "{plan:?}");
+    assert_eq!(runs, vec!["nginx", "tls", "verify"], "{plan:?}");
     h.install(&[]).success();
     let site = "root/etc/nginx/sites-available/keel-demo.conf";
     assert!(h.read(site).starts_with("# edited by the operator"));

@@ -24,7 +24,13 @@ pub struct Report {
     pub verdict: Verdict,
     pub duration_ms: u64,
     pub checks: Vec<(CheckResult, bool)>,
+    /// Figures some checks measure, for Prometheus: (metric name, help, value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gauges: Vec<Gauge>,
 }
+
+pub type Gauge = (String, String, f64);
+type Gauges = Arc<std::sync::Mutex<Vec<Gauge>>>;
 
 /// Units keel manages and may restart.
 pub fn units(cfg: &Config) -> Vec<String> {
@@ -46,10 +52,12 @@ fn now_secs() -> f64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
 }
 
-/// (name, critical, check): every check `keel verify` runs.
-pub fn checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
+/// (name, critical, check): every check `keel verify` runs; figures go to `gauges`.
+fn checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v = service_checks(ctx);
+    v.extend(tls_checks(ctx, gauges));
     v.extend(app_checks(ctx));
+    v.extend(crate::checks::audit::checks(ctx));
     v.extend(host_checks(ctx));
     v.extend(unit_checks(ctx));
     v
@@ -121,6 +129,55 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         }),
     ));
     v
+}
+
+/// The served certificate: right names and not expired (critical), at least 14 days left
+/// and the renewal timer running (else degraded). Its days left are a gauge.
+fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
+    if !ctx.cfg.tls_on() {
+        return vec![];
+    }
+    let c = ctx.clone();
+    let g = gauges.clone();
+    vec![(
+        "certificate".into(),
+        true,
+        Box::new(move || {
+            let (info, chain) = match steps::tls::served(&c, "health") {
+                Ok(x) => x,
+                Err(e) => return error(e.msg, e.hint),
+            };
+            let days = info.days_left(crate::certs::now());
+            g.lock().expect("gauges").push((
+                "keel_tls_certificate_days_left".into(),
+                "Days until the served certificate expires.".into(),
+                days as f64,
+            ));
+            let msg = format!(
+                "{}: {days} days left; issuer {}; chain: {chain}",
+                info.names.join(", "),
+                info.issuer
+            );
+            let acme = c.cfg.tls_mode() == crate::config::TlsMode::Acme;
+            if days < 14 {
+                warn(
+                    msg,
+                    if acme {
+                        "renewal should have happened at 30 days: systemctl status certbot.service; keel install --retry-step tls"
+                    } else {
+                        "replace the certificate, then keel install --retry-step tls"
+                    },
+                )
+            } else if acme && !crate::systemd::is_active(&c, "health", steps::tls::TIMER) {
+                warn(
+                    format!("{msg}; but {} is not active", steps::tls::TIMER),
+                    "systemctl enable --now certbot.timer: without it renewals stop",
+                )
+            } else {
+                ok(msg)
+            }
+        }),
+    )]
 }
 
 /// Celery: a task round trip through the worker, a fresh beat heartbeat.
@@ -315,7 +372,8 @@ fn unit_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
 
 pub fn evaluate(ctx: &Arc<Ctx>, sequential: bool) -> Report {
     let t = Instant::now();
-    let list = checks(ctx);
+    let gauges: Gauges = Default::default();
+    let list = checks(ctx, &gauges);
     let critical: Vec<bool> = list.iter().map(|(_, c, _)| *c).collect();
     let timeout = Duration::from_secs(ctx.cfg.health.check_timeout_secs);
     let results = if sequential {
@@ -333,10 +391,12 @@ pub fn evaluate(ctx: &Arc<Ctx>, sequential: bool) -> Report {
     } else {
         Verdict::Healthy
     };
+    let gauges = std::mem::take(&mut *gauges.lock().expect("gauges"));
     Report {
         verdict,
         duration_ms: t.elapsed().as_millis() as u64,
         checks,
+        gauges,
     }
 }
 
@@ -400,6 +460,11 @@ pub fn prometheus(r: &Report) -> String {
             "keel_check_duration_seconds{{check=\"{}\"}} {:.3}\n",
             c.name,
             c.duration_ms as f64 / 1000.0
+        ));
+    }
+    for (name, help, value) in &r.gauges {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
         ));
     }
     let v = match r.verdict {

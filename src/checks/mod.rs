@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+pub mod audit;
 pub mod health;
 pub mod preflight;
 

@@ -40,7 +40,10 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
             .map_err(|e| Error::usage(e.msg, e.hint))?,
         None => Default::default(),
     };
-    let provided = ctx.as_ref().map(|c| c.cfg.env.clone()).unwrap_or_default();
+    let provided = ctx
+        .as_ref()
+        .map(|c| crate::steps::app_env::extra_values(&c.cfg))
+        .unwrap_or_default();
     let interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let r = crate::steps::app_env::build(
         &text,

@@ -31,6 +31,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     graph.check_selection(targets, retry_step, skip)?;
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
+    cfg.check_tls_files(&Paths::from_env().root)?;
     let checked = State::load(&cli.state_file)?;
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);

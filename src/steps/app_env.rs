@@ -17,13 +17,37 @@ pub fn env_file(cfg: &Config) -> std::path::PathBuf {
 /// the passwords; without it (fingerprints) they are left out.
 pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
-    let hosts = format!("{},localhost,127.0.0.1", cfg.app.domain);
+    let hosts = format!("{},localhost,127.0.0.1", cfg.tls_names().join(","));
     for k in ["ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"] {
         m.insert(k.to_string(), hosts.clone());
     }
     for k in ["DEBUG", "DJANGO_DEBUG"] {
         m.insert(k.to_string(), "False".to_string());
     }
+    // Django behind keel's TLS: which origins may POST, and the settings of Django's own
+    // deploy checks, for apps whose .env.example lists them.
+    let tls = cfg.tls_on();
+    let b = |on: bool| if on { "True" } else { "False" }.to_string();
+    if let Some(origins) = csrf_origins(cfg) {
+        for k in ["CSRF_TRUSTED_ORIGINS", "DJANGO_CSRF_TRUSTED_ORIGINS"] {
+            m.insert(k.into(), origins.clone());
+        }
+    }
+    for k in [
+        "SECURE_SSL_REDIRECT",
+        "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE",
+    ] {
+        m.insert(k.into(), b(tls));
+    }
+    let t = &cfg.tls;
+    let hsts = if tls { t.hsts_max_age } else { 0 };
+    m.insert("SECURE_HSTS_SECONDS".into(), hsts.to_string());
+    m.insert(
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS".into(),
+        b(tls && t.hsts_include_subdomains),
+    );
+    m.insert("SECURE_HSTS_PRELOAD".into(), b(tls && t.hsts_preload));
     let (db, user, pport, rport) = (
         cfg.db_name(),
         cfg.db_user(),
@@ -75,6 +99,33 @@ pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<S
 }
 
 /// Render a .env from an example: the engine of the `app-env` step and of `keel env`.
+/// `https://NAME[:PORT]` for every name the site serves, when TLS is on.
+pub fn csrf_origins(cfg: &Config) -> Option<String> {
+    if !cfg.tls_on() {
+        return None;
+    }
+    let port = match cfg.tls.port {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let v: Vec<String> = cfg
+        .tls_names()
+        .iter()
+        .map(|n| format!("https://{n}{port}"))
+        .collect();
+    Some(v.join(","))
+}
+
+/// What the .env gets beyond the example's keys: keel.toml's [env], and with TLS on
+/// CSRF_TRUSTED_ORIGINS (Django refuses cross-origin POSTs over HTTPS without it).
+pub fn extra_values(cfg: &Config) -> BTreeMap<String, String> {
+    let mut m = cfg.env.clone();
+    if let Some(o) = csrf_origins(cfg) {
+        m.entry("CSRF_TRUSTED_ORIGINS".into()).or_insert(o);
+    }
+    m
+}
+
 pub fn build(
     example: &str,
     example_name: &str,
@@ -161,7 +212,7 @@ impl Step for AppEnv {
                 "app file .env.example",
                 super::app_code::app_file(ctx, ".env.example").unwrap_or_default(),
             )
-            .value("env", format!("{:?}", ctx.cfg.env))
+            .value("env", format!("{:?}", extra_values(&ctx.cfg)))
             .value(
                 "derived",
                 format!("{:?}", derived(&ctx.cfg, None).unwrap_or_default()),
@@ -192,7 +243,7 @@ impl Step for AppEnv {
                 &example,
                 &example_path.display().to_string(),
                 existing.as_deref(),
-                &ctx.cfg.env,
+                &extra_values(&ctx.cfg),
                 &d,
                 Some(&ctx.secrets),
                 interactive,

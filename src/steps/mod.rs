@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod services;
 pub mod site;
 pub mod system_user;
+pub mod tls;
 pub mod verify;
 
 pub fn graph() -> Graph {
@@ -34,6 +35,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(postgres::Postgres),
         Box::new(redis::Redis),
         Box::new(nginx::Nginx),
+        Box::new(tls::Tls),
         Box::new(app_code::AppCode),
         Box::new(python_env::PythonEnv),
         Box::new(app_env::AppEnv),

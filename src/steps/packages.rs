@@ -190,7 +190,7 @@ impl Apt {
         // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
         deps: &[&Apt::PYTHON],
         about: "install the system packages (apt)",
-        list: |c| c.packages.install.clone(),
+        list: |c| c.system_packages(),
     };
 }
 

@@ -145,6 +145,13 @@ pub fn render(ctx: &Ctx, log: &str) -> Result<String, String> {
     crate::render::render("nginx-site.conf", &v)
 }
 
+/// The plain-HTTP site, whatever the host holds (undoing the tls step).
+pub fn render_plain(cfg: &Config) -> Result<String, String> {
+    let mut v = config_vars(cfg);
+    v["tls"] = serde_json::Value::Null;
+    crate::render::render("nginx-site.conf", &v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

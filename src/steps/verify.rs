@@ -6,17 +6,21 @@ use std::time::{Duration, Instant};
 pub struct Verify;
 const ID: &str = "verify";
 
-/// GET `path` from nginx on loopback, as the app's domain.
+/// GET `path` from nginx on loopback, as the app's domain: over HTTPS when TLS is on (the
+/// way visitors come), plain HTTP otherwise.
 pub fn get(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
-    let port = ctx.cfg.nginx.port;
-    ctx.exec
-        .http_get(ID, port, &ctx.cfg.app.domain, path, Duration::from_secs(15))
-        .map_err(|e| {
-            StepError::transient(
-                format!("GET {path} through nginx: {e}"),
-                "see journalctl -u nginx",
-            )
-        })
+    let (host, t) = (&ctx.cfg.app.domain, Duration::from_secs(15));
+    let answer = if ctx.cfg.tls_on() {
+        ctx.exec.https_get(ID, ctx.cfg.tls.port, host, path, t)
+    } else {
+        ctx.exec.http_get(ID, ctx.cfg.nginx.port, host, path, t)
+    };
+    answer.map_err(|e| {
+        StepError::transient(
+            format!("GET {path} through nginx: {e}"),
+            "see journalctl -u nginx",
+        )
+    })
 }
 
 fn heartbeat(ctx: &Ctx) -> StepResult<Option<f64>> {
@@ -190,7 +194,7 @@ impl Step for Verify {
         ID
     }
     fn deps(&self) -> Deps {
-        &[&super::services::Services, &super::nginx::Nginx]
+        &[&super::services::Services, &super::tls::Tls]
     }
     fn about(&self) -> &'static str {
         "the app answers through nginx; a Celery task round-trips; beat ticks"

@@ -40,6 +40,23 @@ SECRET_KEY = env("SECRET_KEY")
 DEBUG = env("DEBUG", "False").lower() in ("1", "true", "yes", "on")
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "localhost").split(",") if h.strip()]
 
+
+def flag(key):
+    return env(key, "False").lower() in ("1", "true", "yes", "on")
+
+
+# Behind keel's nginx, which always sets X-Forwarded-Proto itself (a client's value never
+# reaches Django): request.is_secure() is true for HTTPS visitors. keel derives the rest
+# from its [tls] settings when it writes .env.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+SECURE_SSL_REDIRECT = flag("SECURE_SSL_REDIRECT")
+SESSION_COOKIE_SECURE = flag("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = flag("CSRF_COOKIE_SECURE")
+SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = flag("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = flag("SECURE_HSTS_PRELOAD")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -56,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = "demo.urls"
 TEMPLATES = [

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.home),
     path("celery-ping/", views.celery_ping),
     path("heartbeat/", views.heartbeat),
+    path("echo/", views.echo),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,305 @@
+//! The app-configuration audit of `keel verify`: settings that make a Django deployment
+//! unsafe although every service runs (DEBUG on, a weak SECRET_KEY, ALLOWED_HOSTS = *,
+//! a readable .env, a key of .env.example missing, Celery in eager mode) and Django's own
+//! `manage.py check --deploy`. Non-critical: a failure makes the verdict degraded.
+use crate::checks::{CheckFn, Level, ok, warn};
+use crate::step::{Ctx, Step};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Check = (String, bool, CheckFn<'static>);
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// The first of `keys` that the .env sets: (key, value).
+fn first<'a>(env: &'a BTreeMap<String, String>, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    keys.iter()
+        .find_map(|k| env.get(*k).map(|v| (*k, v.as_str())))
+}
+
+/// The audit of the .env's values, pure: (check name, result).
+pub fn env_findings(
+    env: &BTreeMap<String, String>,
+    example_keys: &[String],
+    file: &str,
+) -> Vec<(&'static str, (Level, String, String))> {
+    let fix = format!("edit {file} (or set it under [env] in keel.toml), then keel install");
+    let mut out = vec![];
+    out.push((
+        "audit-debug",
+        match first(env, &["DEBUG", "DJANGO_DEBUG"]) {
+            Some((k, v)) if truthy(v) => warn(
+                format!("{k}={v} in {file}: tracebacks and settings are shown to visitors"),
+                fix.clone(),
+            ),
+            _ => ok("DEBUG is off"),
+        },
+    ));
+    out.push((
+        "audit-secret-key",
+        match first(env, &["SECRET_KEY", "DJANGO_SECRET_KEY"]) {
+            None => ok("no SECRET_KEY in .env (the app gets it elsewhere)"),
+            Some((k, v)) => {
+                let distinct = v.chars().collect::<std::collections::BTreeSet<_>>().len();
+                if crate::dotenv::is_placeholder(v) {
+                    warn(format!("{k} in {file} is a placeholder"), fix.clone())
+                } else if v.len() < 50 || distinct < 5 {
+                    warn(
+                        format!("{k} in {file} is weak ({} characters, {distinct} distinct; Django wants 50+)", v.len()),
+                        format!("remove it from {file}: keel generates a strong one"),
+                    )
+                } else {
+                    ok(format!("{k}: {} characters", v.len()))
+                }
+            }
+        },
+    ));
+    out.push((
+        "audit-allowed-hosts",
+        match first(env, &["ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"]) {
+            Some((k, v)) if v.split(',').any(|h| h.trim() == "*") => warn(
+                format!("{k} in {file} contains '*': any Host header is accepted"),
+                "list the site's names (keel derives them from app.domain and tls.domains)",
+            ),
+            Some((k, _)) => ok(format!("{k} lists names")),
+            None => ok("ALLOWED_HOSTS not set in .env"),
+        },
+    ));
+    let missing: Vec<&str> = example_keys
+        .iter()
+        .filter(|k| !env.contains_key(*k))
+        .map(|k| k.as_str())
+        .collect();
+    out.push((
+        "audit-env-keys",
+        if missing.is_empty() {
+            ok(format!(
+                "all {} keys of .env.example are set",
+                example_keys.len()
+            ))
+        } else {
+            warn(
+                format!(
+                    "keys of .env.example missing from {file}: {}",
+                    missing.join(", ")
+                ),
+                "keel install --retry-step app-env writes them",
+            )
+        },
+    ));
+    out.push((
+        "audit-celery-eager",
+        match first(env, &["CELERY_TASK_ALWAYS_EAGER", "CELERY_ALWAYS_EAGER"]) {
+            Some((k, v)) if truthy(v) => warn(
+                format!("{k}={v} in {file}: tasks run inside web requests, the worker idles"),
+                fix,
+            ),
+            _ => ok("Celery tasks go to the worker (not eager)"),
+        },
+    ));
+    out
+}
+
+/// Django's `check --deploy` output: the ids of its warnings (`security.W004`, ...).
+pub fn deploy_warnings(out: &str) -> Vec<String> {
+    let mut ids: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let start = l.find("(")? + 1;
+            let end = start + l[start..].find(")")?;
+            let id = &l[start..end];
+            (id.contains(".W") || id.contains(".E")).then(|| id.to_string())
+        })
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// The HSTS warnings that follow from keel's own [tls] choices (includeSubDomains and
+/// preload are opt-in; nginx sends the header): reported, not counted.
+fn explained(ctx: &Ctx, id: &str) -> bool {
+    let t = &ctx.cfg.tls;
+    ctx.cfg.tls_on()
+        && ((id == "security.W005" && !t.hsts_include_subdomains)
+            || (id == "security.W021" && !t.hsts_preload))
+}
+
+pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
+    let env_path = ctx.host(
+        &crate::steps::app_env::env_file(&ctx.cfg)
+            .display()
+            .to_string(),
+    );
+    let file = crate::steps::app_env::env_file(&ctx.cfg)
+        .display()
+        .to_string();
+    let text = crate::fsx::read_text_nofollow(&env_path, crate::fsx::MAX_INPUT)
+        .ok()
+        .flatten();
+    let mut v: Vec<Check> = vec![];
+    let Some(text) = text else {
+        v.push((
+            "audit-env-file".into(),
+            false,
+            Box::new(move || {
+                warn(
+                    format!("{file} is missing or unreadable"),
+                    "keel install --retry-step app-env",
+                )
+            }),
+        ));
+        return v;
+    };
+    let env = crate::dotenv::values(&text);
+    let c = ctx.clone();
+    let f = file.clone();
+    v.push((
+        "audit-env-file".into(),
+        false,
+        Box::new(move || match crate::steps::app_env::AppEnv.verify(&c) {
+            Ok(()) => ok(format!("{f}: 0640 root:{}", c.cfg.app_user())),
+            Err(e) => warn(e.msg, e.hint),
+        }),
+    ));
+    let example = std::fs::read_to_string(
+        ctx.host(&ctx.cfg.app_dir().join(".env.example").display().to_string()),
+    )
+    .ok()
+    .and_then(|t| crate::dotenv::parse(&t).ok())
+    .unwrap_or_default();
+    let keys: Vec<String> = example
+        .iter()
+        .filter_map(|l| match l {
+            crate::dotenv::Line::Entry {
+                key,
+                commented: false,
+                ..
+            } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    for (name, r) in env_findings(&env, &keys, &file) {
+        v.push((name.into(), false, Box::new(move || r)));
+    }
+    let c = ctx.clone();
+    v.push((
+        "audit-deploy-check".into(),
+        false,
+        Box::new(move || {
+            let python = crate::steps::python_env::venv_bin(&c, "python");
+            // As the app, with its .env in the environment (as its units get it).
+            let mut cmd = crate::steps::python_env::as_app(&c, &python)
+                .args(["manage.py", "check", "--deploy", "--fail-level", "CRITICAL"])
+                .timeout(Duration::from_secs(c.cfg.health.check_timeout_secs.max(1)));
+            for (k, val) in &env {
+                cmd = cmd.env(k, val);
+            }
+            let o = match c.exec.probe("health", &cmd) {
+                Ok(o) => o,
+                Err(e) => return warn(format!("manage.py check --deploy: {e}"), ""),
+            };
+            let out = format!("{}{}", o.stdout, o.stderr);
+            if o.code != 0 {
+                let last = out
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                return warn(
+                    format!(
+                        "manage.py check --deploy failed: {}",
+                        c.exec.redactor.redact(last)
+                    ),
+                    "run it as the app user to see why",
+                );
+            }
+            let ids = deploy_warnings(&out);
+            let (noted, counted): (Vec<String>, Vec<String>) =
+                ids.into_iter().partition(|i| explained(&c, i));
+            let note = if noted.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} follow [tls] hsts_* opt-ins)", noted.join(", "))
+            };
+            if counted.is_empty() {
+                ok(format!("Django's deploy checks pass{note}"))
+            } else {
+                warn(
+                    format!("Django's deploy checks warn: {}{note}", counted.join(", ")),
+                    "see manage.py check --deploy; keel's README lists the settings behind TLS",
+                )
+            }
+        }),
+    ));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn level(f: &[(&str, (Level, String, String))], name: &str) -> (Level, String) {
+        let r = &f.iter().find(|(n, _)| *n == name).unwrap().1;
+        (r.0, r.1.clone())
+    }
+
+    #[test]
+    fn a_sound_env_passes_and_each_fault_is_named() {
+        let key = "k".repeat(10) + "abcdefghij0123456789ABCDEFGHIJklmnopqrst";
+        let good = env(&[
+            ("DEBUG", "False"),
+            ("SECRET_KEY", &key),
+            ("ALLOWED_HOSTS", "a.example.com"),
+            ("REDIS_URL", "x"),
+        ]);
+        let keys = vec!["DEBUG".to_string(), "SECRET_KEY".into(), "REDIS_URL".into()];
+        let f = env_findings(&good, &keys, "/opt/demo/app/.env");
+        assert!(f.iter().all(|(_, r)| r.0 == Level::Ok), "{f:?}");
+        let mut bad = good.clone();
+        bad.insert("DEBUG".into(), "True".into());
+        bad.insert("ALLOWED_HOSTS".into(), "a.example.com, *".into());
+        bad.insert("CELERY_TASK_ALWAYS_EAGER".into(), "1".into());
+        bad.remove("REDIS_URL");
+        let f = env_findings(&bad, &keys, "/opt/demo/app/.env");
+        let (l, m) = level(&f, "audit-debug");
+        assert_eq!(l, Level::Warn);
+        assert!(
+            m.contains("DEBUG=True") && m.contains("/opt/demo/app/.env"),
+            "{m}"
+        );
+        assert_eq!(level(&f, "audit-allowed-hosts").0, Level::Warn);
+        assert_eq!(level(&f, "audit-celery-eager").0, Level::Warn);
+        let (l, m) = level(&f, "audit-env-keys");
+        assert_eq!(l, Level::Warn);
+        assert!(m.contains("REDIS_URL"), "{m}");
+        for weak in [
+            "change-me",
+            "short",
+            &"a".repeat(60),
+            "django-insecure-abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop",
+        ] {
+            let f = env_findings(&env(&[("SECRET_KEY", weak)]), &[], "f");
+            assert_eq!(level(&f, "audit-secret-key").0, Level::Warn, "{weak}");
+        }
+    }
+
+    #[test]
+    fn deploy_check_ids_are_read_from_djangos_output() {
+        let out = "System check identified some issues:\n\nWARNINGS:\n?: (security.W004) You have not set a value for the SECURE_HSTS_SECONDS setting.\n?: (security.W008) Your SECURE_SSL_REDIRECT setting is not set to True.\n\nSystem check identified 2 issues (0 silenced).\n";
+        assert_eq!(deploy_warnings(out), ["security.W004", "security.W008"]);
+        assert!(deploy_warnings("System check identified no issues (0 silenced).\n").is_empty());
+    }
+}
