@@ -151,7 +151,7 @@ pub fn certbot_error(out: &str, directory: &str) -> StepError {
 
 /// ACME: certbot through the running nginx (http-01 in keel's webroot). Never asks when a
 /// valid certificate for the same names, from the same directory, is in place.
-fn acme(ctx: &Ctx) -> StepResult {
+fn acme(ctx: &Ctx) -> StepResult<bool> {
     let cfg = &ctx.cfg;
     let names = cfg.tls_names();
     let dir = &cfg.tls.acme_directory;
@@ -162,7 +162,7 @@ fn acme(ctx: &Ctx) -> StepResult {
     let Some(why) = why else {
         ctx.ui
             .line("tls: the certificate in place is valid for every name: no ACME request");
-        return Ok(());
+        return Ok(false);
     };
     ctx.ui
         .line(&format!("tls: requesting a certificate from {dir} ({why})"));
@@ -191,7 +191,7 @@ fn acme(ctx: &Ctx) -> StepResult {
         return Err(certbot_error(&format!("{}\n{}", o.stdout, o.stderr), dir));
     }
     match installed(ctx) {
-        Some(c) if c.missing(&names).is_empty() => Ok(()),
+        Some(c) if c.missing(&names).is_empty() => Ok(true),
         _ => Err(StepError::permanent(
             "certbot reported success but no certificate for every name is in place",
             "see certbot certificates and /var/log/letsencrypt/letsencrypt.log",
@@ -220,7 +220,7 @@ fn public_key_of(ctx: &Ctx, key_pem: &[u8]) -> StepResult<Vec<u8>> {
 
 /// The admin's certificate and key, checked (names, expiry, key pair) and copied into
 /// keel's directory: a later change to the originals needs a `keel install`.
-fn files(ctx: &Ctx, tx: &mut Txn) -> StepResult {
+fn files(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
     let t = &ctx.cfg.tls;
     let (Some(cf), Some(kf)) = (&t.cert_file, &t.key_file) else {
         return Err(StepError::permanent(
@@ -271,26 +271,27 @@ fn files(ctx: &Ctx, tx: &mut Txn) -> StepResult {
     put_pair(ctx, tx, &cert, &key)
 }
 
-/// Write the certificate (0644) and key (0600) into keel's root-only directory.
-fn put_pair(ctx: &Ctx, tx: &mut Txn, cert: &[u8], key: &[u8]) -> StepResult {
+/// Write the certificate (0644) and key (0600) into keel's root-only directory: changed?
+fn put_pair(ctx: &Ctx, tx: &mut Txn, cert: &[u8], key: &[u8]) -> StepResult<bool> {
     let (c, k) = cert_paths(&ctx.cfg).expect("TLS is on");
     let (c, k) = (ctx.host(&c), ctx.host(&k));
     let dir = c.parent().expect("a directory");
     tx.ensure_dir_owned(dir, 0o700, Some((0, 0)))
         .map_err(io_err(dir))?;
-    tx.write(&k, key, 0o600, Some((0, 0))).map_err(io_err(&k))?;
-    tx.write(&c, cert, 0o644, Some((0, 0)))
-        .map_err(io_err(&c))?;
-    Ok(())
+    let changed = tx.write(&k, key, 0o600, Some((0, 0))).map_err(io_err(&k))?;
+    Ok(tx
+        .write(&c, cert, 0o644, Some((0, 0)))
+        .map_err(io_err(&c))?
+        || changed)
 }
 
 /// A self-signed certificate for the site's names (EC P-256, 825 days), made once and
 /// reused until it nears expiry or the names change. openssl writes into a private
 /// directory of keel's; the key never passes through a log.
-fn self_signed(ctx: &Ctx, tx: &mut Txn) -> StepResult {
+fn self_signed(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
     let names = ctx.cfg.tls_names();
     if needs_new(installed(ctx).as_ref(), &names).is_none() {
-        return Ok(());
+        return Ok(false);
     }
     let base = ctx.host(&format!("/etc/keel/tls/{}", ctx.cfg.app.name));
     tx.ensure_dir_owned(&base, 0o700, Some((0, 0)))
@@ -399,15 +400,16 @@ impl Step for Tls {
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let mode = ctx.cfg.tls_mode();
-        match mode {
-            TlsMode::Off => {}
+        // A new certificate under the same paths needs a reload too.
+        let mut changed = match mode {
+            TlsMode::Off => false,
             TlsMode::Acme => acme(ctx)?,
             TlsMode::Files => files(ctx, tx)?,
             TlsMode::SelfSigned => self_signed(ctx, tx)?,
-        }
+        };
         let p = paths(ctx);
         let conf = site::render(ctx, ID).map_err(|e| StepError::permanent(e, ""))?;
-        let mut changed = tx
+        changed |= tx
             .write(&p.available, conf.as_bytes(), 0o644, None)
             .map_err(io_err(&p.available))?;
         let hook = ctx.host(HOOK);
