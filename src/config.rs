@@ -1019,6 +1019,11 @@ impl Config {
         v
     }
 
+    /// Gunicorn's socket (systemd holds it open; nginx proxies to it).
+    pub fn web_socket_path(&self) -> String {
+        format!("/run/{}/gunicorn.sock", self.app.name)
+    }
+
     pub fn app_dir(&self) -> PathBuf {
         self.base_dir().join("app")
     }

@@ -73,6 +73,8 @@ impl Host {
             "nginx",
             "python3",
             "python3-venv",
+            "certbot",
+            "openssl",
         ]
         .map(|p| format!("{p} ii "))
         .join("\\n");
@@ -93,6 +95,10 @@ impl Host {
             "net:http GET http://127.0.0.1:80/ Host:\t200\t0\t\t<html>demo-home</html>",
             "net:http GET http://127.0.0.1:80/celery-ping/ \t200\t0\t\tpong",
             "net:http GET http://127.0.0.1:80/heartbeat/ \t200\t0\t\t{\"heartbeat\": 5}",
+            "net:https GET https://127.0.0.1:443/keel-health \t200\t0\t\tok",
+            "net:https GET https://127.0.0.1:443/ Host:\t200\t0\t\t<html>demo-home</html>",
+            "net:https GET https://127.0.0.1:443/celery-ping/ \t200\t0\t\tpong",
+            "net:https GET https://127.0.0.1:443/heartbeat/ \t200\t0\t\t{\"heartbeat\": 5}",
             "net:redis 6379 anon PING\t0\t0\t\t-NOAUTH Authentication required.",
             "net:redis 6379 anon AUTH\t0\t0\t\t+OK",
             "net:redis 6379 PING\t0\t0\t\t+PONG",

@@ -8,3 +8,4 @@ mod corpus;
 mod engine;
 mod fakehost;
 mod probes;
+mod tls;

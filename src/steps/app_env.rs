@@ -201,7 +201,13 @@ impl Step for AppEnv {
         ID
     }
     fn deps(&self) -> Deps {
-        &[&super::app_code::AppCode, &super::secrets::SecretsStep]
+        // After tls: the .env's HTTPS settings (SSL redirect, secure cookies) must never
+        // reach Django before nginx serves HTTPS, or a failed issuance breaks the HTTP site.
+        &[
+            &super::app_code::AppCode,
+            &super::secrets::SecretsStep,
+            &super::tls::Tls,
+        ]
     }
     fn about(&self) -> &'static str {
         "the app's .env from its .env.example (secrets generated once)"

@@ -59,7 +59,7 @@ impl Step for Nginx {
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let p = paths(ctx);
-        let page = crate::render::render("placeholder.html", &site::config_vars(&ctx.cfg))
+        let page = crate::render::render("placeholder.html", site::config_vars(&ctx.cfg))
             .map_err(|e| StepError::permanent(e, ""))?;
         let index = p.webroot.join("index.html");
         let mut changed = tx

@@ -9,7 +9,7 @@ const ID: &str = "services";
 pub const KINDS: [&str; 3] = ["web", "worker", "beat"];
 
 pub fn socket(cfg: &crate::config::Config) -> String {
-    format!("/run/{}/gunicorn.sock", cfg.app.name)
+    cfg.web_socket_path()
 }
 
 pub fn unit_names(ctx: &Ctx) -> Vec<String> {

@@ -77,7 +77,7 @@ pub fn config_vars(cfg: &Config) -> serde_json::Value {
         "port": cfg.nginx.port,
         "client_max_body_mb": cfg.nginx.client_max_body_mb,
         "root": webroot(cfg),
-        "socket": super::services::socket(cfg),
+        "socket": cfg.web_socket_path(),
         "static_root": cfg.app_dir().join("staticfiles"),
         // With the distribution's default site kept, it stays the default server.
         "catch_all": cfg.nginx.disable_default_site,

@@ -50,6 +50,35 @@ fn lineage_server(ctx: &Ctx) -> Option<String> {
     })
 }
 
+const CERTBOT_LOG: &str = "/var/log/letsencrypt/letsencrypt.log";
+
+fn log_position(ctx: &Ctx) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(ctx.host(CERTBOT_LOG)).ok()?;
+    Some((m.ino(), m.len()))
+}
+
+/// The CA's own error lines from certbot's log of its last run: Debian 12's certbot hides
+/// them behind "AttributeError: can't set attribute" on the terminal (a josepy/Python 3.11
+/// clash), so the cause is read where certbot wrote it.
+/// Only what this run wrote counts: `before` is the log's (inode, length) before certbot
+/// started (certbot rotates the log at start, but not when it fails early).
+fn acme_errors(ctx: &Ctx, before: Option<(u64, u64)>) -> String {
+    let log = ctx.host(CERTBOT_LOG);
+    let bytes = crate::fsx::read_regular(&log, crate::fsx::MAX_INPUT).unwrap_or_default();
+    let skip = match (before, log_position(ctx)) {
+        (Some((ino, len)), Some((ino2, _))) if ino == ino2 => len as usize,
+        _ => 0,
+    };
+    let text = String::from_utf8_lossy(bytes.get(skip..).unwrap_or_default()).into_owned();
+    let mut v: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("acme.messages.Error: ").map(|(_, e)| e.trim()))
+        .collect();
+    v.dedup();
+    v.join("\n")
+}
+
 /// Turn certbot's failure into the cause an admin can act on. Rate limits and refusals are
 /// permanent (asking again makes it worse); an unreachable or failing CA is transient.
 pub fn certbot_error(out: &str, directory: &str) -> StepError {
@@ -183,12 +212,14 @@ fn acme(ctx: &Ctx) -> StepResult<bool> {
     for n in &names {
         cmd = cmd.args(["-d", n]);
     }
+    let before = log_position(ctx);
     let o = ctx
         .exec
         .probe(ID, &cmd)
         .map_err(|e| StepError::transient(format!("certbot: {e}"), ""))?;
     if o.code != 0 {
-        return Err(certbot_error(&format!("{}\n{}", o.stdout, o.stderr), dir));
+        let text = format!("{}\n{}\n{}", o.stdout, o.stderr, acme_errors(ctx, before));
+        return Err(certbot_error(&text, dir));
     }
     match installed(ctx) {
         Some(c) if c.missing(&names).is_empty() => Ok(true),

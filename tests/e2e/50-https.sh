@@ -28,7 +28,7 @@ pebble_up() {
   "domainBlocklist": ["blocked.keel.test"]}}
 EOF
   vx systemd-run --unit pebble-dns pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
-    -dns01 127.0.0.1:8053 -management 127.0.0.1:8055 -http01 "" -https01 "" -tlsalpn01 "" -doh "" >/dev/null
+    -dns01 127.0.0.1:8053 -management 127.0.0.1:8055 -http01 "" -https01 "" -tlsalpn01 "" >/dev/null
   vx systemd-run --unit pebble -E PEBBLE_VA_NOSLEEP=1 -E PEBBLE_WFE_NONCEREJECT=0 \
     pebble -config /etc/pebble-test/config.json -dnsserver 127.0.0.1:8053 >/dev/null
   wait_for 30 vx curl -sf https://127.0.0.1:14000/dir
@@ -78,13 +78,10 @@ domains = [\"blocked.keel.test\"]"
   vx nginx -t
 
   # 3. A CA that cannot be reached: transient, retried, then the cause; HTTP still serves.
-  write_config "[retry]
-attempts = 2
-initial_delay_ms = 200
-max_delay_ms = 500
-[tls]
+  write_config "[tls]
 email = \"admin@$DOMAIN\"
 acme_directory = \"https://127.0.0.1:14999/dir\""
+  vx sed -i 's/^attempts = 4/attempts = 2/; s/^initial_delay_ms = 1000/initial_delay_ms = 200/; s/^max_delay_ms = 20000/max_delay_ms = 500/' /etc/keel/keel.toml
   rc=0; out=$(keel install --yes 2>&1) || rc=$?
   [ "$rc" = 1 ] || { echo "$out"; fail "an unreachable CA exited $rc, want 1"; }
   grep -q 'cannot reach the ACME directory https://127.0.0.1:14999/dir' <<<"$out" || { echo "$out"; fail "the unreachable CA is not named"; }
@@ -156,17 +153,22 @@ acme_directory = \"$PEBBLE_DIR\""
   [ "$bad" = 0 ] || fail "$bad of $total requests failed during the renewal"
   vx sed -i '/^renew_before_expiry = 100000 days/d' /etc/letsencrypt/renewal/keel-demo.conf
 
-  # 8. An independent scanner: no vulnerability, nothing older than TLS 1.2.
-  vx sh -c "testssl.sh --quiet --color 0 --warnings off --protocols --vulnerable --jsonfile /tmp/testssl.json --ip 127.0.0.1 https://$DOMAIN >/tmp/testssl.txt 2>&1" || true
+  # 8. An independent scanner: no vulnerability, nothing older than TLS 1.2. testssl 3.0.8
+  # tests secure renegotiation without SNI, which keel's catch-all refuses by design: that
+  # one test reports WARN ("handshake didn't succeed") and is checked here with SNI instead.
+  vx sh -c "testssl --quiet --color 0 --warnings off --protocols --vulnerable --jsonfile /tmp/testssl.json --ip 127.0.0.1 https://$DOMAIN >/tmp/testssl.txt 2>&1" || true
   vx cat /tmp/testssl.json | python3 -c '
 import json, sys
 rows = json.load(sys.stdin)
 bad = [r for r in rows if r["id"] in ("SSLv2", "SSLv3", "TLS1", "TLS1_1") and "not offered" not in r["finding"]]
 bad += [r for r in rows if r["severity"] in ("LOW", "MEDIUM", "HIGH", "CRITICAL")]
-offered = [r["id"] for r in rows if r["id"].startswith("TLS1_") and r["finding"].startswith("offered")]
-print("testssl.sh: %d findings; offered: %s" % (len(rows), ", ".join(offered)))
+bad += [r for r in rows if r["severity"] == "WARN" and r["id"] != "secure_renego"]
+offered = [r["id"] for r in rows if r["id"].startswith("TLS1") and r["finding"].startswith("offered")]
+vulns = [r for r in rows if r["id"] in ("heartbleed", "CCS", "ROBOT", "CRIME_TLS", "BREACH", "POODLE_SSL", "SWEET32", "FREAK", "DROWN", "LOGJAM", "BEAST", "LUCKY13", "RC4")]
+print("testssl: %d findings, %d vulnerability tests all OK: %s; offered: %s" % (len(rows), len(vulns), all(r["severity"] == "OK" for r in vulns), ", ".join(offered)))
 for r in bad: print("  BAD:", r["id"], r["severity"], r["finding"])
-sys.exit(1 if bad or not rows else 0)' || fail "testssl.sh found problems"
+sys.exit(1 if bad or len(vulns) < 10 else 0)' || fail "testssl found problems"
+  vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN -tls1_2 </dev/null 2>/dev/null" | grep -q 'Secure Renegotiation IS supported' || fail "no secure renegotiation"
 
   # 9. Rollback keeps the certificate and returns the site to HTTP.
   keel rollback --yes >/dev/null

@@ -1,0 +1,156 @@
+//! HTTPS on the fake host: when keel asks the CA (and when it must not), what a refusal
+//! leaves behind, and how the site is switched.
+use crate::fakehost::{Host, config};
+
+const CERT: &str = include_str!("data/demo-cert.pem");
+const SITE: &str = "root/etc/nginx/sites-available/keel-demo.conf";
+
+fn acme_host() -> Host {
+    let h = Host::new();
+    let cfg = config("[tls]\nemail = \"admin@demo.example.com\"\n").replace(
+        "domain = \"demo.localhost\"",
+        "domain = \"demo.example.com\"",
+    );
+    h.write("keel.toml", &cfg);
+    h
+}
+
+fn certbot_runs(h: &Host) -> usize {
+    h.commands().matches("certbot certonly").count()
+}
+
+#[test]
+fn a_rate_limit_is_permanent_named_and_leaves_plain_http() {
+    let h = acme_host();
+    h.rule("certbot certonly\t1\t0\tAn unexpected error occurred:\\nError creating new order :: too many certificates (5) already issued for this exact set of domains in the last 168h0m0s, retry after 2026-11-30T10:00:00Z: see the rate-limit documentation");
+    let out = h.install(&["--rollback", "step"]).code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("rate limit") && err.contains("too many certificates"),
+        "{err}"
+    );
+    assert!(err.contains("retry after 2026-11-30T10:00:00Z"), "{err}");
+    // Permanent: asked once, never retried (each request counts against the limit).
+    assert_eq!(certbot_runs(&h), 1, "{}", h.commands());
+    let site = h.read(SITE);
+    assert!(
+        !site.contains("ssl_certificate") && !site.contains("return 301"),
+        "{site}"
+    );
+    assert!(
+        site.contains("proxy_pass"),
+        "HTTP must keep serving the app: {site}"
+    );
+    assert_eq!(h.status_of("tls"), "failed");
+    // The .env's HTTPS settings never reached Django (app-env runs after tls).
+    assert_ne!(h.status_of("app-env"), "completed");
+}
+
+#[test]
+fn an_unreachable_ca_is_retried_then_named() {
+    let h = acme_host();
+    h.rule("certbot certonly\t1\t0\tAn unexpected error occurred:\\nrequests.exceptions.ConnectionError: HTTPSConnectionPool(host='acme-v02.api.letsencrypt.org', port=443): Max retries exceeded with url: /directory");
+    let out = h.install(&[]).code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains(
+            "cannot reach the ACME directory https://acme-v02.api.letsencrypt.org/directory"
+        ),
+        "{err}"
+    );
+    assert_eq!(certbot_runs(&h), 3, "attempts = 3: {}", h.commands());
+}
+
+#[test]
+fn a_valid_certificate_in_place_is_never_requested_again() {
+    let h = acme_host();
+    h.write("root/etc/letsencrypt/live/keel-demo/fullchain.pem", CERT);
+    h.write("root/etc/letsencrypt/live/keel-demo/privkey.pem", "key");
+    h.write(
+        "root/etc/letsencrypt/renewal/keel-demo.conf",
+        "version = 2.1.0\n[renewalparams]\nserver = https://acme-v02.api.letsencrypt.org/directory\n",
+    );
+    h.rule(&format!(
+        "net:tls 127.0.0.1:443 SNI demo.example.com\t0\t0\t0 (ok)\t{}",
+        CERT.replace('\n', "\\n")
+    ));
+    h.install(&[]).success();
+    assert_eq!(certbot_runs(&h), 0, "{}", h.commands());
+    let site = h.read(SITE);
+    assert!(
+        site.contains("ssl_certificate /etc/letsencrypt/live/keel-demo/fullchain.pem;"),
+        "{site}"
+    );
+    assert!(
+        site.contains("return 301 https://$host$request_uri;"),
+        "{site}"
+    );
+    assert!(
+        h.read("root/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx")
+            .contains("systemctl reload nginx")
+    );
+    assert!(
+        h.commands()
+            .contains("systemctl enable --now certbot.timer"),
+        "{}",
+        h.commands()
+    );
+    let env = h.read("root/opt/demo/app/.env");
+    assert!(
+        env.contains("CSRF_TRUSTED_ORIGINS=https://demo.example.com"),
+        "{env}"
+    );
+    assert!(env.contains("SECURE_SSL_REDIRECT=True"), "{env}");
+    // From another directory (staging -> production): a new certificate is due.
+    h.write(
+        "root/etc/letsencrypt/renewal/keel-demo.conf",
+        "[renewalparams]\nserver = https://acme-staging-v02.api.letsencrypt.org/directory\n",
+    );
+    h.install(&["--retry-step", "tls"]).success();
+    assert_eq!(certbot_runs(&h), 1, "{}", h.commands());
+    // verify: the certificate check, the days-left gauge.
+    let prom = h
+        .keel()
+        .args(["verify", "--output", "prometheus"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&prom.stdout).to_string();
+    assert!(text.contains("keel_tls_certificate_days_left "), "{text}");
+    assert!(
+        text.contains("keel_check_status{check=\"certificate\",critical=\"true\"} 0"),
+        "{text}"
+    );
+    // Rollback: the site goes back to HTTP, the certificate stays.
+    h.keel().args(["rollback", "--yes"]).assert().success();
+    assert!(
+        h.path("root/etc/letsencrypt/live/keel-demo/fullchain.pem")
+            .exists()
+    );
+    assert!(
+        !h.path("root/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx")
+            .exists()
+    );
+}
+
+#[test]
+fn a_served_certificate_for_another_name_fails_the_step() {
+    let h = acme_host();
+    h.write("root/etc/letsencrypt/live/keel-demo/fullchain.pem", CERT);
+    h.write("root/etc/letsencrypt/live/keel-demo/privkey.pem", "key");
+    h.write(
+        "root/etc/letsencrypt/renewal/keel-demo.conf",
+        "server = https://acme-v02.api.letsencrypt.org/directory\n",
+    );
+    // Another server block (or a stale nginx) answers on 443 with someone else's certificate.
+    let other = include_str!("data/other-cert.pem");
+    h.rule(&format!(
+        "net:tls 127.0.0.1:443\t0\t0\t18 (self-signed certificate)\t{}",
+        other.replace('\n', "\\n")
+    ));
+    let out = h.install(&[]).code(1);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        err.contains("port 443 serves a certificate for other.example.com (not demo.example.com)"),
+        "{err}"
+    );
+}
