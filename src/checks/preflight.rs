@@ -33,11 +33,14 @@ fn expected_owner(port_key: &str) -> &'static [&'static str] {
 pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
     let root: PathBuf = root.to_path_buf();
     let pf = cfg.preflight.clone();
-    let ports = vec![
+    let mut ports = vec![
         ("nginx", cfg.nginx.port),
         ("postgres", cfg.postgres.port),
         ("redis", cfg.redis.port),
     ];
+    if cfg.tls_on() {
+        ports.push(("nginx", cfg.tls.port));
+    }
     let base = cfg.base_dir();
     let mut v: Vec<(String, CheckFn<'static>)> = vec![];
     v.push((
