@@ -121,13 +121,26 @@ pub fn deploy_warnings(out: &str) -> Vec<String> {
     ids
 }
 
-/// The HSTS warnings that follow from keel's own [tls] choices (includeSubDomains and
-/// preload are opt-in; nginx sends the header): reported, not counted.
+/// Django's HTTPS warnings (HSTS, SSL redirect, secure cookies).
+const HTTPS_WARNINGS: &[&str] = &[
+    "security.W004",
+    "security.W005",
+    "security.W008",
+    "security.W012",
+    "security.W016",
+    "security.W021",
+];
+
+/// Warnings that follow from keel's own [tls] choices: reported, not counted. With TLS off
+/// keel serves plain HTTP (or a proxy in front terminates TLS), so Django's HTTPS warnings
+/// say nothing new; with TLS on, includeSubDomains and preload are opt-in.
 fn explained(ctx: &Ctx, id: &str) -> bool {
     let t = &ctx.cfg.tls;
-    ctx.cfg.tls_on()
-        && ((id == "security.W005" && !t.hsts_include_subdomains)
-            || (id == "security.W021" && !t.hsts_preload))
+    if !ctx.cfg.tls_on() {
+        return HTTPS_WARNINGS.contains(&id);
+    }
+    (id == "security.W005" && !t.hsts_include_subdomains)
+        || (id == "security.W021" && !t.hsts_preload)
 }
 
 pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
@@ -225,7 +238,12 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
             let note = if noted.is_empty() {
                 String::new()
             } else {
-                format!(" ({} follow [tls] hsts_* opt-ins)", noted.join(", "))
+                let why = if c.cfg.tls_on() {
+                    "follow the [tls] hsts_* opt-ins"
+                } else {
+                    "are HTTPS settings, and [tls] is off"
+                };
+                format!(" ({} {why})", noted.join(", "))
             };
             if counted.is_empty() {
                 ok(format!("Django's deploy checks pass{note}"))

@@ -84,8 +84,8 @@ scenario_app() {
   mkdir -p "$root/etc/keel/templates"
   { echo "# operator override"; cat templates/nginx-site.conf.j2; } >"$root/etc/keel/templates/nginx-site.conf.j2"
   plan=$(keel install --dry-run --output json)
-  echo "$plan" | jq_py "sorted(s['id'] for s in d['steps'] if s['runs'])" | grep -qx '\["nginx", "verify"\]' \
-    || fail "a template override should re-run nginx and verify only: $plan"
+  echo "$plan" | jq_py "sorted(s['id'] for s in d['steps'] if s['runs'])" | grep -qx '\["nginx", "tls", "verify"\]' \
+    || fail "a template override should re-run nginx, tls (which renders the same site) and verify only: $plan"
   keel install --yes
   vx grep -q '^# operator override' /etc/nginx/sites-available/keel-demo.conf || fail "override not applied"
   app_checks

@@ -8,7 +8,9 @@ PEBBLE_DIR=https://127.0.0.1:14000/dir
 # write_config [EXTRA TOML]: the demo config for $DOMAIN, plus EXTRA.
 write_config() {
   local root; root=$("$VPS" root "$BOX")
-  sed "s/^domain = .*/domain = \"$DOMAIN\"/" examples/demo.toml >"$root/etc/keel/keel.toml"
+  # The demo's own [tls] section (defaults, TLS off) gives way to the scenario's.
+  sed "s/^domain = .*/domain = \"$DOMAIN\"/" examples/demo.toml \
+    | awk '/^\[tls\]/ {skip=1; next} /^\[/ {skip=0} !skip' >"$root/etc/keel/keel.toml"
   printf '%s\n' "${1:-}" >>"$root/etc/keel/keel.toml"
 }
 
