@@ -30,6 +30,8 @@ pub struct Config {
     pub health: Health,
     #[serde(default)]
     pub tls: Tls,
+    #[serde(default)]
+    pub drift: Drift,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -248,6 +250,15 @@ impl Default for Health {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Drift {
+    /// Managed files whose hand edits are kept on purpose: never reported as drift, never
+    /// overwritten while they exist.
+    pub keep: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
@@ -396,6 +407,9 @@ impl Config {
         self.validate_services()?;
         self.validate_django()?;
         self.validate_tls()?;
+        for (i, p) in self.drift.keep.iter().enumerate() {
+            self.check(&format!("drift.keep[{i}]"), crate::validate::abs_path(p))?;
+        }
         self.validate_env()
     }
 

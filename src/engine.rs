@@ -80,7 +80,10 @@ pub fn install(
     run_id: &str,
 ) -> Result<RunReport> {
     let fp = |s: &dyn Step| fingerprint(ctx, s);
-    let plan = graph.plan(state, &opts.targets, &opts.retry, &opts.skip, &fp)?;
+    let drift = crate::drift::scan(ctx, state, &graph.all(), &fp);
+    let plan = graph.plan(state, &opts.targets, &opts.retry, &opts.skip, &fp, &|id| {
+        drift.contains_key(id)
+    })?;
     let to_run: Vec<&'static str> = plan
         .iter()
         .filter(|(_, r)| r.runs())
@@ -110,10 +113,48 @@ pub fn install(
         if !r.runs() {
             ctx.ui.line(&format!("[{id}] {}", r.describe()));
         }
+        if *r == Reason::Drifted {
+            // The hand-edited files are copied aside before the step overwrites them.
+            let found = &drift[id];
+            let saved = crate::drift::backup(ctx, run_id, found);
+            for f in found {
+                let b = saved
+                    .iter()
+                    .find(|(src, _)| Some(src) == f.file.as_ref())
+                    .map(|(_, dst)| format!("; backup: {}", dst.display()))
+                    .unwrap_or_default();
+                ctx.ui.line(&format!("[{id}] drifted: {}{b}", f.what));
+            }
+            ctx.events.emit(
+                "step-drifted",
+                Some(id),
+                json!({"findings": found.iter().map(|f| &f.what).collect::<Vec<_>>(), "backups": saved}),
+            );
+        }
+        // A step completed before keel recorded marks gets them now (an upgraded host).
+        if *r == Reason::Completed {
+            let rec = state.step(id);
+            if rec.files.is_empty() && rec.units.is_empty() {
+                let (files, units) = crate::drift::marks(ctx, graph.get(id).expect("step"));
+                let rec = state.step_mut(id);
+                rec.files = files;
+                rec.units = units;
+            }
+        }
     }
 
     ctx.ui.start_overall("install", to_run.len() as u64);
     let (done_ok, failed) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
+    // What the run left, once every step is done: a later step may rewrite an earlier one's
+    // file (tls switches nginx's site to HTTPS).
+    if failed.is_none() {
+        for id in &done_ok {
+            let (files, units) = crate::drift::marks(ctx, graph.get(id).expect("step"));
+            let rec = state.step_mut(id);
+            rec.files = files;
+            rec.units = units;
+        }
+    }
 
     let mut rolled_back = vec![];
     if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
@@ -277,7 +318,8 @@ fn record(
     match result {
         Ok(()) => {
             rec.status = Status::Completed;
-            rec.fingerprint = Some(fingerprint(ctx, graph.get(id).expect("step")));
+            let step = graph.get(id).expect("step");
+            rec.fingerprint = Some(fingerprint(ctx, step));
             rec.last_error = None;
             ctx.events.emit(
                 "step-finished",
@@ -332,7 +374,14 @@ fn run_step(
     rollback: RollbackMode,
 ) -> (u32, std::result::Result<(), StepError>) {
     let id = step.id();
-    let mut tx = Txn::new(&ctx.exec, id);
+    let keep = ctx
+        .cfg
+        .drift
+        .keep
+        .iter()
+        .map(|k| ctx.host(&k.display().to_string()))
+        .collect();
+    let mut tx = Txn::new(&ctx.exec, id).keep(keep);
     let mut attempts = 0u32;
     let _apt = step
         .uses_apt()
@@ -406,6 +455,8 @@ pub fn undo_step(
         Ok(()) => {
             rec.status = Status::RolledBack;
             rec.fingerprint = None;
+            rec.files.clear();
+            rec.units.clear();
             ctx.events.emit(
                 "step-rolled-back",
                 Some(id),

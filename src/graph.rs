@@ -19,6 +19,7 @@ pub enum Reason {
     RolledBack,
     Completed,
     SkippedByFlag,
+    Drifted,
 }
 
 impl Reason {
@@ -35,6 +36,7 @@ impl Reason {
             Reason::RolledBack => "run: rolled back last time",
             Reason::Completed => "skip: completed, inputs unchanged",
             Reason::SkippedByFlag => "skip: --skip",
+            Reason::Drifted => "run: drifted (the host no longer holds what it set up)",
         }
     }
 }
@@ -58,6 +60,11 @@ impl Graph {
             }
         }
         Ok(Graph { steps, index })
+    }
+
+    /// Every step, in order.
+    pub fn all(&self) -> Vec<&dyn Step> {
+        self.steps.iter().map(|s| s.as_ref()).collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&dyn Step> {
@@ -139,6 +146,7 @@ impl Graph {
         retry: &[String],
         skip: &[String],
         fingerprints: &dyn Fn(&dyn Step) -> String,
+        drifted: &dyn Fn(&'static str) -> bool,
     ) -> Result<Vec<(&'static str, Reason)>> {
         self.check_selection(&[], retry, skip)?;
         let mut selected = self.closure(targets)?;
@@ -172,10 +180,12 @@ impl Graph {
                         Status::Failed => Reason::FailedBefore,
                         Status::RolledBack => Reason::RolledBack,
                         Status::Completed => {
-                            if rec.fingerprint.as_deref() == Some(fingerprints(step).as_str()) {
-                                Reason::Completed
-                            } else {
+                            if rec.fingerprint.as_deref() != Some(fingerprints(step).as_str()) {
                                 Reason::Stale
+                            } else if drifted(id) {
+                                Reason::Drifted
+                            } else {
+                                Reason::Completed
                             }
                         }
                     }
@@ -260,7 +270,8 @@ pub mod tests {
     }
 
     fn plan(st: &State, t: &[&str], r: &[&str], k: &[&str]) -> Vec<(&'static str, Reason)> {
-        g().plan(st, &s(t), &s(r), &s(k), &|_| "fp".into()).unwrap()
+        g().plan(st, &s(t), &s(r), &s(k), &|_| "fp".into(), &|_| false)
+            .unwrap()
     }
 
     fn done(ids: &[&str]) -> State {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dotenv;
+pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -62,6 +62,22 @@ pub struct StepRecord {
     /// The run that last touched this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// What the step left on the host when it completed, checked for drift on every install.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileMark>,
+    /// Units the step needs running (drift when they are not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
+}
+
+/// A file as a step left it: its content's SHA-256 (a link: its target) and mode.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct FileMark {
+    pub path: String,
+    /// "file" or "link".
+    pub kind: String,
+    pub sum: String,
+    pub mode: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -101,6 +101,8 @@ pub struct Managed {
     /// Then, if the unit is active: `systemctl ACTION UNIT` (a daemon-reload comes first
     /// when unit files went).
     pub after: Vec<(&'static str, String)>,
+    /// Units that must be running once the step completed: one that is not is drift.
+    pub active: Vec<String>,
 }
 
 /// A step's dependencies.
@@ -136,6 +138,11 @@ pub trait Step: Send + Sync {
     /// secrets, the app directory) is kept.
     fn undo(&self, _ctx: &Ctx) -> StepResult {
         Ok(())
+    }
+    /// The content the step writes to its managed files, for the diff of a drifted file
+    /// (`install --dry-run`). Files it does not list are reported without a diff.
+    fn desired(&self, _ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
+        vec![]
     }
     /// Uses apt/dpkg: never run beside another such step.
     fn uses_apt(&self) -> bool {

@@ -35,6 +35,7 @@ pub struct Txn {
     /// Runs the undo commands and unit re-applies, logged under `log`.
     exec: Exec,
     log: String,
+    keep: Vec<PathBuf>,
 }
 
 /// Files keel backs up are its own config files: bounded like any input.
@@ -79,7 +80,14 @@ impl Txn {
             journal: vec![],
             exec: exec.clone(),
             log: log.into(),
+            keep: vec![],
         }
+    }
+
+    /// Files an operator keeps as edited ([drift] keep): never overwritten while they exist.
+    pub fn keep(mut self, paths: Vec<PathBuf>) -> Txn {
+        self.keep = paths;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,6 +103,9 @@ impl Txn {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> std::io::Result<bool> {
+        if self.keep.iter().any(|k| k == path) && fsx::lstat(path)?.is_some() {
+            return Ok(false);
+        }
         let old = backup_of(path);
         if let Some(b) = &old {
             let same_owner = owner.is_none_or(|(u, g)| (b.uid, b.gid) == (u, g));

@@ -79,6 +79,11 @@ impl Host {
         .map(|p| format!("{p} ii "))
         .join("\\n");
         h.rule(&format!("dpkg-query\t0\t0\t\t{installed}"));
+        // Every unit asked about is active (one line per unit, as systemctl prints).
+        h.rule(&format!(
+            "systemctl is-active\t0\t0\t\t{}",
+            ["active"; 16].join("\\n")
+        ));
         // A healthy stack, as the probes see it: loopback listeners, Gunicorn's socket, the
         // site, the app's pages, Redis with its ACL, PostgreSQL's scratch-table round trip,
         // a Celery worker answering and beat ticking. Tests prepend rules to break one.

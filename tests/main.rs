@@ -5,6 +5,7 @@
 mod attacks;
 mod cli;
 mod corpus;
+mod drift;
 mod engine;
 mod fakehost;
 mod probes;

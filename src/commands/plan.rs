@@ -19,13 +19,45 @@ pub fn print_plan(
     opts: &InstallOpts,
 ) -> Result<()> {
     let fp = |s: &dyn Step| engine::fingerprint(ctx, s);
-    let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp)?;
+    let drift = crate::drift::scan(ctx, st, &graph.all(), &fp);
+    let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp, &|id| {
+        drift.contains_key(id)
+    })?;
+    // For a drifted step: what drifted, and a diff of each changed file against what keel
+    // would write back (secrets masked).
+    let detail = |id: &str| -> (Vec<String>, Vec<String>) {
+        match drift.get(id) {
+            Some(found) => (
+                found.iter().map(|f| f.what.clone()).collect(),
+                crate::drift::diffs(ctx, graph.get(id).expect("step"), found),
+            ),
+            None => (vec![], vec![]),
+        }
+    };
     if cli.output == Output::Json {
-        let v: Vec<_> = plan.iter().map(|(id, r)| json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.dep_ids())})).collect();
+        let v: Vec<_> = plan
+            .iter()
+            .map(|(id, r)| {
+                let (what, diffs) = detail(id);
+                let mut o = json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.dep_ids())});
+                if !what.is_empty() {
+                    o["drift"] = json!(what);
+                    o["diff"] = json!(diffs);
+                }
+                o
+            })
+            .collect();
         println!("{}", json!({"dry_run": true, "steps": v}));
     } else {
         for (id, r) in &plan {
             println!("{:<15} {}", id, r.describe());
+            let (what, diffs) = detail(id);
+            for w in what {
+                println!("{:<15}   drifted: {w}", "");
+            }
+            for d in diffs {
+                print!("{d}");
+            }
         }
     }
     Ok(())
@@ -47,8 +79,9 @@ pub fn run(cli: &Cli) -> Result<()> {
             o.quiet = true;
             let ctx = build_ctx(cfg, o);
             let fp = |s: &dyn Step| engine::fingerprint(&ctx, s);
+            let drift = crate::drift::scan(&ctx, &st, &graph.all(), &fp);
             graph
-                .plan(&st, &[], &[], &[], &fp)?
+                .plan(&st, &[], &[], &[], &fp, &|id| drift.contains_key(id))?
                 .into_iter()
                 .map(|(i, r)| (i, Some(r)))
                 .collect()

@@ -119,11 +119,12 @@ impl Step for Nginx {
                 "check for another server block with default_server on this port",
             ));
         }
-        // The app if it runs, keel's placeholder page until then: either way a 200; or,
-        // with HTTPS up, the redirect to it.
-        let (code, _) = get("/")?;
+        // The app if it runs (200), keel's placeholder page until then (503); or, with
+        // HTTPS up, the redirect to it.
+        let (code, body) = get("/")?;
         let https = ctx.cfg.tls_on() && site::installed(ctx).is_some();
-        if !(code == 200 || https && code == 301) {
+        let placeholder = code == 503 && body.contains("keel-placeholder");
+        if !(code == 200 || placeholder || https && code == 301) {
             return Err(StepError::transient(
                 format!("GET / on port {port} answered {code}"),
                 format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),
@@ -136,7 +137,14 @@ impl Step for Nginx {
         Managed {
             files: vec![p.enabled, p.available, p.webroot.join("index.html")],
             after: vec![("reload", UNIT.into())],
+            active: vec![UNIT.into()],
             ..Managed::default()
+        }
+    }
+    fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
+        match site::render(ctx, "drift") {
+            Ok(conf) => vec![(paths(ctx).available, conf)],
+            Err(_) => vec![],
         }
     }
     fn undo(&self, ctx: &Ctx) -> StepResult {

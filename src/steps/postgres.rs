@@ -216,6 +216,7 @@ impl Step for Postgres {
                 .map(|c| vec![c.join("conf.d/keel.conf")])
                 .unwrap_or_default(),
             after: vec![("restart", UNIT.into())],
+            active: vec![UNIT.into()],
             ..Managed::default()
         }
     }

@@ -22,6 +22,20 @@ fn suffix() -> String {
     )
 }
 
+/// keel.conf: loopback, memory bound, the default user's ACL with the password's SHA-256.
+fn conf(ctx: &Ctx) -> StepResult<String> {
+    let password = ctx.secrets.get_or_create("redis_password")?;
+    let sha = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(password.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
+        .map_err(|e| StepError::permanent(e, ""))
+}
+
 impl Step for Redis {
     fn id(&self) -> &'static str {
         ID
@@ -46,16 +60,7 @@ impl Step for Redis {
                 "install redis-server (keel install packages)",
             )
         })?;
-        let password = ctx.secrets.get_or_create("redis_password")?;
-        let sha = {
-            use sha2::{Digest, Sha256};
-            Sha256::digest(password.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        let conf = crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
-            .map_err(|e| StepError::permanent(e, ""))?;
+        let conf = conf(ctx)?;
         let ours = ctx.host(OURS);
         // Readable by redis only: it holds the ACL (the password's SHA-256).
         let mut changed = tx
@@ -142,11 +147,17 @@ impl Step for Redis {
         }
         Ok(())
     }
+    fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
+        conf(ctx)
+            .map(|c| vec![(ctx.host(OURS), c)])
+            .unwrap_or_default()
+    }
     fn manages(&self, ctx: &Ctx) -> Managed {
         // The dump (data) and the password secret are kept; keel's settings are removed.
         Managed {
             files: vec![ctx.host(OURS)],
             after: vec![("restart", UNIT.into())],
+            active: vec![UNIT.into()],
             ..Managed::default()
         }
     }

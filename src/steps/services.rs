@@ -166,6 +166,12 @@ impl Step for Services {
                 "keel-verify.service".into(),
             ])
             .collect();
+        // Running: the socket and the app's three units (and the health timer if on).
+        let mut active: Vec<String> = vec![web_socket(ctx)];
+        active.extend(unit_names(ctx).into_iter().map(|u| format!("{u}.service")));
+        if ctx.cfg.health.timer {
+            active.push("keel-verify.timer".into());
+        }
         Managed {
             files: units
                 .iter()
@@ -173,6 +179,23 @@ impl Step for Services {
                 .collect(),
             units,
             after: vec![],
+            active,
         }
+    }
+    fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
+        let v = vars(ctx);
+        let mut out = vec![];
+        for (kind, unit) in KINDS.iter().zip(unit_names(ctx)) {
+            if let Ok(t) = crate::render::render(&format!("{kind}.service"), &v) {
+                out.push((ctx.host(&format!("/etc/systemd/system/{unit}.service")), t));
+            }
+        }
+        if let Ok(t) = crate::render::render("web.socket", &v) {
+            out.push((
+                ctx.host(&format!("/etc/systemd/system/{}", web_socket(ctx))),
+                t,
+            ));
+        }
+        out
     }
 }

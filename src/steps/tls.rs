@@ -498,6 +498,11 @@ impl Step for Tls {
         Managed {
             files: vec![ctx.host(HOOK)],
             after: vec![("reload", "nginx".into())],
+            active: if ctx.cfg.tls_mode() == TlsMode::Acme {
+                vec![TIMER.into()]
+            } else {
+                vec![]
+            },
             ..Managed::default()
         }
     }
