@@ -32,6 +32,8 @@ pub struct Config {
     pub tls: Tls,
     #[serde(default)]
     pub drift: Drift,
+    #[serde(default)]
+    pub host: Host,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -246,6 +248,33 @@ impl Default for Health {
             timer: false,
             interval_minutes: 5,
             check_timeout_secs: 5,
+        }
+    }
+}
+
+/// The host baseline: swap on small machines, security updates, bounded logs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Host {
+    /// Size of keel's swap file; 0: never make one.
+    pub swap_mb: u64,
+    /// Made only when RAM is below this and the host has no swap at all.
+    pub swap_when_ram_below_mb: u64,
+    pub swappiness: u32,
+    /// unattended-upgrades, security origin only.
+    pub security_updates: bool,
+    /// journald's SystemMaxUse.
+    pub journal_max_mb: u64,
+}
+impl Default for Host {
+    fn default() -> Self {
+        Host {
+            swap_mb: 1024,
+            swap_when_ram_below_mb: 2048,
+            swappiness: 10,
+            security_updates: true,
+            journal_max_mb: 500,
         }
     }
 }
@@ -832,6 +861,34 @@ impl Config {
                 "1 to 1440",
             ),
             (
+                "host.swap_mb",
+                self.host.swap_mb,
+                0,
+                65_536,
+                "0 (none) to 65536",
+            ),
+            (
+                "host.swap_when_ram_below_mb",
+                self.host.swap_when_ram_below_mb,
+                0,
+                1 << 24,
+                "0 to 16777216",
+            ),
+            (
+                "host.swappiness",
+                self.host.swappiness as u64,
+                0,
+                100,
+                "0 to 100",
+            ),
+            (
+                "host.journal_max_mb",
+                self.host.journal_max_mb,
+                50,
+                1 << 20,
+                "50 to 1048576",
+            ),
+            (
                 "health.check_timeout_secs",
                 self.health.check_timeout_secs,
                 1,
@@ -966,11 +1023,17 @@ impl Config {
     /// ACME, openssl to make and probe certificates).
     pub fn system_packages(&self) -> Vec<String> {
         let mut v = self.packages.install.clone();
-        let extra: &[&str] = match self.tls_mode() {
+        // Rotation of keel's own logs; security updates unless turned off.
+        let mut extra: Vec<&str> = vec!["logrotate"];
+        if self.host.security_updates {
+            extra.push("unattended-upgrades");
+        }
+        let tls: &[&str] = match self.tls_mode() {
             TlsMode::Off => &[],
             TlsMode::Acme => &["certbot", "openssl"],
             TlsMode::Files | TlsMode::SelfSigned => &["openssl"],
         };
+        extra.extend(tls);
         for p in extra {
             if !v.iter().any(|x| x == p) {
                 v.push(p.to_string());

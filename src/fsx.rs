@@ -99,6 +99,8 @@ fn split(path: &Path) -> Result<(&Path, &OsStr)> {
             },
             n,
         )),
+        // The root directory itself: "." in "/" (lstat of a file's parent reaches it).
+        (None, None) if path == Path::new("/") => Ok((path, OsStr::new("."))),
         _ => Err(err(path, "not a file path")),
     }
 }
@@ -327,6 +329,13 @@ pub fn owner_of(path: &Path) -> Result<Option<(u32, u32)>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// A file directly under `/` (keel's swap file): its parent, the root, is a directory.
+    #[test]
+    fn the_root_directory_is_a_directory() {
+        let st = lstat(Path::new("/")).unwrap().expect("/ exists");
+        assert_eq!(kind(&st), rustix::fs::FileType::Directory);
+    }
 
     #[test]
     fn links_on_the_way_are_refused() {

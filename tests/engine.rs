@@ -100,7 +100,7 @@ fn full_install_then_noop() {
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert!(
         extra[0].starts_with(
-            "[drift] systemctl is-active postgresql redis-server nginx demo-web.socket"
+            "[drift] systemctl is-active apt-daily-upgrade.timer postgresql redis-server nginx demo-web.socket"
         ),
         "{extra:?}"
     );
@@ -248,7 +248,10 @@ fn interrupted_step_runs_again() {
     let installs = cmds
         .lines()
         .filter(|l| {
-            l.starts_with("[packages]") && l.ends_with("install -- postgresql redis-server nginx")
+            l.starts_with("[packages]")
+                && l.ends_with(
+                    "install -- postgresql redis-server nginx logrotate unattended-upgrades",
+                )
         })
         .count();
     assert_eq!(installs, 2, "the interrupted step ran again");
@@ -383,7 +386,7 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, packages, python-packages, preflight"));
+        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, baseline, packages, python-packages, preflight"));
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),

@@ -75,6 +75,8 @@ impl Host {
             "python3-venv",
             "certbot",
             "openssl",
+            "logrotate",
+            "unattended-upgrades",
         ]
         .map(|p| format!("{p} ii "))
         .join("\\n");

@@ -228,9 +228,48 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     v
 }
 
-/// The host: disk, memory, load.
+/// The host: security updates, disk, memory, load.
 fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
+    let c = ctx.clone();
+    v.push((
+        "updates".into(),
+        false,
+        Box::new(move || {
+            if !c.cfg.host.security_updates {
+                return ok("security updates are off (host.security_updates = false)");
+            }
+            let timer = "apt-daily-upgrade.timer";
+            if !crate::systemd::is_active(&c, "health", timer) {
+                return warn(
+                    format!("{timer} is not active: security updates are not installed"),
+                    "keel install --retry-step baseline",
+                );
+            }
+            let last = c
+                .exec
+                .probe(
+                    "health",
+                    &Cmd::new("systemctl").args([
+                        "show",
+                        "-p",
+                        "LastTriggerUSec",
+                        "--value",
+                        timer,
+                    ]),
+                )
+                .map(|o| o.stdout.trim().to_string())
+                .unwrap_or_default();
+            let last = if last.is_empty() || last == "n/a" {
+                "not run yet".to_string()
+            } else {
+                format!("last run {last}")
+            };
+            ok(format!(
+                "security updates on (unattended-upgrades; {timer} active, {last})"
+            ))
+        }),
+    ));
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
     v.push((
         "disk".into(),

@@ -5,6 +5,7 @@ use crate::step::Step;
 
 pub mod app_code;
 pub mod app_env;
+pub mod baseline;
 pub mod django;
 pub mod nginx;
 pub mod packages;
@@ -30,6 +31,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(preflight::Preflight),
         Box::new(packages::Apt::PYTHON),
         Box::new(packages::Apt::SYSTEM),
+        Box::new(baseline::Baseline),
         Box::new(system_user::SystemUser),
         Box::new(secrets::SecretsStep),
         Box::new(postgres::Postgres),

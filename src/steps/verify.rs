@@ -194,7 +194,11 @@ impl Step for Verify {
         ID
     }
     fn deps(&self) -> Deps {
-        &[&super::services::Services, &super::tls::Tls]
+        &[
+            &super::services::Services,
+            &super::tls::Tls,
+            &super::baseline::Baseline,
+        ]
     }
     fn about(&self) -> &'static str {
         "the app answers through nginx; a Celery task round-trips; beat ticks"
