@@ -290,13 +290,7 @@ impl Exec {
     ) -> std::io::Result<(u16, String)> {
         match &self.mode {
             Mode::Real => crate::system::net::http_get(port, host, path, timeout),
-            Mode::Fake(dir) => {
-                let line = format!("GET http://127.0.0.1:{port}{path} Host: {host}");
-                match fake_net(dir, log, "net:http", &line, &self.redactor) {
-                    Some(o) => Ok((o.code as u16, o.stdout)),
-                    None => Err(std::io::ErrorKind::ConnectionRefused.into()),
-                }
-            }
+            Mode::Fake(dir) => fake_get(dir, log, "http", port, host, path, &self.redactor),
         }
     }
 
@@ -324,13 +318,7 @@ impl Exec {
                     std::io::Error::other(format!("{e}; openssl: {}", tail(&o.stderr, 2)))
                 })
             }
-            Mode::Fake(dir) => {
-                let line = format!("GET https://127.0.0.1:{port}{path} Host: {host}");
-                match fake_net(dir, log, "net:https", &line, &self.redactor) {
-                    Some(o) => Ok((o.code as u16, o.stdout)),
-                    None => Err(std::io::ErrorKind::ConnectionRefused.into()),
-                }
-            }
+            Mode::Fake(dir) => fake_get(dir, log, "https", port, host, path, &self.redactor),
         }
     }
 
@@ -647,6 +635,24 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
 /// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.
 fn fake_net(dir: &Path, log: &str, kind: &str, line: &str, redactor: &Redactor) -> Option<Output> {
     fake_answer(dir, log, &format!("{kind} {line}"), "", redactor)
+}
+
+/// An HTTP(S) GET on the fake host: `net:SCHEME GET SCHEME://127.0.0.1:PORT/PATH Host: HOST`
+/// (EXIT = status, STDOUT = body; no rule = connection refused).
+fn fake_get(
+    dir: &Path,
+    log: &str,
+    scheme: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    redactor: &Redactor,
+) -> std::io::Result<(u16, String)> {
+    let line = format!("GET {scheme}://127.0.0.1:{port}{path} Host: {host}");
+    match fake_net(dir, log, &format!("net:{scheme}"), &line, redactor) {
+        Some(o) => Ok((o.code as u16, o.stdout)),
+        None => Err(std::io::ErrorKind::ConnectionRefused.into()),
+    }
 }
 
 /// Log `line` (redacted: it may hold a password) and answer from the first matching rule,

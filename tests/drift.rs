@@ -7,17 +7,7 @@ use serde_json::Value;
 const REDIS: &str = "root/etc/redis/keel.conf";
 
 fn dry_run_json(h: &Host) -> Value {
-    let out = h
-        .keel()
-        .args(["install", "--dry-run", "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    h.dry_run_json(&[])
 }
 
 fn running(v: &Value) -> Vec<String> {

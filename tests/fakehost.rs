@@ -176,7 +176,8 @@ impl Host {
         self.keel().arg("install").arg("--yes").args(args).assert()
     }
 
-    pub fn dry_run(&self, args: &[&str]) -> Vec<(String, String)> {
+    /// `install --dry-run --output json`, parsed.
+    pub fn dry_run_json(&self, args: &[&str]) -> Value {
         let out = self
             .keel()
             .args(["install", "--dry-run", "--output", "json"])
@@ -188,7 +189,10 @@ impl Host {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+    pub fn dry_run(&self, args: &[&str]) -> Vec<(String, String)> {
+        let v = self.dry_run_json(args);
         v["steps"]
             .as_array()
             .unwrap()
