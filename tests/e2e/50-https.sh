@@ -100,7 +100,7 @@ acme_directory = \"$PEBBLE_DIR\""
   local loc; loc=$(vx curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H "Host: $DOMAIN" http://127.0.0.1/admin/)
   [ "$loc" = "301 https://$DOMAIN/admin/" ] || fail "HTTP is not redirected to HTTPS: $loc"
   [ "$(https_code /celery-ping/)" = 200 ] && vx grep -qx pong /tmp/body || fail "/celery-ping/ over HTTPS"
-  vx curl -sI --cacert /tmp/pebble-roots.pem --resolve "$DOMAIN:443:127.0.0.1" "https://$DOMAIN/" | grep -qi '^strict-transport-security: max-age=15768000' || fail "no HSTS header"
+  output_has '^(S|s)trict-(T|t)ransport-(S|s)ecurity: max-age=15768000' vx curl -sI --cacert /tmp/pebble-roots.pem --resolve "$DOMAIN:443:127.0.0.1" "https://$DOMAIN/" || fail "no HSTS header"
   # A Django form POST passes CSRF over HTTPS (and one without the token does not).
   [ "$(https_code /echo/ -c /tmp/jar)" = 200 ] || fail "GET /echo/"
   local token; token=$(vx sed -n 's/.*name="csrfmiddlewaretoken" value="\([^"]*\)".*/\1/p' /tmp/body)
@@ -130,7 +130,7 @@ acme_directory = \"$PEBBLE_DIR\""
   vx sed -i 's/^DEBUG=.*/DEBUG=True/' /opt/demo/app/.env
   check_level audit-debug warn
   keel verify --output json | jq_py "d['verdict']" | grep -qx degraded || fail "DEBUG=True is not degraded"
-  keel verify | grep -q 'DEBUG=True' || fail "the audit does not name DEBUG"
+  output_has 'DEBUG=True' keel verify || fail "the audit does not name DEBUG"
   vx sed -i 's/^DEBUG=.*/DEBUG=False/' /opt/demo/app/.env
   keel diagnose >/dev/null || true
   vx grep -q 'renewal timer (certbot.timer)' /var/log/keel/diagnostics-latest.txt || fail "diagnose has no renewal timer"
@@ -170,7 +170,7 @@ vulns = [r for r in rows if r["id"] in ("heartbleed", "CCS", "ROBOT", "CRIME_TLS
 print("testssl: %d findings, %d vulnerability tests all OK: %s; offered: %s" % (len(rows), len(vulns), all(r["severity"] == "OK" for r in vulns), ", ".join(offered)))
 for r in bad: print("  BAD:", r["id"], r["severity"], r["finding"])
 sys.exit(1 if bad or len(vulns) < 10 else 0)' || fail "testssl found problems"
-  vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN -tls1_2 </dev/null 2>/dev/null" | grep -q 'Secure Renegotiation IS supported' || fail "no secure renegotiation"
+  output_has 'Secure Renegotiation IS supported' vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN -tls1_2 </dev/null 2>/dev/null" || fail "no secure renegotiation"
 
   # 9. Rollback keeps the certificate and returns the site to HTTP.
   keel rollback --yes >/dev/null
@@ -185,12 +185,12 @@ scenario_https_files() {
 mode = \"self-signed\""
   keel install --yes
   [ "$(vx curl -sk -o /dev/null -w '%{http_code}' --resolve "$DOMAIN:443:127.0.0.1" "https://$DOMAIN/")" = 200 ] || fail "self-signed HTTPS"
-  vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName" | grep -q "DNS:$DOMAIN" || fail "self-signed certificate lacks the name"
+  output_has "DNS:$DOMAIN" vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName" || fail "self-signed certificate lacks the name"
   [ "$(vx stat -c '%a %U' /etc/keel/tls/demo/privkey.pem)" = "600 root" ] || fail "self-signed key mode"
   # The site keel wrote is clean for this nginx (HTTP/2 is spelt differently since 1.25.1).
   local t; t=$(vx nginx -t 2>&1)
   if grep -q '\[warn\]' <<<"$t"; then fail "nginx -t warns: $t"; fi
-  vx sh -c "curl -sk --http2 -o /dev/null -w '%{http_version}' --resolve $DOMAIN:443:127.0.0.1 https://$DOMAIN/" | grep -qx 2 || fail "no HTTP/2"
+  output_has '^2$' vx sh -c "curl -sk --http2 -o /dev/null -w '%{http_version}' --resolve $DOMAIN:443:127.0.0.1 https://$DOMAIN/" || fail "no HTTP/2"
   check_level certificate ok
   out=$(keel install --yes 2>&1)
   grep -q "0 step(s) run" <<<"$out" || { echo "$out"; fail "second self-signed run was not a no-op"; }
@@ -212,6 +212,6 @@ key_file = \"/root/certs/site.key\""
   [ "$(vx sh -c "openssl s_client -connect 127.0.0.1:443 -servername $DOMAIN </dev/null 2>/dev/null | openssl x509 -noout -fingerprint")" = \
     "$(vx openssl x509 -in /root/certs/site.pem -noout -fingerprint)" ] || fail "nginx does not serve the admin's certificate"
   check_level certificate warn
-  keel verify | grep -Eq 'certificate.*(9|10) days left' || { keel verify || true; fail "days left not reported"; }
+  output_has 'certificate.*(9|10) days left' keel verify || { keel verify || true; fail "days left not reported"; }
   keel verify --output json | jq_py "d['verdict']" | grep -qx degraded || fail "a 10-day certificate is not degraded"
 }

@@ -23,7 +23,7 @@ scenario_baseline() {
   vx systemctl is-active apt-daily-upgrade.timer
   keel verify --output json | jq_py "[c['level'] for c in d['checks'] if c['name']=='updates'][0]" | grep -qx ok || fail "verify does not show updates on"
   vx grep -q 'SystemMaxUse=500M' /etc/systemd/journald.conf.d/60-keel.conf
-  vx logrotate --debug /etc/logrotate.d/keel 2>&1 | grep -q '/var/log/keel/\*.jsonl' || fail "logrotate does not read keel's config"
+  output_has '/var/log/keel/\*\.jsonl' vx logrotate --debug /etc/logrotate.d/keel || fail "logrotate does not read keel's config"
   # Rollback: keel's swap file and line go; the rest of fstab stays.
   keel rollback --yes >/dev/null
   vx test ! -e /swapfile.keel || fail "rollback left the swap file"

@@ -39,3 +39,11 @@ step_status() { keel status --output json | jq_py "[s['status'] for s in d['step
 step_is() { [ "$(step_status "$1" 2>/dev/null)" = "$2" ]; }
 # The number of steps, from the graph (never a number written into a test).
 step_count() { "$KEEL_BIN" plan --output json | jq_py "len(d['steps'])"; }
+# output_has PATTERN CMD...: CMD's output (stdout and stderr, whatever its exit status)
+# matches the extended regex PATTERN. Read whole first: `CMD | grep -q` under pipefail
+# fails at random when grep exits early and CMD dies of SIGPIPE.
+output_has() {
+  local pat=$1; shift
+  local out; out=$("$@" 2>&1) || true
+  grep -Eq -- "$pat" <<<"$out"
+}
