@@ -16,7 +16,9 @@ trap '$V down-all >/dev/null 2>&1 || true' EXIT
 cargo build --release --quiet
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-PKGS="postgresql redis-server nginx python3 python3-venv"
+# The packages keel installs by default (keel.toml defaults plus the baseline's logrotate and
+# unattended-upgrades): the floor installs the same set.
+PKGS="postgresql redis-server nginx logrotate unattended-upgrades python3 python3-venv"
 
 # Warm the shared apt archive, so neither side pays for downloads the other did not.
 $V up $B >/dev/null
