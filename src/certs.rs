@@ -121,6 +121,10 @@ impl CertInfo {
     }
 }
 
+/// Fewer days left than this is worth a warning (`keel verify` degraded, the report's
+/// tls section): renewal, due at 30 days, has failed more than once by then.
+pub const SHORT_DAYS: i64 = 14;
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -502,9 +502,7 @@ impl Config {
                 ));
             }
         }
-        if !crate::system::valid_hostname(&self.app.domain)
-            || !self.app.domain.contains(|c: char| c.is_ascii_alphabetic())
-        {
+        if !v::dns_name(&self.app.domain) {
             return Err(self.err(
                 "app.domain",
                 format!("{:?} is not a valid host name", self.app.domain),
@@ -626,16 +624,17 @@ impl Config {
                 "a certificate holds at most 100 names; split the site",
             ));
         }
+        let names = self.tls_names();
         for (i, d) in t.domains.iter().enumerate() {
             let key = format!("tls.domains[{i}]");
-            if !crate::system::valid_hostname(d) || !d.contains(|c: char| c.is_ascii_alphabetic()) {
+            if !v::dns_name(d) {
                 return Err(self.err(
                     &key,
                     format!("{d:?} is not a host name"),
                     "use a DNS name such as \"www.example.com\" (no wildcard: http-01 cannot prove one)",
                 ));
             }
-            if self.tls_names()[..i + 1].contains(d) {
+            if names[..i + 1].contains(d) {
                 return Err(self.err(
                     &key,
                     format!("{d:?} is listed twice (app.domain counts)"),
@@ -662,7 +661,7 @@ impl Config {
         files_key("tls.cert_file", &t.cert_file)?;
         files_key("tls.key_file", &t.key_file)?;
         if mode == TlsMode::Acme {
-            for (i, name) in self.tls_names().iter().enumerate() {
+            for (i, name) in names.iter().enumerate() {
                 let key = if i == 0 {
                     "app.domain".to_string()
                 } else {

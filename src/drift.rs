@@ -23,7 +23,7 @@ fn mark(p: &Path) -> Option<FileMark> {
         }
         rustix::fs::FileType::RegularFile => {
             let bytes = crate::fsx::read_nofollow(p, 1 << 24).ok()??;
-            ("file", sha256(&bytes))
+            ("file", crate::step::sha256_hex(&bytes))
         }
         _ => return None,
     };
@@ -35,14 +35,6 @@ fn mark(p: &Path) -> Option<FileMark> {
     })
 }
 
-fn sha256(b: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
 /// One drifted file or unit: what is wrong, and the file (to back up and diff) if any.
 #[derive(Debug, Clone)]
 pub struct Finding {
@@ -50,13 +42,15 @@ pub struct Finding {
     pub file: Option<PathBuf>,
 }
 
-/// Is `path` one the operator keeps as edited ([drift] keep)?
-pub fn kept(ctx: &Ctx, path: &Path) -> bool {
+/// The files the operator keeps as edited ([drift] keep), as paths under the host's root:
+/// never drift, never overwritten (the engine hands them to each step's transaction).
+pub fn kept_paths(ctx: &Ctx) -> Vec<PathBuf> {
     ctx.cfg
         .drift
         .keep
         .iter()
-        .any(|k| ctx.host(&k.display().to_string()) == path)
+        .map(|k| ctx.host(&k.display().to_string()))
+        .collect()
 }
 
 /// The drift of every completed, unchanged step: (step id -> findings). Units are asked
@@ -69,6 +63,7 @@ pub fn scan(
 ) -> BTreeMap<&'static str, Vec<Finding>> {
     let mut out: BTreeMap<&'static str, Vec<Finding>> = BTreeMap::new();
     let mut unit_owner: Vec<(String, &'static str)> = vec![];
+    let kept = kept_paths(ctx);
     for s in steps {
         let rec = state.step(s.id());
         if rec.status != Status::Completed
@@ -78,7 +73,7 @@ pub fn scan(
         }
         for f in &rec.files {
             let p = PathBuf::from(&f.path);
-            if kept(ctx, &p) {
+            if kept.contains(&p) {
                 continue;
             }
             let what = match mark(&p) {
@@ -128,19 +123,17 @@ pub fn scan(
 /// /var/lib/keel/backups/<run id>/ (root-only), at their own path. Returns where.
 pub fn backup(ctx: &Ctx, run_id: &str, findings: &[Finding]) -> Vec<(PathBuf, PathBuf)> {
     let base = ctx.host(&format!("/var/lib/keel/backups/{run_id}"));
+    if findings.iter().any(|f| f.file.is_some()) {
+        crate::paths::private_dir(&ctx.host("/var/lib/keel/backups"));
+    }
     let mut done = vec![];
     for f in findings {
         let Some(src) = &f.file else { continue };
         let Ok(Some(bytes)) = crate::fsx::read_nofollow(src, 1 << 24) else {
             continue;
         };
-        let rel = src
-            .strip_prefix(&ctx.paths.root)
-            .unwrap_or(src)
-            .display()
-            .to_string();
-        let dst = base.join(rel.trim_start_matches('/'));
-        crate::paths::private_dir(&ctx.host("/var/lib/keel/backups"));
+        let rel = ctx.paths.unhost(src);
+        let dst = base.join(rel.strip_prefix("/").unwrap_or(&rel));
         if let Some(dir) = dst.parent()
             && std::fs::create_dir_all(dir).is_ok()
             && crate::fsx::write_atomic(&dst, &bytes, 0o600, Some((0, 0))).is_ok()
@@ -164,16 +157,7 @@ pub fn diffs(ctx: &Ctx, step: &dyn Step, findings: &[Finding]) -> Vec<String> {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let name = p
-            .strip_prefix(&ctx.paths.root)
-            .unwrap_or(p)
-            .display()
-            .to_string();
-        let name = if name.starts_with('/') {
-            name
-        } else {
-            format!("/{name}")
-        };
+        let name = ctx.paths.unhost(p).display().to_string();
         let d = similar::TextDiff::from_lines(&have, want)
             .unified_diff()
             .context_radius(3)

@@ -374,14 +374,7 @@ fn run_step(
     rollback: RollbackMode,
 ) -> (u32, std::result::Result<(), StepError>) {
     let id = step.id();
-    let keep = ctx
-        .cfg
-        .drift
-        .keep
-        .iter()
-        .map(|k| ctx.host(&k.display().to_string()))
-        .collect();
-    let mut tx = Txn::new(&ctx.exec, id).keep(keep);
+    let mut tx = Txn::new(&ctx.exec, id).keep(crate::drift::kept_paths(ctx));
     let mut attempts = 0u32;
     let _apt = step
         .uses_apt()

@@ -307,12 +307,9 @@ impl Exec {
     ) -> std::io::Result<(u16, String)> {
         match &self.mode {
             Mode::Real => {
-                let cmd = Cmd::new("openssl")
-                    .args(["s_client", "-quiet", "-connect"])
-                    .arg(format!("127.0.0.1:{port}"))
-                    .args(["-servername", host])
-                    .stdin(crate::system::net::request(host, path))
-                    .timeout(timeout);
+                let cmd = s_client(port, host, timeout)
+                    .arg("-quiet")
+                    .stdin(crate::system::net::request(host, path));
                 let o = self.probe(log, &cmd).map_err(std::io::Error::other)?;
                 crate::system::net::parse_http(&o.stdout).map_err(|e| {
                     std::io::Error::other(format!("{e}; openssl: {}", tail(&o.stderr, 2)))
@@ -334,12 +331,7 @@ impl Exec {
     ) -> std::io::Result<(String, String)> {
         match &self.mode {
             Mode::Real => {
-                let cmd = Cmd::new("openssl")
-                    .args(["s_client", "-connect"])
-                    .arg(format!("127.0.0.1:{port}"))
-                    .args(["-servername", host])
-                    .stdin(Vec::new())
-                    .timeout(timeout);
+                let cmd = s_client(port, host, timeout).stdin(Vec::new());
                 let o = self.probe(log, &cmd).map_err(std::io::Error::other)?;
                 let pem = crate::certs::first_pem(&o.stdout).ok_or_else(|| {
                     std::io::Error::other(format!(
@@ -635,6 +627,15 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
 /// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.
 fn fake_net(dir: &Path, log: &str, kind: &str, line: &str, redactor: &Redactor) -> Option<Output> {
     fake_answer(dir, log, &format!("{kind} {line}"), "", redactor)
+}
+
+/// `openssl s_client` to 127.0.0.1:`port` with SNI `host`: the TLS probes' transport.
+fn s_client(port: u16, host: &str, timeout: Duration) -> Cmd {
+    Cmd::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-servername", host])
+        .timeout(timeout)
 }
 
 /// An HTTP(S) GET on the fake host: `net:SCHEME GET SCHEME://127.0.0.1:PORT/PATH Host: HOST`

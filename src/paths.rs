@@ -21,6 +21,10 @@ impl Paths {
     pub fn host(&self, p: &str) -> PathBuf {
         self.root.join(p.trim_start_matches('/'))
     }
+    /// The inverse of `host`: a path under the root as the host sees it ("/etc/...").
+    pub fn unhost(&self, p: &Path) -> PathBuf {
+        Path::new("/").join(p.strip_prefix(&self.root).unwrap_or(p))
+    }
     pub fn log_dir(&self) -> PathBuf {
         self.host("/var/log/keel")
     }

@@ -189,12 +189,7 @@ fn permissions(ctx: &Ctx) -> Section {
     let uname = |uid: u32| {
         crate::system::user_name(&ctx.paths.root, uid).unwrap_or_else(|| uid.to_string())
     };
-    let secrets = Path::new("/").join(
-        ctx.paths
-            .secrets_dir()
-            .strip_prefix(&ctx.paths.root)
-            .unwrap_or(Path::new("etc/keel/secrets")),
-    );
+    let secrets = ctx.paths.unhost(&ctx.paths.secrets_dir());
     let env = crate::steps::app_env::env_file(&ctx.cfg);
     let items: Vec<(PathBuf, Option<u32>)> = vec![
         (ctx.cfg.base_dir(), None),
@@ -362,7 +357,7 @@ fn tls(ctx: &Ctx) -> Section {
             ));
             let l = if c.expired(now) {
                 Level::Error
-            } else if c.days_left(now) < 14 {
+            } else if c.days_left(now) < crate::certs::SHORT_DAYS {
                 Level::Warn
             } else {
                 Level::Ok

@@ -351,6 +351,12 @@ pub fn https_url(s: &str) -> Check {
     }
 }
 
+/// A DNS name a site can serve: valid labels and at least one letter (an IP address is
+/// not a name nginx's server_name or a certificate's DNS entry should hold).
+pub fn dns_name(s: &str) -> bool {
+    crate::system::valid_hostname(s) && s.contains(|c: char| c.is_ascii_alphabetic())
+}
+
 /// A name a public ACME CA can prove over http-01: a DNS name with a dot, not an IP, not
 /// localhost and not a link-local/mDNS name.
 pub fn certifiable(name: &str) -> bool {

@@ -159,7 +159,7 @@ fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'st
                 info.issuer
             );
             let acme = c.cfg.tls_mode() == crate::config::TlsMode::Acme;
-            if days < 14 {
+            if days < crate::certs::SHORT_DAYS {
                 warn(
                     msg,
                     if acme {

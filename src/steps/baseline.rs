@@ -32,15 +32,26 @@ pub fn in_container(ctx: &Ctx) -> Option<String> {
     (o.code == 0).then(|| o.stdout.trim().to_string())
 }
 
-/// Active swap (other than keel's), from /proc/swaps: never touched, never added to.
-fn other_swap(ctx: &Ctx) -> Vec<String> {
+/// The devices and files of active swap, from /proc/swaps (its first line is a header).
+fn active_swap(ctx: &Ctx) -> Vec<String> {
     std::fs::read_to_string(ctx.host("/proc/swaps"))
         .unwrap_or_default()
         .lines()
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|d| *d != SWAPFILE)
         .map(String::from)
+        .collect()
+}
+
+fn keels_swap_active(ctx: &Ctx) -> bool {
+    active_swap(ctx).iter().any(|d| d == SWAPFILE)
+}
+
+/// Active swap (other than keel's): never touched, never added to.
+fn other_swap(ctx: &Ctx) -> Vec<String> {
+    active_swap(ctx)
+        .into_iter()
+        .filter(|d| d != SWAPFILE)
         .collect()
 }
 
@@ -115,10 +126,7 @@ fn swap(ctx: &Ctx, tx: &mut Txn) -> StepResult {
             "[{ID}] warning: in a container ({kind}): swap file made, activation skipped (swap is the host kernel's, and the container's syscall filter blocks swapon); it is used once the file is on a VM or machine"
         )),
         None => {
-            let active = std::fs::read_to_string(ctx.host("/proc/swaps"))
-                .unwrap_or_default()
-                .contains(SWAPFILE);
-            if !active {
+            if !keels_swap_active(ctx) {
                 ctx.run(ID, &Cmd::new("swapon").arg(SWAPFILE))?;
                 tx.on_rollback(Cmd::new("swapoff").arg(SWAPFILE));
             }
@@ -245,10 +253,7 @@ impl Step for Baseline {
         if crate::fsx::lstat(&file).ok().flatten().is_none() {
             return Ok(());
         }
-        let active = std::fs::read_to_string(ctx.host("/proc/swaps"))
-            .unwrap_or_default()
-            .contains(SWAPFILE);
-        if active && in_container(ctx).is_none() {
+        if keels_swap_active(ctx) && in_container(ctx).is_none() {
             ctx.run(ID, &Cmd::new("swapoff").arg(SWAPFILE))?;
         }
         let fstab = ctx.host("/etc/fstab");

@@ -25,13 +25,7 @@ fn suffix() -> String {
 /// keel.conf: loopback, memory bound, the default user's ACL with the password's SHA-256.
 fn conf(ctx: &Ctx) -> StepResult<String> {
     let password = ctx.secrets.get_or_create("redis_password")?;
-    let sha = {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(password.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = crate::step::sha256_hex(password.as_bytes());
     crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
         .map_err(|e| StepError::permanent(e, ""))
 }

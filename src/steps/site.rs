@@ -124,7 +124,6 @@ fn resolver(ctx: &Ctx) -> Option<String> {
 /// The site as it should be now: HTTPS when TLS is on and a certificate is in place,
 /// plain HTTP (with the ACME challenge path) otherwise.
 pub fn render(ctx: &Ctx, log: &str) -> Result<String, String> {
-    let mut v = config_vars(&ctx.cfg);
     let tls = match (cert_paths(&ctx.cfg), installed(ctx)) {
         (Some((cert, key)), Some(info)) => {
             let new_http2 = nginx_version(ctx, log) >= (1, 25);
@@ -141,14 +140,18 @@ pub fn render(ctx: &Ctx, log: &str) -> Result<String, String> {
         }
         _ => serde_json::Value::Null,
     };
-    v["tls"] = tls;
-    crate::render::render("nginx-site.conf", &v)
+    render_with(&ctx.cfg, tls)
 }
 
 /// The plain-HTTP site, whatever the host holds (undoing the tls step).
 pub fn render_plain(cfg: &Config) -> Result<String, String> {
+    render_with(cfg, serde_json::Value::Null)
+}
+
+/// The site for the config and a `tls` value (null: plain HTTP).
+fn render_with(cfg: &Config, tls: serde_json::Value) -> Result<String, String> {
     let mut v = config_vars(cfg);
-    v["tls"] = serde_json::Value::Null;
+    v["tls"] = tls;
     crate::render::render("nginx-site.conf", &v)
 }
 
@@ -164,9 +167,7 @@ mod tests {
     }
 
     fn site(c: &Config, tls: serde_json::Value) -> String {
-        let mut v = config_vars(c);
-        v["tls"] = tls;
-        crate::render::render("nginx-site.conf", &v).unwrap()
+        render_with(c, tls).unwrap()
     }
 
     #[test]
