@@ -154,3 +154,43 @@ fn a_served_certificate_for_another_name_fails_the_step() {
         "{err}"
     );
 }
+
+/// The fingerprint of a completed tls step hashes the admin's files: a FIFO named there must
+/// not hang `keel plan` (which never runs the install's file checks). It did, before the
+/// fingerprint read through the same bounded, non-blocking reader as the step.
+#[test]
+fn a_fifo_as_the_certificate_does_not_hang_plan() {
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &config("[tls]\nmode = \"files\"\ncert_file = \"/certs/site.pem\"\nkey_file = \"/certs/site.key\"\n"),
+    );
+    std::fs::create_dir_all(h.path("root/certs")).unwrap();
+    for f in ["site.pem", "site.key"] {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(h.path(&format!("root/certs/{f}")))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/state/examples/fresh-completed.json"
+    );
+    let mut st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    st["steps"]["tls"] = st["steps"]["packages"].clone();
+    h.write("state.json", &st.to_string());
+    let t = std::time::Instant::now();
+    h.keel()
+        .arg("plan")
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .success();
+    assert!(
+        t.elapsed().as_secs() < 10,
+        "keel plan took {:?}",
+        t.elapsed()
+    );
+}

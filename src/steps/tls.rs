@@ -412,8 +412,12 @@ impl Step for Tls {
         let t = &ctx.cfg.tls;
         let files = match (&t.cert_file, &t.key_file) {
             (Some(c), Some(k)) => {
+                // The same bounded, non-blocking reader as the step: a FIFO named here must
+                // not hang `keel plan` (which hashes inputs but never runs check_tls_files).
                 let sum = |p: &std::path::Path| {
-                    let b = std::fs::read(ctx.host(&p.display().to_string())).unwrap_or_default();
+                    let host = ctx.host(&p.display().to_string());
+                    let b =
+                        crate::fsx::read_regular(&host, crate::fsx::MAX_INPUT).unwrap_or_default();
                     crate::step::hash(&[&String::from_utf8_lossy(&b)])
                 };
                 format!("{} {}", sum(c), sum(k))
