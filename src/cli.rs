@@ -150,6 +150,25 @@ pub enum Command {
         #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
         ignore_preflight_errors: Vec<String>,
     },
+    /// Ship a new release with no downtime: build it beside the running one, migrate, switch,
+    /// verify; switch back by itself if the checks fail (exit 1).
+    #[command(
+        after_help = "Examples:\n  keel deploy                       # the config's source (or git ref) again\n  keel deploy --ref v1.4.2          # a git tag, branch or commit\n  keel deploy --source ./shop       # a directory\n  keel deploy --rollback            # back to the previous healthy release\n  keel deploy --rollback 20261124-101500"
+    )]
+    Deploy {
+        /// Deploy this directory instead of the config's source.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["git_ref", "rollback"])]
+        source: Option<std::path::PathBuf>,
+        /// Deploy this git ref of the config's django.git.
+        #[arg(long = "ref", value_name = "REF", conflicts_with = "rollback")]
+        git_ref: Option<String>,
+        /// Switch back to release ID (default: the newest healthy one before the current).
+        #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
+        rollback: Option<String>,
+    },
+    /// List the app's releases: id, status, when, source revision, and which is current.
+    #[command(after_help = "Examples:\n  keel releases\n  keel releases --output json")]
+    Releases,
     /// Undo everything keel set up, keeping data (databases, secrets, app directory).
     #[command(after_help = "Example:\n  keel rollback --yes")]
     Rollback,

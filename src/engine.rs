@@ -169,6 +169,7 @@ pub fn install(
         }
     }
 
+    tidy_releases(ctx, state);
     let outcome = if failed.is_some() {
         RunOutcome::Failed
     } else {
@@ -188,6 +189,16 @@ pub fn install(
         failed,
         rolled_back,
     })
+}
+
+/// The state's releases as the disk has them, old ones pruned (deploy.keep_releases).
+fn tidy_releases(ctx: &Ctx, state: &mut State) {
+    let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
+    let keep = ctx.cfg.deploy.keep_releases as usize;
+    for id in crate::release::tidy(&base, &mut state.releases, keep) {
+        ctx.ui
+            .line(&format!("removed release {id} (deploy.keep_releases)"));
+    }
 }
 
 /// The steps completed in a run (in completion order) and its first failure.
@@ -321,6 +332,15 @@ fn record(
             let step = graph.get(id).expect("step");
             rec.fingerprint = Some(fingerprint(ctx, step));
             rec.last_error = None;
+            let made = ctx
+                .new_release
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(r) = made {
+                state.releases.current = Some(r.id.clone());
+                state.releases.list.push(r);
+            }
             ctx.events.emit(
                 "step-finished",
                 Some(id),

@@ -196,7 +196,7 @@ fn permissions(ctx: &Ctx) -> Section {
         (ctx.cfg.app_dir(), None),
         (env, Some(0o640)),
         (ctx.cfg.app_dir().join("staticfiles"), None),
-        (ctx.cfg.app_dir().join("media"), None),
+        (ctx.cfg.shared_dir().join("media"), None),
         (ctx.cfg.venv_dir(), None),
         (secrets.clone(), Some(0o700)),
     ];
@@ -259,27 +259,22 @@ fn permissions(ctx: &Ctx) -> Section {
 }
 
 fn python(ctx: &Ctx) -> Section {
-    let pip = ctx.cfg.venv_dir().join("bin/pip").display().to_string();
-    if !ctx.host(&pip).exists() {
-        return section("python packages", Level::Warn, "no virtualenv yet", "");
+    let venv = ctx.host(&ctx.cfg.venv_dir().display().to_string());
+    match crate::steps::python_env::packages(&venv) {
+        Ok(p) if !p.is_empty() => section(
+            "python packages",
+            Level::Ok,
+            format!("{} packages in {}", p.len(), venv.display()),
+            p.join("\n"),
+        ),
+        Ok(_) => section(
+            "python packages",
+            Level::Warn,
+            "no packages in the virtualenv",
+            "",
+        ),
+        Err(_) => section("python packages", Level::Warn, "no virtualenv yet", ""),
     }
-    // The venv belongs to the build user: root never executes a file another user can
-    // change, so its pip runs as that user.
-    let (code, out) = match ctx.exec.probe(
-        "diagnose",
-        &crate::steps::python_env::as_build(ctx, &pip)
-            .args(["freeze", "--disable-pip-version-check"])
-            .timeout(std::time::Duration::from_secs(10)),
-    ) {
-        Ok(o) => (o.code, format!("{}{}", o.stdout, o.stderr)),
-        Err(e) => (-1, e.to_string()),
-    };
-    section(
-        "python packages",
-        if code == 0 { Level::Ok } else { Level::Warn },
-        format!("{} packages", out.lines().count()),
-        out,
-    )
 }
 
 fn connectivity(ctx: &Ctx) -> Section {

@@ -123,6 +123,60 @@ pub struct State {
     pub steps: BTreeMap<String, StepRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunRecord>,
+    /// The app's releases under <base_dir>/releases, oldest first, and which one is live.
+    #[serde(default, skip_serializing_if = "Releases::is_empty")]
+    pub releases: Releases,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Releases {
+    /// The id `<base_dir>/current` points to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    #[serde(default)]
+    pub list: Vec<Release>,
+}
+
+impl Releases {
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.list.is_empty()
+    }
+    pub fn get(&self, id: &str) -> Option<&Release> {
+        self.list.iter().find(|r| r.id == id)
+    }
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Release> {
+        self.list.iter_mut().find(|r| r.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseStatus {
+    /// Being built (a deploy cut short leaves this).
+    Building,
+    /// Built, and healthy whenever it went live.
+    Ok,
+    /// Its build, migrations or checks failed: kept for inspection, never switched back to
+    /// by `deploy --rollback` without its id.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub id: String,
+    /// Where the code came from: a directory, or a git URL and ref.
+    pub source: String,
+    /// The git commit, or a hash of the directory's files.
+    pub revision: String,
+    pub created_at: String,
+    pub status: ReleaseStatus,
+    /// "install" or "deploy".
+    pub by: String,
+    /// Why it failed (the failing step or check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Default for State {
@@ -133,6 +187,7 @@ impl Default for State {
             config_hash: None,
             steps: BTreeMap::new(),
             last_run: None,
+            releases: Releases::default(),
         }
     }
 }

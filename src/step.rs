@@ -27,6 +27,8 @@ pub struct Ctx {
     pub interactive: bool,
     /// Hash of the app source tree, computed once per run (several fingerprints use it).
     pub app_tree: std::sync::OnceLock<String>,
+    /// The release app-code made in this run, for the engine to record in the state file.
+    pub new_release: Mutex<Option<crate::state::Release>>,
 }
 
 impl Ctx {

@@ -74,6 +74,16 @@ pub fn write_atomic(
     fsx::write_atomic(path, bytes, mode, owner)
 }
 
+/// Point `link` at `target` through a new link renamed over it: the link is never absent
+/// (the `current` release link is read by nginx and systemd at any moment).
+fn relink(target: &Path, link: &Path) -> std::io::Result<()> {
+    let name = link.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = link.with_file_name(format!(".{name}.keel-new"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link)
+}
+
 impl Txn {
     pub fn new(exec: &Exec, log: &str) -> Txn {
         Txn {
@@ -143,16 +153,13 @@ impl Txn {
         if old.as_deref() == Some(target) {
             return Ok(false);
         }
-        if std::fs::symlink_metadata(link).is_ok() {
-            if old.is_none() {
-                return Err(std::io::Error::other(format!(
-                    "{} exists and is not a symlink",
-                    link.display()
-                )));
-            }
-            std::fs::remove_file(link)?;
+        if std::fs::symlink_metadata(link).is_ok() && old.is_none() {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a symlink",
+                link.display()
+            )));
         }
-        std::os::unix::fs::symlink(target, link)?;
+        relink(target, link)?;
         self.journal.push(Change::Linked(link.to_path_buf(), old));
         Ok(true)
     }
@@ -224,12 +231,11 @@ impl Txn {
                 Change::Wrote(p, Some(b)) | Change::Removed(p, b) => {
                     restore(p, b).map_err(|e| format!("{}: {e}", p.display()))
                 }
-                Change::Linked(p, old) => std::fs::remove_file(p)
-                    .and_then(|_| match old {
-                        Some(t) => std::os::unix::fs::symlink(t, p),
-                        None => Ok(()),
-                    })
-                    .map_err(|e| format!("{}: {e}", p.display())),
+                Change::Linked(p, old) => match old {
+                    Some(t) => relink(t, p),
+                    None => std::fs::remove_file(p),
+                }
+                .map_err(|e| format!("{}: {e}", p.display())),
                 Change::RemovedLink(p, t) => {
                     std::os::unix::fs::symlink(t, p).map_err(|e| format!("{}: {e}", p.display()))
                 }

@@ -286,7 +286,7 @@ fn valid_edge_cases_are_accepted() {
             .as_bytes(),
     );
     h.install(&[]).success();
-    let env = h.read("root/opt/demo/app/.env");
+    let env = h.read("root/opt/demo/shared/.env");
     let sk = env
         .lines()
         .find_map(|l| l.strip_prefix("SECRET_KEY="))

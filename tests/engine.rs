@@ -47,31 +47,46 @@ fn full_install_then_noop() {
     // Second run: nothing runs, not a single command.
     // The app: code copied, .env generated 0600 for the app user, units written.
     assert!(
-        h.read("root/opt/demo/app/manage.py")
+        h.read("root/opt/demo/current/manage.py")
             .contains("DJANGO_SETTINGS_MODULE")
     );
-    let env = h.read("root/opt/demo/app/.env");
+    let env = h.read("root/opt/demo/shared/.env");
     assert!(env.contains("DEBUG=False"), "{env}");
     assert!(env.contains("DATABASE_URL=postgres://demo:"), "{env}");
     use std::os::unix::fs::MetadataExt;
     // The trust boundary: settings are root's and only readable by the app's group; code
     // and base dir root's; the app writes only staticfiles and media; the venv belongs to
     // the build user, whose pip never runs as root.
-    let md = std::fs::metadata(h.path("root/opt/demo/app/.env")).unwrap();
+    let md = std::fs::metadata(h.path("root/opt/demo/shared/.env")).unwrap();
     assert_eq!((md.mode() & 0o777, md.uid(), md.gid()), (0o640, 0, 998));
     let owner = |p: &str| {
         let m = std::fs::symlink_metadata(h.path(p)).unwrap();
         (m.uid(), m.mode() & 0o777)
     };
     assert_eq!(owner("root/opt/demo"), (0, 0o755));
-    assert_eq!(owner("root/opt/demo/app"), (0, 0o755));
-    assert_eq!(owner("root/opt/demo/app/manage.py"), (0, 0o644));
-    assert_eq!(owner("root/opt/demo/app/core"), (0, 0o755));
-    assert_eq!(owner("root/opt/demo/app/staticfiles"), (998, 0o755));
-    assert_eq!(owner("root/opt/demo/app/media"), (998, 0o755));
-    assert_eq!(owner("root/opt/demo/venv"), (997, 0o755));
+    assert_eq!(owner("root/opt/demo/releases"), (0, 0o755));
+    // One release, `current` a relative link to it; its venv a link into venvs/.
+    let cur = std::fs::read_link(h.path("root/opt/demo/current")).unwrap();
+    assert!(cur.starts_with("releases/"), "{cur:?}");
+    let venv = std::fs::read_link(h.path("root/opt/demo/current/venv")).unwrap();
+    assert!(venv.starts_with("../../venvs/"), "{venv:?}");
+    assert_eq!(owner("root/opt/demo/current/venv/"), (997, 0o755));
+    assert!(exists(&h.path("root/opt/demo/current/venv/.keel-complete")));
+    let st = h.state();
+    assert_eq!(
+        st["releases"]["current"],
+        cur.strip_prefix("releases").unwrap().to_str().unwrap()
+    );
+    assert_eq!(st["releases"]["list"][0]["status"], "ok");
+    assert_eq!(st["releases"]["list"][0]["by"], "install");
+    assert_eq!(owner("root/opt/demo/current/manage.py"), (0, 0o644));
+    assert_eq!(owner("root/opt/demo/current/core"), (0, 0o755));
+    assert_eq!(owner("root/opt/demo/current/staticfiles"), (998, 0o755));
+    assert_eq!(owner("root/opt/demo/shared/media"), (998, 0o755));
+    assert_eq!(owner("root/opt/demo/venvs"), (997, 0o755));
+    // uv installs as the build user, into the release's venv, bytecode compiled.
     assert!(
-        cmds.contains("[python-env] runuser -u demo-build -- /opt/demo/venv/bin/pip install"),
+        cmds.contains("[python-env] runuser -u demo-build -- /var/lib/keel/tools/bin/uv pip install -q --compile-bytecode --python /opt/demo/venvs/"),
         "{cmds}"
     );
     assert!(
@@ -86,7 +101,7 @@ fn full_install_then_noop() {
     }
     assert!(
         cmds.contains(
-            "[django] runuser -u demo -- /opt/demo/venv/bin/python manage.py migrate --noinput"
+            "[django] runuser -u demo -- /opt/demo/current/venv/bin/python manage.py migrate --noinput"
         ),
         "{cmds}"
     );
@@ -368,7 +383,7 @@ fn rollback_step_mode_keeps_other_steps() {
     assert_eq!(h.status_of("redis"), "completed");
     assert_eq!(h.status_of("services"), "pending");
     assert!(exists(&h.path("root/etc/redis/keel.conf")));
-    assert!(exists(&h.path("root/opt/demo/app/.env")));
+    assert!(exists(&h.path("root/opt/demo/shared/.env")));
 }
 
 #[test]
@@ -498,18 +513,14 @@ fn files_deleted_from_the_source_leave_the_deployed_app() {
     );
     h.write("keel.toml", &cfg);
     h.install(&[]).success();
-    assert!(exists(&h.path("root/opt/demo/app/core/old_module.py")));
-    h.write("root/opt/demo/app/media/upload.png", "user data");
-    assert!(
-        h.read("root/var/lib/keel/demo-files")
-            .contains("core/old_module.py\n")
-    );
+    assert!(exists(&h.path("root/opt/demo/current/core/old_module.py")));
+    h.write("root/opt/demo/shared/media/upload.png", "user data");
+    let first = std::fs::read_link(h.path("root/opt/demo/current")).unwrap();
 
     std::fs::remove_file(src.join("core/old_module.py")).unwrap();
-    // Only the source changed: python-env (between app-code and django) is skipped, and
-    // django must still wait for app-code.
+    // Only the source changed: a new release, whose venv python-env links (the same
+    // requirements: nothing installed), and django waits for app-code.
     let plan = h.dry_run(&[]);
-    assert!(reason(&plan, "python-env").starts_with("skip"), "{plan:?}");
     assert!(reason(&plan, "app-code").contains("changed"), "{plan:?}");
     let before = h.events().len();
     h.install(&[]).success();
@@ -533,13 +544,24 @@ fn files_deleted_from_the_source_leave_the_deployed_app() {
         ],
         "{order:?}"
     );
-    assert!(!exists(&h.path("root/opt/demo/app/core/old_module.py")));
-    assert!(exists(&h.path("root/opt/demo/app/core/views.py")));
-    assert_eq!(h.read("root/opt/demo/app/media/upload.png"), "user data");
-    assert!(exists(&h.path("root/opt/demo/app/.env")));
-    assert!(
-        !h.read("root/var/lib/keel/demo-files")
-            .contains("old_module")
+    assert!(!exists(&h.path("root/opt/demo/current/core/old_module.py")));
+    assert!(exists(&h.path("root/opt/demo/current/core/views.py")));
+    assert_eq!(h.read("root/opt/demo/shared/media/upload.png"), "user data");
+    assert!(exists(&h.path("root/opt/demo/shared/.env")));
+    // The first release is kept beside the new one, untouched.
+    let second = std::fs::read_link(h.path("root/opt/demo/current")).unwrap();
+    assert_ne!(first, second);
+    assert!(exists(
+        &h.path("root/opt/demo")
+            .join(&first)
+            .join("core/old_module.py")
+    ));
+    assert_eq!(h.state()["releases"]["list"].as_array().unwrap().len(), 2);
+    let cmds = h.commands();
+    assert_eq!(
+        cmds.matches("uv pip install").count(),
+        1,
+        "the second release reuses the venv: {cmds}"
     );
 }
 

@@ -102,8 +102,8 @@ fn the_report_sees_the_layout_keel_made() {
     assert_eq!(perms["verdict"], "ok", "{perms}");
     let body = perms["body"].as_str().unwrap();
     for line in [
-        "640 root:998 /opt/demo/app/.env",
-        "755 demo:998 /opt/demo/app/media",
+        "640 root:998 /opt/demo/shared/.env",
+        "755 demo:998 /opt/demo/shared/media",
         "700 root:0 /etc/keel/secrets",
     ] {
         assert!(body.contains(line), "{line} not in {body}");

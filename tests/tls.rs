@@ -95,7 +95,7 @@ fn a_valid_certificate_in_place_is_never_requested_again() {
         "{}",
         h.commands()
     );
-    let env = h.read("root/opt/demo/app/.env");
+    let env = h.read("root/opt/demo/shared/.env");
     assert!(
         env.contains("CSRF_TRUSTED_ORIGINS=https://demo.example.com"),
         "{env}"

@@ -181,7 +181,12 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
         }),
     ));
     let example = std::fs::read_to_string(
-        ctx.host(&ctx.cfg.app_dir().join(".env.example").display().to_string()),
+        ctx.host(
+            &crate::steps::app_code::live_dir(ctx)
+                .join(".env.example")
+                .display()
+                .to_string(),
+        ),
     )
     .ok()
     .and_then(|t| crate::dotenv::parse(&t).ok())

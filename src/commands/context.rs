@@ -82,6 +82,7 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         interactive: o.interactive,
         state_file: o.state_file,
         app_tree: Default::default(),
+        new_release: Default::default(),
         paths,
     }
 }

@@ -1,12 +1,14 @@
 //! One file per subcommand, as cargo and just do; `run` only dispatches. Commands sit at the
 //! top of the crate: nothing below imports them.
 pub mod context;
+pub mod deploy;
 pub mod diagnose;
 pub mod env;
 pub mod init;
 pub mod install;
 pub mod plan;
 pub mod preflight;
+pub mod releases;
 pub mod rollback;
 pub mod status;
 pub mod verify;
@@ -64,5 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => preflight::run(&cli, ignore_preflight_errors),
         Command::Install { .. } => install::run(&cli),
         Command::Rollback => rollback::run(&cli),
+        Command::Deploy { .. } => deploy::run(&cli),
+        Command::Releases => releases::run(&cli),
     }
 }

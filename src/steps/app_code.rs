@@ -1,14 +1,22 @@
 use crate::exec::Cmd;
+use crate::state::{Release, ReleaseStatus};
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::path::{Path, PathBuf};
 
+/// Release ids present on disk.
+pub fn existing_ids(base: &Path) -> Vec<String> {
+    std::fs::read_dir(crate::release::releases_dir(base))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct AppCode;
 const ID: &str = "app-code";
-/// The files app-code deployed from a local source, one relative path per line.
-fn manifest(ctx: &Ctx) -> PathBuf {
-    ctx.host(&format!("/var/lib/keel/{}-files", ctx.cfg.app.name))
-}
 /// Never copied from a local source: VCS data, caches, virtualenvs, local secrets.
 const SKIP: &[&str] = &[
     ".git",
@@ -80,11 +88,21 @@ pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
             .ok()
             .flatten(),
         None => crate::fsx::read_text_nofollow(
-            &ctx.host(&ctx.cfg.app_dir().display().to_string()).join(rel),
+            &ctx.host(&live_dir(ctx).display().to_string()).join(rel),
             crate::fsx::MAX_INPUT,
         )
         .ok()
         .flatten(),
+    }
+}
+
+/// The live release's own directory (as the services see paths): keel's file operations
+/// never go through a link, so they use this rather than `current`.
+pub fn live_dir(ctx: &Ctx) -> PathBuf {
+    let base = ctx.cfg.base_dir();
+    match crate::release::current_on_disk(&ctx.host(&base.display().to_string())) {
+        Some(id) => crate::release::dir(&base, &id),
+        None => ctx.cfg.app_dir(),
     }
 }
 
@@ -105,10 +123,37 @@ pub fn ids_of(ctx: &Ctx, user: &str) -> StepResult<(u32, u32)> {
 /// The largest single file keel copies from an app source.
 const MAX_APP_FILE: u64 = 256 << 20;
 
-/// The only directories of the app tree the app's user may write.
+/// The only directories of a release the app's user may write (media is a link to shared/).
 pub const APP_WRITES: &[&str] = &["staticfiles", "media"];
 
-fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult {
+/// Where a release's code comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Dir(PathBuf),
+    Git { url: String, git_ref: String },
+}
+
+impl Source {
+    /// The config's source.
+    pub fn configured(cfg: &crate::config::Config) -> Option<Source> {
+        match (cfg.app_source(), &cfg.django.git) {
+            (Some(src), _) => Some(Source::Dir(src)),
+            (None, Some(url)) => Some(Source::Git {
+                url: url.clone(),
+                git_ref: cfg.django.git_ref.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Dir(d) => d.display().to_string(),
+            Source::Git { url, git_ref } => format!("{url} {git_ref}"),
+        }
+    }
+}
+
+fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult<String> {
     if !src.is_dir() {
         return Err(StepError::permanent(
             format!("app source {} is not a directory", src.display()),
@@ -119,22 +164,7 @@ fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult {
         ));
     }
     let files = walk(src)?;
-    // Files keel deployed last time and the source no longer has go too (a deleted module or
-    // template must not live on); anything else under the app directory (.env, staticfiles,
-    // uploads) is not keel's to remove.
-    let manifest = manifest(ctx);
-    let listed = std::fs::read_to_string(&manifest).unwrap_or_default();
-    for gone in listed.lines().filter(|l| !l.is_empty()).map(Path::new) {
-        // `walk` sorts its list: a binary search keeps large apps linear-ish.
-        if files.binary_search_by(|f| f.as_path().cmp(gone)).is_ok() {
-            continue;
-        }
-        // Only plain relative paths: the manifest is keel's, but be strict anyway.
-        if gone.is_absolute() || gone.components().any(|c| c.as_os_str() == "..") {
-            continue;
-        }
-        tx.remove(&dest.join(gone))?;
-    }
+    let mut parts = vec![];
     for rel in &files {
         if APP_WRITES.iter().any(|w| rel.starts_with(w)) {
             // The app's own directories are its to fill; keel never writes into them.
@@ -159,17 +189,18 @@ fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult {
             .ok_or_else(missing)?;
         let exec = crate::fsx::lstat(&from)?.ok_or_else(missing)?.st_mode & 0o111 != 0;
         tx.write(&to, &bytes, if exec { 0o755 } else { 0o644 }, Some((0, 0)))?;
+        parts.push(rel.display().to_string());
+        parts.push(crate::step::sha256_hex(&bytes));
     }
-    let list: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
-    tx.write(&manifest, list.as_bytes(), 0o600, None)?;
-    Ok(())
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Ok(crate::step::hash(&refs)[..12].to_string())
 }
 
 /// A git checkout made by root in root's directory: git never runs in a repository another
 /// user controls (its hooks and config would run as root), and every option comes before
-/// `--`, so a URL or ref can never be read as an option.
-fn fetch_git(ctx: &Ctx, tx: &mut Txn, url: &str, dest: &Path) -> StepResult {
-    let d = ctx.cfg.app_dir().display().to_string();
+/// `--`, so a URL or ref can never be read as an option. Returns the commit.
+fn fetch_git(ctx: &Ctx, url: &str, git_ref: &str, dest: &Path) -> StepResult<String> {
+    let d = dest.display().to_string();
     let git = |args: &[&str]| {
         Cmd::new("git")
             .args([
@@ -183,36 +214,105 @@ fn fetch_git(ctx: &Ctx, tx: &mut Txn, url: &str, dest: &Path) -> StepResult {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("HOME", "/root")
     };
-    if !matches!(crate::fsx::lstat(&dest.join(".git")), Ok(Some(_))) {
-        tx.ensure_dir(dest)?;
-        ctx.run(ID, &git(&["init", "-q", "--", &d]))?;
-        ctx.run(ID, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
-    }
-    ctx.run(
-        ID,
-        &git(&["-C", &d, "remote", "set-url", "--", "origin", url]),
-    )?;
+    ctx.run(ID, &git(&["init", "-q", "--", &d]))?;
+    ctx.run(ID, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
     ctx.run(
         ID,
         &git(&[
-            "-C",
-            &d,
-            "fetch",
-            "-q",
-            "--depth",
-            "1",
-            "--",
-            "origin",
-            &ctx.cfg.django.git_ref,
+            "-C", &d, "fetch", "-q", "--depth", "1", "--", "origin", git_ref,
         ]),
     )
     .map_err(|e| {
-        e.hint("check django.git / django.git_ref, and that this host can reach the repository")
+        e.hint("check django.git / django.git_ref (or --ref), and that this host can reach the repository")
     })?;
     ctx.run(
         ID,
         &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD", "--"]),
     )?;
+    let out = ctx.run(ID, &git(&["-C", &d, "rev-parse", "HEAD"]))?;
+    Ok(out.stdout.trim().chars().take(12).collect())
+}
+
+/// Build release `id` from `source` under <base>/releases: the code (root's), the links to
+/// what releases share, and staticfiles for collectstatic. The venv is python-env's.
+pub fn build(ctx: &Ctx, tx: &mut Txn, source: &Source, id: &str, by: &str) -> StepResult<Release> {
+    let app_ids = app_user_ids(ctx)?;
+    let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
+    layout(ctx, tx, &base, app_ids)?;
+    let dest = crate::release::dir(&base, id);
+    tx.ensure_dir_owned(&dest, 0o755, Some((0, 0)))
+        .map_err(crate::step::io_err(&dest))?;
+    let revision = match source {
+        Source::Dir(src) => copy_source(ctx, tx, src, &dest)?,
+        Source::Git { url, git_ref } => fetch_git(ctx, url, git_ref, &dest)?,
+    };
+    let static_dir = dest.join("staticfiles");
+    tx.ensure_dir_owned(&static_dir, 0o755, Some(app_ids))
+        .map_err(crate::step::io_err(&static_dir))?;
+    // Settings that read BASE_DIR/.env (manage.py runs) and MEDIA_ROOT find the shared ones.
+    for (name, target) in [
+        (".env", "../../shared/.env"),
+        ("media", "../../shared/media"),
+    ] {
+        let link = dest.join(name);
+        if crate::fsx::lstat(&link)?.is_some() {
+            // The source shipped its own (a media/ directory of fixtures): leave it.
+            continue;
+        }
+        tx.symlink(Path::new(target), &link)?;
+    }
+    Ok(Release {
+        id: id.into(),
+        source: source.describe(),
+        revision,
+        created_at: crate::paths::now(),
+        status: ReleaseStatus::Building,
+        by: by.into(),
+        error: None,
+    })
+}
+
+/// The directories every release shares, and the move from keel's older layout (code in
+/// <base>/app, the venv in <base>/venv): its .env and uploads go to shared/.
+fn layout(ctx: &Ctx, tx: &mut Txn, base: &Path, app_ids: (u32, u32)) -> StepResult {
+    let shared = base.join("shared");
+    for (d, owner) in [
+        (base.to_path_buf(), (0, 0)),
+        (crate::release::releases_dir(base), (0, 0)),
+        (shared.clone(), (0, 0)),
+        (shared.join("media"), app_ids),
+    ] {
+        tx.ensure_dir_owned(&d, 0o755, Some(owner))
+            .map_err(crate::step::io_err(&d))?;
+    }
+    let old = base.join("app");
+    let (from, to) = (old.join(".env"), shared.join(".env"));
+    let is_file = |p: &Path| matches!(crate::fsx::lstat(p), Ok(Some(st)) if crate::fsx::kind(&st) == rustix::fs::FileType::RegularFile);
+    if is_file(&from) && !is_file(&to) {
+        std::fs::rename(&from, &to).map_err(crate::step::io_err(&from))?;
+        ctx.ui
+            .step_note(ID, &format!("moved {} to {}", from.display(), to.display()));
+    }
+    let old_media = old.join("media");
+    if matches!(crate::fsx::owner_of(&old_media), Ok(Some(o)) if o == app_ids) {
+        // Uploads of the old layout: moved once, into an empty shared/media.
+        let new_media = shared.join("media");
+        if std::fs::read_dir(&new_media)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false)
+        {
+            std::fs::remove_dir(&new_media).map_err(crate::step::io_err(&new_media))?;
+            std::fs::rename(&old_media, &new_media).map_err(crate::step::io_err(&old_media))?;
+            ctx.ui.step_note(
+                ID,
+                &format!(
+                    "moved the uploads in {} to {}",
+                    old_media.display(),
+                    new_media.display()
+                ),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -235,50 +335,34 @@ impl Step for AppCode {
         Inputs::new()
             .value("app tree", super::app_code::tree_hash(ctx))
             .value("app_dir", ctx.cfg.app_dir().display())
-            // The layout: code root's, staticfiles/media the app's (older keels differ).
-            .value("layout", "root-owned")
+            // The layout: releases/<id> (root's) behind `current` (older keels differ).
+            .value("layout", "releases")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        let app_ids = app_user_ids(ctx)?;
-        let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());
-        // The code is root's: the app runs it but cannot change it. A tree an older keel
-        // gave to the app user is taken back entry by entry (no link followed), except the
-        // directories the app writes.
-        if let Some((uid, _)) = crate::fsx::owner_of(&dest)? {
-            let n = if uid != 0 {
-                crate::fsx::reown_tree(&dest, 0, 0, APP_WRITES)?
-            } else {
-                0
-            };
-            if n > 0 {
-                ctx.ui.step_note(
-                    ID,
-                    &format!("{n} entries of the code taken back from the app user"),
-                );
-            }
-        }
-        tx.ensure_dir_owned(&dest, 0o755, Some((0, 0)))
-            .map_err(crate::step::io_err(&dest))?;
-        match (ctx.cfg.app_source(), &ctx.cfg.django.git) {
-            (Some(src), _) => copy_source(ctx, tx, &src, &dest)?,
-            (None, Some(url)) => fetch_git(ctx, tx, url, &dest)?,
-            (None, None) => {
-                return Err(StepError::permanent(
-                    "no app source configured",
-                    "set django.source (a directory) or django.git in keel.toml",
-                ));
-            }
-        }
-        // What the app may write: static files (collectstatic, at build time) and uploads.
-        for d in APP_WRITES {
-            let p = dest.join(d);
-            tx.ensure_dir_owned(&p, 0o755, Some(app_ids))
-                .map_err(crate::step::io_err(&p))?;
-        }
+        let source = Source::configured(&ctx.cfg).ok_or_else(|| {
+            StepError::permanent(
+                "no app source configured",
+                "set django.source (a directory) or django.git in keel.toml",
+            )
+        })?;
+        let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
+        let existing = existing_ids(&base);
+        let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
+        let id = crate::release::new_id(&refs);
+        let mut rel = build(ctx, tx, &source, &id, "install")?;
+        // Journaled: a later failure in this run points `current` back where it was.
+        tx.symlink(
+            &Path::new("releases").join(&id),
+            &base.join(crate::release::CURRENT),
+        )?;
+        rel.status = ReleaseStatus::Ok;
+        ctx.ui
+            .step_note(ID, &format!("release {id} ({})", rel.revision));
+        *ctx.new_release.lock().unwrap_or_else(|e| e.into_inner()) = Some(rel);
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let dest = ctx.host(&ctx.cfg.app_dir().display().to_string());
+        let dest = ctx.host(&live_dir(ctx).display().to_string());
         for f in ["manage.py", "requirements.txt"] {
             if !dest.join(f).is_file() {
                 return Err(StepError::permanent(

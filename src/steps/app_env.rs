@@ -10,7 +10,7 @@ pub struct AppEnv;
 const ID: &str = "app-env";
 
 pub fn env_file(cfg: &Config) -> std::path::PathBuf {
-    cfg.app_dir().join(".env")
+    cfg.shared_dir().join(".env")
 }
 
 /// Values keel derives from keel.toml, under the names apps commonly use. `secrets` gives
@@ -227,7 +227,12 @@ impl Step for AppEnv {
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
-        let example_path = ctx.host(&ctx.cfg.app_dir().join(".env.example").display().to_string());
+        let example_path = ctx.host(
+            &super::app_code::live_dir(ctx)
+                .join(".env.example")
+                .display()
+                .to_string(),
+        );
         let example = std::fs::read_to_string(&example_path).map_err(|e| {
             StepError::permanent(
                 format!("{}: {e}", example_path.display()),

@@ -1,27 +1,54 @@
+use crate::config::Installer;
 use crate::exec::Cmd;
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct PythonEnv;
 const ID: &str = "python-env";
 
-/// A command run as the app user, in the app directory (migrate, collectstatic, checks).
+/// uv, pinned: a release's venv must not change with whatever uv is newest that day.
+pub const UV_VERSION: &str = "0.13.9";
+/// keel's own tools (uv), root's: the build user runs uv but can never change it.
+pub const TOOLS: &str = "/var/lib/keel/tools";
+/// Written into a venv once its packages are all in: a venv without it is rebuilt.
+const COMPLETE: &str = ".keel-complete";
+
+/// A command run as the app user, in the current release (migrate, collectstatic, checks).
 pub fn as_app(ctx: &Ctx, program: &str) -> Cmd {
-    as_user(ctx, &ctx.cfg.app_user(), ctx.cfg.base_dir(), program)
+    as_app_in(ctx, &super::app_code::live_dir(ctx), program)
 }
 
-/// A command run as the build user, which owns the virtualenv (pip and its build scripts
-/// run as neither root nor the app): HOME, and so pip's cache, inside the venv.
-pub fn as_build(ctx: &Ctx, program: &str) -> Cmd {
-    as_user(ctx, &ctx.cfg.build_user(), ctx.cfg.venv_dir(), program)
+/// A command run as the app user in release directory `dir` (a deploy's checks and
+/// migrations run in the new release before it is current).
+pub fn as_app_in(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
+    as_user(ctx, &ctx.cfg.app_user(), ctx.cfg.base_dir(), dir, program)
 }
 
-fn as_user(ctx: &Ctx, user: &str, home: std::path::PathBuf, program: &str) -> Cmd {
+/// A command run as the build user, which owns the virtualenvs (pip or uv and the packages'
+/// build scripts run as neither root nor the app).
+fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
+    let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
+    as_user(ctx, &ctx.cfg.build_user(), venvs.clone(), dir, program)
+        .env(
+            "UV_CACHE_DIR",
+            &venvs.join(".uv-cache").display().to_string(),
+        )
+        .env(
+            "PIP_CACHE_DIR",
+            &venvs.join(".pip-cache").display().to_string(),
+        )
+        // Never a Python from the network: the venv is built on Debian's python3.
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env("UV_NO_PROGRESS", "1")
+}
+
+fn as_user(ctx: &Ctx, user: &str, home: PathBuf, dir: &Path, program: &str) -> Cmd {
     Cmd::new(program)
         .user(user)
-        .dir(ctx.host(&ctx.cfg.app_dir().display().to_string()))
+        .dir(ctx.host(&dir.display().to_string()))
         .env("HOME", &home.display().to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
 }
@@ -39,6 +66,210 @@ pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
         .to_string()
 }
 
+/// A venv's name: the hash of what goes in it. Releases with the same requirements (and
+/// the same Python) share one venv, so a code-only deploy installs nothing.
+pub fn venv_key(requirements: &str, python: &str) -> String {
+    crate::step::hash(&["venv", requirements, "gunicorn", python])[..16].to_string()
+}
+
+/// Debian's python3, as the link resolves (python3.11 on Debian 12): a new Python means
+/// new venvs.
+fn python_version(ctx: &Ctx) -> String {
+    std::fs::read_link(ctx.host("/usr/bin/python3"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "python3".into())
+}
+
+/// uv in keel's tools directory: a venv of root's, made once, with uv from the Python
+/// package index (binary wheels only: nothing is built as root).
+fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
+    let uv = format!("{TOOLS}/bin/uv");
+    let marker = ctx.host(&format!("{TOOLS}/.uv-{UV_VERSION}"));
+    if crate::fsx::lstat(&marker)?.is_some() && ctx.host(&uv).exists() {
+        return Ok(uv);
+    }
+    ctx.ui
+        .step_note(ID, &format!("installing uv {UV_VERSION} into {TOOLS}"));
+    ctx.run(
+        ID,
+        &Cmd::new("python3").args(["-m", "venv", "--clear", TOOLS]),
+    )
+    .map_err(|e| {
+        e.hint("python3-venv must be in packages.python (or set deploy.installer = \"pip\")")
+    })?;
+    ctx.run(
+        ID,
+        &Cmd::new(&format!("{TOOLS}/bin/pip"))
+            .args([
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+                "--only-binary",
+                ":all:",
+                &format!("uv=={UV_VERSION}"),
+            ])
+            .env("PIP_NO_CACHE_DIR", "1")
+            .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
+    )?;
+    crate::txn::write_atomic(&marker, b"", 0o644, Some((0, 0))).map_err(io_err(&marker))?;
+    Ok(uv)
+}
+
+/// Make sure release `release` (a path on the host as the services see it) has its venv:
+/// <base>/venvs/<key>, built by the build user unless a complete one exists, and the
+/// release's `venv` link to it. Returns the key.
+pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String> {
+    let req_path = release.join("requirements.txt");
+    let req = crate::fsx::read_text_nofollow(
+        &ctx.host(&req_path.display().to_string()),
+        crate::fsx::MAX_INPUT,
+    )?
+    .ok_or_else(|| {
+        StepError::permanent(
+            format!("{} is missing", req_path.display()),
+            "the app source must have requirements.txt at its top",
+        )
+    })?;
+    let key = venv_key(&req, &python_version(ctx));
+    let build = build_user_ids(ctx)?;
+    let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
+    let venvs_host = ctx.host(&venvs.display().to_string());
+    tx.ensure_dir_owned(&venvs_host, 0o755, Some(build))
+        .map_err(io_err(&venvs_host))?;
+    let venv = venvs.join(&key);
+    let venv_host = ctx.host(&venv.display().to_string());
+    if crate::fsx::lstat(&venv_host.join(COMPLETE))?.is_some() {
+        ctx.ui
+            .step_note(ID, &format!("requirements unchanged: venv {key} reused"));
+    } else {
+        if crate::fsx::lstat(&venv_host)?.is_some() {
+            // Half built (a killed run): derived data, rebuilt. Never follows a link.
+            std::fs::remove_dir_all(&venv_host).map_err(io_err(&venv_host))?;
+        }
+        // Made by keel for the build user, so the venv's owner is known before it is filled.
+        crate::fsx::mkdir(&venv_host, 0o755, Some(build)).map_err(io_err(&venv_host))?;
+        install(ctx, release, &venv, &req_path)?;
+        let m = venv_host.join(COMPLETE);
+        crate::fsx::write_atomic(&m, b"", 0o644, Some(build)).map_err(io_err(&m))?;
+    }
+    let link = ctx.host(&release.join("venv").display().to_string());
+    tx.symlink(&Path::new("../../venvs").join(&key), &link)?;
+    Ok(key)
+}
+
+/// Build the venv at `venv` with the release's requirements and Gunicorn, bytecode compiled
+/// (the first requests after a deploy import it).
+fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path) -> StepResult {
+    let v = venv.display().to_string();
+    let r = req.display().to_string();
+    let timeout = Duration::from_secs(ctx.cfg.timeouts.apt_secs);
+    let hint = |e: StepError| {
+        if e.hint.is_empty() {
+            e.hint("see /var/log/keel/steps/python-env.log; network errors are retried")
+        } else {
+            e
+        }
+    };
+    match ctx.cfg.deploy.installer {
+        Installer::Uv => {
+            let uv = ensure_uv(ctx)?;
+            ctx.ui.step_note(ID, "uv pip install -r requirements.txt");
+            ctx.run(
+                ID,
+                &as_build(ctx, release, &uv).args([
+                    "venv",
+                    "-q",
+                    "--allow-existing",
+                    "--python",
+                    "/usr/bin/python3",
+                    &v,
+                ]),
+            )?;
+            let py = format!("{v}/bin/python");
+            ctx.run(
+                ID,
+                &as_build(ctx, release, &uv)
+                    .args([
+                        "pip",
+                        "install",
+                        "-q",
+                        "--compile-bytecode",
+                        "--python",
+                        &py,
+                        "-r",
+                        &r,
+                        "gunicorn",
+                    ])
+                    .timeout(timeout),
+            )
+            .map_err(hint)?;
+        }
+        Installer::Pip => {
+            ctx.run(
+                ID,
+                &as_build(ctx, release, "python3").args(["-m", "venv", &v]),
+            )
+            .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
+            ctx.ui.step_note(ID, "pip install -r requirements.txt");
+            ctx.run(
+                ID,
+                &as_build(ctx, release, &format!("{v}/bin/pip"))
+                    .args([
+                        "install",
+                        "--disable-pip-version-check",
+                        "--no-input",
+                        "-q",
+                        "-r",
+                        &r,
+                        "gunicorn",
+                    ])
+                    .timeout(timeout),
+            )
+            .map_err(hint)?;
+        }
+    }
+    Ok(())
+}
+
+/// The packages in a venv, "name version", from its *.dist-info directory names: nothing of
+/// the build user's is executed for a report.
+pub fn packages(venv_host: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = vec![];
+    for lib in std::fs::read_dir(venv_host.join("lib"))?.flatten() {
+        let sp = lib.path().join("site-packages");
+        let Ok(rd) = std::fs::read_dir(&sp) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = n.strip_suffix(".dist-info")
+                && let Some((name, ver)) = stem.rsplit_once('-')
+            {
+                out.push(format!("{name}=={ver}"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Check that a release's venv has what the services run.
+pub fn check_imports(ctx: &Ctx, release: &Path) -> StepResult {
+    let py = release.join("venv/bin/python").display().to_string();
+    ctx.run(
+        ID,
+        &as_app_in(ctx, release, &py).args(["-c", "import django, celery, gunicorn"]),
+    )
+    .map_err(|e| {
+        StepError::permanent(
+            format!("the virtualenv lacks Django/Celery/Gunicorn: {}", e.msg),
+            "add them to requirements.txt",
+        )
+    })?;
+    Ok(())
+}
+
 impl Step for PythonEnv {
     fn id(&self) -> &'static str {
         ID
@@ -47,7 +278,7 @@ impl Step for PythonEnv {
         &[&super::app_code::AppCode, &super::packages::Apt::PYTHON]
     }
     fn about(&self) -> &'static str {
-        "Python virtualenv with the app's requirements and Gunicorn"
+        "the release's virtualenv: the app's requirements and Gunicorn (uv or pip)"
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
@@ -55,77 +286,19 @@ impl Step for PythonEnv {
                 "app file requirements.txt",
                 super::app_code::app_file(ctx, "requirements.txt").unwrap_or_default(),
             )
-            .value("venv", ctx.cfg.venv_dir().display())
+            .value(
+                "venvs",
+                crate::release::venvs_dir(&ctx.cfg.base_dir()).display(),
+            )
             .value("owner", ctx.cfg.build_user())
+            .step(ctx, &super::app_code::AppCode)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        let venv = ctx.cfg.venv_dir().display().to_string();
-        let dir = ctx.host(&venv);
-        let bin = dir.join("bin");
-        let build = build_user_ids(ctx)?;
-        // A venv another user owns (the app user, in keel's older layout) is derived data:
-        // rebuilt under the build user. remove_dir_all never follows links.
-        if let Some(owner) = crate::fsx::owner_of(&dir)?
-            && owner != build
-        {
-            ctx.ui
-                .step_note(ID, "rebuilding the virtualenv under the build user");
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        tx.ensure_dir_owned(&dir, 0o755, Some(build))
-            .map_err(io_err(&dir))?;
-        // A venv is complete only with its pip: a run killed during `python3 -m venv` (in
-        // ensurepip) leaves bin/python without bin/pip. Rebuild it then; it is derived data.
-        let present = |n: &str| matches!(crate::fsx::lstat(&bin.join(n)), Ok(Some(_)));
-        if !(present("python") && present("pip")) {
-            ctx.run(
-                ID,
-                &as_build(ctx, "python3").args(["-m", "venv", "--clear", &venv]),
-            )
-            .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
-        }
-        let req = ctx
-            .cfg
-            .app_dir()
-            .join("requirements.txt")
-            .display()
-            .to_string();
-        ctx.ui.step_note(ID, "pip install -r requirements.txt");
-        ctx.run(
-            ID,
-            &as_build(ctx, &venv_bin(ctx, "pip"))
-                .args([
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "-q",
-                    "-r",
-                    &req,
-                    "gunicorn",
-                ])
-                .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
-        )
-        .map_err(|e| {
-            if e.hint.is_empty() {
-                e.hint("see /var/log/keel/steps/python-env.log; network errors are retried")
-            } else {
-                e
-            }
-        })?;
+        ensure_venv(ctx, tx, &super::app_code::live_dir(ctx))?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        ctx.run(
-            ID,
-            &as_app(ctx, &venv_bin(ctx, "python")).args(["-c", "import django, celery, gunicorn"]),
-        )
-        .map_err(|e| {
-            StepError::permanent(
-                format!("the virtualenv lacks Django/Celery/Gunicorn: {}", e.msg),
-                "add them to requirements.txt",
-            )
-        })?;
-        Ok(())
+        check_imports(ctx, &super::app_code::live_dir(ctx))
     }
-    // Undo keeps the virtualenv: it lives in the app's base directory (data).
+    // Undo keeps the virtualenvs: they live in the app's base directory (data).
 }

@@ -38,12 +38,13 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "app_dir": c.app_dir(),
         "venv": c.venv_dir(),
         "env_file": super::app_env::env_file(c),
-        "media_dir": c.app_dir().join("media"),
+        "media_dir": c.shared_dir().join("media"),
         "socket": socket(&ctx.cfg),
         "workers": c.django.web_workers,
         "concurrency": c.django.worker_concurrency,
         "wsgi": c.wsgi(),
         "celery_app": c.celery_app(),
+        "worker_stop_timeout": c.deploy.worker_stop_timeout_secs,
     })
 }
 

@@ -1,0 +1,150 @@
+//! `keel deploy [--source DIR | --ref REF | --rollback [ID]]`: validate, lock, hand over to
+//! `crate::deploy`, say what happened.
+use super::context::{CtxOptions, build_ctx, reap_leftovers};
+use crate::cli::{Cli, Command, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::state::{RunLock, State, Status};
+use crate::steps::app_code::Source;
+use std::path::Path;
+
+/// The source to deploy, checked before anything is written.
+fn source(
+    cfg: &Config,
+    dir: &Option<std::path::PathBuf>,
+    git_ref: &Option<String>,
+) -> Result<Source> {
+    if let Some(d) = dir {
+        let d = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
+        if !d.is_dir() {
+            return Err(Error::usage(
+                format!("--source {}: not a directory", d.display()),
+                "give the Django project's directory (the one with manage.py)",
+            ));
+        }
+        for f in ["manage.py", "requirements.txt"] {
+            if !std::fs::symlink_metadata(d.join(f)).is_ok_and(|m| m.is_file()) {
+                return Err(Error::usage(
+                    format!("--source {}: no {f} (not a link) at its top", d.display()),
+                    "give the Django project's directory, with manage.py and requirements.txt",
+                ));
+            }
+        }
+        return Ok(Source::Dir(d));
+    }
+    if let Some(r) = git_ref {
+        let Some(url) = &cfg.django.git else {
+            return Err(Error::usage(
+                "--ref needs a git source, and django.git is not set in the config",
+                "use --source DIR, or set django.git",
+            ));
+        };
+        crate::validate::git_ref(r)
+            .map_err(|(msg, hint)| Error::usage(format!("--ref {r}: {msg}"), hint))?;
+        return Ok(Source::Git {
+            url: url.clone(),
+            git_ref: r.clone(),
+        });
+    }
+    cfg.check_source()?;
+    Source::configured(cfg).ok_or_else(|| {
+        Error::usage(
+            "no app source configured",
+            "set django.source or django.git",
+        )
+    })
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let Command::Deploy {
+        source: dir,
+        git_ref,
+        rollback,
+    } = &cli.command
+    else {
+        unreachable!("deploy::run is called for `deploy`")
+    };
+    let cfg = Config::load(&cli.config)?;
+    cfg.check_users(&Paths::from_env().root)?;
+    let src = match rollback {
+        Some(_) => None,
+        None => Some(source(&cfg, dir, git_ref)?),
+    };
+    let target = rollback.as_deref().filter(|s| !s.is_empty());
+    let st = State::load(&cli.state_file)?;
+    check_installed(&st, &cli.state_file, target)?;
+    let id = crate::paths::run_id();
+    let mut o = CtxOptions::new(cli, &id);
+    o.quiet = cli.output == Output::Json;
+    let ctx = build_ctx(cfg, o);
+    let graph = crate::steps::graph();
+    let _lock = RunLock::acquire(&cli.state_file)?;
+    let mut st = State::load(&cli.state_file)?;
+    reap_leftovers(&ctx);
+    let out = match &src {
+        Some(s) => crate::deploy::deploy(&ctx, &graph, &mut st, &cli.state_file, s),
+        None => crate::deploy::rollback(&ctx, &graph, &mut st, &cli.state_file, target),
+    };
+    ctx.ui.finish();
+    let out = out?;
+    if cli.output == Output::Json {
+        println!("{}", serde_json::to_string(&out).unwrap_or_default());
+    } else {
+        let secs = out.duration_ms as f64 / 1000.0;
+        match out.result {
+            "deployed" => println!("keel: release {} is live ({secs:.1} s)", out.release),
+            "switched" if out.error.is_none() => {
+                println!(
+                    "keel: release {} is current and healthy ({secs:.1} s)",
+                    out.release
+                )
+            }
+            _ => {}
+        }
+    }
+    match (&out.error, out.result) {
+        (None, _) => Ok(()),
+        (Some(e), "failed") => Err(Error::StepFailed {
+            step: "deploy".into(),
+            msg: format!("release {}: {e}", out.release),
+            hint: "the release is kept for inspection (keel releases); see /var/log/keel/steps/deploy.log".into(),
+        }),
+        (Some(e), "rolled-back") => Err(Error::StepFailed {
+            step: "deploy".into(),
+            msg: format!("release {} failed its checks: {e}", out.release),
+            hint: format!("the failed release is kept under releases/{} for inspection", out.release),
+        }),
+        (Some(e), _) => Err(Error::Unhealthy(format!(
+            "release {} is current but unhealthy: {e}",
+            out.release
+        ))),
+    }
+}
+
+/// A deploy needs a host keel installed: the services running from a release.
+fn check_installed(st: &State, file: &Path, target: Option<&str>) -> Result<()> {
+    if st.step("services").status != Status::Completed || st.releases.current.is_none() {
+        return Err(Error::usage(
+            format!("{}: no installed release to deploy beside", file.display()),
+            "run keel install first (it makes the first release)",
+        ));
+    }
+    if let Some(t) = target {
+        let known = st.releases.get(t).is_some();
+        if !known || Some(t) == st.releases.current.as_deref() {
+            return Err(Error::usage(
+                format!(
+                    "--rollback {t}: {}",
+                    if known {
+                        "that release is already current"
+                    } else {
+                        "no such release"
+                    }
+                ),
+                "see keel releases for the ids",
+            ));
+        }
+    }
+    Ok(())
+}

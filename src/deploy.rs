@@ -1,0 +1,267 @@
+//! `keel deploy`: a new release built beside the running one (code, venv, checks,
+//! migrations, static files), then one atomic switch of `current`, graceful restarts, and
+//! the verify step's checks. When those fail, keel switches back by itself.
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::release;
+use crate::state::{Release, ReleaseStatus, State};
+use crate::step::{Ctx, StepError, StepResult};
+use crate::steps::app_code::Source;
+use crate::steps::python_env::as_app_in;
+use crate::txn::Txn;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const LOG: &str = "deploy";
+
+/// What a deploy or a rollback did, for the summary line and `--output json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub release: String,
+    pub previous: Option<String>,
+    /// "deployed", "rolled-back" (switched back by itself), "failed" (before the switch),
+    /// "switched" (`--rollback`).
+    pub result: &'static str,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn base(ctx: &Ctx) -> PathBuf {
+    ctx.host(&ctx.cfg.base_dir().display().to_string())
+}
+
+fn manage(ctx: &Ctx, release: &Path, args: &[&str]) -> crate::exec::Cmd {
+    let py = release.join("venv/bin/python").display().to_string();
+    as_app_in(ctx, release, &py)
+        .arg("manage.py")
+        .args(args.iter().copied())
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.command_secs))
+}
+
+/// Everything before the switch; any failure leaves `current` as it was.
+fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
+    let mut tx = Txn::new(&ctx.exec, LOG);
+    let built = crate::steps::app_code::build(ctx, &mut tx, source, &rel.id, "deploy");
+    // A failed release stays for inspection: nothing of it is rolled back.
+    tx.commit();
+    let b = built?;
+    rel.revision = b.revision;
+    let dir = ctx.cfg.base_dir().join("releases").join(&rel.id);
+    let t = Instant::now();
+    let key = crate::steps::python_env::ensure_venv(ctx, &mut tx, &dir)?;
+    tx.commit();
+    ctx.ui.line(&format!(
+        "[deploy] venv {key} ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    crate::steps::python_env::check_imports(ctx, &dir)?;
+    // Settings that do not import, or a project check that fails, stop here.
+    let phase = |what: &'static str, args: &[&str]| -> StepResult {
+        ctx.ui
+            .line(&format!("[deploy] manage.py {}", args.join(" ")));
+        ctx.run(LOG, &manage(ctx, &dir, args))
+            .map(|_| ())
+            .map_err(|e| StepError::permanent(format!("{what}: {}", e.msg), e.hint))
+    };
+    phase("manage.py check", &["check"])?;
+    // Before the switch, against the live database: see the README on migrations the
+    // previous release cannot run against.
+    phase("migrations", &["migrate", "--noinput"])?;
+    phase("collectstatic", &["collectstatic", "--noinput"])?;
+    Ok(())
+}
+
+/// Restart the app's units: Gunicorn while systemd holds its socket (requests queue, none
+/// is refused), the worker with a warm shutdown (running tasks finish), then beat.
+fn restart(ctx: &Ctx) -> StepResult {
+    let app = &ctx.cfg.app.name;
+    for unit in ["web", "worker", "beat"] {
+        crate::systemd::systemctl(ctx, LOG, &["restart", &format!("{app}-{unit}")])?;
+    }
+    Ok(())
+}
+
+/// The verify step's checks, retried as the verify step retries them (units just started).
+fn check(ctx: &Ctx) -> StepResult {
+    crate::retry::retry(
+        &ctx.cfg.retry,
+        || crate::steps::verify::check_stack(ctx),
+        |e: &StepError| e.kind == crate::retry::Kind::Transient,
+        |e, d| {
+            ctx.ui.line(&format!(
+                "[deploy] not yet: {} (again in {:.1} s)",
+                e.msg,
+                d.as_secs_f64()
+            ))
+        },
+    )
+}
+
+fn switch_to(ctx: &Ctx, st: &mut State, state_path: &Path, id: &str) -> Result<()> {
+    release::switch(&base(ctx), id).map_err(|e| Error::io(base(ctx).join("current"), e))?;
+    st.releases.current = Some(id.into());
+    st.save(state_path)?;
+    ctx.events
+        .emit("release-switched", None, json!({"release": id}));
+    ctx.ui.line(&format!("[deploy] current -> releases/{id}"));
+    Ok(())
+}
+
+fn set_status(st: &mut State, id: &str, status: ReleaseStatus, error: Option<String>) {
+    if let Some(r) = st.releases.get_mut(id) {
+        r.status = status;
+        r.error = error;
+    }
+}
+
+/// Build, switch, verify; on failed checks switch back to `previous`.
+pub fn deploy(
+    ctx: &Ctx,
+    graph: &Graph,
+    st: &mut State,
+    state_path: &Path,
+    source: &Source,
+) -> Result<Outcome> {
+    let t = Instant::now();
+    let base = base(ctx);
+    let previous = st.releases.current.clone();
+    let existing = crate::steps::app_code::existing_ids(&base);
+    let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
+    let id = release::new_id(&refs);
+    let mut rel = Release {
+        id: id.clone(),
+        source: source.describe(),
+        revision: String::new(),
+        created_at: crate::paths::now(),
+        status: ReleaseStatus::Building,
+        by: "deploy".into(),
+        error: None,
+    };
+    st.releases.list.push(rel.clone());
+    st.save(state_path)?;
+    ctx.events.emit(
+        "deploy-started",
+        None,
+        json!({"release": id, "source": rel.source}),
+    );
+    ctx.ui.line(&format!(
+        "[deploy] building release {id} from {}",
+        rel.source
+    ));
+    let outcome = |result, error: Option<String>| Outcome {
+        release: id.clone(),
+        previous: previous.clone(),
+        result,
+        duration_ms: t.elapsed().as_millis() as u64,
+        error,
+    };
+    if let Err(e) = build(ctx, source, &mut rel) {
+        let msg = ctx.exec.redactor.redact(&e.msg);
+        if let Some(r) = st.releases.get_mut(&id) {
+            r.revision = rel.revision.clone();
+        }
+        set_status(st, &id, ReleaseStatus::Failed, Some(msg.clone()));
+        st.save(state_path)?;
+        ctx.events
+            .emit("deploy-failed", None, json!({"release": id, "error": msg}));
+        return Ok(outcome(
+            "failed",
+            Some(format!("{msg} (the release was not switched to)")),
+        ));
+    }
+    if let Some(r) = st.releases.get_mut(&id) {
+        r.revision = rel.revision.clone();
+    }
+    switch_to(ctx, st, state_path, &id)?;
+    let checked = restart(ctx).and_then(|()| check(ctx));
+    let Err(e) = checked else {
+        set_status(st, &id, ReleaseStatus::Ok, None);
+        finish(ctx, graph, st, state_path)?;
+        ctx.events
+            .emit("deploy-finished", None, json!({"release": id}));
+        return Ok(outcome("deployed", None));
+    };
+    let msg = ctx.exec.redactor.redact(&e.msg);
+    set_status(st, &id, ReleaseStatus::Failed, Some(msg.clone()));
+    st.save(state_path)?;
+    let Some(prev) = previous.clone() else {
+        return Ok(outcome("failed", Some(msg)));
+    };
+    ctx.ui.line(&format!(
+        "[deploy] release {id} failed its checks: {msg}; switching back to {prev}"
+    ));
+    switch_to(ctx, st, state_path, &prev)?;
+    let back = restart(ctx).and_then(|()| check(ctx));
+    ctx.events.emit(
+        "deploy-rolled-back",
+        None,
+        json!({"release": id, "to": prev, "error": msg, "previous_healthy": back.is_ok()}),
+    );
+    let note = match back {
+        Ok(()) => format!("{msg}; switched back to {prev}, which is healthy"),
+        Err(b) => format!(
+            "{msg}; switched back to {prev}, which is NOT healthy either: {}",
+            b.msg
+        ),
+    };
+    finish(ctx, graph, st, state_path)?;
+    Ok(outcome("rolled-back", Some(note)))
+}
+
+/// Go back to release `target` (default: the newest healthy one before the current).
+pub fn rollback(
+    ctx: &Ctx,
+    graph: &Graph,
+    st: &mut State,
+    state_path: &Path,
+    target: Option<&str>,
+) -> Result<Outcome> {
+    let t = Instant::now();
+    let current = st.releases.current.clone();
+    let id = match target {
+        Some(id) => id.to_string(),
+        None => release::previous_good(&st.releases.list, current.as_deref())
+            .map(|r| r.id.clone())
+            .ok_or_else(|| {
+                Error::usage(
+                    "no earlier healthy release to return to",
+                    "see keel releases; name one with keel deploy --rollback ID",
+                )
+            })?,
+    };
+    switch_to(ctx, st, state_path, &id)?;
+    let checked = restart(ctx).and_then(|()| check(ctx));
+    let error = checked.err().map(|e| ctx.exec.redactor.redact(&e.msg));
+    if error.is_none() {
+        set_status(st, &id, ReleaseStatus::Ok, None);
+    }
+    finish(ctx, graph, st, state_path)?;
+    Ok(Outcome {
+        release: id,
+        previous: current,
+        result: "switched",
+        duration_ms: t.elapsed().as_millis() as u64,
+        error,
+    })
+}
+
+/// Prune old releases, and tell the install steps that built the release what it now is:
+/// a later `keel install` keeps the deployed release instead of rebuilding the config's.
+fn finish(ctx: &Ctx, graph: &Graph, st: &mut State, state_path: &Path) -> Result<()> {
+    let keep = ctx.cfg.deploy.keep_releases as usize;
+    for id in release::tidy(&base(ctx), &mut st.releases, keep) {
+        ctx.ui.line(&format!(
+            "[deploy] removed release {id} (deploy.keep_releases = {keep})"
+        ));
+    }
+    for id in ["app-code", "python-env", "django", "services"] {
+        let Some(step) = graph.get(id) else { continue };
+        if st.step(id).status == crate::state::Status::Completed {
+            let fp = crate::engine::fingerprint(ctx, step);
+            st.step_mut(id).fingerprint = Some(fp);
+        }
+    }
+    st.save(state_path)
+}
