@@ -137,6 +137,16 @@ impl Host {
     }
     /// Prepend a rule (first match wins): SUBSTRING \t EXIT \t TIMES \t STDERR [\t STDOUT].
     pub fn rule(&self, r: &str) {
+        // Use counts are kept per rule line: prepending shifts every line, so old counts
+        // would land on the wrong rules.
+        if let Ok(rd) = std::fs::read_dir(self.path("fake")) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("rule") && n.ends_with(".count") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let old = self.read("fake/rules");
         self.write("fake/rules", &format!("{r}\n{old}"));
     }

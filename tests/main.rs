@@ -6,6 +6,7 @@ mod attacks;
 mod baseline;
 mod cli;
 mod corpus;
+mod deploy;
 mod drift;
 mod engine;
 mod fakehost;
