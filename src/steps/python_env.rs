@@ -43,6 +43,9 @@ fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
         // Never a Python from the network: the venv is built on Debian's python3.
         .env("UV_PYTHON_DOWNLOADS", "never")
         .env("UV_NO_PROGRESS", "1")
+        // The OS trust store, as Debian's pip uses: a CA the admin added with
+        // update-ca-certificates (a proxy's, a private index's) works for uv too.
+        .env("UV_SYSTEM_CERTS", "1")
 }
 
 fn as_user(ctx: &Ctx, user: &str, home: PathBuf, dir: &Path, program: &str) -> Cmd {

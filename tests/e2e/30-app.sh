@@ -18,16 +18,17 @@ hardening_checks() {
     echo "systemd-analyze security $u: $score"
     python3 -c "import sys; sys.exit(0 if float('$score') <= 2.0 else 1)" || fail "$u exposure $score > 2.0"
   done
-  for f in /opt/demo/app/manage.py /opt/demo/app/demo/settings.py /opt/demo/app/.env /opt/demo/venv/bin/python /opt/demo/venv/bin/gunicorn; do
+  for f in /opt/demo/current/manage.py /opt/demo/current/demo/settings.py /opt/demo/shared/.env /opt/demo/current/venv/bin/python /opt/demo/current/venv/bin/gunicorn; do
     if vx runuser -u demo -- sh -c "echo x >>$f" 2>/dev/null; then fail "the app user can write $f"; fi
   done
-  for d in /opt/demo /opt/demo/app /opt/demo/app/demo /opt/demo/venv /opt/demo/venv/bin; do
+  for d in /opt/demo /opt/demo/releases /opt/demo/current /opt/demo/current/demo /opt/demo/venvs /opt/demo/current/venv /opt/demo/current/venv/bin /opt/demo/shared; do
     if vx runuser -u demo -- touch "$d/keel-probe" 2>/dev/null; then fail "the app user can create files in $d"; fi
   done
   if vx runuser -u demo -- cat /etc/keel/secrets/postgres_password >/dev/null 2>&1; then fail "the app user can read keel's secrets"; fi
   if vx runuser -u demo -- ls /etc/keel/secrets >/dev/null 2>&1; then fail "the app user can list keel's secrets"; fi
-  vx runuser -u demo -- touch /opt/demo/app/media/keel-probe || fail "the app user cannot write its media directory"
-  vx rm -f /opt/demo/app/media/keel-probe
+  vx runuser -u demo -- touch /opt/demo/current/media/keel-probe || fail "the app user cannot write its media directory"
+  vx rm -f /opt/demo/shared/media/keel-probe
+  [ "$(vx readlink /opt/demo/current)" = "releases/$(keel releases --output json | jq_py "d['current']")" ] || fail "current is not the state's release"
   # Gunicorn gets its socket from systemd; nginx reaches it without the app in www-data.
   vx systemctl is-active demo-web.socket
   [ "$(vx stat -c '%U %G %a' /run/demo/gunicorn.sock)" = "root www-data 660" ] || fail "socket owner/mode: $(vx stat -c '%U %G %a' /run/demo/gunicorn.sock)"
@@ -55,14 +56,14 @@ scenario_app() {
   [ "$rc" = 0 ] || fail "install exited $rc"
   echo "on $(vx sh -c '. /etc/os-release; echo $PRETTY_NAME'): PostgreSQL $(vx ls /etc/postgresql), $(vx python3 --version)"
   app_checks
-  [ "$(vx stat -c '%a %U %G' /opt/demo/app/.env)" = "640 root demo" ] || fail ".env must be 0640 root:demo"
+  [ "$(vx stat -c '%a %U %G' /opt/demo/shared/.env)" = "640 root demo" ] || fail ".env must be 0640 root:demo"
   hardening_checks
-  local sk; sk=$(vx sh -c ". /opt/demo/app/.env >/dev/null 2>&1; printf %s \"\$SECRET_KEY\"")
+  local sk; sk=$(vx sh -c ". /opt/demo/shared/.env >/dev/null 2>&1; printf %s \"\$SECRET_KEY\"")
   [ "${#sk}" -ge 50 ] || fail "SECRET_KEY has ${#sk} characters"
-  vx grep -qx 'DEBUG=False' /opt/demo/app/.env || fail "DEBUG is not off"
+  vx grep -qx 'DEBUG=False' /opt/demo/shared/.env || fail "DEBUG is not off"
   vx test -s /etc/keel/secrets/admin_password || fail "admin password is not a keel secret"
   vx test -s /etc/keel/secrets/env_secret_key || fail "SECRET_KEY is not stored as a keel secret"
-  [ "$(vx sh -c 'cd /opt/demo/app && printf "%s\n" "from django.contrib.auth import authenticate" "print(authenticate(username=\"admin\", password=open(\"/etc/keel/secrets/admin_password\").read().strip()) is not None)" | /opt/demo/venv/bin/python manage.py shell -v 0')" = True ] \
+  [ "$(vx sh -c 'cd /opt/demo/current && printf "%s\n" "from django.contrib.auth import authenticate" "print(authenticate(username=\"admin\", password=open(\"/etc/keel/secrets/admin_password\").read().strip()) is not None)" | /opt/demo/current/venv/bin/python manage.py shell -v 0')" = True ] \
     || fail "the admin user does not log in with the stored password"
   no_secret_leaks
   # Beat ticks.
@@ -92,12 +93,12 @@ scenario_app() {
   # A module deleted from the source leaves the deployed app; the app's own files stay.
   vx sh -c 'echo "X = 1" >/etc/keel/demo-app/core/extra.py'
   keel install --yes
-  vx test -f /opt/demo/app/core/extra.py || fail "new source file not deployed"
-  vx runuser -u demo -- sh -c 'mkdir -p /opt/demo/app/media && echo data >/opt/demo/app/media/upload.txt'
+  vx test -f /opt/demo/current/core/extra.py || fail "new source file not deployed"
+  vx runuser -u demo -- sh -c 'echo data >/opt/demo/current/media/upload.txt'
   vx rm /etc/keel/demo-app/core/extra.py
   keel install --yes
-  vx test ! -e /opt/demo/app/core/extra.py || fail "a file deleted from the source is still deployed"
-  vx test -f /opt/demo/app/media/upload.txt || fail "the app's own file was removed"
+  vx test ! -e /opt/demo/current/core/extra.py || fail "a file deleted from the source is still deployed"
+  vx test -f /opt/demo/current/media/upload.txt || fail "the app's uploads did not follow the new release"
   app_checks
 }
 
@@ -135,24 +136,24 @@ scenario_rollback_all() {
   # Data kept: database and role, secrets, the app directory.
   [ "$(pg_login 'select x from keep_me')" = 7 ] || fail "database data lost"
   [ "$(secrets_sum)" = "$before" ] || fail "secrets changed"
-  vx test -f /opt/demo/app/.env || fail "app directory not kept"
+  vx test -f /opt/demo/shared/.env || fail "app directory not kept"
   keel status
   keel install --yes
   app_checks
   [ "$(secrets_sum)" = "$before" ] || fail "secrets changed on re-install"
 }
 
-# A run killed inside `python3 -m venv` leaves a venv without pip (seen with kill -9 at a
-# random moment): the next run must rebuild it, not fail on the missing pip.
+# A run killed while a venv is built leaves it half full (seen with kill -9 at a random
+# moment): without keel's completion mark, the next run rebuilds it rather than trusting it.
 scenario_partial_venv() {
   fresh
-  keel install --yes app-code python-packages
-  vx install -d -o demo-build -g demo-build /opt/demo/venv
-  vx runuser -u demo-build -- python3 -m venv --without-pip /opt/demo/venv
-  vx test ! -e /opt/demo/venv/bin/pip
   keel install --yes python-env
-  vx test -x /opt/demo/venv/bin/pip || fail "venv not rebuilt"
-  vx /opt/demo/venv/bin/python -c 'import django, celery, gunicorn'
+  local venv; venv=$(vx readlink -f /opt/demo/current/venv)
+  vx rm "$venv/.keel-complete"
+  vx sh -c "rm -rf $venv/lib/python3*/site-packages/django"
+  keel install --yes --retry-step python-env python-env
+  vx test -f "$venv/.keel-complete" || fail "venv not rebuilt"
+  vx /opt/demo/current/venv/bin/python -c 'import django, celery, gunicorn'
 }
 
 # The app from a git repository (a file:// URL, no network needed) on a host without git:
@@ -174,8 +175,8 @@ scenario_git_source() {
   # user owns as root, so a same-host repository is root's (an https/ssh one has no owner here).
   keel install --yes
   vx dpkg -s git >/dev/null || fail "git was not installed"
-  vx test -d /opt/demo/app/.git || fail "the app is not a git checkout"
-  [ "$(vx stat -c %U /opt/demo/app/manage.py)" = root ] || fail "checkout not owned by root"
+  vx test -d /opt/demo/current/.git || fail "the app is not a git checkout"
+  [ "$(vx stat -c %U /opt/demo/current/manage.py)" = root ] || fail "checkout not owned by root"
   app_checks
   # A new commit on the branch: the fingerprint is URL + ref, so a plain run keeps v1 ...
   sed -i 's/demo-home: /demo-home v2: /' "$repo/core/views.py"
@@ -184,7 +185,7 @@ scenario_git_source() {
   grep -q "0 step(s) run, $(step_count) already done" <<<"$out" || { echo "$out"; fail "a plain re-run should change nothing"; }
   # ... and --retry-step app-code deploys it, restarting what depends on the code.
   keel install --yes --retry-step app-code
-  vx grep -q 'demo-home v2' /opt/demo/app/core/views.py || fail "v2 not checked out"
+  vx grep -q 'demo-home v2' /opt/demo/current/core/views.py || fail "v2 not checked out"
   wait_for 30 sh -c "\"$VPS\" exec $BOX curl -s http://127.0.0.1/ | grep -q 'demo-home v2'"
   app_checks
 }

@@ -109,7 +109,7 @@ acme_directory = \"$PEBBLE_DIR\""
     || fail "a form POST with its token failed CSRF over HTTPS: $(vx head -c 300 /tmp/body)"
   vx grep -qx 'posted: hi' /tmp/body || fail "POST answer: $(vx cat /tmp/body)"
   [ "$(https_code /echo/ -b /tmp/jar -H "Origin: https://$DOMAIN" --data message=hi)" = 403 ] || fail "a POST without the token was not refused"
-  vx grep -q "CSRF_TRUSTED_ORIGINS=https://$DOMAIN" /opt/demo/app/.env || fail "CSRF_TRUSTED_ORIGINS not derived"
+  vx grep -q "CSRF_TRUSTED_ORIGINS=https://$DOMAIN" /opt/demo/shared/.env || fail "CSRF_TRUSTED_ORIGINS not derived"
   [ "$(vx stat -c '%a %U' "$(vx readlink -f /etc/letsencrypt/live/keel-demo/privkey.pem)")" = "600 root" ] || fail "the key is not 0600 root"
 
   # 5. Re-runs make no ACME request.
@@ -127,11 +127,11 @@ acme_directory = \"$PEBBLE_DIR\""
   done
   keel verify --output json | jq_py "d['verdict']" | grep -qx healthy || { keel verify || true; fail "not healthy with TLS on"; }
   keel verify --output prometheus | grep -E '^keel_tls_certificate_days_left [0-9]+' || fail "no days-left gauge"
-  vx sed -i 's/^DEBUG=.*/DEBUG=True/' /opt/demo/app/.env
+  vx sed -i 's/^DEBUG=.*/DEBUG=True/' /opt/demo/shared/.env
   check_level audit-debug warn
   keel verify --output json | jq_py "d['verdict']" | grep -qx degraded || fail "DEBUG=True is not degraded"
   output_has 'DEBUG=True' keel verify || fail "the audit does not name DEBUG"
-  vx sed -i 's/^DEBUG=.*/DEBUG=False/' /opt/demo/app/.env
+  vx sed -i 's/^DEBUG=.*/DEBUG=False/' /opt/demo/shared/.env
   keel diagnose >/dev/null || true
   vx grep -q 'renewal timer (certbot.timer)' /var/log/keel/diagnostics-latest.txt || fail "diagnose has no renewal timer"
   if vx grep -q 'PRIVATE KEY' /var/log/keel/diagnostics-latest.txt /var/log/keel/steps/tls.log; then fail "key material in the report or log"; fi

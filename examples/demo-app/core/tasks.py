@@ -19,3 +19,16 @@ def heartbeat():
     now = time.time()
     redis.Redis.from_url(settings.CELERY_BROKER_URL).set(HEARTBEAT_KEY, now)
     return now
+
+
+@shared_task
+def slow(seconds, key):
+    """A long task (for the deploy test): marks its start, sleeps, marks its end. A worker
+    restarted with a warm shutdown lets it finish."""
+    import redis
+
+    r = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    r.set(f"{key}:started", time.time())
+    time.sleep(float(seconds))
+    r.set(f"{key}:done", time.time())
+    return key
