@@ -6,7 +6,11 @@
 #      read from the django step's duration);
 #   3. keel's no-op re-run (wall, through nsenter) and keel's own time for it (the process
 #      alone, timed inside), plus keel's peak RSS during the fresh install;
-#   4. `keel verify` on the healthy host, parallel vs the same checks one after another.
+#   4. `keel verify` on the healthy host, parallel vs the same checks one after another;
+#   5. `keel deploy` with unchanged requirements, and with one added requirement (requests):
+#      the venv build by uv (keel's own figure) against pip into the existing venv (what keel
+#      did before releases) and pip into a fresh venv, on the same host, caches warm alike;
+#      and the first import of Django + Celery in the deployed venv (bytecode compiled).
 # Prints the figures and the ratios against the targets. Needs what scripts/test.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,11 +85,35 @@ print(f'{best:.3f}')"; }
 VPAR=$(vt "")
 VSEQ=$(vt "--sequential")
 echo "verify: ${VPAR}s parallel, ${VSEQ}s sequential"
+
+echo "== keel deploy: unchanged requirements, then one added requirement"
+root=$($V root $B)
+mkdir -p "$root/srv"
+cp -r examples/demo-app "$root/srv/v2"; sed -i 's/demo-home: /demo-home v2: /' "$root/srv/v2/core/views.py"
+cp -r examples/demo-app "$root/srv/v3"; echo 'requests>=2.31,<3' >>"$root/srv/v3/requirements.txt"
+t0=$(now); $V exec $B keel --config /etc/keel/keel.toml deploy --source /srv/v2 >/tmp/keel-bench-deploy.log 2>&1; t1=$(now)
+DEPLOY_SAME=$(secs "$t0" "$t1")
+t0=$(now); $V exec $B keel --config /etc/keel/keel.toml deploy --source /srv/v3 >>/tmp/keel-bench-deploy.log 2>&1; t1=$(now)
+DEPLOY_CHANGED=$(secs "$t0" "$t1")
+UV_S=$(grep -o 'venv [0-9a-f]* ready in [0-9.]* s' /tmp/keel-bench-deploy.log | tail -1 | awk '{print $5}')
+# pip as keel ran it before releases: into the venv that has the old requirements (made
+# first, untimed; it also warms pip's cache like uv's), then into a fresh venv.
+$V exec $B sh -c 'python3 -m venv /root/pvenv && /root/pvenv/bin/pip install -q --disable-pip-version-check -r /srv/v2/requirements.txt gunicorn'
+t0=$(now); $V exec $B /root/pvenv/bin/pip install -q --disable-pip-version-check -r /srv/v3/requirements.txt gunicorn; t1=$(now)
+PIP_INPLACE=$(secs "$t0" "$t1")
+t0=$(now); $V exec $B sh -c 'python3 -m venv /root/pvenv2 && /root/pvenv2/bin/pip install -q --disable-pip-version-check -r /srv/v3/requirements.txt gunicorn'; t1=$(now)
+PIP_FRESH=$(secs "$t0" "$t1")
+# The first import in the deployed venv: .pyc files are there (uv --compile-bytecode).
+IMPORT_MS=$($V exec $B sh -c 'cd /opt/demo/current && runuser -u demo -- ./venv/bin/python -c "import time; t=time.perf_counter(); import django.core.management, celery, gunicorn; print(f\"{(time.perf_counter()-t)*1000:.0f}\")"')
+PYC=$($V exec $B sh -c 'd=$(readlink -f /opt/demo/current/venv); echo "$(find $d -name "*.pyc" | wc -l) .pyc for $(find $d -name "*.py" | wc -l) .py"')
+echo "deploy: ${DEPLOY_SAME}s same requirements, ${DEPLOY_CHANGED}s changed; venv: uv ${UV_S}s, pip in place ${PIP_INPLACE}s, pip fresh ${PIP_FRESH}s; first import ${IMPORT_MS} ms ($PYC)"
 $V down $B
 
-python3 - "$FLOOR" "$FRESH" "$DJANGO_MS" "$NOOP" "$OWN_MS" "$RSS_KB" "$VPAR" "$VSEQ" <<'PY'
+python3 - "$FLOOR" "$FRESH" "$DJANGO_MS" "$NOOP" "$OWN_MS" "$RSS_KB" "$VPAR" "$VSEQ" \
+  "$DEPLOY_SAME" "$DEPLOY_CHANGED" "$UV_S" "$PIP_INPLACE" "$PIP_FRESH" "$IMPORT_MS" <<'PY'
 import sys
-floor, fresh, django_ms, noop, own_ms, rss_kb, vpar, vseq = map(float, sys.argv[1:])
+(floor, fresh, django_ms, noop, own_ms, rss_kb, vpar, vseq,
+ dsame, dchanged, uv, pip_in, pip_fresh, import_ms) = map(float, sys.argv[1:])
 target = 1.10 * floor + django_ms / 1000
 print()
 print("| measure | value | target |")
@@ -96,4 +124,9 @@ print(f"| keel no-op re-run with drift checks (wall) | {noop:.3f} s | ≤ 0.3 s:
 print(f"| keel's own time, no-op | {own_ms:.1f} ms | ≤ 100 ms: {'met' if own_ms <= 100 else 'NOT met'} |")
 print(f"| keel peak RSS (fresh install) | {rss_kb/1024:.1f} MB | ≤ 30 MB: {'met' if rss_kb <= 30*1024 else 'NOT met'} |")
 print(f"| keel verify (healthy) | {vpar:.3f} s parallel vs {vseq:.3f} s sequential | ≤ 1.5 s: {'met' if vpar <= 1.5 else 'NOT met'} |")
+print(f"| keel deploy, unchanged requirements | {dsame:.1f} s (venv reused; includes checks and restarts) | |")
+print(f"| keel deploy, one requirement added | {dchanged:.1f} s | |")
+best_pip = min(pip_in, pip_fresh)
+print(f"| venv for the changed requirements | uv {uv:.1f} s vs pip {pip_in:.1f} s in place / {pip_fresh:.1f} s fresh = {best_pip/uv:.1f}× faster | ≥ 3× pip: {'met' if best_pip >= 3 * uv else 'NOT met'} |")
+print(f"| first import of Django + Celery + Gunicorn in the deployed venv | {import_ms:.0f} ms (bytecode compiled) | |")
 PY

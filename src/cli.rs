@@ -166,6 +166,18 @@ pub enum Command {
         #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
         rollback: Option<String>,
     },
+    /// Back up the app's database now (pg_dump, custom format), with retention and upload.
+    #[command(after_help = "Examples:\n  keel backup\n  keel backup --output json")]
+    Backup,
+    /// Restore a backup into the app's database: the file is checked first, the app's units
+    /// stopped, a safety backup taken; if the restored app fails its checks, that goes back.
+    #[command(
+        after_help = "Examples:\n  keel restore /var/backups/keel/demo/demo-20261124-030000.dump\n  keel restore --yes FILE   # unattended"
+    )]
+    Restore {
+        /// A backup made by keel (its .sha256 beside it is checked), or any pg_dump archive.
+        file: std::path::PathBuf,
+    },
     /// List the app's releases: id, status, when, source revision, and which is current.
     #[command(after_help = "Examples:\n  keel releases\n  keel releases --output json")]
     Releases,

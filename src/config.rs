@@ -36,6 +36,8 @@ pub struct Config {
     pub host: Host,
     #[serde(default)]
     pub deploy: Deploy,
+    #[serde(default)]
+    pub backup: Backup,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -281,6 +283,41 @@ impl Default for Host {
     }
 }
 
+/// Database backups: a timer, a private directory, retention, an optional upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Backup {
+    /// Install the backup timer (`keel backup` works either way).
+    pub timer: bool,
+    /// systemd OnCalendar: "hourly", "daily", "weekly" or an expression ("*-*-* 03:00").
+    pub schedule: String,
+    /// Default /var/backups/keel/<app> (0700, root).
+    pub dir: Option<PathBuf>,
+    /// The newest backup of each of the last N days is kept ...
+    pub keep_daily: u64,
+    /// ... and of each of the last M weeks before those.
+    pub keep_weekly: u64,
+    /// Run after each backup with the file's path appended (argv, no shell): an offsite copy.
+    pub upload_command: Vec<String>,
+    /// `keel verify` is degraded when the newest backup is older than this; default twice
+    /// the schedule's interval.
+    pub max_age_hours: Option<u64>,
+}
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            timer: true,
+            schedule: "daily".into(),
+            dir: None,
+            keep_daily: 7,
+            keep_weekly: 4,
+            upload_command: vec![],
+            max_age_hours: None,
+        }
+    }
+}
+
 /// How Python packages are installed into a release's virtualenv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -471,10 +508,43 @@ impl Config {
         self.validate_services()?;
         self.validate_django()?;
         self.validate_tls()?;
+        self.validate_backup()?;
         for (i, p) in self.drift.keep.iter().enumerate() {
             self.check(&format!("drift.keep[{i}]"), crate::validate::abs_path(p))?;
         }
         self.validate_env()
+    }
+
+    fn validate_backup(&self) -> Result<()> {
+        use crate::validate as v;
+        let b = &self.backup;
+        self.check("backup.schedule", v::calendar(&b.schedule))?;
+        if let Some(d) = &b.dir {
+            self.check("backup.dir", v::plain_dir(d))?;
+        }
+        if let Some((i, _)) = b
+            .upload_command
+            .iter()
+            .enumerate()
+            .find(|(_, a)| v::has_control(a))
+        {
+            return Err(self.err(
+                &format!("backup.upload_command[{i}]"),
+                "has a control character",
+                "one argument per string, plain text",
+            ));
+        }
+        if let Some(p) = b.upload_command.first() {
+            self.check("backup.upload_command[0]", v::abs_path(Path::new(p)))?;
+        }
+        if b.keep_daily + b.keep_weekly == 0 {
+            return Err(self.err(
+                "backup.keep_daily",
+                "keep_daily and keep_weekly are both 0: every backup would be deleted",
+                "keep at least one (keep_daily = 7 is the default)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_names(&self) -> Result<()> {
@@ -923,6 +993,27 @@ impl Config {
                 "50 to 1048576",
             ),
             (
+                "backup.keep_daily",
+                self.backup.keep_daily,
+                0,
+                3650,
+                "0 to 3650",
+            ),
+            (
+                "backup.keep_weekly",
+                self.backup.keep_weekly,
+                0,
+                520,
+                "0 to 520",
+            ),
+            (
+                "backup.max_age_hours",
+                self.backup.max_age_hours.unwrap_or(1),
+                1,
+                24 * 366,
+                "1 to 8784",
+            ),
+            (
                 "deploy.keep_releases",
                 self.deploy.keep_releases,
                 2,
@@ -1155,6 +1246,22 @@ impl Config {
     }
     pub fn venv_dir(&self) -> PathBuf {
         self.app_dir().join("venv")
+    }
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/backups/keel").join(&self.app.name))
+    }
+    /// How old the newest backup may be before `keel verify` is degraded.
+    pub fn backup_max_age_hours(&self) -> u64 {
+        self.backup
+            .max_age_hours
+            .unwrap_or(match self.backup.schedule.as_str() {
+                "hourly" => 2,
+                "weekly" => 2 * 168,
+                _ => 48,
+            })
     }
     /// What every release shares: the .env and the uploads.
     pub fn shared_dir(&self) -> PathBuf {

@@ -18,6 +18,11 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     pub timeout: Option<Duration>,
     pub dir: Option<std::path::PathBuf>,
+    /// A new file (0600, created here, never through a link) that gets the child's stdout:
+    /// binary output too large to hold (pg_dump).
+    pub stdout_file: Option<PathBuf>,
+    /// A file (opened here, never through a link) on the child's stdin (pg_restore).
+    pub stdin_file: Option<PathBuf>,
 }
 
 impl Cmd {
@@ -30,7 +35,17 @@ impl Cmd {
             env: vec![],
             timeout: None,
             dir: None,
+            stdout_file: None,
+            stdin_file: None,
         }
+    }
+    pub fn stdout_file(mut self, p: impl Into<PathBuf>) -> Cmd {
+        self.stdout_file = Some(p.into());
+        self
+    }
+    pub fn stdin_file(mut self, p: impl Into<PathBuf>) -> Cmd {
+        self.stdin_file = Some(p.into());
+        self
     }
     pub fn dir(mut self, d: impl Into<std::path::PathBuf>) -> Cmd {
         self.dir = Some(d.into());
@@ -443,7 +458,6 @@ impl Exec {
     fn real_run(&self, cmd: &Cmd) -> std::io::Result<(Output, bool)> {
         let argv = cmd.argv();
         let mut expr = duct::cmd(&argv[0], &argv[1..])
-            .stdout_capture()
             .stderr_capture()
             .unchecked()
             // A new process group, so a timeout kills apt's children (dpkg, maintainer scripts) too.
@@ -451,9 +465,27 @@ impl Exec {
                 c.process_group(0);
                 Ok(())
             });
-        expr = match &cmd.stdin {
-            Some(b) => expr.stdin_bytes(b.clone()),
-            None => expr.stdin_null(),
+        use std::os::unix::fs::OpenOptionsExt;
+        expr = match &cmd.stdout_file {
+            Some(p) => expr.stdout_file(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(p)?,
+            ),
+            None => expr.stdout_capture(),
+        };
+        expr = match (&cmd.stdin, &cmd.stdin_file) {
+            (Some(b), _) => expr.stdin_bytes(b.clone()),
+            (None, Some(p)) => expr.stdin_file(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(p)?,
+            ),
+            (None, None) => expr.stdin_null(),
         };
         // An explicit environment, never keel's own: children that run app or third-party
         // code (pip, manage.py, celery) must not inherit whatever keel was started with.
@@ -615,13 +647,20 @@ impl Exec {
 /// newline. No rule: exit 0, no output. Network probes go through the same rules (see
 /// `Exec::http_get` and `Exec::redis`).
 /// EXIT `panic` makes the calling step panic (to prove the engine survives a panicking step).
+/// A command's stdout_file gets the rule's STDOUT; a stdin_file is matched like stdin.
 fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
+    let from_file = cmd.stdin_file.as_ref().and_then(|p| std::fs::read(p).ok());
     let stdin = cmd
         .stdin
         .as_deref()
+        .or(from_file.as_deref())
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    fake_answer(dir, log, &cmd.display(), &stdin, redactor).unwrap_or_default()
+    let mut out = fake_answer(dir, log, &cmd.display(), &stdin, redactor).unwrap_or_default();
+    if let Some(p) = &cmd.stdout_file {
+        let _ = std::fs::write(p, std::mem::take(&mut out.stdout));
+    }
+    out
 }
 
 /// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.

@@ -2,6 +2,7 @@
 //! Debian/Ubuntu host into a Django + Celery production stack. This file is only the module
 //! list; the layers, from the bottom (each imports only from below it), are drawn in the
 //! README and checked by scripts/layers.py.
+pub mod backup;
 pub mod certs;
 pub mod checks;
 pub mod cli;

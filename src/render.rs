@@ -47,6 +47,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "keel-verify.timer",
         include_str!("../templates/systemd/keel-verify.timer.j2"),
     ),
+    (
+        "keel-backup.service",
+        include_str!("../templates/systemd/keel-backup.service.j2"),
+    ),
+    (
+        "keel-backup.timer",
+        include_str!("../templates/systemd/keel-backup.timer.j2"),
+    ),
 ];
 
 /// The override file for `name`, if one exists: NAME.j2 in /etc/keel/templates under the

@@ -258,6 +258,34 @@ fn permissions(ctx: &Ctx) -> Section {
     )
 }
 
+fn backups(ctx: &Ctx) -> Section {
+    let dir = crate::backup::dir(ctx);
+    let list = crate::backup::list(&ctx.cfg.app.name, &dir);
+    let body: String = list
+        .iter()
+        .map(|e| format!("{}  {} bytes\n", e.name, e.size))
+        .collect();
+    let last = match crate::backup::last_run(ctx) {
+        Some((true, _)) => "last run ok".to_string(),
+        Some((false, e)) => format!("last run FAILED: {e}"),
+        None => "no run recorded".to_string(),
+    };
+    section(
+        "backups",
+        if list.is_empty() || last.contains("FAILED") {
+            Level::Warn
+        } else {
+            Level::Ok
+        },
+        format!(
+            "{} in {}; {last}",
+            list.len(),
+            ctx.paths.unhost(&dir).display()
+        ),
+        body,
+    )
+}
+
 fn python(ctx: &Ctx) -> Section {
     let venv = ctx.host(&ctx.cfg.venv_dir().display().to_string());
     match crate::steps::python_env::packages(&venv) {
@@ -431,6 +459,7 @@ pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
             nginx(ctx),
             tls(ctx),
             python(ctx),
+            backups(ctx),
         ]);
     }
     v.push(events(ctx));

@@ -300,6 +300,40 @@ pub fn base_dir(p: &Path) -> Check {
     Ok(())
 }
 
+/// A directory keel creates and writes into a unit: absolute, canonical, plain characters.
+pub fn plain_dir(p: &Path) -> Check {
+    let s = p.to_string_lossy();
+    if !s.starts_with('/')
+        || s.len() > 200
+        || !abs_path_chars(&s)
+        || has_dot_components(&s)
+        || s.ends_with('/')
+        || s.matches('/').count() < 2
+    {
+        return bad(
+            format!("{s:?} is not an absolute canonical path at least two levels deep"),
+            "for example \"/var/backups/keel/demo\" (letters, digits, '.', '_', '-')",
+        );
+    }
+    Ok(())
+}
+
+/// A systemd OnCalendar value keel writes into a timer: a shorthand or a plain expression.
+pub fn calendar(s: &str) -> Check {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " *:,./~-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        bad(
+            format!("{s:?} is not a calendar expression keel accepts"),
+            "\"hourly\", \"daily\", \"weekly\", or an OnCalendar expression such as \"*-*-* 03:00\" (check it with systemd-analyze calendar)",
+        )
+    }
+}
+
 /// A URL path keel requests and writes into nginx config: `/` then plain characters.
 pub fn url_path(s: &str) -> Check {
     let ok = s.starts_with('/')

@@ -56,6 +56,7 @@ fn now_secs() -> f64 {
 fn checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v = service_checks(ctx);
     v.extend(tls_checks(ctx, gauges));
+    v.extend(backup_checks(ctx, gauges));
     v.extend(app_checks(ctx));
     v.extend(crate::checks::audit::checks(ctx));
     v.extend(host_checks(ctx));
@@ -133,6 +134,60 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
 
 /// The served certificate: right names and not expired (critical), at least 14 days left
 /// and the renewal timer running (else degraded). Its days left are a gauge.
+/// The newest backup's age and size: degraded when it is older than the allowed age, when
+/// there is none, or when the last run failed.
+fn backup_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
+    let c = ctx.clone();
+    let g = gauges.clone();
+    vec![(
+        "backup".into(),
+        false,
+        Box::new(move || {
+            let dir = crate::backup::dir(&c);
+            let list = crate::backup::list(&c.cfg.app.name, &dir);
+            let Some(newest) = list.first() else {
+                return warn(
+                    format!("no backup in {}", c.paths.unhost(&dir).display()),
+                    "keel backup (keel install makes the first one)",
+                );
+            };
+            let age = (now_secs() as i64 - newest.time).max(0);
+            let mut gs = g.lock().expect("gauges");
+            gs.push((
+                "keel_backup_age_seconds".into(),
+                "Seconds since the newest database backup.".into(),
+                age as f64,
+            ));
+            gs.push((
+                "keel_backup_size_bytes".into(),
+                "Size of the newest database backup.".into(),
+                newest.size as f64,
+            ));
+            drop(gs);
+            let hours = age as f64 / 3600.0;
+            let msg = format!(
+                "{}: {:.1} h old, {} bytes ({} kept)",
+                newest.name,
+                hours,
+                newest.size,
+                list.len()
+            );
+            let max = c.cfg.backup_max_age_hours();
+            match crate::backup::last_run(&c) {
+                Some((false, err)) => warn(
+                    format!("the last backup run failed: {err}; newest {msg}"),
+                    "journalctl -u keel-backup-*.service; keel backup",
+                ),
+                _ if hours > max as f64 => warn(
+                    format!("{msg}: older than {max} h"),
+                    "is the backup timer running? systemctl list-timers 'keel-backup-*'",
+                ),
+                _ => ok(msg),
+            }
+        }),
+    )]
+}
+
 fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
     if !ctx.cfg.tls_on() {
         return vec![];

@@ -1,5 +1,6 @@
 //! One file per subcommand, as cargo and just do; `run` only dispatches. Commands sit at the
 //! top of the crate: nothing below imports them.
+pub mod backup;
 pub mod context;
 pub mod deploy;
 pub mod diagnose;
@@ -68,5 +69,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Rollback => rollback::run(&cli),
         Command::Deploy { .. } => deploy::run(&cli),
         Command::Releases => releases::run(&cli),
+        Command::Backup => backup::run(&cli),
+        Command::Restore { file } => backup::restore(&cli, file),
     }
 }

@@ -5,6 +5,7 @@ use crate::step::Step;
 
 pub mod app_code;
 pub mod app_env;
+pub mod backup;
 pub mod baseline;
 pub mod django;
 pub mod nginx;
@@ -36,6 +37,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(secrets::SecretsStep),
         Box::new(postgres::Postgres),
         Box::new(redis::Redis),
+        Box::new(backup::BackupStep),
         Box::new(nginx::Nginx),
         Box::new(tls::Tls),
         Box::new(app_code::AppCode),

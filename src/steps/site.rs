@@ -182,7 +182,10 @@ mod tests {
             s.contains("X-Content-Type-Options \"nosniff\" always"),
             "{s}"
         );
-        assert!(s.contains("disable_symlinks on;"), "{s}");
+        assert!(
+            s.contains("disable_symlinks on from=/opt/demo/current/staticfiles;"),
+            "{s}"
+        );
         assert!(s.contains("client_max_body_size 20m;"), "{s}");
         assert!(
             s.contains("location ^~ /.well-known/acme-challenge/"),

@@ -1,0 +1,379 @@
+//! Database backups: `pg_dump` in PostgreSQL's custom format (compressed), written by keel
+//! into a new 0600 file in a root-only directory, checksummed, renamed into place; retention
+//! by day and week; an optional upload command; and `restore`, which checks the file before
+//! it stops anything and puts a safety backup back if the restored app fails its checks.
+use crate::exec::Cmd;
+use crate::step::{Ctx, StepError, StepResult};
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LOG: &str = "backup";
+
+/// One backup file: `<app>-YYYYMMDD-HHMMSS[-note].dump` beside its `.sha256`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Entry {
+    pub name: String,
+    /// Unix seconds, from the name (keel's names are UTC).
+    pub time: i64,
+    pub size: u64,
+}
+
+/// The backup directory as keel's file operations see it (host path).
+pub fn dir(ctx: &Ctx) -> PathBuf {
+    ctx.host(&ctx.cfg.backup_dir().display().to_string())
+}
+
+/// Where the last run's outcome is kept (for `keel verify`).
+pub fn status_file(ctx: &Ctx) -> PathBuf {
+    ctx.host(&format!("/var/lib/keel/backup-{}.json", ctx.cfg.app.name))
+}
+
+fn parse_time(app: &str, name: &str) -> Option<i64> {
+    let rest = name.strip_prefix(app)?.strip_prefix('-')?;
+    let stem = rest.strip_suffix(".dump")?;
+    let ts = stem.get(..15)?;
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    let t = time::PrimitiveDateTime::parse(ts, &f).ok()?;
+    Some(t.assume_utc().unix_timestamp())
+}
+
+/// The backups in `dir`, newest first (names keel did not make are ignored).
+pub fn list(app: &str, dir: &Path) -> Vec<Entry> {
+    let mut v: Vec<Entry> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let time = parse_time(app, &name)?;
+                    let md = e.metadata().ok().filter(|m| m.is_file())?;
+                    Some(Entry {
+                        name,
+                        time,
+                        size: md.len(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| b.time.cmp(&a.time).then(b.name.cmp(&a.name)));
+    v
+}
+
+/// What retention deletes: everything but the newest backup of each of the `daily` most
+/// recent days that have one, and of each of the `weekly` most recent weeks before those.
+/// The newest backup is always kept. `entries` newest first.
+pub fn to_delete(entries: &[Entry], daily: u64, weekly: u64) -> Vec<String> {
+    let (mut days, mut weeks) = (vec![], vec![]);
+    let mut keep = std::collections::HashSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let day = e.time.div_euclid(86_400);
+        // Weeks from Monday (1970-01-01 was a Thursday).
+        let week = (day + 3).div_euclid(7);
+        if i == 0 {
+            keep.insert(e.name.clone());
+        }
+        if !days.contains(&day) && (days.len() as u64) < daily {
+            days.push(day);
+            keep.insert(e.name.clone());
+        } else if !days.contains(&day) && !weeks.contains(&week) && (weeks.len() as u64) < weekly {
+            weeks.push(week);
+            keep.insert(e.name.clone());
+        }
+    }
+    entries
+        .iter()
+        .filter(|e| !keep.contains(&e.name))
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StepError + '_ {
+    move |e| {
+        StepError::permanent(
+            format!("{}: {e}", path.display()),
+            "check the backup directory (backup.dir)",
+        )
+    }
+}
+
+/// SHA-256 of a file keel wrote (root's, in a root-only directory), read in chunks.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Make the backup directory: root's, 0700, never through a link.
+pub fn ensure_dir(ctx: &Ctx) -> StepResult<PathBuf> {
+    let d = dir(ctx);
+    if let Some(parent) = d.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    crate::fsx::mkdir(&d, 0o700, Some((0, 0))).map_err(io(&d))?;
+    Ok(d)
+}
+
+/// One backup now: dump, checksum, rename into place, retention, upload. `note` marks
+/// special ones ("pre-restore").
+pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
+    let d = ensure_dir(ctx)?;
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    let ts = time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default();
+    let app = &ctx.cfg.app.name;
+    let mut name = format!(
+        "{app}-{ts}{}.dump",
+        if note.is_empty() {
+            String::new()
+        } else {
+            format!("-{note}")
+        }
+    );
+    let mut n = 2;
+    while d.join(&name).exists() {
+        name = format!(
+            "{app}-{ts}-{n}{}.dump",
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!("-{note}")
+            }
+        );
+        n += 1;
+    }
+    let tmp = d.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_file(&tmp);
+    let dump = Cmd::new("pg_dump")
+        .user("postgres")
+        .args([
+            "--format=custom",
+            "--compress=6",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(ctx.cfg.db_name())
+        .stdout_file(&tmp)
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs));
+    if let Err(e) = ctx.run(LOG, &dump) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.hint("see /var/log/keel/steps/backup.log"));
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    let sum = sha256_file(&tmp).map_err(io(&tmp))?;
+    let sum_path = d.join(format!("{name}.sha256"));
+    crate::fsx::write_atomic(
+        &sum_path,
+        format!("{sum}  {name}\n").as_bytes(),
+        0o600,
+        Some((0, 0)),
+    )
+    .map_err(io(&sum_path))?;
+    let dest = d.join(&name);
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    std::fs::File::open(&d)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&d))?;
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    ctx.ui.line(&format!(
+        "[backup] {} ({size} bytes, sha256 {})",
+        dest.display(),
+        &sum[..12]
+    ));
+    for old in to_delete(
+        &list(app, &d),
+        ctx.cfg.backup.keep_daily,
+        ctx.cfg.backup.keep_weekly,
+    ) {
+        let _ = std::fs::remove_file(d.join(&old));
+        let _ = std::fs::remove_file(d.join(format!("{old}.sha256")));
+        ctx.ui.line(&format!("[backup] removed {old} (retention)"));
+    }
+    if let Some((prog, args)) = ctx.cfg.backup.upload_command.split_first() {
+        let shown = ctx.paths.unhost(&dest).display().to_string();
+        ctx.run(
+            LOG,
+            &Cmd::new(prog)
+                .args(args.iter().cloned())
+                .arg(shown)
+                .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
+        )
+        .map_err(|e| {
+            e.hint(
+                "the backup itself is in place; see /var/log/keel/steps/backup.log for the upload",
+            )
+        })?;
+    }
+    Ok(Entry {
+        time: parse_time(app, &name).unwrap_or(0),
+        name,
+        size,
+    })
+}
+
+/// Record a run's outcome for `keel verify`.
+pub fn record(ctx: &Ctx, result: &StepResult<Entry>) {
+    let v = match result {
+        Ok(e) => json!({"at": crate::paths::now(), "ok": true, "file": e.name, "size": e.size}),
+        Err(e) => {
+            json!({"at": crate::paths::now(), "ok": false, "error": ctx.exec.redactor.redact(&e.msg)})
+        }
+    };
+    let p = status_file(ctx);
+    let _ = crate::txn::write_atomic(&p, v.to_string().as_bytes(), 0o600, Some((0, 0)));
+}
+
+/// The last run's outcome: (ok, error).
+pub fn last_run(ctx: &Ctx) -> Option<(bool, String)> {
+    let text = crate::fsx::read_text_nofollow(&status_file(ctx), crate::fsx::MAX_INPUT).ok()??;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        v["ok"].as_bool()?,
+        v["error"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+/// A file `keel restore` may use: a regular file (no link), its checksum matching when a
+/// `.sha256` sits beside it, and readable by pg_restore as an archive. Nothing is stopped
+/// before this passes.
+pub fn check_file(ctx: &Ctx, file: &Path) -> StepResult {
+    let bad = |msg: String| {
+        StepError::permanent(
+            msg,
+            "pick another backup (keel diagnose lists them); nothing was changed",
+        )
+    };
+    match crate::fsx::lstat(file)? {
+        Some(st) if crate::fsx::kind(&st) == rustix::fs::FileType::RegularFile => {}
+        Some(_) => {
+            return Err(bad(format!(
+                "{} is not a regular file (links are not followed)",
+                file.display()
+            )));
+        }
+        None => return Err(bad(format!("{} does not exist", file.display()))),
+    }
+    let sum_path = PathBuf::from(format!("{}.sha256", file.display()));
+    if let Some(text) = crate::fsx::read_text_nofollow(&sum_path, crate::fsx::MAX_INPUT)? {
+        let want = text.split_whitespace().next().unwrap_or("");
+        let got = sha256_file(file).map_err(io(file))?;
+        if want != got {
+            return Err(bad(format!(
+                "{}: checksum mismatch (the file is corrupt or was changed): sha256 {} but {} says {}",
+                file.display(),
+                &got[..12],
+                sum_path.display(),
+                want.get(..12).unwrap_or(want)
+            )));
+        }
+    } else {
+        ctx.ui.line(&format!(
+            "[restore] no {} beside the file: checked as an archive only",
+            sum_path.display()
+        ));
+    }
+    ctx.run(LOG, &Cmd::new("pg_restore").arg("--list").stdin_file(file))
+        .map_err(|e| {
+            bad(format!(
+                "{} is not a readable pg_dump archive: {}",
+                file.display(),
+                e.msg
+            ))
+        })?;
+    Ok(())
+}
+
+/// Load `file` into the app's database in one transaction (all or nothing): objects are
+/// dropped and recreated, owned by the app's role.
+pub fn load(ctx: &Ctx, file: &Path) -> StepResult {
+    let role = ctx.cfg.db_user();
+    ctx.run(
+        LOG,
+        &Cmd::new("pg_restore")
+            .user("postgres")
+            .args([
+                "--single-transaction",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+            ])
+            .arg(format!("--role={role}"))
+            .arg(format!("--dbname={}", ctx.cfg.db_name()))
+            .stdin_file(file)
+            .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
+    )
+    .map(|_| ())
+    .map_err(|e| e.hint("the restore ran in one transaction: the database is as it was before it"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(name: &str) -> Entry {
+        Entry {
+            time: parse_time("demo", name).unwrap(),
+            name: name.into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn names_parse_and_others_are_ignored() {
+        assert_eq!(
+            parse_time("demo", "demo-19700102-000000.dump"),
+            Some(86_400)
+        );
+        assert!(parse_time("demo", "demo-19700102-000000-pre-restore.dump").is_some());
+        for bad in [
+            "demo-1970.dump",
+            "other-19700102-000000.dump",
+            "demo-19700102-000000.dump.sha256",
+        ] {
+            assert_eq!(parse_time("demo", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_keeps_one_per_day_then_one_per_week() {
+        // Newest first: two on Nov 24, one each on 23, 22, 20, 10, 3 (2026).
+        let list: Vec<Entry> = [
+            "demo-20261124-120000.dump",
+            "demo-20261124-030000.dump",
+            "demo-20261123-030000.dump",
+            "demo-20261122-030000.dump",
+            "demo-20261120-030000.dump",
+            "demo-20261110-030000.dump",
+            "demo-20261103-030000.dump",
+        ]
+        .map(e)
+        .to_vec();
+        // 2 days (24, 23), then 2 weeks before: 22 (week of Nov 16) and 10 (week of Nov 9).
+        assert_eq!(
+            to_delete(&list, 2, 2),
+            vec![
+                "demo-20261124-030000.dump",
+                "demo-20261120-030000.dump",
+                "demo-20261103-030000.dump"
+            ]
+        );
+        // The newest is kept whatever the limits.
+        assert_eq!(to_delete(&list, 0, 0).len(), list.len() - 1);
+        assert!(to_delete(&list, 30, 0).contains(&"demo-20261124-030000.dump".to_string()));
+    }
+}

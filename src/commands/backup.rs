@@ -1,0 +1,142 @@
+//! `keel backup` and `keel restore FILE`.
+use super::context::{CtxOptions, build_ctx, confirm};
+use crate::cli::{Cli, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::state::{RunLock, State};
+use crate::step::{Ctx, StepError};
+use std::path::Path;
+
+/// Backups take their own lock (beside the state file's): the timer's backup never waits
+/// for, or blocks, an install.
+fn backup_lock(cli: &Cli, ctx: &Ctx) -> Result<RunLock> {
+    let p = cli
+        .state_file
+        .with_file_name(format!("backup-{}", ctx.cfg.app.name));
+    RunLock::acquire(&p)
+}
+
+fn failed(step: &str, e: StepError) -> Error {
+    Error::StepFailed {
+        step: step.into(),
+        msg: e.msg,
+        hint: e.hint,
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    let mut o = CtxOptions::new(cli, "backup");
+    o.quiet = cli.output == Output::Json;
+    let ctx = build_ctx(cfg, o);
+    let _lock = backup_lock(cli, &ctx)?;
+    let r = crate::backup::make(&ctx, "");
+    crate::backup::record(&ctx, &r);
+    let e = r.map_err(|e| failed("backup", e))?;
+    let path = ctx.paths.unhost(&crate::backup::dir(&ctx).join(&e.name));
+    if cli.output == Output::Json {
+        println!("{}", serde_json::json!({"file": path, "size": e.size}));
+    } else {
+        println!("keel: backup {} ({} bytes)", path.display(), e.size);
+    }
+    Ok(())
+}
+
+fn units(ctx: &Ctx) -> Vec<String> {
+    let app = &ctx.cfg.app.name;
+    vec![
+        format!("{app}-web.socket"),
+        format!("{app}-web.service"),
+        format!("{app}-worker.service"),
+        format!("{app}-beat.service"),
+    ]
+}
+
+fn stop(ctx: &Ctx) -> std::result::Result<(), StepError> {
+    let mut args = vec!["stop"];
+    let u = units(ctx);
+    args.extend(u.iter().map(String::as_str));
+    crate::systemd::systemctl(ctx, "restore", &args).map(|_| ())
+}
+
+fn start(ctx: &Ctx) -> std::result::Result<(), StepError> {
+    let mut args = vec!["start"];
+    let u = units(ctx);
+    args.extend(u.iter().map(String::as_str));
+    crate::systemd::systemctl(ctx, "restore", &args).map(|_| ())
+}
+
+/// Stop, load, start, check: the app's checks decide.
+fn load_and_check(ctx: &Ctx, file: &Path) -> std::result::Result<(), StepError> {
+    stop(ctx)?;
+    let loaded = crate::backup::load(ctx, file);
+    start(ctx)?;
+    loaded?;
+    crate::retry::retry(
+        &ctx.cfg.retry,
+        || crate::steps::verify::check_stack(ctx),
+        |e: &StepError| e.kind == crate::retry::Kind::Transient,
+        |_, _| {},
+    )
+}
+
+pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    let file = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
+    State::load(&cli.state_file)?;
+    let mut o = CtxOptions::new(cli, "restore");
+    o.quiet = cli.output == Output::Json;
+    let ctx = build_ctx(cfg, o);
+    let host_file = ctx.host(&file.display().to_string());
+    // Checked before anything is asked, locked or stopped.
+    crate::backup::check_file(&ctx, &host_file).map_err(|e| Error::Usage {
+        msg: format!("keel restore {}: {}", file.display(), e.msg),
+        hint: e.hint,
+    })?;
+    if !confirm(
+        cli,
+        &format!(
+            "Replace the contents of database {} with {}? (the app is stopped meanwhile; a safety backup is taken first)",
+            ctx.cfg.db_name(),
+            file.display()
+        ),
+    )? {
+        return Err(Error::usage("restore cancelled", "nothing was changed"));
+    }
+    let _lock = RunLock::acquire(&cli.state_file)?;
+    let _backup = backup_lock(cli, &ctx)?;
+    ctx.ui
+        .line("[restore] safety backup of the database as it is");
+    let safety = crate::backup::make(&ctx, "pre-restore").map_err(|e| failed("restore", e))?;
+    let safety_path = crate::backup::dir(&ctx).join(&safety.name);
+    ctx.ui
+        .line(&format!("[restore] loading {}", file.display()));
+    let outcome = load_and_check(&ctx, &host_file);
+    ctx.ui.finish();
+    let Err(e) = outcome else {
+        println!(
+            "keel: restored {} into {}; the app is healthy",
+            file.display(),
+            ctx.cfg.db_name()
+        );
+        return Ok(());
+    };
+    ctx.ui.line(&format!(
+        "[restore] failed: {}; putting the safety backup {} back",
+        e.msg, safety.name
+    ));
+    let back = load_and_check(&ctx, &safety_path);
+    Err(Error::StepFailed {
+        step: "restore".into(),
+        msg: format!(
+            "{}; the safety backup {} was put back{}",
+            e.msg,
+            ctx.paths.unhost(&safety_path).display(),
+            match back {
+                Ok(()) => " and the app is healthy".to_string(),
+                Err(b) => format!(", but the app is still unhealthy: {}", b.msg),
+            }
+        ),
+        hint: e.hint,
+    })
+}
