@@ -61,23 +61,18 @@ pub fn list(app: &str, dir: &Path) -> Vec<Entry> {
     v
 }
 
-/// What retention deletes: everything but the newest backup of each of the `daily` most
-/// recent days that have one, and of each of the `weekly` most recent weeks before those.
-/// The newest backup is always kept. `entries` newest first.
-pub fn to_delete(entries: &[Entry], daily: u64, weekly: u64) -> Vec<String> {
-    let (mut days, mut weeks) = (vec![], vec![]);
+/// What retention deletes: every backup younger than `daily` days is kept; before that,
+/// the newest of each of the `weekly` most recent weeks that have one. The newest backup is
+/// always kept. `entries` newest first; `now` in Unix seconds.
+pub fn to_delete(entries: &[Entry], daily: u64, weekly: u64, now: i64) -> Vec<String> {
+    let mut weeks = vec![];
     let mut keep = std::collections::HashSet::new();
     for (i, e) in entries.iter().enumerate() {
-        let day = e.time.div_euclid(86_400);
         // Weeks from Monday (1970-01-01 was a Thursday).
-        let week = (day + 3).div_euclid(7);
-        if i == 0 {
+        let week = (e.time.div_euclid(86_400) + 3).div_euclid(7);
+        if i == 0 || now - e.time < daily as i64 * 86_400 {
             keep.insert(e.name.clone());
-        }
-        if !days.contains(&day) && (days.len() as u64) < daily {
-            days.push(day);
-            keep.insert(e.name.clone());
-        } else if !days.contains(&day) && !weeks.contains(&week) && (weeks.len() as u64) < weekly {
+        } else if !weeks.contains(&week) && (weeks.len() as u64) < weekly {
             weeks.push(week);
             keep.insert(e.name.clone());
         }
@@ -193,11 +188,15 @@ pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
         dest.display(),
         &sum[..12]
     ));
-    for old in to_delete(
-        &list(app, &d),
-        ctx.cfg.backup.keep_daily,
-        ctx.cfg.backup.keep_weekly,
-    ) {
+    // A restore's safety backup prunes nothing: the file being restored must stay.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let old = if note.is_empty() {
+        let (daily, weekly) = (ctx.cfg.backup.keep_daily, ctx.cfg.backup.keep_weekly);
+        to_delete(&list(app, &d), daily, weekly, now)
+    } else {
+        vec![]
+    };
+    for old in old {
         let _ = std::fs::remove_file(d.join(&old));
         let _ = std::fs::remove_file(d.join(format!("{old}.sha256")));
         ctx.ui.line(&format!("[backup] removed {old} (retention)"));
@@ -350,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn retention_keeps_one_per_day_then_one_per_week() {
+    fn retention_keeps_recent_days_then_one_per_week() {
         // Newest first: two on Nov 24, one each on 23, 22, 20, 10, 3 (2026).
         let list: Vec<Entry> = [
             "demo-20261124-120000.dump",
@@ -363,17 +362,15 @@ mod tests {
         ]
         .map(e)
         .to_vec();
-        // 2 days (24, 23), then 2 weeks before: 22 (week of Nov 16) and 10 (week of Nov 9).
+        let now = parse_time("demo", "demo-20261124-130000.dump").unwrap();
+        // 2 days: everything since Nov 22 13:00 (24, 24, 23); then 2 weeks before: 22
+        // (the week of Nov 16) and 10 (the week of Nov 9); 20 shares 22's week, 3 is beyond.
         assert_eq!(
-            to_delete(&list, 2, 2),
-            vec![
-                "demo-20261124-030000.dump",
-                "demo-20261120-030000.dump",
-                "demo-20261103-030000.dump"
-            ]
+            to_delete(&list, 2, 2, now),
+            vec!["demo-20261120-030000.dump", "demo-20261103-030000.dump"]
         );
         // The newest is kept whatever the limits.
-        assert_eq!(to_delete(&list, 0, 0).len(), list.len() - 1);
-        assert!(to_delete(&list, 30, 0).contains(&"demo-20261124-030000.dump".to_string()));
+        assert_eq!(to_delete(&list, 0, 0, now).len(), list.len() - 1);
+        assert!(to_delete(&list, 30, 0, now).is_empty());
     }
 }

@@ -658,7 +658,16 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
         .unwrap_or_default();
     let mut out = fake_answer(dir, log, &cmd.display(), &stdin, redactor).unwrap_or_default();
     if let Some(p) = &cmd.stdout_file {
-        let _ = std::fs::write(p, std::mem::take(&mut out.stdout));
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created as the real run creates it: new, 0600.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+        {
+            let _ = f.write_all(std::mem::take(&mut out.stdout).as_bytes());
+        }
     }
     out
 }

@@ -3,6 +3,7 @@
 //! They need root (the system-user step chowns), as keel itself does.
 
 mod attacks;
+mod backup;
 mod baseline;
 mod cli;
 mod corpus;
