@@ -21,8 +21,8 @@ cargo build --release --quiet
 now() { date +%s.%N; }
 secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 # The packages keel installs by default (keel.toml defaults plus the baseline's logrotate and
-# unattended-upgrades): the floor installs the same set.
-PKGS="postgresql redis-server nginx logrotate unattended-upgrades python3 python3-venv"
+# unattended-upgrades, and nftables for the firewall): the floor installs the same set.
+PKGS="postgresql redis-server nginx logrotate unattended-upgrades nftables python3 python3-venv"
 
 # Warm the shared apt archive, so neither side pays for downloads the other did not.
 $V up $B >/dev/null

@@ -38,6 +38,8 @@ pub struct Config {
     pub deploy: Deploy,
     #[serde(default)]
     pub backup: Backup,
+    #[serde(default)]
+    pub firewall: Firewall,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -283,6 +285,38 @@ impl Default for Host {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirewallMode {
+    /// On, except inside a container (its netfilter is the host's or shared).
+    Auto,
+    On,
+    Off,
+}
+
+/// The host firewall: nftables, one table of keel's, input dropped but for what is listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Firewall {
+    pub mode: FirewallMode,
+    /// The SSH port to allow; default: the port(s) sshd really listens on.
+    pub ssh_port: Option<u16>,
+    /// More TCP ports to allow (HTTP and HTTPS always are).
+    pub allow_tcp: Vec<u16>,
+    pub allow_udp: Vec<u16>,
+}
+impl Default for Firewall {
+    fn default() -> Self {
+        Firewall {
+            mode: FirewallMode::Auto,
+            ssh_port: None,
+            allow_tcp: vec![],
+            allow_udp: vec![],
+        }
+    }
+}
+
 /// Database backups: a timer, a private directory, retention, an optional upload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -509,6 +543,21 @@ impl Config {
         self.validate_django()?;
         self.validate_tls()?;
         self.validate_backup()?;
+        for (key, list) in [
+            ("firewall.allow_tcp", &self.firewall.allow_tcp),
+            ("firewall.allow_udp", &self.firewall.allow_udp),
+        ] {
+            if let Some(i) = list.iter().position(|p| *p == 0) {
+                return Err(self.err(&format!("{key}[{i}]"), "port 0", "a port from 1 to 65535"));
+            }
+        }
+        if self.firewall.ssh_port == Some(0) {
+            return Err(self.err(
+                "firewall.ssh_port",
+                "port 0",
+                "a port from 1 to 65535, or leave it out to use the port sshd listens on",
+            ));
+        }
         for (i, p) in self.drift.keep.iter().enumerate() {
             self.check(&format!("drift.keep[{i}]"), crate::validate::abs_path(p))?;
         }
@@ -1166,6 +1215,9 @@ impl Config {
         let mut extra: Vec<&str> = vec!["logrotate"];
         if self.host.security_updates {
             extra.push("unattended-upgrades");
+        }
+        if self.firewall.mode != FirewallMode::Off {
+            extra.push("nftables");
         }
         let tls: &[&str] = match self.tls_mode() {
             TlsMode::Off => &[],

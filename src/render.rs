@@ -47,6 +47,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "keel-verify.timer",
         include_str!("../templates/systemd/keel-verify.timer.j2"),
     ),
+    ("firewall.nft", include_str!("../templates/firewall.nft.j2")),
+    (
+        "keel-firewall.service",
+        include_str!("../templates/systemd/keel-firewall.service.j2"),
+    ),
     (
         "keel-backup.service",
         include_str!("../templates/systemd/keel-backup.service.j2"),

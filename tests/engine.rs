@@ -265,7 +265,7 @@ fn interrupted_step_runs_again() {
         .filter(|l| {
             l.starts_with("[packages]")
                 && l.ends_with(
-                    "install -- postgresql redis-server nginx logrotate unattended-upgrades",
+                    "install -- postgresql redis-server nginx logrotate unattended-upgrades nftables",
                 )
         })
         .count();
@@ -401,7 +401,7 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, backup, redis, postgres, secrets, system-user, baseline, packages, python-packages, preflight"));
+        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, backup, redis, postgres, secrets, system-user, firewall, baseline, packages, python-packages, preflight"));
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),

@@ -77,6 +77,7 @@ impl Host {
             "openssl",
             "logrotate",
             "unattended-upgrades",
+            "nftables",
         ]
         .map(|p| format!("{p} ii "))
         .join("\\n");
@@ -117,6 +118,8 @@ impl Host {
             "SELECT 1;\t0\t0\t\t1",
             "ActiveEnterTimestamp\t0\t0\t\t@1",
             "inspect ping\t0\t0\t\t-> demo@host: OK\\n        pong",
+            // keel's firewall table, loaded (when a test makes the host a VM).
+            "nft list table inet keel\t0\t0\t\ttable inet keel {\\n\\tchain input {\\n\\t\\ttype filter hook input priority filter; policy drop;",
         ] {
             h.rule(r);
         }

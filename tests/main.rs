@@ -11,5 +11,6 @@ mod deploy;
 mod drift;
 mod engine;
 mod fakehost;
+mod firewall;
 mod probes;
 mod tls;

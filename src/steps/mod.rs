@@ -8,6 +8,7 @@ pub mod app_env;
 pub mod backup;
 pub mod baseline;
 pub mod django;
+pub mod firewall;
 pub mod nginx;
 pub mod packages;
 pub mod postgres;
@@ -33,6 +34,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(packages::Apt::PYTHON),
         Box::new(packages::Apt::SYSTEM),
         Box::new(baseline::Baseline),
+        Box::new(firewall::FirewallStep),
         Box::new(system_user::SystemUser),
         Box::new(secrets::SecretsStep),
         Box::new(postgres::Postgres),
