@@ -143,7 +143,11 @@ impl Step for FirewallStep {
             .value("http", ctx.cfg.nginx.port)
             .value(
                 "https",
-                ctx.cfg.tls_on().then_some(ctx.cfg.tls.port).unwrap_or(443),
+                if ctx.cfg.tls_on() {
+                    ctx.cfg.tls.port
+                } else {
+                    443
+                },
             )
             .template("firewall.nft")
             .template("keel-firewall.service")
