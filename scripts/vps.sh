@@ -7,6 +7,8 @@
 #   vps.sh down NAME          power off, wait, delete
 #   vps.sh powercut NAME      kill the container at once (no shutdown), boot the same disk again
 #   vps.sh down-all           power off every container this harness started
+#   vps.sh private NAME       power off, boot the same disk in its own network namespace
+#                             (a veth pair: 10.231.0.2 / fd00:231::2 from here)
 # The container shares the host network: run one scenario at a time.
 set -euo pipefail
 
@@ -76,10 +78,21 @@ build_rootfs() {
 
 leader() { pgrep -P "$(cat "$RUNS/$1/nspawn.pid")" | head -1; }
 
+# A command in the container. nsenter keeps this machine's capabilities: in a container that
+# shares this machine's network, CAP_NET_ADMIN would let an `nft` rewrite THIS machine's
+# firewall. It is dropped at the door (the container's own systemd lacks it anyway), except
+# in a container booted with its own network namespace (`private`).
 in_vps() {
   local name=$1; shift
-  nsenter -t "$(leader "$name")" -a env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
+  local guard=(setpriv --bounding-set=-net_admin --)
+  [ -e "$RUNS/$name/private-net" ] && guard=()
+  nsenter -t "$(leader "$name")" -a "${guard[@]}" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"
 }
+
+# The veth pair of a private container: this side's name (nspawn: "ve-" + machine name,
+# at most 15 characters) and the addresses of both ends.
+VETH_HOST4=10.231.0.1 VETH_VPS4=10.231.0.2 VETH_HOST6=fd00:231::1 VETH_VPS6=fd00:231::2
+veth() { echo "ve-$1" | cut -c1-15; }
 
 up() {
   local name=$1 run="$RUNS/$1"
@@ -93,8 +106,10 @@ up() {
 
 boot() {
   local name=$1 run="$RUNS/$1"
+  local net=()
+  [ -e "$run/private-net" ] && net=(--network-veth)
   systemd-nspawn -D "$run/root" --register=no --keep-unit -b --console=passive \
-    --machine="$name" --bind="$CACHE/apt-archives:/var/cache/apt/archives" \
+    --machine="$name" --bind="$CACHE/apt-archives:/var/cache/apt/archives" "${net[@]}" \
     </dev/null >"$run/console.log" 2>&1 &
   echo $! >"$run/nspawn.pid"
   local i state
@@ -112,16 +127,40 @@ boot() {
   log "container $name did not finish booting"; down "$name"; exit 1
 }
 
-down() {
+# Power the container off, keeping its rootfs.
+stop() {
   local name=$1 run="$RUNS/$1"
-  [ -d "$run" ] || return 0
   local pid; pid=$(cat "$run/nspawn.pid" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     in_vps "$name" systemctl poweroff >/dev/null 2>&1 || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$pid" 2>/dev/null && { kill -TERM "$pid"; sleep 2; kill -KILL "$pid" 2>/dev/null || true; }
   fi
+  return 0
+}
+
+down() {
+  local name=$1 run="$RUNS/$1"
+  [ -d "$run" ] || return 0
+  stop "$name"
   rm -rf "$run"
+}
+
+# Boot the same rootfs again in its own network namespace, joined to this machine by a veth
+# pair with private addresses: its firewall is its own, and probes from here cross it.
+private() {
+  local name=$1 run="$RUNS/$1" v
+  stop "$name"
+  touch "$run/private-net"
+  boot "$name"
+  v=$(veth "$name")
+  ip addr add "$VETH_HOST4/30" dev "$v"
+  ip -6 addr add "$VETH_HOST6/64" dev "$v" nodad
+  ip link set "$v" up
+  in_vps "$name" ip addr add "$VETH_VPS4/30" dev host0
+  in_vps "$name" ip -6 addr add "$VETH_VPS6/64" dev host0 nodad
+  in_vps "$name" ip link set host0 up
+  log "$name: private network, $VETH_VPS4 and $VETH_VPS6 from here"
 }
 
 cmd=${1:-}; shift || true
@@ -139,6 +178,7 @@ case "$cmd" in
     log "$1: power cut"
     KEEL_E2E_NOWAIT=1 boot "$1" ;;
   exec) n=$1; shift; in_vps "$n" "$@" ;;
+  private) private "$1" ;;
   cp) cp "$2" "$RUNS/$1/root/$3" ;;
   root) echo "$RUNS/$1/root" ;;
   down) down "$1" ;;
