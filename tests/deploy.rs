@@ -188,3 +188,36 @@ fn refused_deploys_change_nothing() {
     assert_eq!((h.commands().len(), current(&h)), before);
     assert_eq!(h.state()["releases"]["list"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn changed_requirements_start_from_the_live_venv() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let old_venv = std::fs::read_link(h.path("root/opt/demo/current/venv")).unwrap();
+    let src = app_copy(&h, "v2", "demo-home-v2");
+    let req = src.join("requirements.txt");
+    let text = std::fs::read_to_string(&req).unwrap();
+    std::fs::write(&req, format!("{text}six\n")).unwrap();
+    let before = h.commands().len();
+    deploy(&h, &["--source", src.to_str().unwrap()]).success();
+    let new_venv = std::fs::read_link(h.path("root/opt/demo/current/venv")).unwrap();
+    assert_ne!(old_venv, new_venv);
+    let cmds = h.commands()[before..].to_string();
+    let old = format!(
+        "/opt/demo/venvs/{}",
+        old_venv.file_name().unwrap().to_str().unwrap()
+    );
+    let new = format!(
+        "/opt/demo/venvs/{}",
+        new_venv.file_name().unwrap().to_str().unwrap()
+    );
+    // As the build user: the seed's files linked in, then uv adds what changed; no new
+    // `uv venv`.
+    let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s:?} in {cmds}"));
+    assert!(
+        pos("runuser -u demo-build -- sh -c set -e") < pos("uv pip install -q --compile-bytecode")
+    );
+    assert!(cmds.contains(&format!("sh {old} {new}")), "{cmds}");
+    assert!(!cmds.contains("uv venv"), "{cmds}");
+    assert!(h.path(&format!("root{new}/.keel-complete")).exists());
+}

@@ -152,7 +152,8 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
         }
         // Made by keel for the build user, so the venv's owner is known before it is filled.
         crate::fsx::mkdir(&venv_host, 0o755, Some(build)).map_err(io_err(&venv_host))?;
-        install(ctx, release, &venv, &req_path)?;
+        let seed = seed(ctx, &key);
+        install(ctx, release, &venv, &req_path, seed.as_deref())?;
         let m = venv_host.join(COMPLETE);
         crate::fsx::write_atomic(&m, b"", 0o644, Some(build)).map_err(io_err(&m))?;
     }
@@ -161,9 +162,39 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
     Ok(key)
 }
 
+/// The live release's venv, complete and different from `key`: what a new venv can start
+/// from (uv then adds only what changed, and compiles only the new files).
+fn seed(ctx: &Ctx, key: &str) -> Option<PathBuf> {
+    if ctx.cfg.deploy.installer != Installer::Uv {
+        return None;
+    }
+    let live = super::app_code::live_dir(ctx);
+    let target = std::fs::read_link(ctx.host(&live.join("venv").display().to_string())).ok()?;
+    let old = target.file_name()?.to_str()?;
+    let venv = crate::release::venvs_dir(&ctx.cfg.base_dir()).join(old);
+    let complete = crate::fsx::lstat(&ctx.host(&venv.display().to_string()).join(COMPLETE));
+    (old != key && old.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(complete, Ok(Some(_))))
+        .then_some(venv)
+}
+
+/// As the build user: `venv` filled with hard links to `seed`'s files (not its completion
+/// mark), then the seed's path rewritten in the scripts of bin/. sed -i and uv replace files
+/// rather than write into them, so the seed (a live or previous release's venv) is never
+/// changed through a shared link.
+const SEED_SCRIPT: &str = r#"set -e
+seed=$1 venv=$2
+cd "$seed"
+for e in * .[!.]*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  [ "$e" = .keel-complete ] && continue
+  cp -al -- "$e" "$venv/"
+done
+grep -rlI -- "$seed" "$venv/bin" | while IFS= read -r f; do sed -i "s|$seed|$venv|g" "$f"; done
+"#;
+
 /// Build the venv at `venv` with the release's requirements and Gunicorn, bytecode compiled
-/// (the first requests after a deploy import it).
-fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path) -> StepResult {
+/// (the first requests after a deploy import it); from `seed` when there is one.
+fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Path>) -> StepResult {
     let v = venv.display().to_string();
     let r = req.display().to_string();
     let timeout = Duration::from_secs(ctx.cfg.timeouts.apt_secs);
@@ -177,18 +208,30 @@ fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path) -> StepResult {
     match ctx.cfg.deploy.installer {
         Installer::Uv => {
             let uv = ensure_uv(ctx)?;
-            ctx.ui.step_note(ID, "uv pip install -r requirements.txt");
-            ctx.run(
-                ID,
-                &as_build(ctx, release, &uv).args([
-                    "venv",
-                    "-q",
-                    "--allow-existing",
-                    "--python",
-                    "/usr/bin/python3",
-                    &v,
-                ]),
-            )?;
+            if let Some(s) = seed {
+                ctx.ui.step_note(
+                    ID,
+                    &format!("venv from {} plus what changed (uv)", s.display()),
+                );
+                let s = s.display().to_string();
+                ctx.run(
+                    ID,
+                    &as_build(ctx, release, "sh").args(["-c", SEED_SCRIPT, "sh", &s, &v]),
+                )?;
+            } else {
+                ctx.ui.step_note(ID, "uv pip install -r requirements.txt");
+                ctx.run(
+                    ID,
+                    &as_build(ctx, release, &uv).args([
+                        "venv",
+                        "-q",
+                        "--allow-existing",
+                        "--python",
+                        "/usr/bin/python3",
+                        &v,
+                    ]),
+                )?;
+            }
             let py = format!("{v}/bin/python");
             ctx.run(
                 ID,

@@ -103,6 +103,20 @@ scenario_deploy() {
   keel deploy --rollback
   [ "$(keel releases --output json | jq_py "d['current']")" = "$first" ] || fail "rollback did not return to the first release"
   vx curl -s http://127.0.0.1/ | grep -q 'demo-home: ' || fail "the first version is not served"
+  # One more requirement: the new venv starts from the live one (uv adds what changed), and
+  # the live one is left as it was.
+  app_version v4
+  echo six >>"$root/srv/v4/requirements.txt"
+  out=$(keel deploy --source /srv/v4 --output json 2>&1)
+  grep -q 'plus what changed' <<<"$out" || { echo "$out"; fail "the new venv did not start from the live one"; }
+  local v4; v4=$(tail -1 <<<"$out" | jq_py "d['release']")
+  local nv ov; nv=$(vx readlink -f /opt/demo/current/venv); ov=$(vx readlink -f "/opt/demo/releases/$first/venv")
+  [ "$nv" != "$ov" ] || fail "the release with a new requirement shares the old venv"
+  vx /opt/demo/current/venv/bin/python -c 'import six, django, celery'
+  [ "$(vx head -1 "$nv/bin/celery")" = "#!$nv/bin/python" ] || fail "the new venv's scripts point elsewhere: $(vx head -1 "$nv/bin/celery")"
+  [ "$(vx head -1 "$ov/bin/celery")" = "#!$ov/bin/python" ] || fail "the seed venv's scripts were changed"
+  if vx "$ov/bin/python" -c 'import six' 2>/dev/null; then fail "the seed venv got the new package"; fi
+  vx curl -s http://127.0.0.1/ | grep -q 'demo-home v4' || fail "v4 is not served"
   vx touch /tmp/load.stop
   sleep 1
   load_summary /tmp/load1.log
@@ -110,7 +124,7 @@ scenario_deploy() {
   # The install after the deploys keeps the release the admin chose.
   out=$(keel install --yes 2>&1)
   grep -q "0 step(s) run" <<<"$out" || { echo "$out"; fail "install after deploys is not a no-op"; }
-  [ "$(keel releases --output json | jq_py "d['current']")" = "$first" ] || fail "install changed the release"
+  [ "$(keel releases --output json | jq_py "d['current']")" = "$v4" ] || fail "install changed the release"
   # Gunicorn down on a deployed host: 502 or 503, never 200; verify unhealthy.
   vx systemctl stop demo-web.socket demo-web.service
   local code; code=$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/)
