@@ -14,8 +14,8 @@ if [ "${KEEL_E2E:-1}" != 0 ]; then
   cargo build --release
   scripts/e2e.sh "$@"
   # Second row of the matrix: Debian 13 (PostgreSQL 17, Python 3.13, nginx 1.26: `http2 on;`),
-  # the full app scenario and HTTPS.
+  # the full app scenario, HTTPS and the package.
   if [ $# = 0 ] && [ "${KEEL_E2E_TRIXIE:-1}" != 0 ]; then
-    KEEL_E2E_SUITE=trixie scripts/e2e.sh app https_files
+    KEEL_E2E_SUITE=trixie scripts/e2e.sh app https_files package
   fi
 fi
