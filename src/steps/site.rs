@@ -187,6 +187,13 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("client_max_body_size 20m;"), "{s}");
+        // The outage page: 503 with a retry hint, and the security headers kept there too.
+        let ph = &s[s.find("location @placeholder").expect("placeholder")..];
+        assert!(ph.contains("add_header Retry-After 30 always;"), "{s}");
+        assert!(
+            ph.contains("add_header X-Content-Type-Options \"nosniff\" always;"),
+            "{s}"
+        );
         assert!(
             s.contains("location ^~ /.well-known/acme-challenge/"),
             "{s}"

@@ -8,6 +8,8 @@ scenario_drift() {
   vx systemctl stop demo-web.socket demo-web.service
   local code; code=$(vx curl -s -o /tmp/down.html -w '%{http_code}' http://127.0.0.1/)
   [ "$code" = 503 ] || [ "$code" = 502 ] || fail "with Gunicorn down / answered $code, want 502 or 503"
+  output_has '^Retry-After: 30' vx curl -sI http://127.0.0.1/ || fail "the 503 has no Retry-After"
+  output_has '^X-Content-Type-Options: nosniff' vx curl -sI http://127.0.0.1/ || fail "the 503 lost the security headers"
   expect_rc 1 keel verify
   # Drift: a stopped worker, a hand-edited Redis config, a deleted site link, a changed unit.
   vx systemctl stop demo-worker
