@@ -77,8 +77,21 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
 /// is refused), the worker with a warm shutdown (running tasks finish), then beat.
 fn restart(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
-    for unit in ["web", "worker", "beat"] {
-        crate::systemd::systemctl(ctx, LOG, &["restart", &format!("{app}-{unit}")])?;
+    // The worker's restart waits for its running tasks: keel waits as long as systemd does.
+    let worker = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
+    for (unit, wait) in [
+        ("web", Duration::from_secs(60)),
+        ("worker", worker),
+        ("beat", Duration::from_secs(60)),
+    ] {
+        let unit = format!("{app}-{unit}");
+        // As exec::systemctl does: a switch back restarts again within seconds, and must
+        // not trip systemd's start rate limit.
+        let _ = crate::systemd::systemctl(ctx, LOG, &["reset-failed", &unit]);
+        let cmd = crate::exec::Cmd::new("systemctl")
+            .args(["restart", &unit])
+            .timeout(wait);
+        ctx.run(LOG, &cmd)?;
     }
     Ok(())
 }
