@@ -161,9 +161,25 @@ pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
         .arg(ctx.cfg.db_name())
         .stdout_file(&tmp)
         .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs));
-    if let Err(e) = ctx.run(LOG, &dump) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.hint("see /var/log/keel/steps/backup.log"));
+    // A schema change running beside pg_dump (a deploy's migrations) makes it fail: tried
+    // again, a few seconds apart.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ctx.run(LOG, &dump) {
+            Ok(_) => break,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if attempt >= 3 {
+                    return Err(e.hint("see /var/log/keel/steps/backup.log"));
+                }
+                ctx.ui.line(&format!(
+                    "[backup] pg_dump failed ({}); again in 3 s",
+                    e.msg
+                ));
+                ctx.exec.pause(Duration::from_secs(3));
+            }
+        }
     }
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())

@@ -78,7 +78,7 @@ fn a_stopped_unit_and_a_deleted_link_rerun_only_their_steps() {
     let h = Host::new();
     h.install(&[]).success();
     // Units in the order the steps list them: apt-daily-upgrade.timer, postgresql,
-    // redis-server, keel-backup-demo.timer, nginx, the socket, web, worker, beat.
+    // redis-server, nginx, keel-backup-demo.timer, the socket, web, worker, beat.
     h.rule("systemctl is-active apt-daily-upgrade.timer\t3\t2\t\tactive\\nactive\\nactive\\nactive\\nactive\\nactive\\nactive\\ninactive\\nactive");
     std::fs::remove_file(h.path("root/etc/nginx/sites-enabled/keel-demo.conf")).unwrap();
     let plan = dry_run_json(&h);

@@ -115,7 +115,7 @@ fn full_install_then_noop() {
     assert_eq!(extra.len(), 1, "{extra:?}");
     assert!(
         extra[0].starts_with(
-            "[drift] systemctl is-active apt-daily-upgrade.timer postgresql redis-server keel-backup-demo.timer nginx demo-web.socket"
+            "[drift] systemctl is-active apt-daily-upgrade.timer postgresql redis-server nginx keel-backup-demo.timer demo-web.socket"
         ),
         "{extra:?}"
     );
@@ -401,7 +401,7 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains("verify, services, django, app-env, python-env, app-code, tls, nginx, backup, redis, postgres, secrets, system-user, firewall, baseline, packages, python-packages, preflight"));
+        .stdout(contains("verify, services, backup, django, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, firewall, baseline, packages, python-packages, preflight"));
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),

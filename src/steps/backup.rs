@@ -34,7 +34,9 @@ impl Step for BackupStep {
         ID
     }
     fn deps(&self) -> Deps {
-        &[&super::postgres::Postgres]
+        // After the migrations: pg_dump beside a running `migrate` fails (seen: a column or
+        // index dropped between pg_dump's catalog read and its COPY).
+        &[&super::django::Django]
     }
     fn about(&self) -> &'static str {
         "database backups: a private directory, a timer, retention, a first backup"
