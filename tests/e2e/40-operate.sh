@@ -42,7 +42,7 @@ scenario_verify_diagnose() {
   vx grep -q 'python packages' /var/log/keel/diagnostics-latest.txt
   # Every section of a full report is there, each with a verdict.
   vx sh -c 'cat /var/log/keel/diagnostics-latest.json' | jq_py "sorted(s['title'] for s in d['sections'] if s['verdict'] in ('ok','warn','error'))" \
-    | grep -qx '\["keel steps", "listening ports", "nginx -t", "permissions", "postgres and redis", "python packages", "recent events", "services", "system", "tls"\]' \
+    | grep -qx '\["backups", "keel steps", "listening ports", "nginx -t", "permissions", "postgres and redis", "python packages", "recent events", "services", "system", "tls"\]' \
     || fail "report sections: $(vx cat /var/log/keel/diagnostics-latest.json | jq_py "[(s['title'], s['verdict']) for s in d['sections']]")"
   no_secret_leaks
 }
