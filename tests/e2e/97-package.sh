@@ -6,7 +6,7 @@ scenario_package() {
   local deb; deb=$(scripts/package.sh | tail -1)
   [ -f "$deb" ] || fail "no package built"
   dpkg-deb --info "$deb" | grep -E 'Package|Version|Depends|Section'
-  dpkg-deb --contents "$deb" | awk '{print $6}' | grep -E 'usr/bin/keel$|man1/keel.1.gz$|completions/keel$|_keel$|keel.fish$|examples/demo.toml$|examples/demo-app/manage.py$|changelog.Debian.gz$|copyright$' | sort
+  dpkg-deb --contents "$deb" | awk '{print $6}' | grep -E 'demo-app/.env.example$|usr/bin/keel$|man1/keel.1.gz$|completions/keel$|_keel$|keel.fish$|examples/demo.toml$|examples/demo-app/manage.py$|changelog.Debian.gz$|copyright$' | sort
   # A fresh container without keel (not `fresh`: that puts keel in /usr/local/bin).
   "$VPS" up "$BOX"
   local root; root=$("$VPS" root "$BOX")
