@@ -6,7 +6,14 @@ scenario_package() {
   local deb; deb=$(scripts/package.sh | tail -1)
   [ -f "$deb" ] || fail "no package built"
   dpkg-deb --info "$deb" | grep -E 'Package|Version|Depends|Section'
-  dpkg-deb --contents "$deb" | awk '{print $6}' | grep -E 'demo-app/.env.example$|usr/bin/keel$|man1/keel.1.gz$|completions/keel$|_keel$|keel.fish$|examples/demo.toml$|examples/demo-app/manage.py$|changelog.Debian.gz$|copyright$' | sort
+  local listing f; listing=$(dpkg-deb --contents "$deb" | awk '{print $6}')
+  for f in usr/bin/keel usr/share/man/man1/keel.1.gz usr/share/bash-completion/completions/keel \
+      usr/share/zsh/vendor-completions/_keel usr/share/fish/vendor_completions.d/keel.fish \
+      usr/share/doc/keel/examples/demo.toml usr/share/doc/keel/examples/demo-app/manage.py \
+      usr/share/doc/keel/examples/demo-app/.env.example usr/share/doc/keel/examples/cloud-init/user-data.yaml \
+      usr/share/doc/keel/templates/nginx-site.conf.j2 usr/share/doc/keel/changelog.Debian.gz usr/share/doc/keel/copyright; do
+    grep -qx "./$f" <<<"$listing" || fail "the package lacks /$f"
+  done
   # A fresh container without keel (not `fresh`: that puts keel in /usr/local/bin).
   "$VPS" up "$BOX"
   local root; root=$("$VPS" root "$BOX")
