@@ -76,7 +76,7 @@ scenario_deploy() {
   echo "deploy v2: $out"
   local v2; v2=$(jq_py "d['release']" <<<"$out")
   [ "$(jq_py "d['result']" <<<"$out")" = deployed ] || fail "v2 not deployed"
-  vx curl -s http://127.0.0.1/ | grep -q 'demo-home v2' || fail "the new version is not served"
+  output_has 'demo-home v2' vx curl -s http://127.0.0.1/ || fail "the new version is not served"
   # The long task finished: the worker's warm shutdown waited for it.
   redis_key_set e2e:slow:done || { vx journalctl -u demo-worker -n 30 --no-pager; fail "the long task did not finish across the worker's restart"; }
   # ... and it was running when the worker's stop began: started < stop began < done.
@@ -94,7 +94,7 @@ scenario_deploy() {
   grep -q 'failed its checks' <<<"$out" || fail "the failing check is not named"
   grep -q 'celery-ping' <<<"$out" || fail "the failing check is not named"
   [ "$(keel releases --output json | jq_py "d['current']")" = "$v2" ] || fail "v2 is not current again"
-  vx curl -s http://127.0.0.1/ | grep -q 'demo-home v2' || fail "v2 is not served again"
+  output_has 'demo-home v2' vx curl -s http://127.0.0.1/ || fail "v2 is not served again"
   keel verify >/dev/null || fail "v2 is not healthy after the switch back"
   keel releases
   keel releases --output json | jq_py "[r['status'] for r in d['releases']]" | grep -qx '\["failed", "ok", "ok"\]' \
@@ -102,7 +102,7 @@ scenario_deploy() {
   # Back to the first release by hand.
   keel deploy --rollback
   [ "$(keel releases --output json | jq_py "d['current']")" = "$first" ] || fail "rollback did not return to the first release"
-  vx curl -s http://127.0.0.1/ | grep -q 'demo-home: ' || fail "the first version is not served"
+  output_has 'demo-home: ' vx curl -s http://127.0.0.1/ || fail "the first version is not served"
   # One more requirement: the new venv starts from the live one (uv adds what changed), and
   # the live one is left as it was.
   app_version v4
@@ -116,7 +116,7 @@ scenario_deploy() {
   [ "$(vx head -1 "$nv/bin/celery")" = "#!$nv/bin/python" ] || fail "the new venv's scripts point elsewhere: $(vx head -1 "$nv/bin/celery")"
   [ "$(vx head -1 "$ov/bin/celery")" = "#!$ov/bin/python" ] || fail "the seed venv's scripts were changed"
   if vx "$ov/bin/python" -c 'import six' 2>/dev/null; then fail "the seed venv got the new package"; fi
-  vx curl -s http://127.0.0.1/ | grep -q 'demo-home v4' || fail "v4 is not served"
+  output_has 'demo-home v4' vx curl -s http://127.0.0.1/ || fail "v4 is not served"
   vx touch /tmp/load.stop
   sleep 1
   load_summary /tmp/load1.log

@@ -24,7 +24,7 @@ scenario_backup() {
   [ "$(pg_login 'select count(*) from notes')" = 3 ] || fail "the rows are not back"
   app_checks
   keel verify | grep -E '^backup' || fail "verify has no backup check"
-  vx ls $dir | grep -q 'pre-restore' || fail "no safety backup before the restore"
+  output_has 'pre-restore' vx ls $dir || fail "no safety backup before the restore"
   # The timer's service makes a new file.
   local before; before=$(vx sh -c "ls $dir/*.dump | sort | tail -1")
   sleep 1

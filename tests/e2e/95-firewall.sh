@@ -30,7 +30,7 @@ scenario_firewall() {
   # The same disk, in its own network namespace.
   "$VPS" private "$BOX"
   vx systemctl restart postgresql redis-server
-  vx sh -c 'ss -Htln' | tee /dev/stderr | grep -q '0.0.0.0:5432' || fail "postgres does not listen on all addresses"
+  output_has '0\.0\.0\.0:5432' vx ss -Htln || fail "postgres does not listen on all addresses"
   vx sh -c 'systemd-run --unit=e2e-https python3 -m http.server --bind :: 443 >/dev/null'
   local a p
   for a in 10.231.0.2 fd00:231::2; do
@@ -58,7 +58,7 @@ scenario_firewall() {
     done
   done
   echo "with the firewall: 22 80 443 reachable, 5432 6379 dropped, on IPv4 and IPv6"
-  vx curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1/ | grep -qx 200 || fail "the app is not served from inside"
+  output_has '^200$' vx curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1/ || fail "the app is not served from inside"
   vx nft list table inet admin >/dev/null || fail "the admin's table is gone"
   # Rollback restores the ruleset as it was before keel: keel's table gone, the admin's kept.
   keel rollback --yes
