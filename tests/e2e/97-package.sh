@@ -24,7 +24,7 @@ scenario_package() {
   # output_has reads the whole page before matching (`| grep -q` under pipefail fails at
   # random when grep exits early: seen on Debian 13).
   output_has '^NAME' vx man -P cat keel || fail "man keel does not show the page"
-  output_has 'keel - ' vx man -P cat keel || fail "man keel does not show the page's name line"
+  output_has '^ *keel +- ' vx man -P cat keel || fail "man keel does not show the page's name line"
   output_has 'deploy' vx man -P cat keel || fail "the man page lacks the deploy subcommand"
   # Bash completes `keel ins` to `keel install` with the packaged completion script.
   local words; words=$(vx bash -c '. /usr/share/bash-completion/bash_completion; . /usr/share/bash-completion/completions/keel; COMP_WORDS=(keel ins); COMP_CWORD=1; COMP_LINE="keel ins"; COMP_POINT=${#COMP_LINE}; _keel keel ins keel; printf "%s\n" "${COMPREPLY[@]}"')
