@@ -123,29 +123,17 @@ pub fn ensure_dir(ctx: &Ctx) -> StepResult<PathBuf> {
 /// special ones ("pre-restore").
 pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
     let d = ensure_dir(ctx)?;
-    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    let ts = time::OffsetDateTime::now_utc()
-        .format(&f)
-        .unwrap_or_default();
+    let ts = crate::paths::stamp();
     let app = &ctx.cfg.app.name;
-    let mut name = format!(
-        "{app}-{ts}{}.dump",
-        if note.is_empty() {
-            String::new()
-        } else {
-            format!("-{note}")
-        }
-    );
+    let suffix = if note.is_empty() {
+        String::new()
+    } else {
+        format!("-{note}")
+    };
+    let mut name = format!("{app}-{ts}{suffix}.dump");
     let mut n = 2;
     while d.join(&name).exists() {
-        name = format!(
-            "{app}-{ts}-{n}{}.dump",
-            if note.is_empty() {
-                String::new()
-            } else {
-                format!("-{note}")
-            }
-        );
+        name = format!("{app}-{ts}-{n}{suffix}.dump");
         n += 1;
     }
     let tmp = d.join(format!(".{name}.partial"));

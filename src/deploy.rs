@@ -98,18 +98,7 @@ fn restart(ctx: &Ctx) -> StepResult {
 
 /// The verify step's checks, retried as the verify step retries them (units just started).
 fn check(ctx: &Ctx) -> StepResult {
-    crate::retry::retry(
-        &ctx.cfg.retry,
-        || crate::steps::verify::check_stack(ctx),
-        |e: &StepError| e.kind == crate::retry::Kind::Transient,
-        |e, d| {
-            ctx.ui.line(&format!(
-                "[deploy] not yet: {} (again in {:.1} s)",
-                e.msg,
-                d.as_secs_f64()
-            ))
-        },
-    )
+    crate::steps::verify::check_stack_retried(ctx)
 }
 
 fn switch_to(ctx: &Ctx, st: &mut State, state_path: &Path, id: &str) -> Result<()> {

@@ -79,6 +79,14 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
+/// The UTC time as `YYYYMMDD-HHMMSS`: release ids and backup names (they sort by time).
+pub fn stamp() -> String {
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
 /// A run's id: its start time and keel's pid.
 pub fn run_id() -> String {
     let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]");

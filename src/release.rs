@@ -27,10 +27,7 @@ pub fn venvs_dir(base: &Path) -> PathBuf {
 /// A new release id: the UTC time to the second, with a suffix when that id exists (two
 /// deploys within a second). Ids sort in creation order.
 pub fn new_id(existing: &[&str]) -> String {
-    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
-    let t = time::OffsetDateTime::now_utc()
-        .format(&f)
-        .unwrap_or_default();
+    let t = crate::paths::stamp();
     let mut id = t.clone();
     let mut n = 2;
     while existing.contains(&id.as_str()) {
@@ -73,10 +70,7 @@ pub fn switch(base: &Path, id: &str) -> io::Result<()> {
             format!("{} exists and is not a link keel made", cur.display()),
         ));
     }
-    let tmp = base.join(".current.keel-new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp)?;
-    std::fs::rename(&tmp, &cur)?;
+    crate::txn::relink(&Path::new("releases").join(id), &cur)?;
     // The switch survives a power cut once the directory is on disk.
     std::fs::File::open(base)?.sync_all()
 }

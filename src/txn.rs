@@ -76,7 +76,7 @@ pub fn write_atomic(
 
 /// Point `link` at `target` through a new link renamed over it: the link is never absent
 /// (the `current` release link is read by nginx and systemd at any moment).
-fn relink(target: &Path, link: &Path) -> std::io::Result<()> {
+pub fn relink(target: &Path, link: &Path) -> std::io::Result<()> {
     let name = link.file_name().unwrap_or_default().to_string_lossy();
     let tmp = link.with_file_name(format!(".{name}.keel-new"));
     let _ = std::fs::remove_file(&tmp);

@@ -52,32 +52,21 @@ fn units(ctx: &Ctx) -> Vec<String> {
     ]
 }
 
-fn stop(ctx: &Ctx) -> std::result::Result<(), StepError> {
-    let mut args = vec!["stop"];
+/// `systemctl ACTION` over the app's socket and units, in one call.
+fn app_units(ctx: &Ctx, action: &str) -> std::result::Result<(), StepError> {
     let u = units(ctx);
-    args.extend(u.iter().map(String::as_str));
-    crate::systemd::systemctl(ctx, "restore", &args).map(|_| ())
-}
-
-fn start(ctx: &Ctx) -> std::result::Result<(), StepError> {
-    let mut args = vec!["start"];
-    let u = units(ctx);
+    let mut args = vec![action];
     args.extend(u.iter().map(String::as_str));
     crate::systemd::systemctl(ctx, "restore", &args).map(|_| ())
 }
 
 /// Stop, load, start, check: the app's checks decide.
 fn load_and_check(ctx: &Ctx, file: &Path) -> std::result::Result<(), StepError> {
-    stop(ctx)?;
+    app_units(ctx, "stop")?;
     let loaded = crate::backup::load(ctx, file);
-    start(ctx)?;
+    app_units(ctx, "start")?;
     loaded?;
-    crate::retry::retry(
-        &ctx.cfg.retry,
-        || crate::steps::verify::check_stack(ctx),
-        |e: &StepError| e.kind == crate::retry::Kind::Transient,
-        |_, _| {},
-    )
+    crate::steps::verify::check_stack_retried(ctx)
 }
 
 pub fn restore(cli: &Cli, file: &Path) -> Result<()> {

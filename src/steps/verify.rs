@@ -189,6 +189,23 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
     home.and(worker).and(beat)
 }
 
+/// `check_stack` with the verify step's retries: units that just (re)started need a moment.
+/// `keel deploy` and `keel restore` decide with it.
+pub fn check_stack_retried(ctx: &Ctx) -> StepResult {
+    crate::retry::retry(
+        &ctx.cfg.retry,
+        || check_stack(ctx),
+        |e: &StepError| e.kind == crate::retry::Kind::Transient,
+        |e, d| {
+            ctx.ui.line(&format!(
+                "[verify] not yet: {} (again in {:.1} s)",
+                e.msg,
+                d.as_secs_f64()
+            ))
+        },
+    )
+}
+
 impl Step for Verify {
     fn id(&self) -> &'static str {
         ID
