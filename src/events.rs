@@ -25,6 +25,12 @@ impl Events {
     pub fn emit(&self, event: &str, step: Option<&str>, extra: Value) {
         let mut m = Map::new();
         m.insert("ts".into(), json!(crate::paths::now()));
+        // Milliseconds for the report's timeline (ts is for people).
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        m.insert("t_ms".into(), json!(ms));
         m.insert("run_id".into(), json!(self.run_id));
         m.insert("event".into(), json!(event));
         if let Some(s) = step {

@@ -1,7 +1,7 @@
 //! The diagnostics report: everything a ticket needs, with a verdict per section so the
 //! problem is found in seconds, and nothing secret in it (known secret values, secret-looking
 //! keys and URL passwords are masked before anything is written).
-use crate::checks::Level;
+use crate::checks::{CheckResult, Level};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::step::{Ctx, Step};
@@ -446,10 +446,64 @@ fn tls(ctx: &Ctx) -> Section {
     section("tls", level, summary, body)
 }
 
+/// Health check results for the report: the verify step's (after an install) or the full
+/// set `keel verify` runs (`keel diagnose`).
+pub struct Health {
+    /// "healthy", "degraded" or "unhealthy".
+    pub verdict: String,
+    pub checks: Vec<(CheckResult, bool)>,
+    pub from: String,
+}
+
+impl Health {
+    /// The verify step's end-to-end checks from this run, if it ran them.
+    pub fn from_run(ctx: &Ctx) -> Option<Health> {
+        let checks = ctx
+            .stack_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (!checks.is_empty()).then(|| Health {
+            verdict: if checks.iter().all(|c| c.level == Level::Ok) {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+            .into(),
+            checks: checks.into_iter().map(|c| (c, true)).collect(),
+            from:
+                "the verify step's end-to-end checks in this run (keel diagnose runs every check)"
+                    .into(),
+        })
+    }
+}
+
+fn health_section(h: &Health) -> Section {
+    let mut body = String::new();
+    for (c, critical) in &h.checks {
+        body.push_str(&format!(
+            "{:<28} {:<5} {:>6} ms  {}{}\n",
+            c.name,
+            format!("{:?}", c.level).to_lowercase(),
+            c.duration_ms,
+            c.message,
+            if *critical { "" } else { " (non-critical)" }
+        ));
+    }
+    let worst = h
+        .checks
+        .iter()
+        .map(|(c, _)| c.level)
+        .max()
+        .unwrap_or(Level::Ok);
+    section("health checks", worst, h.verdict.clone(), body)
+}
+
 /// Build the report. `full`: probe services too (skipped after a run where nothing ran, to
 /// keep a no-op fast).
-pub fn build(ctx: &Ctx, state: &State, full: bool) -> Vec<Section> {
+pub fn build(ctx: &Ctx, state: &State, full: bool, health: Option<&Health>) -> Vec<Section> {
     let mut v = vec![system(&ctx.paths.root), steps_table(state)];
+    v.extend(health.map(health_section));
     if full {
         v.extend([
             services(ctx),
@@ -497,23 +551,63 @@ pub fn render_text(sections: &[Section]) -> String {
     s
 }
 
-/// Write diagnostics-<ts>.txt/.json (0600) and point diagnostics-latest.* at them.
-pub fn write_with(ctx: &Ctx, state: &State, full: bool) -> Result<(PathBuf, PathBuf)> {
-    let sections = build(ctx, state, full);
+/// The page's verdict: the checks' when there are any, else the worst section's.
+fn verdict(sections: &[Section], health: Option<&Health>) -> String {
+    if let Some(h) = health {
+        return h.verdict.clone();
+    }
+    match sections
+        .iter()
+        .map(|s| s.verdict)
+        .max()
+        .unwrap_or(Level::Ok)
+    {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+    .into()
+}
+
+/// Write diagnostics-<ts>.txt/.json/.html (0600) and point diagnostics-latest.* at them.
+pub fn write_with(
+    ctx: &Ctx,
+    state: &State,
+    full: bool,
+    health: Option<&Health>,
+) -> Result<(PathBuf, PathBuf)> {
+    let sections = build(ctx, state, full, health);
     let dir = ctx.paths.log_dir();
     crate::paths::private_dir(&dir);
-    let ts = crate::paths::now().replace([':', '-'], "");
+    let now = crate::paths::now();
+    let ts = now.replace([':', '-'], "");
     let txt = dir.join(format!("diagnostics-{ts}.txt"));
     let json = dir.join(format!("diagnostics-{ts}.json"));
+    let html = dir.join(format!("diagnostics-{ts}.html"));
     let text = redact(ctx, &render_text(&sections));
     let j = redact(
         ctx,
         &serde_json::to_string_pretty(
-            &serde_json::json!({"generated_at": crate::paths::now(), "sections": sections}),
+            &serde_json::json!({"generated_at": now, "sections": sections}),
         )
         .map_err(anyhow::Error::from)?,
     );
-    for (p, body) in [(&txt, text), (&json, j)] {
+    let events = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
+    let timeline = crate::timeline::last_run(&events);
+    let page = crate::html::Page {
+        app: &ctx.cfg.app.name,
+        generated_at: &now,
+        verdict: &verdict(&sections, health),
+        sections: &sections,
+        checks: health.map(|h| h.checks.as_slice()).unwrap_or(&[]),
+        checks_from: health
+            .map(|h| h.from.as_str())
+            .unwrap_or("no checks ran in this run: keel diagnose or keel verify runs them"),
+        timeline: timeline.as_ref(),
+    };
+    // Each text is masked before it is escaped; the page once more as a whole.
+    let page = redact(ctx, &crate::html::render(&page, &|s| redact(ctx, s)));
+    for (p, body) in [(&txt, text), (&json, j), (&html, page)] {
         crate::txn::write_atomic(p, body.as_bytes(), 0o600, None)
             .map_err(|e| Error::io(p.as_path(), e))?;
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("txt");
@@ -525,7 +619,7 @@ pub fn write_with(ctx: &Ctx, state: &State, full: bool) -> Result<(PathBuf, Path
         std::fs::rename(&tmp, &link).map_err(|e| Error::io(&link, e))?;
     }
     prune(&dir);
-    Ok((txt, json))
+    Ok((txt, html))
 }
 
 fn prune(dir: &Path) {
@@ -544,10 +638,11 @@ fn prune(dir: &Path) {
     for old in reports.iter().rev().skip(KEEP) {
         let _ = std::fs::remove_file(old);
         let _ = std::fs::remove_file(old.with_extension("json"));
+        let _ = std::fs::remove_file(old.with_extension("html"));
     }
 }
 
-pub fn write(ctx: &Ctx, state_file: &Path) -> Result<(PathBuf, PathBuf)> {
+pub fn write(ctx: &Ctx, state_file: &Path, health: Option<&Health>) -> Result<(PathBuf, PathBuf)> {
     let st = State::load(state_file)?;
-    write_with(ctx, &st, true)
+    write_with(ctx, &st, true, health)
 }

@@ -29,6 +29,8 @@ pub struct Ctx {
     pub app_tree: std::sync::OnceLock<String>,
     /// The release app-code made in this run, for the engine to record in the state file.
     pub new_release: Mutex<Option<crate::state::Release>>,
+    /// The verify step's last end-to-end checks, with their timings, for the report.
+    pub stack_checks: Mutex<Vec<crate::checks::CheckResult>>,
 }
 
 impl Ctx {

@@ -563,3 +563,49 @@ fn quiet_and_verbose() {
         .code(2)
         .stderr(contains("cannot be used with"));
 }
+
+/// The HTML page: one run bar per step that ran, the retries, the failed step and the
+/// rolled-back ones; 0600; self-contained; no secret (the loop above covers every file).
+#[test]
+fn html_report_draws_the_last_runs_timeline() {
+    let h = Host::new();
+    h.rule("apt-get -y -q -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold update\t100\t1\tE: Failed to fetch http://mirror/x  Temporary failure resolving 'mirror'");
+    h.rule("manage.py migrate\t1\t0\tdjango.db.utils.ProgrammingError: boom");
+    h.install(&["--rollback", "run"]).failure();
+    let dir = h.path("root/var/log/keel");
+    let html = std::fs::read_to_string(dir.join("diagnostics-latest.html")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(dir.join("diagnostics-latest.html"))
+            .unwrap()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let ran: Vec<String> = h
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "step-started")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ran.len() > 5, "{ran:?}");
+    assert_eq!(html.matches("<rect class=\"bar ").count(), ran.len(), "{html}");
+    for s in &ran {
+        assert!(html.contains(&format!("data-step=\"{s}\"")), "{s}");
+    }
+    assert!(html.contains("<rect class=\"bar failed\" data-step=\"django\""));
+    assert_eq!(html.matches("class=\"retry\"").count(), 1);
+    assert!(html.contains("class=\"rollback\" data-step=\"postgres\""));
+    assert!(html.contains("failed, rolled back"));
+    assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+    // A healthy install: the verify step's checks with their timings, verdict healthy.
+    let h = Host::new();
+    h.install(&[]).success();
+    let html = h.read("root/var/log/keel/diagnostics-latest.html");
+    assert!(html.contains("<h1>demo: healthy</h1>"), "{html}");
+    assert!(html.contains("celery worker round trip"));
+    h.keel().arg("diagnose").assert().success().stdout(contains(".html"));
+    let html = h.read("root/var/log/keel/diagnostics-latest.html");
+    assert!(html.contains("keel verify&#39;s checks"), "{html}");
+    assert!(html.contains("<td>redis</td>"), "{html}");
+}

@@ -83,6 +83,7 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         state_file: o.state_file,
         app_tree: Default::default(),
         new_release: Default::default(),
+        stack_checks: Default::default(),
         paths,
     }
 }

@@ -75,8 +75,13 @@ pub fn run(cli: &Cli) -> Result<()> {
     let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
     // A report after every run, failed or not; service probes only if something ran.
     let full = report.plan.iter().any(|(_, r)| r.runs());
-    match crate::report::write_with(&ctx, &st, full) {
-        Ok((txt, _)) => ctx.ui.line(&format!("diagnostics: {}", txt.display())),
+    let health = crate::report::Health::from_run(&ctx);
+    match crate::report::write_with(&ctx, &st, full, health.as_ref()) {
+        Ok((txt, html)) => ctx.ui.line(&format!(
+            "diagnostics: {} (and {})",
+            txt.display(),
+            html.display()
+        )),
         Err(e) => ctx
             .ui
             .line(&format!("could not write the diagnostics report: {e}")),

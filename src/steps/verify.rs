@@ -172,20 +172,50 @@ fn check_beat(ctx: &Ctx) -> StepResult {
     }
 }
 
-/// The whole stack, end to end, as a user would see it; the three parts side by side.
+/// The whole stack, end to end, as a user would see it; the three parts side by side. Each
+/// part's result and time is kept for the run's report.
 pub fn check_stack(ctx: &Ctx) -> StepResult {
-    let (home, worker, beat) = std::thread::scope(|s| {
-        let w = s.spawn(|| check_worker(ctx));
-        let b = s.spawn(|| check_beat(ctx));
-        let h = check_home(ctx);
-        (
+    let timed = |name: &str, f: &dyn Fn() -> StepResult| {
+        let t = std::time::Instant::now();
+        let r = f();
+        (name.to_string(), r, t.elapsed().as_millis() as u64)
+    };
+    let parts = std::thread::scope(|s| {
+        let w = s.spawn(|| timed("celery worker round trip", &|| check_worker(ctx)));
+        let b = s.spawn(|| timed("celery beat tick", &|| check_beat(ctx)));
+        let h = timed("app through nginx", &|| check_home(ctx));
+        let lost = |n: &str| {
+            (
+                n.to_string(),
+                Err(StepError::permanent(format!("{n} check panicked"), "")),
+                0,
+            )
+        };
+        [
             h,
-            w.join()
-                .unwrap_or_else(|_| Err(StepError::permanent("worker check panicked", ""))),
-            b.join()
-                .unwrap_or_else(|_| Err(StepError::permanent("beat check panicked", ""))),
-        )
+            w.join().unwrap_or_else(|_| lost("worker")),
+            b.join().unwrap_or_else(|_| lost("beat")),
+        ]
     });
+    *ctx.stack_checks.lock().unwrap_or_else(|e| e.into_inner()) = parts
+        .iter()
+        .map(|(name, r, ms)| crate::checks::CheckResult {
+            name: name.clone(),
+            level: if r.is_ok() {
+                crate::checks::Level::Ok
+            } else {
+                crate::checks::Level::Error
+            },
+            message: match r {
+                Ok(()) => "ok".into(),
+                Err(e) => e.msg.clone(),
+            },
+            hint: r.as_ref().err().map(|e| e.hint.clone()).unwrap_or_default(),
+            duration_ms: *ms,
+            ignored: false,
+        })
+        .collect();
+    let [(_, home, _), (_, worker, _), (_, beat, _)] = parts;
     home.and(worker).and(beat)
 }
 
