@@ -3,16 +3,23 @@
 //! text goes through the caller's redaction first and is escaped after (a secret holding
 //! `&` or `<` would no longer match its mask once escaped).
 use crate::checks::{CheckResult, Level};
-use crate::report::Section;
 use crate::timeline::{Outcome, Timeline};
 use std::fmt::Write;
+
+/// One section of the text report, as the page shows it.
+pub struct SectionView<'a> {
+    pub title: &'a str,
+    pub verdict: Level,
+    pub summary: &'a str,
+    pub body: &'a str,
+}
 
 pub struct Page<'a> {
     pub app: &'a str,
     pub generated_at: &'a str,
     /// "healthy", "degraded" or "unhealthy" (or a section verdict when no check ran).
     pub verdict: &'a str,
-    pub sections: &'a [Section],
+    pub sections: &'a [SectionView<'a>],
     /// (check, critical), and where the results came from.
     pub checks: &'a [(CheckResult, bool)],
     pub checks_from: &'a str,
@@ -196,9 +203,9 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
         e(p.app),
         e(p.verdict)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<div class=\"verdict v-{0}\" id=\"verdict\"><h1>{1}: {0}</h1></div><p class=\"meta\">keel {2} diagnostics, generated {3}</p>\n",
+        "<div class=\"verdict v-{0}\" id=\"verdict\"><h1>{1}: {0}</h1></div><p class=\"meta\">keel {2} diagnostics, generated {3}</p>",
         esc(p.verdict),
         e(p.app),
         env!("CARGO_PKG_VERSION"),
@@ -207,9 +214,9 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
     h.push_str("<h2>The last run</h2>\n");
     match p.timeline {
         Some(tl) => {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<p>{} {}: {}, {} step(s) in {}.</p>\n{}\n<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2e7d32\"></i>done</span><span><i class=\"sw\" style=\"background:#c62828\"></i>failed</span><span><i class=\"sw\" style=\"background:#f9a825\"></i>cut (killed)</span><span><i class=\"sw\" style=\"background:#b39ddb\"></i>rolled back</span><span style=\"color:#f57c00\">&#9660; retry</span><span style=\"color:#6a1b9a\">&#8634; the failed step's changes undone</span></p>\n",
+                "<p>{} {}: {}, {} step(s) in {}.</p>\n{}\n<p class=\"legend\"><span><i class=\"sw\" style=\"background:#2e7d32\"></i>done</span><span><i class=\"sw\" style=\"background:#c62828\"></i>failed</span><span><i class=\"sw\" style=\"background:#f9a825\"></i>cut (killed)</span><span><i class=\"sw\" style=\"background:#b39ddb\"></i>rolled back</span><span style=\"color:#f57c00\">&#9660; retry</span><span style=\"color:#6a1b9a\">&#8634; the failed step's changes undone</span></p>",
                 e(&tl.command),
                 e(&tl.run_id),
                 e(&tl.outcome),
@@ -220,9 +227,9 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
         }
         None => h.push_str("<p>No run in the event log.</p>\n"),
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<h2>Health checks</h2>\n<p class=\"meta\">{}</p>\n<table id=\"checks\"><tr><th>check</th><th>result</th><th>ms</th><th>message</th></tr>\n",
+        "<h2>Health checks</h2>\n<p class=\"meta\">{}</p>\n<table id=\"checks\"><tr><th>check</th><th>result</th><th>ms</th><th>message</th></tr>",
         e(p.checks_from)
     );
     for (c, critical) in p.checks {
@@ -250,9 +257,9 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=\"l-{1}\">{1}</td><td>{2}</td></tr>",
-            e(&s.title),
+            e(s.title),
             level_class(s.verdict),
-            e(&s.summary)
+            e(s.summary)
         );
     }
     h.push_str("</table>\n");
@@ -261,9 +268,9 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
             h,
             "<details{}><summary><b>{}</b> <span class=\"l-{2}\">{2}</span> {3}</summary><pre>{4}</pre></details>",
             if s.verdict == Level::Ok { "" } else { " open" },
-            e(&s.title),
+            e(s.title),
             level_class(s.verdict),
-            e(&s.summary),
+            e(s.summary),
             e(s.body.trim_end())
         );
     }
@@ -305,11 +312,11 @@ mod tests {
             bars: vec![bar("packages", 0, 400, Outcome::Ok), b2],
         };
         let red = |s: &str| s.replace("hunter2", "********");
-        let sections = vec![Section {
-            title: "env <b>".into(),
+        let sections = vec![SectionView {
+            title: "env <b>",
             verdict: Level::Warn,
-            summary: "s".into(),
-            body: "SECRET=hunter2".into(),
+            summary: "s",
+            body: "SECRET=hunter2",
         }];
         let page = Page {
             app: "demo",

@@ -594,11 +594,20 @@ pub fn write_with(
     );
     let events = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
     let timeline = crate::timeline::last_run(&events);
+    let views: Vec<crate::html::SectionView> = sections
+        .iter()
+        .map(|s| crate::html::SectionView {
+            title: &s.title,
+            verdict: s.verdict,
+            summary: &s.summary,
+            body: &s.body,
+        })
+        .collect();
     let page = crate::html::Page {
         app: &ctx.cfg.app.name,
         generated_at: &now,
         verdict: &verdict(&sections, health),
-        sections: &sections,
+        sections: &views,
         checks: health.map(|h| h.checks.as_slice()).unwrap_or(&[]),
         checks_from: health
             .map(|h| h.from.as_str())

@@ -365,47 +365,112 @@ fn diagnose_writes_a_private_report_without_secrets() {
     }
 }
 
+/// `keel init` in a pseudo-terminal, answered prompt by prompt: a missing source and one
+/// without manage.py are refused at the question; the project is read (WSGI, Celery, the
+/// check endpoints); the .env.example keys nothing fills are asked (the secret one hidden,
+/// stored 0600, never echoed); the config written is one `keel plan` accepts.
 #[test]
-fn init_wizard_writes_a_config_keel_accepts() {
+fn init_wizard_in_a_pty() {
     let h = Host::new();
-    let out = h.path("init.toml");
-    // A pseudo-terminal from util-linux's `script`; the answers are typed into it.
-    let cmd = format!(
-        "{} --config {} init",
-        assert_cmd::cargo::cargo_bin("keel").display(),
-        out.display()
-    );
-    let mut child = std::process::Command::new("script")
-        .args(["-qc", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("script (util-linux) is installed");
-    std::io::Write::write_all(
-        child.stdin.as_mut().unwrap(),
-        b"shop\rshop.example.org\rshop-app\r\r",
-    )
-    .unwrap();
-    assert!(child.wait().unwrap().success());
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert!(
-        text.contains("name = \"shop\"")
-            && text.contains("source = \"shop-app\"")
-            && text.contains("admin_email = \"admin@shop.example.org\""),
-        "{text}"
-    );
-    // keel accepts what the wizard wrote: `plan` refuses an invalid config (exit 2), as the
-    // test below shows, so its success here means something.
-    assert_cmd::Command::cargo_bin("keel")
-        .unwrap()
+    let app = h.path("shop-app");
+    let status = std::process::Command::new("cp")
+        .args([
+            "-r",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-app"),
+        ])
+        .arg(&app)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut example = std::fs::read_to_string(app.join(".env.example")).unwrap();
+    example.push_str("\n# ---- Payments ----\nSTRIPE_API_KEY=\nSHOP_NAME=\n");
+    std::fs::write(app.join(".env.example"), example).unwrap();
+    let answers = serde_json::json!([
+        ["App source", "no-such-dir\r"],
+        ["refused: .*no-such-dir is not a directory", ""],
+        ["App source", "shop-app/core\r"],
+        ["refused: .*no manage.py", ""],
+        ["App source", "shop-app\r"],
+        ["WSGI demo.wsgi:application; Celery app demo", ""],
+        // The settings package's name is offered; the fake host knows the user "demo".
+        ["App name.*demo", "\r"],
+        ["Domain", "shop.example.org\r"],
+        ["HTTPS", "\r"],
+        ["certificate authority", "ops@example.org\r"],
+        ["admin's e-mail", "\r"],
+        ["STRIPE_API_KEY \\(hidden", "sk_live_hunter2\r"],
+        ["SHOP_NAME", "Shop Inc\r"],
+        [
+            "what keel install would do(.|\n)*app-code(.|\n)*Write .*\\?",
+            "\r"
+        ],
+    ]);
+    let script = h.path("answers.json");
+    std::fs::write(&script, answers.to_string()).unwrap();
+    let out = h.path("keel.toml");
+    std::fs::remove_file(&out).unwrap();
+    let run = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pty_drive.py"))
+        .arg(&script)
+        .arg("--")
+        .arg(assert_cmd::cargo::cargo_bin("keel"))
         .arg("--config")
         .arg(&out)
         .arg("--state-file")
         .arg(h.path("state.json"))
+        .arg("init")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEEL_ROOT", h.path("root"))
+        .env("KEEL_FAKE_HOST", h.path("fake"))
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{transcript}");
+    assert!(
+        !transcript.contains("hunter2"),
+        "the secret was echoed: {transcript}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    for want in [
+        "name = \"demo\"",
+        "domain = \"shop.example.org\"",
+        "source = \"shop-app\"",
+        "wsgi = \"demo.wsgi:application\"",
+        "celery_app = \"demo\"",
+        "celery_ping_path = \"/celery-ping/\"",
+        "mode = \"acme\"",
+        "email = \"ops@example.org\"",
+        "admin_email = \"ops@example.org\"",
+        "SHOP_NAME = \"Shop Inc\"",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+    assert!(
+        !text.contains("hunter2") && !text.contains("STRIPE"),
+        "{text}"
+    );
+    let secret = h.path("root/etc/keel/secrets/env_stripe_api_key");
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap().trim(),
+        "sk_live_hunter2"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&secret).unwrap().mode() & 0o777, 0o600);
+    // keel accepts what the wizard wrote: `plan` refuses an invalid config (exit 2), as the
+    // test below shows, so its success here means something.
+    h.keel()
         .arg("plan")
         .assert()
         .success()
         .stdout(contains("app-code"));
+    // The install's .env gets the stored secret and the [env] value (HTTPS off: the fake
+    // host has no CA).
+    std::fs::write(&out, text.replace("mode = \"acme\"", "mode = \"off\"")).unwrap();
+    h.install(&[]).success();
+    let env = h.read("root/opt/demo/shared/.env");
+    assert!(env.contains("STRIPE_API_KEY=sk_live_hunter2"), "{env}");
+    assert!(env.contains("SHOP_NAME='Shop Inc'"), "{env}");
 }
 
 /// On a terminal: progress marks instead of timestamped lines, and the run's rollback shown
@@ -589,7 +654,11 @@ fn html_report_draws_the_last_runs_timeline() {
         .map(|e| e["step"].as_str().unwrap().to_string())
         .collect();
     assert!(ran.len() > 5, "{ran:?}");
-    assert_eq!(html.matches("<rect class=\"bar ").count(), ran.len(), "{html}");
+    assert_eq!(
+        html.matches("<rect class=\"bar ").count(),
+        ran.len(),
+        "{html}"
+    );
     for s in &ran {
         assert!(html.contains(&format!("data-step=\"{s}\"")), "{s}");
     }
@@ -604,7 +673,11 @@ fn html_report_draws_the_last_runs_timeline() {
     let html = h.read("root/var/log/keel/diagnostics-latest.html");
     assert!(html.contains("<h1>demo: healthy</h1>"), "{html}");
     assert!(html.contains("celery worker round trip"));
-    h.keel().arg("diagnose").assert().success().stdout(contains(".html"));
+    h.keel()
+        .arg("diagnose")
+        .assert()
+        .success()
+        .stdout(contains(".html"));
     let html = h.read("root/var/log/keel/diagnostics-latest.html");
     assert!(html.contains("keel verify&#39;s checks"), "{html}");
     assert!(html.contains("<td>redis</td>"), "{html}");

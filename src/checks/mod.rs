@@ -121,33 +121,6 @@ pub fn render_table(results: &[CheckResult]) -> String {
     s
 }
 
-/// Append one line per preflight run, so runs can be compared over time.
-pub fn record_preflight(ctx: &crate::step::Ctx, results: &[CheckResult]) {
-    use std::io::Write;
-    let count = |l| {
-        results
-            .iter()
-            .filter(|r| r.level == l && !r.ignored)
-            .count()
-    };
-    let line = serde_json::json!({
-        "ts": crate::paths::now(),
-        "passed": count(Level::Ok),
-        "warnings": count(Level::Warn),
-        "errors": count(Level::Error),
-        "checks": results,
-    });
-    let dir = ctx.paths.log_dir();
-    crate::paths::private_dir(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("preflight.jsonl"))
-    {
-        let _ = writeln!(f, "{}", ctx.exec.redactor.redact(&line.to_string()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

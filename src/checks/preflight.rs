@@ -286,6 +286,33 @@ pub fn run(cfg: &Config, root: &Path, ignore: &[String]) -> (Vec<CheckResult>, V
     (results, blocking)
 }
 
+/// Append one line per preflight run, so runs can be compared over time.
+pub fn record_preflight(ctx: &crate::step::Ctx, results: &[crate::checks::CheckResult]) {
+    use std::io::Write;
+    let count = |l| {
+        results
+            .iter()
+            .filter(|r| r.level == l && !r.ignored)
+            .count()
+    };
+    let line = serde_json::json!({
+        "ts": crate::paths::now(),
+        "passed": count(crate::checks::Level::Ok),
+        "warnings": count(crate::checks::Level::Warn),
+        "errors": count(crate::checks::Level::Error),
+        "checks": results,
+    });
+    let dir = ctx.paths.log_dir();
+    crate::paths::private_dir(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("preflight.jsonl"))
+    {
+        let _ = writeln!(f, "{}", ctx.exec.redactor.redact(&line.to_string()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

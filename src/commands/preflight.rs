@@ -13,7 +13,7 @@ pub fn run(cli: &Cli, ignore: &[String]) -> Result<()> {
     o.ignore_preflight = ignore.to_vec();
     let ctx = build_ctx(cfg, o);
     let (results, blocking) = checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore);
-    checks::record_preflight(&ctx, &results);
+    checks::preflight::record_preflight(&ctx, &results);
     if json_out {
         println!(
             "{}",

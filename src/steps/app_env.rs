@@ -1,6 +1,6 @@
 use super::app_code::app_user_ids;
 use crate::config::Config;
-use crate::dotenv::{self, Ask, Inputs, SecretKind};
+use crate::dotenv::{self, Ask, Inputs, Line, SecretKind};
 use crate::secrets::Secrets;
 use crate::step::{self, Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
@@ -11,6 +11,25 @@ const ID: &str = "app-env";
 
 pub fn env_file(cfg: &Config) -> std::path::PathBuf {
     cfg.shared_dir().join(".env")
+}
+
+/// Keys `derived` fills only once it has the secrets (fingerprints see them without).
+pub const SECRET_DERIVED: &[&str] = &[
+    "DATABASE_URL",
+    "DB_PASSWORD",
+    "POSTGRES_PASSWORD",
+    "DATABASE_PASSWORD",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "BROKER_URL",
+    "REDIS_PASSWORD",
+];
+
+/// Where a .env value keel keeps as a secret lives: generated ones, and those `keel init`
+/// asked for (hidden) and stored rather than put in keel.toml.
+pub fn secret_name(key: &str) -> String {
+    format!("env_{}", key.to_ascii_lowercase())
 }
 
 /// Values keel derives from keel.toml, under the names apps commonly use. `secrets` gives
@@ -139,6 +158,21 @@ pub fn build(
         StepError::permanent(format!("{example_name}: {e}"), "fix the .env.example")
     })?;
     let existing = existing_text.map(dotenv::values).unwrap_or_default();
+    // Values `keel init` stored as secrets count as provided (keel.toml's [env] wins); the
+    // ones keel generated keep their own rule (a hand-set value in .env is kept).
+    let mut provided = provided.clone();
+    if let Some(s) = secrets {
+        for l in &lines {
+            if let Line::Entry { key, .. } = l
+                && !provided.contains_key(key)
+                && dotenv::secret_kind(key).is_none()
+                && let Some(v) = s.get(&secret_name(key))
+            {
+                provided.insert(key.clone(), v);
+            }
+        }
+    }
+    let provided = &provided;
     if let Some(s) = secrets {
         // What a user supplied for secret-looking keys must not leak into logs either.
         for (k, v) in existing.iter().chain(provided.iter()) {
@@ -155,9 +189,7 @@ pub fn build(
     let mut secret = |key: &str, kind: SecretKind| -> Result<String, String> {
         match secrets {
             Some(s) => s
-                .get_or_create_with(&format!("env_{}", key.to_ascii_lowercase()), || {
-                    dotenv::generate(kind)
-                })
+                .get_or_create_with(&secret_name(key), || dotenv::generate(kind))
                 .map_err(|e| e.to_string()),
             None => Ok(dotenv::generate(kind)),
         }
