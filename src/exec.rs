@@ -23,6 +23,9 @@ pub struct Cmd {
     pub stdout_file: Option<PathBuf>,
     /// A file (opened here, never through a link) on the child's stdin (pg_restore).
     pub stdin_file: Option<PathBuf>,
+    /// Run at this niceness (through nice(1)): builds yield the CPU to dpkg during an
+    /// install and to the live app during a deploy.
+    pub nice: Option<u8>,
 }
 
 impl Cmd {
@@ -37,7 +40,12 @@ impl Cmd {
             dir: None,
             stdout_file: None,
             stdin_file: None,
+            nice: None,
         }
+    }
+    pub fn nice(mut self, n: u8) -> Cmd {
+        self.nice = Some(n);
+        self
     }
     pub fn stdout_file(mut self, p: impl Into<PathBuf>) -> Cmd {
         self.stdout_file = Some(p.into());
@@ -78,6 +86,9 @@ impl Cmd {
     /// argv as actually spawned (runuser prefix included).
     pub fn argv(&self) -> Vec<String> {
         let mut v = vec![];
+        if let Some(n) = self.nice {
+            v.extend(["nice".to_string(), "-n".into(), n.to_string()]);
+        }
         if let Some(u) = &self.user {
             v.extend(["runuser".to_string(), "-u".into(), u.clone(), "--".into()]);
         }

@@ -44,7 +44,7 @@ pub fn esc(s: &str) -> String {
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1040px;padding:16px;color:#1b1b1b}
 h1{font-size:20px;margin:0}h2{font-size:16px;margin:24px 0 8px}
 .verdict{padding:14px 18px;border-radius:6px;color:#fff;margin-bottom:8px}
-.v-healthy,.v-ok{background:#2e7d32}.v-degraded,.v-warn{background:#b26a00}.v-unhealthy,.v-error{background:#c62828}
+.v-healthy,.v-ok{background:#2e7d32}.v-degraded,.v-warn{background:#b26a00}.v-unhealthy,.v-error,.v-failed{background:#c62828}
 .meta{color:#555}table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.l-ok{color:#2e7d32}.l-warn{color:#b26a00}.l-error{color:#c62828;font-weight:600}
 pre{background:#f6f6f6;padding:8px;overflow-x:auto;white-space:pre-wrap;font-size:12px}
@@ -154,14 +154,6 @@ pub fn timeline_svg(tl: &Timeline, red: &dyn Fn(&str) -> String) -> String {
                 esc(&red(why))
             );
         }
-        if let Some(t) = b.undone {
-            let _ = write!(
-                s,
-                "<text class=\"undone\" x=\"{}\" y=\"{}\" fill=\"#6a1b9a\">&#8634; undone</text>",
-                x(t) + 4,
-                y + 13
-            );
-        }
         if let Some((r0, r1, ok)) = b.rollback {
             let (a, z) = (x(r0), x(r1).max(x(r0) + 3));
             let _ = write!(
@@ -183,6 +175,14 @@ pub fn timeline_svg(tl: &Timeline, red: &dyn Fn(&str) -> String) -> String {
             y + 13,
             secs(b.end - b.start)
         );
+        if b.undone.is_some() {
+            let _ = write!(
+                s,
+                "<text class=\"undone\" x=\"{}\" y=\"{}\" fill=\"#6a1b9a\">&#8634; undone</text>",
+                label_end + 48,
+                y + 13
+            );
+        }
     }
     s.push_str("</svg>");
     s

@@ -552,9 +552,16 @@ pub fn render_text(sections: &[Section]) -> String {
 }
 
 /// The page's verdict: the checks' when there are any, else the worst section's.
-fn verdict(sections: &[Section], health: Option<&Health>) -> String {
+fn verdict(state: &State, sections: &[Section], health: Option<&Health>) -> String {
     if let Some(h) = health {
         return h.verdict.clone();
+    }
+    if state
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.outcome == crate::state::RunOutcome::Failed)
+    {
+        return "failed".into();
     }
     match sections
         .iter()
@@ -606,7 +613,7 @@ pub fn write_with(
     let page = crate::html::Page {
         app: &ctx.cfg.app.name,
         generated_at: &now,
-        verdict: &verdict(&sections, health),
+        verdict: &verdict(state, &sections, health),
         sections: &views,
         checks: health.map(|h| h.checks.as_slice()).unwrap_or(&[]),
         checks_from: health

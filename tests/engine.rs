@@ -86,7 +86,7 @@ fn full_install_then_noop() {
     assert_eq!(owner("root/opt/demo/venvs"), (997, 0o755));
     // uv installs as the build user, into the release's venv, bytecode compiled.
     assert!(
-        cmds.contains("[python-env] runuser -u demo-build -- /var/lib/keel/tools/bin/uv pip install -q --compile-bytecode --python /opt/demo/venvs/"),
+        cmds.contains("[python-env] nice -n 10 runuser -u demo-build -- /var/lib/keel/tools/bin/uv pip install -q --compile-bytecode --python /opt/demo/venvs/"),
         "{cmds}"
     );
     assert!(

@@ -39,13 +39,21 @@ impl Step for Django {
             .value("admin_email", ctx.cfg.admin_email())
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
-        ctx.ui.step_note(ID, "manage.py migrate");
-        ctx.run(ID, &manage(ctx, &["migrate", "--noinput"]))
-            .map_err(|e| {
-                e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
-            })?;
-        ctx.ui.step_note(ID, "manage.py collectstatic");
-        ctx.run(ID, &manage(ctx, &["collectstatic", "--noinput"]))?;
+        ctx.ui.step_note(ID, "manage.py migrate, collectstatic");
+        // collectstatic needs no database: it runs beside migrate (off the critical path).
+        let (migrated, collected) = std::thread::scope(|s| {
+            let c = s.spawn(|| ctx.run(ID, &manage(ctx, &["collectstatic", "--noinput"])));
+            let m = ctx.run(ID, &manage(ctx, &["migrate", "--noinput"]));
+            (
+                m,
+                c.join()
+                    .unwrap_or_else(|_| Err(StepError::permanent("collectstatic panicked", ""))),
+            )
+        });
+        migrated.map_err(|e| {
+            e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
+        })?;
+        collected?;
         ctx.ui.step_note(ID, "admin user");
         let password = ctx.secrets.get_or_create("admin_password")?;
         // Through stdin: the password never reaches a command line.

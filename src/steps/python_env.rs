@@ -32,6 +32,7 @@ pub fn as_app_in(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
 fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
     let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
     as_user(ctx, &ctx.cfg.build_user(), venvs.clone(), dir, program)
+        .nice(10)
         .env(
             "UV_CACHE_DIR",
             &venvs.join(".uv-cache").display().to_string(),

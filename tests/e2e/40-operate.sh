@@ -42,9 +42,41 @@ scenario_verify_diagnose() {
   vx grep -q 'python packages' /var/log/keel/diagnostics-latest.txt
   # Every section of a full report is there, each with a verdict.
   vx sh -c 'cat /var/log/keel/diagnostics-latest.json' | jq_py "sorted(s['title'] for s in d['sections'] if s['verdict'] in ('ok','warn','error'))" \
-    | grep -qx '\["backups", "keel steps", "listening ports", "nginx -t", "permissions", "postgres and redis", "python packages", "recent events", "services", "system", "tls"\]' \
+    | grep -qx '\["backups", "health checks", "keel steps", "listening ports", "nginx -t", "permissions", "postgres and redis", "python packages", "recent events", "services", "system", "tls"\]' \
     || fail "report sections: $(vx cat /var/log/keel/diagnostics-latest.json | jq_py "[(s['title'], s['verdict']) for s in d['sections']]")"
   no_secret_leaks
+  report_pages
+}
+
+# The HTML report, rendered by Chromium: the install's timeline (one bar per step that ran),
+# then a failed run rolled back (a failed bar, rollback bars); no secret in either page.
+report_pages() {
+  local dom steps n
+  vx test "$(vx stat -L -c %a /var/log/keel/diagnostics-latest.html)" = 600 || fail "HTML report not 0600"
+  dom=$(render_report report-install)
+  steps=$(keel status --output json | jq_py "' '.join(s['id'] for s in d['steps'] if s['status']=='completed')")
+  n=$(echo "$steps" | wc -w)
+  [ "$n" -ge 15 ] || fail "only $n completed steps"
+  [ "$(dom_count "$dom" '<rect class="bar ok"')" = "$n" ] || fail "want $n bars in the install's timeline, DOM has $(dom_count "$dom" '<rect class="bar ')"
+  for s in $steps; do grep -q "data-step=\"$s\"" "$dom" || fail "no bar for $s"; done
+  grep -q 'succeeded, [0-9]* step(s)' "$dom" || fail "run outcome missing"
+  grep -q '<td>redis</td>' "$dom" || fail "health checks missing from the page"
+  # A failed run rolled back: redis and nginx re-run side by side, nginx -t fails.
+  vx sed -i -e 's/^maxmemory_mb = .*/maxmemory_mb = 300/' -e 's/^client_max_body_mb = .*/client_max_body_mb = 21/' /etc/keel/keel.toml
+  inject_failure nginx
+  local rc=0; keel install --yes --rollback run || rc=$?
+  clear_failures
+  [ "$rc" = 1 ] || fail "the injected nginx failure exited $rc"
+  dom=$(render_report report-failed-rolled-back)
+  grep -q '<rect class="bar failed" data-step="nginx"' "$dom" || fail "no failed bar for nginx"
+  grep -q 'class="rollback" data-step="redis"' "$dom" || fail "no rollback bar for redis"
+  grep -q 'failed, rolled back' "$dom" || fail "the run's outcome is not on the page"
+  grep -q 'id="verdict"' "$dom" || fail "no verdict"
+  for f in $(vx sh -c 'ls /etc/keel/secrets'); do
+    v=$(vx cat "/etc/keel/secrets/$f")
+    if grep -qF -- "$v" "$here"/target/e2e/artifacts/report-*.html; then fail "secret $f in an HTML report"; fi
+  done
+  echo "report pages: $n bars, then a failed bar and rollback bars; PNGs under target/e2e/artifacts"
 }
 
 scenario_cloud_init() {

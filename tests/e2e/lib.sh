@@ -47,3 +47,26 @@ output_has() {
   local out; out=$("$@" 2>&1) || true
   grep -Eq -- "$pat" <<<"$out"
 }
+
+# render_report NAME: this host's headless Chromium renders the container's
+# diagnostics-latest.html (from a file:// URL, no network) to target/e2e/artifacts/NAME.png
+# and dumps the DOM it built to target/e2e/artifacts/NAME.dom.html; prints the DOM's path.
+render_report() {
+  local art="$here/target/e2e/artifacts" root page
+  mkdir -p "$art"
+  root=$("$VPS" root "$BOX")
+  page=$(vx readlink -f /var/log/keel/diagnostics-latest.html)
+  cp "$root$page" "$art/$1.html"
+  # Chromium's profile in a throwaway directory; it answers on stdout, chatters on stderr.
+  local prof; prof=$(mktemp -d)
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$prof" \
+    --window-size=1100,1500 --screenshot="$art/$1.png" "file://$art/$1.html" >/dev/null 2>&1 \
+    || fail "chromium could not render $1.html"
+  timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$prof" \
+    --dump-dom "file://$art/$1.html" >"$art/$1.dom.html" 2>/dev/null || fail "chromium could not dump $1.html"
+  rm -rf "$prof"
+  [ -s "$art/$1.png" ] || fail "no PNG for $1"
+  echo "$art/$1.dom.html"
+}
+# dom_count FILE PATTERN: occurrences of PATTERN in FILE
+dom_count() { grep -o -- "$2" "$1" | wc -l; }
