@@ -29,32 +29,62 @@ $V up $B >/dev/null
 $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PKGS >/dev/null"
 $V down $B
 
-echo "== floor: apt-get install + pip install in a fresh container"
-$V up $B >/dev/null
-root=$($V root $B); cp examples/demo-app/requirements.txt "$root/root/requirements.txt"
-t0=$(now)
-$V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null \
-  && python3 -m venv /root/venv && /root/venv/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt gunicorn"
-t1=$(now); FLOOR=$(secs "$t0" "$t1")
-$V down $B
-echo "floor: ${FLOOR}s"
-
-echo "== keel: fresh install of the demo stack"
-$V up $B >/dev/null
-root=$($V root $B)
-install -m 0755 target/release/keel "$root/usr/local/bin/keel"
-mkdir -p "$root/etc/keel" && cp -r examples/. "$root/etc/keel/" && cp examples/demo.toml "$root/etc/keel/keel.toml"
-# Sample keel's peak RSS (VmHWM) from this side while it runs.
-( peak=0; while :; do for p in $(pgrep -x keel); do h=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$peak" ] && peak=$h && echo "$peak" >/tmp/keel-bench-rss; done; sleep 0.05; done ) &
-SAMPLER=$!
-t0=$(now)
-$V exec $B keel --config /etc/keel/keel.toml install --yes >/tmp/keel-bench.log 2>&1 || { tail -30 /tmp/keel-bench.log; exit 1; }
-t1=$(now); FRESH=$(secs "$t0" "$t1")
-kill $SAMPLER 2>/dev/null || true
+# Fresh installs vary by seconds from one container to the next (the disk, the mirror's
+# answers): floor and keel alternate, ROUNDS each, and the medians are compared.
+ROUNDS=${KEEL_BENCH_ROUNDS:-5}
+ART=target/bench; mkdir -p "$ART"
+FLOORS=(); FRESHES=(); DJANGOS=()
+dpkg_conf() { (cd "$1" && find etc/dpkg etc/apt/apt.conf.d -type f ! -name '*keel*' -exec sha256sum {} + | sort); }
+keel_round() { # a fresh install in a fresh container; leaves it up
+  $V up $B >/dev/null
+  root=$($V root $B)
+  install -m 0755 target/release/keel "$root/usr/local/bin/keel"
+  mkdir -p "$root/etc/keel" && cp -r examples/. "$root/etc/keel/" && cp examples/demo.toml "$root/etc/keel/keel.toml"
+  # Sample keel's peak RSS (VmHWM) from this side while it runs.
+  ( peak=0; while :; do for p in $(pgrep -x keel); do h=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$peak" ] && peak=$h && echo "$peak" >/tmp/keel-bench-rss; done; sleep 0.05; done ) &
+  SAMPLER=$!
+  t0=$(now)
+  $V exec $B keel --config /etc/keel/keel.toml install --yes >/tmp/keel-bench.log 2>&1 || { tail -30 /tmp/keel-bench.log; exit 1; }
+  t1=$(now); FRESHES+=("$(secs "$t0" "$t1")")
+  kill $SAMPLER 2>/dev/null || true
+  # dpkg's and apt's configuration as the plain install leaves it (keel's own baseline
+  # files aside): nothing keel did for speed stays behind.
+  [ "$(dpkg_conf "$root")" = "$FLOOR_DPKG" ] || { echo "dpkg/apt configuration differs from the floor's:"; diff <(echo "$FLOOR_DPKG") <(dpkg_conf "$root"); exit 1; }
+  # Django's own work, one command after another (what a plain setup runs): the django
+  # step's migrate, collectstatic and admin-user commands, from its log.
+  DJANGOS+=("$(awk '/\$ .*manage.py (migrate --noinput|collectstatic|shell)/ {want=1; next} want && /^--- exit 0 in/ {sub("s","",$5); t+=$5; want=0} END {printf "%.2f", t}' "$root/var/log/keel/steps/django.log")")
+  cp "$root/var/log/keel/events.jsonl" "$ART/keel-events.jsonl"
+  cp "$root/var/log/dpkg.log" "$ART/keel-dpkg.log"
+  echo "keel fresh: ${FRESHES[-1]}s (Django's commands ${DJANGOS[-1]} s)"
+}
+for i in $(seq "$ROUNDS"); do
+  echo "== round $i/$ROUNDS: floor (apt-get install + pip install), then keel's fresh install"
+  $V up $B >/dev/null
+  root=$($V root $B); cp examples/demo-app/requirements.txt "$root/root/requirements.txt"
+  t0=$(now)
+  $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null \
+    && python3 -m venv /root/venv && /root/venv/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt gunicorn"
+  t1=$(now); FLOORS+=("$(secs "$t0" "$t1")")
+  cp "$root/var/log/dpkg.log" "$ART/floor-dpkg.log"
+  FLOOR_DPKG=$(dpkg_conf "$root")
+  $V down $B
+  echo "floor: ${FLOORS[-1]}s"
+  [ "$i" = "$ROUNDS" ] || { keel_round; $V down $B; continue; }
+  keel_round
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+FLOOR=$(median "${FLOORS[@]}"); FRESH=$(median "${FRESHES[@]}"); DJANGO_S=$(median "${DJANGOS[@]}")
+# Each round's ratio (its keel run over its own floor + Django's commands, back to back), and
+# their median: the figure the target is judged on.
+RATIOS=(); for i in "${!FLOORS[@]}"; do RATIOS+=("$(python3 -c "print(f'{${FRESHES[$i]} / (${FLOORS[$i]} + ${DJANGOS[$i]}):.3f}')")"); done
+RATIO=$(median "${RATIOS[@]}")
+echo "per-round ratios: ${RATIOS[*]}; median $RATIO"
+DJANGO_MS=$(python3 -c "print(int($DJANGO_S * 1000))")
 RSS_KB=$(cat /tmp/keel-bench-rss 2>/dev/null || echo 0)
-DJANGO_MS=$($V exec $B keel --config /etc/keel/keel.toml status --output json | python3 -c "import json,sys; print([s['duration_ms'] for s in json.load(sys.stdin)['steps'] if s['id']=='django'][0])")
 VERIFY_MS=$($V exec $B keel --config /etc/keel/keel.toml status --output json | python3 -c "import json,sys; print([s['duration_ms'] for s in json.load(sys.stdin)['steps'] if s['id']=='verify'][0])")
-echo "keel fresh: ${FRESH}s (django step ${DJANGO_MS} ms, verify step ${VERIFY_MS} ms); peak RSS ${RSS_KB} kB"
+echo "floor (apt + pip): ${FLOORS[*]} s, median $FLOOR; keel: ${FRESHES[*]} s, median $FRESH; Django's commands median ${DJANGO_S} s"
+echo "== where the time went (the last keel round; dpkg from its log)"
+python3 scripts/breakdown.py "$ART/keel-events.jsonl" "$ART/keel-dpkg.log" "$ART/floor-dpkg.log" | tee "$ART/breakdown.txt"
 
 echo "== keel: no-op re-run"
 best=999; for i in 1 2 3 4 5; do
@@ -109,17 +139,17 @@ PYC=$($V exec $B sh -c 'd=$(readlink -f /opt/demo/current/venv); echo "$(find $d
 echo "deploy: ${DEPLOY_SAME}s same requirements, ${DEPLOY_CHANGED}s changed; venv: uv ${UV_S}s, pip in place ${PIP_INPLACE}s, pip fresh ${PIP_FRESH}s; first import ${IMPORT_MS} ms ($PYC)"
 $V down $B
 
-python3 - "$FLOOR" "$FRESH" "$DJANGO_MS" "$NOOP" "$OWN_MS" "$RSS_KB" "$VPAR" "$VSEQ" \
+python3 - "$RATIO" "$FLOOR" "$FRESH" "$DJANGO_MS" "$NOOP" "$OWN_MS" "$RSS_KB" "$VPAR" "$VSEQ" \
   "$DEPLOY_SAME" "$DEPLOY_CHANGED" "$UV_S" "$PIP_INPLACE" "$PIP_FRESH" "$IMPORT_MS" <<'PY'
 import sys
-(floor, fresh, django_ms, noop, own_ms, rss_kb, vpar, vseq,
+(ratio, floor, fresh, django_ms, noop, own_ms, rss_kb, vpar, vseq,
  dsame, dchanged, uv, pip_in, pip_fresh, import_ms) = map(float, sys.argv[1:])
-target = 1.10 * floor + django_ms / 1000
+seq = floor + django_ms / 1000
 print()
 print("| measure | value | target |")
 print("|---|---|---|")
-print(f"| floor (apt-get + pip) | {floor:.1f} s | |")
-print(f"| keel fresh install | {fresh:.1f} s = {fresh/floor:.2f} × floor | ≤ 1.10 × floor + Django's {django_ms/1000:.1f} s = {target:.1f} s: {'met' if fresh <= target else 'NOT met'} |")
+print(f"| sequential floor: apt-get + pip + Django's migrate/collectstatic/admin | {floor:.1f} + {django_ms/1000:.1f} = {seq:.1f} s (median) | |")
+print(f"| keel fresh install (median) | {fresh:.1f} s; median of the rounds' ratios {ratio:.2f} × floor | ≤ 0.95 × floor: {'met' if ratio <= 0.95 else 'NOT met'} |")
 print(f"| keel no-op re-run with drift checks (wall) | {noop:.3f} s | ≤ 0.3 s: {'met' if noop <= 0.3 else 'NOT met'} |")
 print(f"| keel's own time, no-op | {own_ms:.1f} ms | ≤ 100 ms: {'met' if own_ms <= 100 else 'NOT met'} |")
 print(f"| keel peak RSS (fresh install) | {rss_kb/1024:.1f} MB | ≤ 30 MB: {'met' if rss_kb <= 30*1024 else 'NOT met'} |")

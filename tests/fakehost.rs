@@ -55,6 +55,11 @@ impl Host {
         std::fs::create_dir_all(h.path("root/etc/postgresql/15/main/conf.d")).unwrap();
         std::fs::create_dir_all(h.path("root/var/lib/dpkg")).unwrap();
         h.write("root/var/lib/dpkg/lock-frontend", "");
+        // python3-pip-whl's file (python3-venv brings it): keel puts uv in with it.
+        h.write(
+            "root/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl",
+            "",
+        );
         h.write("root/etc/redis/redis.conf", REDIS_CONF);
         h.write(
             "root/etc/nginx/sites-available/default",

@@ -94,17 +94,36 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
     }
     ctx.ui
         .step_note(ID, &format!("installing uv {UV_VERSION} into {TOOLS}"));
+    // No pip inside the tools venv (ensurepip would install pip and setuptools there: seconds
+    // of CPU beside dpkg on a fresh host): Debian's own pip wheel (python3-pip-whl, which
+    // python3-venv brings; root's, from the package) runs once to put uv in.
     ctx.run(
         ID,
-        &Cmd::new("python3").args(["-m", "venv", "--clear", TOOLS]),
+        &Cmd::new("python3").args(["-m", "venv", "--clear", "--without-pip", TOOLS]),
     )
     .map_err(|e| {
         e.hint("python3-venv must be in packages.python (or set deploy.installer = \"pip\")")
     })?;
+    let wheels = ctx.host("/usr/share/python-wheels");
+    let mut pips: Vec<String> = std::fs::read_dir(&wheels)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("pip-") && n.ends_with(".whl"))
+        .collect();
+    pips.sort();
+    let pip = pips.pop().ok_or_else(|| {
+        StepError::permanent(
+            "no pip wheel in /usr/share/python-wheels",
+            "python3-venv (which brings python3-pip-whl) must be in packages.python",
+        )
+    })?;
     ctx.run(
         ID,
-        &Cmd::new(&format!("{TOOLS}/bin/pip"))
+        &Cmd::new(&format!("{TOOLS}/bin/python"))
             .args([
+                &format!("/usr/share/python-wheels/{pip}/pip"),
                 "install",
                 "--disable-pip-version-check",
                 "--no-input",

@@ -131,15 +131,22 @@ impl Step for Services {
             systemctl(ctx, ID, &["enable", "--now", &sock_unit])
                 .map_err(|e| e.hint(format!("see journalctl -u {sock_unit} -n 50")))?;
         }
+        let mut start = vec![];
         for unit in unit_names(ctx) {
             if is_active(ctx, ID, &unit) {
                 // The step runs because its inputs changed: pick up new code, settings, units.
                 crate::systemd::apply(ctx, ID, "restart", &unit, tx)?;
             } else {
                 tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", &unit]));
-                systemctl(ctx, ID, &["enable", "--now", &unit])
-                    .map_err(|e| e.hint(format!("see journalctl -u {unit} -n 50")))?;
+                start.push(unit);
             }
+        }
+        if !start.is_empty() {
+            // One call: systemd starts them side by side.
+            let mut args = vec!["enable", "--now"];
+            args.extend(start.iter().map(String::as_str));
+            systemctl(ctx, ID, &args)
+                .map_err(|e| e.hint(format!("see journalctl -u {} -n 50", start.join(" -u "))))?;
         }
         Ok(())
     }

@@ -80,16 +80,23 @@ report_pages() {
 }
 
 scenario_cloud_init() {
+  # The .deb, served from this side (the container shares this network) at the URL put in
+  # place of the example's.
+  local deb; deb=$(scripts/package.sh | tail -1)
+  [ -f "$deb" ] || fail "no package built"
+  # Bounded by timeout(1): a failed scenario (exit) cannot leave it holding the port.
+  timeout 1200 python3 -m http.server 8089 --bind 127.0.0.1 --directory "$(dirname "$deb")" >/dev/null 2>&1 &
+  local server=$!
   local prep; prep=$(mktemp)
   cat >"$prep" <<EOS
 #!/bin/sh
 set -e
 root=\$1
-install -m 0755 "$KEEL_BIN" "\$root/usr/local/bin/keel"
-mkdir -p "\$root/usr/local/share/keel" "\$root/var/lib/cloud/seed/nocloud" "\$root/etc/cloud/cloud.cfg.d"
-cp -r "$PWD/examples" "\$root/usr/local/share/keel/examples"
+mkdir -p "\$root/var/lib/cloud/seed/nocloud" "\$root/etc/cloud/cloud.cfg.d"
 printf 'instance-id: keel-e2e\nlocal-hostname: keel-e2e\n' >"\$root/var/lib/cloud/seed/nocloud/meta-data"
-cp "$PWD/examples/cloud-init/user-data.yaml" "\$root/var/lib/cloud/seed/nocloud/user-data"
+sed 's|https://downloads.example.com/keel/keel_0.1.0-1_amd64.deb|http://127.0.0.1:8089/$(basename "$deb")|' \
+  "$PWD/examples/cloud-init/user-data.yaml" >"\$root/var/lib/cloud/seed/nocloud/user-data"
+grep -q 127.0.0.1:8089 "\$root/var/lib/cloud/seed/nocloud/user-data"
 printf 'datasource_list: [ NoCloud, None ]\n' >"\$root/etc/cloud/cloud.cfg.d/99-datasource.cfg"
 EOS
   chmod +x "$prep"
@@ -100,7 +107,11 @@ readme, example = open(sys.argv[1]).read(), open(sys.argv[2]).read()
 sys.exit(0 if example.strip() in readme else 1)
 PY
   KEEL_E2E_FLAVOR=cloudinit KEEL_E2E_PREPARE="$prep" KEEL_E2E_NOWAIT=1 "$VPS" up "$BOX"
-  # Called while cloud-init is still booting: keel may not have started yet.
+  # keel arrives with the package (runcmd); then it is called while it may not have started.
+  local i; for i in $(seq 600); do vx test -x /usr/bin/keel && break; sleep 1; done
+  vx test -x /usr/bin/keel || { vx tail -40 /var/log/cloud-init-output.log; fail "cloud-init did not install keel's package"; }
+  kill "$server" 2>/dev/null || true
+  vx dpkg -s keel | grep -q '^Status: install ok installed' || fail "keel's package is not installed"
   local rc=0; vx keel status --wait --timeout 900 || rc=$?
   vx cloud-init status --long || true
   [ "$rc" = 0 ] || { vx tail -40 /var/log/cloud-init-output.log; fail "keel status --wait exited $rc"; }
