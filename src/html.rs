@@ -284,17 +284,7 @@ mod tests {
     use crate::timeline::Bar;
 
     fn bar(step: &str, start: u64, end: u64, outcome: Outcome) -> Bar {
-        Bar {
-            step: step.into(),
-            start,
-            end,
-            outcome,
-            attempts: 1,
-            retries: vec![],
-            undone: None,
-            rollback: None,
-            error: String::new(),
-        }
+        Bar::new(step, start, end, outcome)
     }
 
     #[test]

@@ -38,6 +38,22 @@ pub struct Bar {
     pub error: String,
 }
 
+impl Bar {
+    pub fn new(step: &str, start: u64, end: u64, outcome: Outcome) -> Bar {
+        Bar {
+            step: step.into(),
+            start,
+            end,
+            outcome,
+            attempts: 0,
+            retries: vec![],
+            undone: None,
+            rollback: None,
+            error: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
     pub run_id: String,
@@ -99,17 +115,7 @@ pub fn last_run(events: &str) -> Option<Timeline> {
         let dur = e.get("duration_ms").and_then(Value::as_u64).unwrap_or(0);
         let bar = tl.bars.iter_mut().rev().find(|b| b.step == step);
         match (str_of(e, "event"), bar) {
-            ("step-started", _) => tl.bars.push(Bar {
-                step: step.into(),
-                start: t,
-                end: t,
-                outcome: Outcome::Cut,
-                attempts: 0,
-                retries: vec![],
-                undone: None,
-                rollback: None,
-                error: String::new(),
-            }),
+            ("step-started", _) => tl.bars.push(Bar::new(step, t, t, Outcome::Cut)),
             ("step-finished" | "step-failed", Some(b)) => {
                 b.end = t.max(b.start);
                 b.outcome = if str_of(e, "event") == "step-finished" {
@@ -129,15 +135,14 @@ pub fn last_run(events: &str) -> Option<Timeline> {
                     Some(b) => b.rollback = Some((span.0, span.1, ok)),
                     // `keel rollback`: the step did not run in this run, only its undo.
                     None => tl.bars.push(Bar {
-                        step: step.into(),
-                        start: span.0,
-                        end: span.1,
-                        outcome: if ok { Outcome::Ok } else { Outcome::Failed },
                         attempts: 1,
-                        retries: vec![],
-                        undone: None,
                         rollback: Some((span.0, span.1, ok)),
-                        error: String::new(),
+                        ..Bar::new(
+                            step,
+                            span.0,
+                            span.1,
+                            if ok { Outcome::Ok } else { Outcome::Failed },
+                        )
                     }),
                 }
             }
