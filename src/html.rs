@@ -134,7 +134,8 @@ pub fn timeline_svg(tl: &Timeline, red: &dyn Fn(&str) -> String) -> String {
             y + 13,
             esc(&b.step)
         );
-        if b.rollback.is_none() || b.end > b.start || b.outcome != Outcome::Ok {
+        // A step that ran has its bar even when it took under a millisecond.
+        if b.ran {
             let _ = write!(
                 s,
                 "<rect class=\"bar {}\" data-step=\"{}\" x=\"{x0}\" y=\"{y}\" width=\"{}\" height=\"16\" rx=\"2\" fill=\"{}\"><title>{}</title></rect>",
@@ -299,7 +300,15 @@ mod tests {
             started_ms: 0,
             span_ms: 1000,
             outcome: "failed".into(),
-            bars: vec![bar("packages", 0, 400, Outcome::Ok), b2],
+            bars: vec![
+                bar("packages", 0, 400, Outcome::Ok),
+                b2,
+                // Under a millisecond, then rolled back: still its own run bar.
+                Bar {
+                    rollback: Some((960, 990, true)),
+                    ..bar("firewall", 401, 401, Outcome::Ok)
+                },
+            ],
         };
         let red = |s: &str| s.replace("hunter2", "********");
         let sections = vec![SectionView {
@@ -318,7 +327,8 @@ mod tests {
             timeline: Some(&tl),
         };
         let html = render(&page, &red);
-        assert_eq!(html.matches("<rect class=\"bar ").count(), 2);
+        assert_eq!(html.matches("<rect class=\"bar ").count(), 3);
+        assert!(html.contains("<rect class=\"rollback\" data-step=\"firewall\""));
         assert!(html.contains("data-step=\"django\""));
         assert!(html.contains("class=\"retry\""));
         assert!(html.contains("undone"));

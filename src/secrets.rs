@@ -74,6 +74,18 @@ impl Secrets {
         Ok(v)
     }
 
+    /// Store `value` as `name` (0600), replacing what was there: a value the admin gave.
+    pub fn set(&self, name: &str, value: &str) -> std::io::Result<()> {
+        self.ensure_dir()?;
+        self.redactor.add(value);
+        crate::fsx::write_atomic(
+            &self.path(name),
+            format!("{value}\n").as_bytes(),
+            0o600,
+            None,
+        )
+    }
+
     pub fn ensure_dir(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;

@@ -36,6 +36,8 @@ pub struct Bar {
     /// The step rolled back later in the same run: (start, end, succeeded).
     pub rollback: Option<(u64, u64, bool)>,
     pub error: String,
+    /// The step ran in this run (false: only its undo did, in a `keel rollback`).
+    pub ran: bool,
 }
 
 impl Bar {
@@ -50,6 +52,7 @@ impl Bar {
             undone: None,
             rollback: None,
             error: String::new(),
+            ran: true,
         }
     }
 }
@@ -136,6 +139,7 @@ pub fn last_run(events: &str) -> Option<Timeline> {
                     // `keel rollback`: the step did not run in this run, only its undo.
                     None => tl.bars.push(Bar {
                         attempts: 1,
+                        ran: false,
                         rollback: Some((span.0, span.1, ok)),
                         ..Bar::new(
                             step,
@@ -257,6 +261,7 @@ mod tests {
         let tl = last_run(&log).expect("a run");
         assert_eq!(tl.command, "rollback");
         assert_eq!(tl.bars.len(), 1);
+        assert!(!tl.bars[0].ran);
         assert_eq!((tl.bars[0].start, tl.bars[0].end), (2000, 3000));
         assert_eq!(tl.outcome, "rolled back");
         assert!(last_run("not json\n").is_none());

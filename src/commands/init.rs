@@ -523,8 +523,9 @@ pub fn run(cli: &Cli) -> Result<()> {
     crate::txn::write_atomic(path, text.as_bytes(), 0o644, None).map_err(|e| Error::io(path, e))?;
     for (k, v) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
         let name = crate::steps::app_env::secret_name(k);
+        // A new answer replaces an earlier init's.
         ctx.secrets
-            .get_or_create_with(&name, || v.clone())
+            .set(&name, v)
             .map_err(|e| Error::io(ctx.secrets.path(&name), e))?;
     }
     println!(
