@@ -28,6 +28,45 @@ pub fn ensure_running(ctx: &Ctx, step: &str, unit: &str, tx: &mut Txn) -> StepRe
     Ok(())
 }
 
+/// A keel timer's unit files (the timer and its service): written when `on` (true if any
+/// changed), else the timer stopped and disabled and the files removed (true if any was
+/// there). The backup timer and the health timer share it.
+pub fn timer_files(
+    ctx: &Ctx,
+    step: &str,
+    tx: &mut Txn,
+    timer: &str,
+    files: &[(std::path::PathBuf, String)],
+    on: bool,
+) -> StepResult<bool> {
+    if !on {
+        let there = files.iter().any(|(p, _)| p.exists());
+        if there {
+            let _ = systemctl(ctx, step, &["disable", "--now", timer]);
+            for (p, _) in files {
+                tx.remove(p).map_err(crate::step::io_err(p))?;
+            }
+        }
+        return Ok(there);
+    }
+    let mut changed = false;
+    for (p, text) in files {
+        changed |= tx
+            .write(p, text.as_bytes(), 0o644, None)
+            .map_err(crate::step::io_err(p))?;
+    }
+    Ok(changed)
+}
+
+/// Enable and start a timer that is not running; a rollback disables it again.
+pub fn enable_timer(ctx: &Ctx, step: &str, tx: &mut Txn, timer: &str) -> StepResult {
+    if !is_active(ctx, step, timer) {
+        tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", timer]));
+        systemctl(ctx, step, &["enable", "--now", timer])?;
+    }
+    Ok(())
+}
+
 /// Restart (or reload) after a config change; rollback does it again with the old config.
 pub fn apply(ctx: &Ctx, step: &str, action: &'static str, unit: &str, tx: &mut Txn) -> StepResult {
     tx.reapply(action, unit);

@@ -122,3 +122,45 @@ fn an_unhealthy_restore_puts_the_safety_backup_back() {
     );
     assert!(dumps(&h).iter().any(|n| n.ends_with("-pre-restore.dump")));
 }
+
+/// The backup and health timers: written when on; stopped, disabled and removed when turned
+/// off (one helper, `systemd::timer_files`, serves both).
+#[test]
+fn timers_on_then_off() {
+    let h = Host::new();
+    h.write("keel.toml", &config("[health]\ntimer = true\n"));
+    h.install(&[]).success();
+    let units = [
+        "keel-verify.timer",
+        "keel-verify.service",
+        "keel-backup-demo.timer",
+        "keel-backup-demo.service",
+    ];
+    for u in units {
+        assert!(
+            crate::fakehost::exists(&h.path(&format!("root/etc/systemd/system/{u}"))),
+            "{u}"
+        );
+    }
+    let before = h.commands().len();
+    h.write(
+        "keel.toml",
+        &config("[health]\ntimer = false\n[backup]\ntimer = false\n"),
+    );
+    h.install(&[]).success();
+    for u in units {
+        assert!(
+            !crate::fakehost::exists(&h.path(&format!("root/etc/systemd/system/{u}"))),
+            "{u} left behind"
+        );
+    }
+    let cmds = h.commands();
+    let cmds = &cmds[before..];
+    for t in ["keel-verify.timer", "keel-backup-demo.timer"] {
+        assert!(
+            cmds.contains(&format!("systemctl disable --now {t}")),
+            "{cmds}"
+        );
+    }
+    assert!(cmds.contains("systemctl daemon-reload"), "{cmds}");
+}

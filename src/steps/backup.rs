@@ -1,5 +1,4 @@
-use crate::exec::Cmd;
-use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult, io_err};
+use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::systemctl;
 use crate::txn::Txn;
 
@@ -54,26 +53,13 @@ impl Step for BackupStep {
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         crate::backup::ensure_dir(ctx)?;
         let (_, timer) = units(ctx);
-        if ctx.cfg.backup.timer {
-            let mut changed = false;
-            for (path, text) in rendered(ctx)? {
-                changed |= tx
-                    .write(&path, text.as_bytes(), 0o644, None)
-                    .map_err(io_err(&path))?;
-            }
-            if changed {
-                tx.reapply("daemon-reload", "");
-                systemctl(ctx, ID, &["daemon-reload"])?;
-            }
-            if !crate::systemd::is_active(ctx, ID, &timer) {
-                tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", &timer]));
-                systemctl(ctx, ID, &["enable", "--now", &timer])?;
-            }
-        } else {
-            let _ = systemctl(ctx, ID, &["disable", "--now", &timer]);
-            for (path, _) in rendered(ctx)? {
-                tx.remove(&path).map_err(io_err(&path))?;
-            }
+        let on = ctx.cfg.backup.timer;
+        if crate::systemd::timer_files(ctx, ID, tx, &timer, &rendered(ctx)?, on)? && on {
+            tx.reapply("daemon-reload", "");
+            systemctl(ctx, ID, &["daemon-reload"])?;
+        }
+        if on {
+            crate::systemd::enable_timer(ctx, ID, tx, &timer)?;
         }
         if crate::backup::list(&ctx.cfg.app.name, &crate::backup::dir(ctx)).is_empty() {
             let r = crate::backup::make(ctx, "");

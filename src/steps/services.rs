@@ -50,27 +50,21 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
 
 /// keel-verify.service/.timer when `[health] timer = true`; removed when it is turned off.
 fn health_timer(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
-    let svc = ctx.host("/etc/systemd/system/keel-verify.service");
-    let timer = ctx.host("/etc/systemd/system/keel-verify.timer");
-    if !ctx.cfg.health.timer {
-        if timer.exists() {
-            let _ = systemctl(ctx, ID, &["disable", "--now", "keel-verify.timer"]);
-            tx.remove(&timer).map_err(io_err(&timer))?;
-            tx.remove(&svc).map_err(io_err(&svc))?;
-            return Ok(true);
-        }
-        return Ok(false);
-    }
     let mut v = crate::paths::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
     v.insert("minutes".into(), ctx.cfg.health.interval_minutes.into());
-    let mut changed = false;
-    for (name, path) in [("keel-verify.service", &svc), ("keel-verify.timer", &timer)] {
+    let mut files = vec![];
+    for name in ["keel-verify.service", "keel-verify.timer"] {
         let text = crate::render::render(name, &v).map_err(|e| StepError::permanent(e, ""))?;
-        changed |= tx
-            .write(path, text.as_bytes(), 0o644, None)
-            .map_err(io_err(path))?;
+        files.push((ctx.host(&format!("/etc/systemd/system/{name}")), text));
     }
-    Ok(changed)
+    crate::systemd::timer_files(
+        ctx,
+        ID,
+        tx,
+        "keel-verify.timer",
+        &files,
+        ctx.cfg.health.timer,
+    )
 }
 
 impl Step for Services {
@@ -89,7 +83,17 @@ impl Step for Services {
         for k in KINDS {
             i = i.template(&format!("{k}.service"));
         }
+        // The health timer is this step's too: turning it on or off re-runs the step.
         i.template("web.socket")
+            .template("keel-verify.service")
+            .template("keel-verify.timer")
+            .value(
+                "health timer",
+                format!(
+                    "{} {}",
+                    ctx.cfg.health.timer, ctx.cfg.health.interval_minutes
+                ),
+            )
             .value("app tree", super::app_code::tree_hash(ctx))
             .step(ctx, &super::app_env::AppEnv)
     }
@@ -116,9 +120,8 @@ impl Step for Services {
             tx.reapply("daemon-reload", "");
             systemctl(ctx, ID, &["daemon-reload"])?;
         }
-        if ctx.cfg.health.timer && !is_active(ctx, ID, "keel-verify.timer") {
-            tx.on_rollback(Cmd::new("systemctl").args(["disable", "--now", "keel-verify.timer"]));
-            systemctl(ctx, ID, &["enable", "--now", "keel-verify.timer"])?;
+        if ctx.cfg.health.timer {
+            crate::systemd::enable_timer(ctx, ID, tx, "keel-verify.timer")?;
         }
         // The socket first: Gunicorn takes it from systemd. A web unit of an older keel that
         // bound the socket itself is stopped so the socket unit can take the path.
