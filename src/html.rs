@@ -189,14 +189,6 @@ pub fn timeline_svg(tl: &Timeline, red: &dyn Fn(&str) -> String) -> String {
     s
 }
 
-fn level_class(l: Level) -> &'static str {
-    match l {
-        Level::Ok => "ok",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-}
-
 pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
     let e = |s: &str| esc(&red(s));
     let mut h = format!(
@@ -243,7 +235,7 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
             } else {
                 " <small>(non-critical)</small>"
             },
-            level_class(c.level),
+            c.level.as_str(),
             c.duration_ms,
             e(&c.message),
             if c.hint.is_empty() {
@@ -259,7 +251,7 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
             h,
             "<tr><td>{}</td><td class=\"l-{1}\">{1}</td><td>{2}</td></tr>",
             e(s.title),
-            level_class(s.verdict),
+            s.verdict.as_str(),
             e(s.summary)
         );
     }
@@ -270,7 +262,7 @@ pub fn render(p: &Page, red: &dyn Fn(&str) -> String) -> String {
             "<details{}><summary><b>{}</b> <span class=\"l-{2}\">{2}</span> {3}</summary><pre>{4}</pre></details>",
             if s.verdict == Level::Ok { "" } else { " open" },
             e(s.title),
-            level_class(s.verdict),
+            s.verdict.as_str(),
             e(s.summary),
             e(s.body.trim_end())
         );

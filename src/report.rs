@@ -484,7 +484,7 @@ fn health_section(h: &Health) -> Section {
         body.push_str(&format!(
             "{:<28} {:<5} {:>6} ms  {}{}\n",
             c.name,
-            format!("{:?}", c.level).to_lowercase(),
+            c.level.as_str(),
             c.duration_ms,
             c.message,
             if *critical { "" } else { " (non-critical)" }
@@ -563,17 +563,13 @@ fn verdict(state: &State, sections: &[Section], health: Option<&Health>) -> Stri
     {
         return "failed".into();
     }
-    match sections
+    sections
         .iter()
         .map(|s| s.verdict)
         .max()
         .unwrap_or(Level::Ok)
-    {
-        Level::Ok => "ok",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-    .into()
+        .as_str()
+        .into()
 }
 
 /// Write diagnostics-<ts>.txt/.json/.html (0600) and point diagnostics-latest.* at them.

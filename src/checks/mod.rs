@@ -15,6 +15,17 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    /// As serialized: "ok", "warn", "error".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
     pub name: String,
