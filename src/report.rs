@@ -120,8 +120,7 @@ fn steps_table(state: &State) -> Section {
     )
 }
 
-fn events(ctx: &Ctx) -> Section {
-    let text = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
+fn events(text: &str) -> Section {
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(25)..].join("\n");
     section(
@@ -501,7 +500,13 @@ fn health_section(h: &Health) -> Section {
 
 /// Build the report. `full`: probe services too (skipped after a run where nothing ran, to
 /// keep a no-op fast).
-pub fn build(ctx: &Ctx, state: &State, full: bool, health: Option<&Health>) -> Vec<Section> {
+pub fn build(
+    ctx: &Ctx,
+    state: &State,
+    full: bool,
+    health: Option<&Health>,
+    events_log: &str,
+) -> Vec<Section> {
     let mut v = vec![system(&ctx.paths.root), steps_table(state)];
     v.extend(health.map(health_section));
     if full {
@@ -516,7 +521,7 @@ pub fn build(ctx: &Ctx, state: &State, full: bool, health: Option<&Health>) -> V
             backups(ctx),
         ]);
     }
-    v.push(events(ctx));
+    v.push(events(events_log));
     v
 }
 
@@ -579,7 +584,9 @@ pub fn write_with(
     full: bool,
     health: Option<&Health>,
 ) -> Result<(PathBuf, PathBuf)> {
-    let sections = build(ctx, state, full, health);
+    // The event log, read once: its tail is a section, its last run the timeline.
+    let events = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
+    let sections = build(ctx, state, full, health, &events);
     let dir = ctx.paths.log_dir();
     crate::paths::private_dir(&dir);
     let now = crate::paths::now();
@@ -595,7 +602,6 @@ pub fn write_with(
         )
         .map_err(anyhow::Error::from)?,
     );
-    let events = std::fs::read_to_string(ctx.paths.events_file()).unwrap_or_default();
     let timeline = crate::timeline::last_run(&events);
     let views: Vec<crate::html::SectionView> = sections
         .iter()
