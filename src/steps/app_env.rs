@@ -13,19 +13,6 @@ pub fn env_file(cfg: &Config) -> std::path::PathBuf {
     cfg.shared_dir().join(".env")
 }
 
-/// Keys `derived` fills only once it has the secrets (fingerprints see them without).
-pub const SECRET_DERIVED: &[&str] = &[
-    "DATABASE_URL",
-    "DB_PASSWORD",
-    "POSTGRES_PASSWORD",
-    "DATABASE_PASSWORD",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "CELERY_RESULT_BACKEND",
-    "BROKER_URL",
-    "REDIS_PASSWORD",
-];
-
 /// Where a .env value keel keeps as a secret lives: generated ones, and those `keel init`
 /// asked for (hidden) and stored rather than put in keel.toml.
 pub fn secret_name(key: &str) -> String {
@@ -35,6 +22,26 @@ pub fn secret_name(key: &str) -> String {
 /// Values keel derives from keel.toml, under the names apps commonly use. `secrets` gives
 /// the passwords; without it (fingerprints) they are left out.
 pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<String, String>> {
+    let passwords = match secrets {
+        Some(s) => Some((
+            s.get_or_create("postgres_password")?,
+            s.get_or_create("redis_password")?,
+        )),
+        None => None,
+    };
+    Ok(derived_with(cfg, passwords))
+}
+
+/// Every key keel derives, whatever the secrets' values (`keel init` asks for none of them).
+pub fn derived_keys(cfg: &Config) -> Vec<String> {
+    derived_with(cfg, Some((String::new(), String::new())))
+        .into_keys()
+        .collect()
+}
+
+/// `derived` with the PostgreSQL and Redis passwords given (None: the keys that hold them
+/// are left out).
+fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let hosts = format!("{},localhost,127.0.0.1", cfg.tls_names().join(","));
     for k in ["ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS"] {
@@ -92,9 +99,7 @@ pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<S
             m.insert(k.to_string(), v.clone());
         }
     }
-    if let Some(s) = secrets {
-        let pg = s.get_or_create("postgres_password")?;
-        let rd = s.get_or_create("redis_password")?;
+    if let Some((pg, rd)) = passwords {
         // Both passwords are url-safe base64: no escaping needed inside URLs.
         m.insert(
             "DATABASE_URL".into(),
@@ -114,7 +119,7 @@ pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<S
         }
         m.insert("REDIS_PASSWORD".into(), rd);
     }
-    Ok(m)
+    m
 }
 
 /// Render a .env from an example: the engine of the `app-env` step and of `keel env`.
