@@ -26,6 +26,76 @@ pub struct Cmd {
     /// Run at this niceness (through nice(1)): builds yield the CPU to dpkg during an
     /// install and to the live app during a deploy.
     pub nice: Option<u8>,
+    /// Run in a transient systemd unit under the app's sandbox (see `Sandbox`).
+    pub sandbox: Option<Sandbox>,
+}
+
+/// A command of the app user's (migrate, collectstatic, checks, the import check) runs in a
+/// transient unit with the sandbox of the app's own units, started by systemd: it has no
+/// controlling terminal and is no descendant of the admin's shell. Its primary group is
+/// `nogroup` (the app's group only as a supplementary one), so the running app, which is the
+/// same uid but another gid, cannot open its /proc/PID/mem or environ (the kernel's ptrace
+/// check wants uid *and* gid to match) and, under ProtectProc=invisible, does not even see it.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The transient unit's name (unique per command): what a timeout or a reaped
+    /// leftover stops.
+    pub unit: String,
+    /// The app's group, kept as a supplementary group (the release and .env are its).
+    pub group: String,
+    /// The app's .env, given as the units get it (never on a command line).
+    pub env_file: Option<PathBuf>,
+    /// What the command may write (media, the release's static files); all else read-only.
+    pub read_write: Vec<PathBuf>,
+}
+
+/// The sandbox of the app's units (templates/systemd/web.service.j2), as unit properties.
+/// UMask differs: collectstatic's files must stay readable by nginx.
+pub const SANDBOX_PROPERTIES: &[&str] = &[
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "PrivateMounts=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "ProcSubset=pid",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "MemoryDenyWriteExecute=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged",
+    "SystemCallErrorNumber=EPERM",
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    "UMask=0022",
+    "KeyringMode=private",
+    "DevicePolicy=closed",
+];
+
+/// A unique name for a transient unit: keel's pid and a counter.
+pub fn transient_unit(what: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let what: String = what
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!(
+        "keel-run-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Cmd {
@@ -41,7 +111,12 @@ impl Cmd {
             stdout_file: None,
             stdin_file: None,
             nice: None,
+            sandbox: None,
         }
+    }
+    pub fn sandbox(mut self, s: Sandbox) -> Cmd {
+        self.sandbox = Some(s);
+        self
     }
     pub fn nice(mut self, n: u8) -> Cmd {
         self.nice = Some(n);
@@ -83,9 +158,12 @@ impl Cmd {
         self.timeout = Some(d);
         self
     }
-    /// argv as actually spawned (runuser prefix included).
+    /// argv as actually spawned (runuser or systemd-run prefix included).
     pub fn argv(&self) -> Vec<String> {
         let mut v = vec![];
+        if let (Some(sb), Some(u)) = (&self.sandbox, &self.user) {
+            return self.sandboxed_argv(sb, u);
+        }
         if let Some(n) = self.nice {
             v.extend(["nice".to_string(), "-n".into(), n.to_string()]);
         }
@@ -99,6 +177,68 @@ impl Cmd {
     pub fn display(&self) -> String {
         self.argv().join(" ")
     }
+
+    fn sandboxed_argv(&self, sb: &Sandbox, user: &str) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            "--wait",
+            "--pipe",
+            "--service-type=exec",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.push(format!("--unit={}", sb.unit));
+        let mut p = |s: String| v.extend(["-p".to_string(), s]);
+        p(format!("User={user}"));
+        p("Group=nogroup".into());
+        p(format!("SupplementaryGroups={}", sb.group));
+        p(format!(
+            "WorkingDirectory={}",
+            self.dir.as_deref().unwrap_or(Path::new("/")).display()
+        ));
+        if let Some(f) = &sb.env_file {
+            p(format!("EnvironmentFile=-{}", f.display()));
+        }
+        for d in &sb.read_write {
+            p(format!("ReadWritePaths=-{}", d.display()));
+        }
+        if let Some(n) = self.nice {
+            p(format!("Nice={n}"));
+        }
+        if let Some(t) = self.timeout {
+            // systemd ends it too, should keel itself be killed meanwhile.
+            p(format!("RuntimeMaxSec={}", t.as_secs() + 30));
+        }
+        for prop in SANDBOX_PROPERTIES {
+            p(prop.to_string());
+        }
+        // Only keel's own settings for the command (HOME, Python flags): never a secret,
+        // since these reach systemd-run's command line. The app's values come from its .env.
+        for (k, val) in [("LANG", "C.UTF-8")]
+            .into_iter()
+            .chain(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            v.push(format!("--setenv={k}={val}"));
+        }
+        v.push("--".into());
+        v.push(self.program.clone());
+        v.extend(self.args.iter().cloned());
+        v
+    }
+}
+
+/// Child output with its control characters taken out (kept: newline and tab): a child
+/// must not drive the admin's terminal with escape sequences, nor smuggle them into the
+/// state file, the events or a report.
+pub fn strip_controls(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_string();
+    }
+    s.chars()
+        .filter(|&c| !c.is_control() || c == '\n' || c == '\t')
+        .collect()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -195,6 +335,20 @@ fn group_alive(pgid: i32) -> bool {
         stat_fields(&e.path().join("stat"))
             .is_some_and(|f| f.len() > 2 && f[0] != "Z" && f[2] == pgid)
     })
+}
+
+/// Kill a transient unit keel started (a timeout, or a leftover of a killed run): killing
+/// systemd-run alone would leave the command running under systemd.
+fn stop_unit(unit: &str) {
+    let _ = std::process::Command::new("systemctl")
+        .args(["kill", "--signal=SIGKILL", unit])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .status();
 }
 
 fn kill_group(pgid: i32, signal: rustix::process::Signal) {
@@ -437,7 +591,9 @@ impl Exec {
         };
         let elapsed = start.elapsed();
         match res {
-            Ok((out, timed_out)) => {
+            Ok((mut out, timed_out)) => {
+                out.stdout = strip_controls(&out.stdout);
+                out.stderr = strip_controls(&out.stderr);
                 self.write_log(log, cmd, &out, elapsed, timed_out);
                 Ok((out, elapsed, timed_out))
             }
@@ -471,9 +627,17 @@ impl Exec {
         let mut expr = duct::cmd(&argv[0], &argv[1..])
             .stderr_capture()
             .unchecked()
-            // A new process group, so a timeout kills apt's children (dpkg, maintainer scripts) too.
+            // A new session (so a new process group too: a timeout kills apt's children, dpkg
+            // and maintainer scripts, with it), and no controlling terminal: a child can never
+            // open the admin's /dev/tty to push input (TIOCSTI) or escapes into it.
             .before_spawn(|c| {
-                c.process_group(0);
+                // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+                unsafe {
+                    c.pre_exec(|| {
+                        rustix::process::setsid().map_err(std::io::Error::from)?;
+                        Ok(())
+                    });
+                }
                 Ok(())
             });
         use std::os::unix::fs::OpenOptionsExt;
@@ -501,9 +665,9 @@ impl Exec {
         // An explicit environment, never keel's own: children that run app or third-party
         // code (pip, manage.py, celery) must not inherit whatever keel was started with.
         expr = expr.full_env(child_env(&cmd.env));
-        if let Some(d) = &cmd.dir {
-            expr = expr.dir(d);
-        }
+        // Never keel's own working directory: Python puts it first on sys.path, and a
+        // `venv.py` that someone left in /tmp must not run as root.
+        expr = expr.dir(cmd.dir.as_deref().unwrap_or(Path::new("/")));
         let handle = expr.start()?;
         let registered: Vec<PathBuf> = handle
             .pids()
@@ -523,6 +687,9 @@ impl Exec {
                 for pid in handle.pids() {
                     // Our child leads its own process group: kill all of it.
                     kill_group(pid as i32, rustix::process::Signal::KILL);
+                }
+                if let Some(sb) = &cmd.sandbox {
+                    stop_unit(&sb.unit);
                 }
                 break;
             }
@@ -553,8 +720,9 @@ impl Exec {
         } else {
             "stop"
         };
+        let unit = cmd.sandbox.as_ref().map(|s| s.unit.as_str()).unwrap_or("");
         let text = format!(
-            "{} {kind}\n{}\n",
+            "{} {kind} {unit}\n{}\n",
             start_time(pid)?,
             self.redactor.redact(&cmd.display())
         );
@@ -585,6 +753,7 @@ impl Exec {
             let mut head = lines.next().unwrap_or("").split_whitespace();
             let started: Option<u64> = head.next().and_then(|t| t.parse().ok());
             let kind = head.next().unwrap_or("stop");
+            let unit = head.next().map(str::to_string);
             let cmd = lines.next().unwrap_or("?").to_string();
             let same = started.is_some() && start_time(pgid) == started;
             if !same {
@@ -602,6 +771,9 @@ impl Exec {
             }
             if !signal_and_wait(pgid, rustix::process::Signal::TERM, Duration::from_secs(5)) {
                 signal_and_wait(pgid, rustix::process::Signal::KILL, Duration::from_secs(2));
+            }
+            if let Some(u) = unit.filter(|u| u.starts_with("keel-run-")) {
+                stop_unit(&u);
             }
             let _ = std::fs::remove_file(&path);
             found.push(Leftover {
@@ -849,6 +1021,48 @@ mod tests {
         assert!(ex.children_dir.join(apid.to_string()).exists());
         apt.kill().unwrap();
         apt.wait().unwrap();
+    }
+
+    /// The admin's terminal is out of every child's reach: a new session with no controlling
+    /// terminal (pid = process group = session, tty_nr 0), and `/` as the working directory
+    /// whatever keel's own was.
+    #[test]
+    fn a_child_leads_its_own_session_without_a_terminal_in_root() {
+        let d = tempfile::tempdir().unwrap();
+        let out = exec(d.path())
+            .run(
+                "t",
+                &Cmd::new("sh").args(["-c", "pwd; echo $$; exec cat /proc/self/stat"]),
+            )
+            .unwrap()
+            .stdout;
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("/"));
+        let pid = lines.next().unwrap().to_string();
+        let stat = lines.next().unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        // After the name: state, ppid, pgrp, session, tty_nr.
+        assert_eq!(
+            (f[2], f[3], f[4]),
+            (pid.as_str(), pid.as_str(), "0"),
+            "{stat}"
+        );
+    }
+
+    #[test]
+    fn control_characters_of_child_output_are_stripped() {
+        let d = tempfile::tempdir().unwrap();
+        let o = exec(d.path())
+            .run(
+                "t",
+                &Cmd::new("printf").arg("\\033[2J\\033]0;title\\007ok\\r\\tend\\n"),
+            )
+            .unwrap();
+        assert_eq!(o.stdout, "[2J]0;titleok\tend\n");
+        let log = std::fs::read_to_string(d.path().join("steps/t.log")).unwrap();
+        assert!(!log.contains('\u{1b}'), "{log:?}");
     }
 
     #[test]

@@ -211,13 +211,10 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
         false,
         Box::new(move || {
             let python = crate::steps::python_env::venv_bin(&c, "python");
-            // As the app, with its .env in the environment (as its units get it).
-            let mut cmd = crate::steps::python_env::as_app(&c, &python)
+            // As the app, in its sandbox, with its .env as its units get it (EnvironmentFile).
+            let cmd = crate::steps::python_env::as_app(&c, &python)
                 .args(["manage.py", "check", "--deploy", "--fail-level", "CRITICAL"])
                 .timeout(Duration::from_secs(c.cfg.health.check_timeout_secs.max(1)));
-            for (k, val) in &env {
-                cmd = cmd.env(k, val);
-            }
             let o = match c.exec.probe("health", &cmd) {
                 Ok(o) => o,
                 Err(e) => return warn(format!("manage.py check --deploy: {e}"), ""),

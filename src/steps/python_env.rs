@@ -24,7 +24,18 @@ pub fn as_app(ctx: &Ctx, program: &str) -> Cmd {
 /// A command run as the app user in release directory `dir` (a deploy's checks and
 /// migrations run in the new release before it is current).
 pub fn as_app_in(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
-    as_user(ctx, &ctx.cfg.app_user(), ctx.cfg.base_dir(), dir, program)
+    let user = ctx.cfg.app_user();
+    let host = |p: PathBuf| ctx.host(&p.display().to_string());
+    let sandbox = crate::exec::Sandbox {
+        unit: crate::exec::transient_unit(&user),
+        group: user.clone(),
+        env_file: Some(host(super::app_env::env_file(&ctx.cfg))),
+        read_write: vec![
+            host(dir.join("staticfiles")),
+            host(ctx.cfg.shared_dir().join("media")),
+        ],
+    };
+    as_user(ctx, &user, ctx.cfg.base_dir(), dir, program).sandbox(sandbox)
 }
 
 /// A command run as the build user, which owns the virtualenvs (pip or uv and the packages'
