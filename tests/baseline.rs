@@ -139,3 +139,34 @@ fn security_updates_only_and_bounded_logs() {
             .exists()
     );
 }
+
+/// Yama: the app may not ptrace (or open /proc/PID/mem of) what it did not start. Set to 1
+/// where the kernel has Yama and it is 0; a higher value is the admin's and stays; no Yama
+/// is said, never claimed done.
+#[test]
+fn ptrace_scope_is_raised_where_yama_exists() {
+    let h = small_host();
+    h.rule("systemd-detect-virt\t1\t0\t\tnone");
+    h.write("root/proc/sys/kernel/yama/ptrace_scope", "0\n");
+    h.install(&[]).success();
+    assert!(
+        h.read("root/etc/sysctl.d/60-keel-ptrace.conf")
+            .contains("kernel.yama.ptrace_scope = 1")
+    );
+    assert_eq!(count(&h, "sysctl -p /etc/sysctl.d/60-keel-ptrace.conf"), 1);
+
+    let h = small_host();
+    h.write("root/proc/sys/kernel/yama/ptrace_scope", "2\n");
+    h.install(&[]).success();
+    assert!(!h.path("root/etc/sysctl.d/60-keel-ptrace.conf").exists());
+
+    let h = small_host();
+    let out = h.install(&[]).success();
+    let err = String::from_utf8_lossy(&out.get_output().stdout).to_string()
+        + &String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        err.contains("kernel.yama.ptrace_scope not set: this kernel has no Yama"),
+        "{err}"
+    );
+    assert!(!h.path("root/etc/sysctl.d/60-keel-ptrace.conf").exists());
+}

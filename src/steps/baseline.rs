@@ -11,6 +11,9 @@ const ID: &str = "baseline";
 pub const SWAPFILE: &str = "/swapfile.keel";
 const FSTAB_LINE: &str = "/swapfile.keel none swap sw 0 0";
 const SYSCTL: &str = "/etc/sysctl.d/60-keel-swap.conf";
+const PTRACE: &str = "/etc/sysctl.d/60-keel-ptrace.conf";
+const YAMA: &str = "/proc/sys/kernel/yama/ptrace_scope";
+const PTRACE_CONF: &str = "# Managed by keel: a process may ptrace (or open /proc/PID/mem of) its own\n# descendants only, so the app cannot reach commands that keel runs as its user.\nkernel.yama.ptrace_scope = 1\n";
 const JOURNALD: &str = "/etc/systemd/journald.conf.d/60-keel.conf";
 const LOGROTATE: &str = "/etc/logrotate.d/keel";
 const AUTO: &str = "/etc/apt/apt.conf.d/21keel-auto-upgrades";
@@ -138,6 +141,34 @@ fn swap(ctx: &Ctx, tx: &mut Txn) -> StepResult {
     Ok(())
 }
 
+/// `kernel.yama.ptrace_scope = 1` where the kernel has Yama (a higher value set by the admin
+/// is kept). Without Yama, or in a container (the sysctl is the host kernel's), it is said
+/// why; keel's app commands are kept from the app by their group either way.
+fn ptrace_scope(ctx: &Ctx, tx: &mut Txn) -> StepResult {
+    let now = std::fs::read_to_string(ctx.host(YAMA)).ok();
+    let Some(now) = now.map(|v| v.trim().to_string()) else {
+        ctx.ui.line(&format!(
+            "[{ID}] kernel.yama.ptrace_scope not set: this kernel has no Yama"
+        ));
+        return Ok(());
+    };
+    if now.parse::<u8>().is_ok_and(|v| v >= 1) {
+        return Ok(());
+    }
+    let file = ctx.host(PTRACE);
+    tx.write(&file, PTRACE_CONF.as_bytes(), 0o644, None)
+        .map_err(io_err(&file))?;
+    match in_container(ctx) {
+        Some(kind) => ctx.ui.line(&format!(
+            "[{ID}] warning: in a container ({kind}): {PTRACE} written, not applied (the sysctl is the host kernel's; ptrace_scope is {now} there)"
+        )),
+        None => {
+            ctx.run(ID, &Cmd::new("sysctl").args(["-p", PTRACE]))?;
+        }
+    }
+    Ok(())
+}
+
 impl Step for Baseline {
     fn id(&self) -> &'static str {
         ID
@@ -153,7 +184,7 @@ impl Step for Baseline {
             .value("host", format!("{:?}", ctx.cfg.host))
             .value(
                 "files",
-                format!("{LOGROTATE_CONF}{AUTO_CONF}{ORIGINS_CONF}"),
+                format!("{LOGROTATE_CONF}{AUTO_CONF}{ORIGINS_CONF}{PTRACE_CONF}"),
             )
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
@@ -194,6 +225,7 @@ impl Step for Baseline {
                 ],
             )?;
         }
+        ptrace_scope(ctx, tx)?;
         match wants_swap(ctx) {
             Ok(()) => swap(ctx, tx)?,
             Err(why)
@@ -238,7 +270,7 @@ impl Step for Baseline {
             active.push("apt-daily-upgrade.timer".into());
         }
         Managed {
-            files: [JOURNALD, LOGROTATE, AUTO, ORIGINS, SYSCTL]
+            files: [JOURNALD, LOGROTATE, AUTO, ORIGINS, SYSCTL, PTRACE]
                 .iter()
                 .map(|p| ctx.host(p))
                 .collect(),
