@@ -95,8 +95,12 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StepError + '_ {
 
 /// SHA-256 of a file keel wrote (root's, in a root-only directory), read in chunks.
 fn sha256_file(path: &Path) -> std::io::Result<String> {
+    sha256_of(std::fs::File::open(path)?)
+}
+
+/// SHA-256 of what an open file holds, from where it stands.
+fn sha256_of(mut f: std::fs::File) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -109,9 +113,26 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Make the backup directory: root's, 0700, never through a link.
+/// Make the backup directory: root's, 0700, never through a link. One that exists is used
+/// only if it is root's with mode 0700 already: keel never chowns or chmods a directory it
+/// did not make (it could be PostgreSQL's, or the app's).
 pub fn ensure_dir(ctx: &Ctx) -> StepResult<PathBuf> {
     let d = dir(ctx);
+    if let Some(st) = crate::fsx::lstat(&d)? {
+        if crate::fsx::kind(&st) == rustix::fs::FileType::Directory
+            && st.st_uid == 0
+            && st.st_mode & 0o7777 == 0o700
+        {
+            return Ok(d);
+        }
+        return Err(StepError::permanent(
+            format!(
+                "{} exists and is not a directory of root's with mode 0700",
+                d.display()
+            ),
+            "set backup.dir to a new directory; keel never takes over one it did not make",
+        ));
+    }
     if let Some(parent) = d.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
@@ -249,30 +270,76 @@ pub fn last_run(ctx: &Ctx) -> Option<(bool, String)> {
     ))
 }
 
-/// A file `keel restore` may use: a regular file (no link), its checksum matching when a
+/// A backup file opened once, without following a link, and checked to be root's or the
+/// postgres user's and writable by no one else: its checksum, its listing and its load all
+/// read this same open file.
+pub struct Archive {
+    pub path: PathBuf,
+    file: std::sync::Arc<std::fs::File>,
+}
+
+fn bad_file(msg: String) -> StepError {
+    StepError::permanent(
+        msg,
+        "pick another backup (keel diagnose lists them), or copy it as root into backup.dir with mode 0600; nothing was changed",
+    )
+}
+
+/// Open `path` for a restore (see `Archive`).
+pub fn open_archive(ctx: &Ctx, path: &Path) -> StepResult<Archive> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => bad_file(format!(
+                "{} is a symbolic link (links are not followed)",
+                path.display()
+            )),
+            Some(libc::ENOENT) => bad_file(format!("{} does not exist", path.display())),
+            _ => bad_file(format!("{}: {e}", path.display())),
+        })?;
+    let md = f.metadata().map_err(io(path))?;
+    if !md.is_file() {
+        return Err(bad_file(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let postgres = crate::step::owner(ctx, "postgres").map(|(u, _)| u);
+    if md.uid() != 0 && Some(md.uid()) != postgres {
+        return Err(bad_file(format!(
+            "{} belongs to uid {}: a restore loads only files of root's or the postgres user's (another user could have written anything into it)",
+            path.display(),
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(bad_file(format!(
+            "{} is writable by group or others (mode {:o})",
+            path.display(),
+            md.mode() & 0o7777
+        )));
+    }
+    Ok(Archive {
+        path: path.to_path_buf(),
+        file: std::sync::Arc::new(f),
+    })
+}
+
+/// A file `keel restore` may use (opened by `open_archive`): its checksum matching when a
 /// `.sha256` sits beside it, and readable by pg_restore as an archive. Nothing is stopped
 /// before this passes.
-pub fn check_file(ctx: &Ctx, file: &Path) -> StepResult {
-    let bad = |msg: String| {
-        StepError::permanent(
-            msg,
-            "pick another backup (keel diagnose lists them); nothing was changed",
-        )
-    };
-    match crate::fsx::lstat(file)? {
-        Some(st) if crate::fsx::kind(&st) == rustix::fs::FileType::RegularFile => {}
-        Some(_) => {
-            return Err(bad(format!(
-                "{} is not a regular file (links are not followed)",
-                file.display()
-            )));
-        }
-        None => return Err(bad(format!("{} does not exist", file.display()))),
-    }
+pub fn check_file(ctx: &Ctx, archive: &Archive) -> StepResult {
+    let file = archive.path.as_path();
+    let bad = bad_file;
     let sum_path = PathBuf::from(format!("{}.sha256", file.display()));
     if let Some(text) = crate::fsx::read_text_nofollow(&sum_path, crate::fsx::MAX_INPUT)? {
         let want = text.split_whitespace().next().unwrap_or("");
-        let got = sha256_file(file).map_err(io(file))?;
+        let got = crate::exec::rewound(&archive.file)
+            .and_then(sha256_of)
+            .map_err(io(file))?;
         if want != got {
             return Err(bad(format!(
                 "{}: checksum mismatch (the file is corrupt or was changed): sha256 {} but {} says {}",
@@ -288,25 +355,35 @@ pub fn check_file(ctx: &Ctx, file: &Path) -> StepResult {
             sum_path.display()
         ));
     }
-    ctx.run(LOG, &Cmd::new("pg_restore").arg("--list").stdin_file(file))
-        .map_err(|e| {
-            bad(format!(
-                "{} is not a readable pg_dump archive: {}",
-                file.display(),
-                e.msg
-            ))
-        })?;
-    Ok(())
-}
-
-/// Load `file` into the app's database in one transaction (all or nothing): objects are
-/// dropped and recreated, owned by the app's role.
-pub fn load(ctx: &Ctx, file: &Path) -> StepResult {
-    let role = ctx.cfg.db_user();
     ctx.run(
         LOG,
         &Cmd::new("pg_restore")
-            .user("postgres")
+            .arg("--list")
+            .stdin_open(archive.file.clone()),
+    )
+    .map_err(|e| {
+        bad(format!(
+            "{} is not a readable pg_dump archive: {}",
+            file.display(),
+            e.msg
+        ))
+    })?;
+    Ok(())
+}
+
+/// Load the archive into the app's database in one transaction (all or nothing): objects
+/// are dropped and recreated by the app's role itself, logged in over TCP with its stored
+/// password (a 0600 passfile, as `app_sql` does). Nothing from the archive ever runs in a
+/// superuser session: `--role` would only `SET ROLE`, which SQL in the archive can undo.
+pub fn load(ctx: &Ctx, archive: &Archive) -> StepResult {
+    use std::io::Write;
+    let password = ctx.secrets.get_or_create("postgres_password")?;
+    let (db, role, port) = (ctx.cfg.db_name(), ctx.cfg.db_user(), ctx.cfg.postgres.port);
+    let mut pass = tempfile::NamedTempFile::new()?;
+    writeln!(pass, "127.0.0.1:{port}:{db}:{role}:{password}")?;
+    ctx.run(
+        LOG,
+        &Cmd::new("pg_restore")
             .args([
                 "--single-transaction",
                 "--clean",
@@ -314,10 +391,14 @@ pub fn load(ctx: &Ctx, file: &Path) -> StepResult {
                 "--no-owner",
                 "--no-privileges",
                 "--exit-on-error",
+                "--no-password",
+                "--host=127.0.0.1",
             ])
-            .arg(format!("--role={role}"))
-            .arg(format!("--dbname={}", ctx.cfg.db_name()))
-            .stdin_file(file)
+            .arg(format!("--port={port}"))
+            .arg(format!("--username={role}"))
+            .arg(format!("--dbname={db}"))
+            .env("PGPASSFILE", &pass.path().display().to_string())
+            .stdin_open(archive.file.clone())
             .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
     )
     .map(|_| ())

@@ -569,7 +569,7 @@ impl Config {
         let b = &self.backup;
         self.check("backup.schedule", v::calendar(&b.schedule))?;
         if let Some(d) = &b.dir {
-            self.check("backup.dir", v::plain_dir(d))?;
+            self.check("backup.dir", v::backup_dir(d, &self.base_dir()))?;
         }
         if let Some((i, _)) = b
             .upload_command
@@ -584,7 +584,10 @@ impl Config {
             ));
         }
         if let Some(p) = b.upload_command.first() {
-            self.check("backup.upload_command[0]", v::abs_path(Path::new(p)))?;
+            self.check(
+                "backup.upload_command[0]",
+                v::root_program(Path::new(p), &self.base_dir()),
+            )?;
         }
         if b.keep_daily + b.keep_weekly == 0 {
             return Err(self.err(
@@ -1231,6 +1234,45 @@ impl Config {
             }
         }
         v
+    }
+
+    /// What root runs and reads for backups, on this host: `upload_command[0]` and every
+    /// argument that names an existing file must be root's all the way up (`fsx::untrusted`);
+    /// an existing backup directory must be root's with mode 0700 (keel never takes one over).
+    pub fn check_backup_host(&self, root: &Path) -> Result<()> {
+        let b = &self.backup;
+        let host = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+        for (i, a) in b.upload_command.iter().enumerate() {
+            let p = Path::new(a);
+            if i > 0 && !(p.is_absolute() && crate::fsx::lstat(&host(p)).ok().flatten().is_some()) {
+                continue;
+            }
+            if let Some(why) = crate::fsx::untrusted(root, p, i == 0) {
+                return Err(self.err(
+                    &format!("backup.upload_command[{i}]"),
+                    format!("root runs the upload on every backup, and {why}"),
+                    "install the program (and any script it reads) as root: chown root:root, chmod go-w, in directories only root can write",
+                ));
+            }
+        }
+        let d = self.backup_dir();
+        if let Ok(Some(st)) = crate::fsx::lstat(&host(&d))
+            && (crate::fsx::kind(&st) != rustix::fs::FileType::Directory
+                || st.st_uid != 0
+                || st.st_mode & 0o7777 != 0o700)
+        {
+            return Err(self.err(
+                "backup.dir",
+                format!(
+                    "{} exists and is not a directory of root's with mode 0700 (uid {}, mode {:o}); keel never takes over a directory it did not make",
+                    d.display(),
+                    st.st_uid,
+                    st.st_mode & 0o7777
+                ),
+                format!("pick a new directory, or if this one is meant for backups only: chown root:root {0} && chmod 700 {0}", d.display()),
+            ));
+        }
+        Ok(())
     }
 
     /// mode = "files": the certificate and key must be root's regular files that no other

@@ -23,6 +23,10 @@ pub struct Cmd {
     pub stdout_file: Option<PathBuf>,
     /// A file (opened here, never through a link) on the child's stdin (pg_restore).
     pub stdin_file: Option<PathBuf>,
+    /// A file the caller opened and checked, read from its start on the child's stdin: the
+    /// same open file for every command (a restore's checksum, listing and load), so a swap
+    /// of the path between them changes nothing.
+    pub stdin_open: Option<std::sync::Arc<std::fs::File>>,
     /// Run at this niceness (through nice(1)): builds yield the CPU to dpkg during an
     /// install and to the live app during a deploy.
     pub nice: Option<u8>,
@@ -110,6 +114,7 @@ impl Cmd {
             dir: None,
             stdout_file: None,
             stdin_file: None,
+            stdin_open: None,
             nice: None,
             sandbox: None,
         }
@@ -124,6 +129,10 @@ impl Cmd {
     }
     pub fn stdout_file(mut self, p: impl Into<PathBuf>) -> Cmd {
         self.stdout_file = Some(p.into());
+        self
+    }
+    pub fn stdin_open(mut self, f: std::sync::Arc<std::fs::File>) -> Cmd {
+        self.stdin_open = Some(f);
         self
     }
     pub fn stdin_file(mut self, p: impl Into<PathBuf>) -> Cmd {
@@ -335,6 +344,15 @@ fn group_alive(pgid: i32) -> bool {
         stat_fields(&e.path().join("stat"))
             .is_some_and(|f| f.len() > 2 && f[0] != "Z" && f[2] == pgid)
     })
+}
+
+/// A new descriptor of the same open file, at its start (a dup shares the offset, and
+/// whoever read it before left it at the end).
+pub fn rewound(f: &std::fs::File) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut d = f.try_clone()?;
+    d.seek(std::io::SeekFrom::Start(0))?;
+    Ok(d)
 }
 
 /// Kill a transient unit keel started (a timeout, or a leftover of a killed run): killing
@@ -654,6 +672,9 @@ impl Exec {
         };
         expr = match (&cmd.stdin, &cmd.stdin_file) {
             (Some(b), _) => expr.stdin_bytes(b.clone()),
+            (None, _) if cmd.stdin_open.is_some() => {
+                expr.stdin_file(rewound(cmd.stdin_open.as_deref().expect("checked"))?)
+            }
             (None, Some(p)) => expr.stdin_file(
                 std::fs::OpenOptions::new()
                     .read(true)
@@ -832,7 +853,13 @@ impl Exec {
 /// EXIT `panic` makes the calling step panic (to prove the engine survives a panicking step).
 /// A command's stdout_file gets the rule's STDOUT; a stdin_file is matched like stdin.
 fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
-    let from_file = cmd.stdin_file.as_ref().and_then(|p| std::fs::read(p).ok());
+    let from_file = match &cmd.stdin_open {
+        Some(f) => rewound(f).ok().and_then(|mut f| {
+            let mut v = vec![];
+            std::io::Read::read_to_end(&mut f, &mut v).ok().map(|_| v)
+        }),
+        None => cmd.stdin_file.as_ref().and_then(|p| std::fs::read(p).ok()),
+    };
     let stdin = cmd
         .stdin
         .as_deref()

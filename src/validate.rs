@@ -318,6 +318,68 @@ pub fn plain_dir(p: &Path) -> Check {
     Ok(())
 }
 
+/// Homes and the temporary trees: other users write there.
+const USER_TREES: &[&str] = &[
+    "/home",
+    "/root",
+    "/tmp",
+    "/var/tmp",
+    "/run/user",
+    "/dev/shm",
+];
+
+fn under(s: &str, t: &str) -> bool {
+    s == t || s.starts_with(&format!("{t}/"))
+}
+
+/// The backup directory: a plain directory outside the system trees (`/var/backups`
+/// excepted: it is their place), outside the app's base directory (the app could reach it)
+/// and outside homes. keel makes it root's 0700; a directory of someone else's is never
+/// taken over.
+pub fn backup_dir(p: &Path, base: &Path) -> Check {
+    plain_dir(p)?;
+    let s = p.to_string_lossy();
+    let hint =
+        "use a directory of its own such as \"/var/backups/keel/demo\" or \"/srv/backups/demo\"";
+    if let Some(t) = SYSTEM_TREES
+        .iter()
+        .chain(USER_TREES)
+        .filter(|t| **t != "/var/backups")
+        .find(|t| under(&s, t))
+    {
+        return bad(format!("{s} is inside {t}"), hint);
+    }
+    let base = base.to_string_lossy();
+    if under(&s, &base) || under(&base, &s) {
+        return bad(
+            format!("{s} overlaps the app's base directory {base} (the app's users reach it)"),
+            hint,
+        );
+    }
+    Ok(())
+}
+
+/// A program root runs (backup.upload_command[0]): an absolute path outside every tree a
+/// less privileged user writes (the app's base directory, homes, temporary trees).
+pub fn root_program(p: &Path, base: &Path) -> Check {
+    abs_path(p)?;
+    let s = p.to_string_lossy();
+    let hint = "give a program installed by root (such as /usr/bin/rclone or /usr/local/bin/upload-backup), root's and writable by root alone";
+    if let Some(t) = USER_TREES.iter().find(|t| under(&s, t)) {
+        return bad(format!("{s} is inside {t}, which other users write"), hint);
+    }
+    if under(&s, &base.to_string_lossy()) {
+        return bad(
+            format!(
+                "{s} is inside the app's base directory {}: the app's build user could change what root runs",
+                base.display()
+            ),
+            hint,
+        );
+    }
+    Ok(())
+}
+
 /// A systemd OnCalendar value keel writes into a timer: a shorthand or a plain expression.
 pub fn calendar(s: &str) -> Check {
     let ok = !s.is_empty()

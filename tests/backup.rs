@@ -25,6 +25,8 @@ fn a_backup_is_private_checksummed_and_uploaded() {
         &config("[backup]\nupload_command = [\"/usr/bin/rclone\", \"copy\", \"--\"]\n"),
     );
     h.rule("pg_dump --format=custom\t0\t0\t\tPGDMP-fake-archive");
+    h.write("root/usr/bin/rclone", "#!/bin/sh\n");
+    chmod(&h, "root/usr/bin/rclone", 0o755);
     h.install(&[]).success();
     // The install made the first one.
     assert_eq!(dumps(&h).len(), 1);
@@ -60,6 +62,185 @@ fn a_backup_is_private_checksummed_and_uploaded() {
         cmds.contains("runuser -u postgres -- pg_dump --format=custom"),
         "{cmds}"
     );
+}
+
+fn chmod(h: &Host, p: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(h.path(p), std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown(h: &Host, p: &str, uid: u32) {
+    std::os::unix::fs::lchown(h.path(p), Some(uid), Some(uid)).unwrap();
+}
+
+/// Exit 2 naming `key` and `text`, and nothing run or written: no state file, no command.
+fn refused_before_any_write(h: &Host, args: &[&str], key: &str, text: &str) {
+    h.keel()
+        .args(args)
+        .assert()
+        .code(2)
+        .stderr(contains(key))
+        .stderr(contains(text))
+        .stderr(contains("hint:"));
+    assert!(!h.path("root/var/lib/keel/state.json").exists());
+    assert_eq!(h.commands(), "", "nothing may run");
+}
+
+/// Root runs the upload on every backup: a program (or a script it is given) that another
+/// user could change is refused when the config is loaded, before anything is written.
+#[test]
+fn an_upload_command_others_could_change_is_refused() {
+    let up = "[backup]\nupload_command = [\"/opt/tools/upload\", \"/opt/tools/upload.py\"]\n";
+    let setup = |h: &Host| {
+        h.write("keel.toml", &config(up));
+        h.write("root/opt/tools/upload", "#!/bin/sh\n");
+        chmod(h, "root/opt/tools/upload", 0o755);
+        h.write("root/opt/tools/upload.py", "print()\n");
+    };
+    // The directory above it is world-writable: a name could be swapped.
+    let h = Host::new();
+    setup(&h);
+    chmod(&h, "root/opt/tools", 0o777);
+    refused_before_any_write(
+        &h,
+        &["install", "--yes"],
+        "backup.upload_command[0]",
+        "/opt/tools (a directory above it) is writable by group or others",
+    );
+    // The program is someone else's.
+    let h = Host::new();
+    setup(&h);
+    chown(&h, "root/opt/tools/upload", 1000);
+    refused_before_any_write(
+        &h,
+        &["install", "--yes"],
+        "backup.upload_command[0]",
+        "owned by uid 1000",
+    );
+    // The script it is given is group-writable.
+    let h = Host::new();
+    setup(&h);
+    chmod(&h, "root/opt/tools/upload.py", 0o664);
+    refused_before_any_write(
+        &h,
+        &["install", "--yes"],
+        "backup.upload_command[1]",
+        "writable by group or others",
+    );
+    // A link is not followed.
+    let h = Host::new();
+    setup(&h);
+    std::fs::remove_file(h.path("root/opt/tools/upload")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/true", h.path("root/opt/tools/upload")).unwrap();
+    refused_before_any_write(
+        &h,
+        &["install", "--yes"],
+        "backup.upload_command[0]",
+        "symbolic link",
+    );
+    // `keel backup` checks the same before it dumps anything.
+    let h = Host::new();
+    setup(&h);
+    chown(&h, "root/opt/tools/upload", 1000);
+    refused_before_any_write(
+        &h,
+        &["backup"],
+        "backup.upload_command[0]",
+        "owned by uid 1000",
+    );
+    // All root's: accepted.
+    let h = Host::new();
+    setup(&h);
+    h.install(&[]).success();
+    assert!(
+        h.commands()
+            .contains("/opt/tools/upload /opt/tools/upload.py /var/backups/keel/demo/demo-")
+    );
+}
+
+/// An existing backup directory keel did not make is never taken over (chowned, chmodded).
+#[test]
+fn an_existing_backup_dir_of_someone_elses_is_refused_and_left_alone() {
+    let h = Host::new();
+    h.write("keel.toml", &config("[backup]\ndir = \"/srv/data\"\n"));
+    std::fs::create_dir_all(h.path("root/srv/data")).unwrap();
+    chown(&h, "root/srv/data", 1000);
+    refused_before_any_write(
+        &h,
+        &["install", "--yes"],
+        "backup.dir",
+        "never takes over a directory it did not make",
+    );
+    let md = std::fs::metadata(h.path("root/srv/data")).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (1000, 0o755));
+    // Root's but 0755: refused too, and its mode stays.
+    chown(&h, "root/srv/data", 0);
+    refused_before_any_write(&h, &["backup"], "backup.dir", "mode 0700");
+    let md = std::fs::metadata(h.path("root/srv/data")).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o755);
+}
+
+/// A restore loads only a file of root's or postgres's that no one else can write, opened
+/// once without following links; the load runs as the app's role over TCP, never in a
+/// superuser session (`--role` would only SET ROLE, which the archive can RESET).
+#[test]
+fn a_restore_trusts_only_root_files_and_loads_as_the_app_role() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let first = dumps(&h)[0].clone();
+    let path = format!("{DIR}/{first}");
+    let shown = format!("/var/backups/keel/demo/{first}");
+    let before = h.commands().len();
+    for (setup, text) in [
+        (
+            Box::new(|h: &Host, p: &str| chown(h, p, 1000)) as Box<dyn Fn(&Host, &str)>,
+            "belongs to uid 1000",
+        ),
+        (
+            Box::new(|h: &Host, p: &str| {
+                chown(h, p, 0);
+                chmod(h, p, 0o666)
+            }),
+            "writable by group or others",
+        ),
+    ] {
+        setup(&h, &path);
+        h.keel()
+            .args(["restore", "--yes", &shown])
+            .assert()
+            .code(2)
+            .stderr(contains(text));
+    }
+    chmod(&h, &path, 0o600);
+    std::os::unix::fs::symlink(&shown, h.path(&format!("{DIR}/link.dump"))).unwrap();
+    h.keel()
+        .args(["restore", "--yes", "/var/backups/keel/demo/link.dump"])
+        .assert()
+        .code(2)
+        .stderr(contains("symbolic link"));
+    assert_eq!(
+        &h.commands()[before..],
+        "",
+        "nothing ran for a refused file"
+    );
+    h.keel()
+        .args(["restore", "--yes", &shown])
+        .assert()
+        .success();
+    let cmds = h.commands()[before..].to_string();
+    let load = cmds
+        .lines()
+        .find(|l| l.contains("pg_restore --single-transaction"))
+        .unwrap_or_else(|| panic!("no load in {cmds}"));
+    assert!(
+        load.contains("--no-password --host=127.0.0.1 --port=5432 --username=demo --dbname=demo"),
+        "{load}"
+    );
+    assert!(
+        !load.contains("runuser") && !load.contains("--role"),
+        "{load}"
+    );
+    assert!(!cmds.contains("-u postgres -- pg_restore"), "{cmds}");
 }
 
 #[test]

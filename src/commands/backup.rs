@@ -26,6 +26,7 @@ fn failed(step: &str, e: StepError) -> Error {
 
 pub fn run(cli: &Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
+    cfg.check_backup_host(&crate::paths::Paths::from_env().root)?;
     let mut o = CtxOptions::new(cli, "backup");
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
@@ -61,9 +62,12 @@ fn app_units(ctx: &Ctx, action: &str) -> std::result::Result<(), StepError> {
 }
 
 /// Stop, load, start, check: the app's checks decide.
-fn load_and_check(ctx: &Ctx, file: &Path) -> std::result::Result<(), StepError> {
+fn load_and_check(
+    ctx: &Ctx,
+    archive: &crate::backup::Archive,
+) -> std::result::Result<(), StepError> {
     app_units(ctx, "stop")?;
-    let loaded = crate::backup::load(ctx, file);
+    let loaded = crate::backup::load(ctx, archive);
     app_units(ctx, "start")?;
     loaded?;
     crate::steps::verify::check_stack_retried(ctx)
@@ -71,17 +75,20 @@ fn load_and_check(ctx: &Ctx, file: &Path) -> std::result::Result<(), StepError> 
 
 pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
+    cfg.check_backup_host(&crate::paths::Paths::from_env().root)?;
     let file = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
     State::load(&cli.state_file)?;
     let mut o = CtxOptions::new(cli, "restore");
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let host_file = ctx.host(&file.display().to_string());
-    // Checked before anything is asked, locked or stopped.
-    crate::backup::check_file(&ctx, &host_file).map_err(|e| Error::Usage {
+    // Opened once and checked before anything is asked, locked or stopped.
+    let usage = |e: StepError| Error::Usage {
         msg: format!("keel restore {}: {}", file.display(), e.msg),
         hint: e.hint,
-    })?;
+    };
+    let archive = crate::backup::open_archive(&ctx, &host_file).map_err(usage)?;
+    crate::backup::check_file(&ctx, &archive).map_err(usage)?;
     if !confirm(
         cli,
         &format!(
@@ -100,7 +107,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     let safety_path = crate::backup::dir(&ctx).join(&safety.name);
     ctx.ui
         .line(&format!("[restore] loading {}", file.display()));
-    let outcome = load_and_check(&ctx, &host_file);
+    let outcome = load_and_check(&ctx, &archive);
     ctx.ui.finish();
     let Err(e) = outcome else {
         println!(
@@ -114,7 +121,8 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
         "[restore] failed: {}; putting the safety backup {} back",
         e.msg, safety.name
     ));
-    let back = load_and_check(&ctx, &safety_path);
+    let back =
+        crate::backup::open_archive(&ctx, &safety_path).and_then(|a| load_and_check(&ctx, &a));
     Err(Error::StepFailed {
         step: "restore".into(),
         msg: format!(

@@ -32,6 +32,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
     cfg.check_tls_files(&Paths::from_env().root)?;
+    cfg.check_backup_host(&Paths::from_env().root)?;
     let checked = State::load(&cli.state_file)?;
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);
