@@ -325,6 +325,89 @@ pub fn owner_of(path: &Path) -> Result<Option<(u32, u32)>> {
     Ok(lstat(path)?.map(|s| (s.st_uid, s.st_gid)))
 }
 
+/// Why root must not trust `path` (inside `root`, the host's `/`), or None: every
+/// directory from `/` down is root's and writable by no one else (no sticky exception: a
+/// world-writable /tmp lets another user swap a name), no link on the way, and the file a
+/// regular one of root's that group and others cannot write. `exe`: it must be executable.
+pub fn untrusted(root: &Path, path: &Path, exe: bool) -> Option<String> {
+    let rel = path.strip_prefix("/").ok()?;
+    let mut at = root.to_path_buf();
+    let mut shown = PathBuf::from("/");
+    let check_dir = |st: &rustix::fs::Stat, shown: &Path| {
+        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+            Some(format!(
+                "{} (a directory above it) is {}: another user could swap what it holds",
+                shown.display(),
+                if st.st_uid != 0 {
+                    format!("owned by uid {}", st.st_uid)
+                } else {
+                    format!(
+                        "writable by group or others (mode {:o})",
+                        st.st_mode & 0o7777
+                    )
+                }
+            ))
+        } else {
+            None
+        }
+    };
+    match lstat(&at) {
+        Ok(Some(st)) => {
+            if let Some(w) = check_dir(&st, &shown) {
+                return Some(w);
+            }
+        }
+        _ => return Some(format!("{} cannot be read", shown.display())),
+    }
+    let n = rel.components().count();
+    for (i, c) in rel.components().enumerate() {
+        at.push(c);
+        shown.push(c);
+        let st = match lstat(&at) {
+            Ok(Some(st)) => st,
+            Ok(None) => return Some(format!("{} does not exist", shown.display())),
+            Err(e) => return Some(format!("{}: {e}", shown.display())),
+        };
+        let k = kind(&st);
+        if k == rustix::fs::FileType::Symlink {
+            return Some(format!(
+                "{} is a symbolic link (root follows none: give the real path)",
+                shown.display()
+            ));
+        }
+        if i + 1 < n {
+            if k != rustix::fs::FileType::Directory {
+                return Some(format!("{} is not a directory", shown.display()));
+            }
+            if let Some(w) = check_dir(&st, &shown) {
+                return Some(w);
+            }
+            continue;
+        }
+        if k != rustix::fs::FileType::RegularFile {
+            return Some(format!("{} is not a regular file", shown.display()));
+        }
+        if st.st_uid != 0 {
+            return Some(format!(
+                "{} is owned by uid {}, not root",
+                shown.display(),
+                st.st_uid
+            ));
+        }
+        if st.st_mode & 0o022 != 0 {
+            return Some(format!(
+                "{} is writable by group or others (mode {:o})",
+                shown.display(),
+                st.st_mode & 0o7777
+            ));
+        }
+        if exe && st.st_mode & 0o100 == 0 {
+            return Some(format!("{} is not executable", shown.display()));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,87 +542,4 @@ mod tests {
             "victim chowned"
         );
     }
-}
-
-/// Why root must not trust `path` (inside `root`, the host's `/`), or None: every
-/// directory from `/` down is root's and writable by no one else (no sticky exception: a
-/// world-writable /tmp lets another user swap a name), no link on the way, and the file a
-/// regular one of root's that group and others cannot write. `exe`: it must be executable.
-pub fn untrusted(root: &Path, path: &Path, exe: bool) -> Option<String> {
-    let rel = path.strip_prefix("/").ok()?;
-    let mut at = root.to_path_buf();
-    let mut shown = PathBuf::from("/");
-    let check_dir = |st: &rustix::fs::Stat, shown: &Path| {
-        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-            Some(format!(
-                "{} (a directory above it) is {}: another user could swap what it holds",
-                shown.display(),
-                if st.st_uid != 0 {
-                    format!("owned by uid {}", st.st_uid)
-                } else {
-                    format!(
-                        "writable by group or others (mode {:o})",
-                        st.st_mode & 0o7777
-                    )
-                }
-            ))
-        } else {
-            None
-        }
-    };
-    match lstat(&at) {
-        Ok(Some(st)) => {
-            if let Some(w) = check_dir(&st, &shown) {
-                return Some(w);
-            }
-        }
-        _ => return Some(format!("{} cannot be read", shown.display())),
-    }
-    let n = rel.components().count();
-    for (i, c) in rel.components().enumerate() {
-        at.push(c);
-        shown.push(c);
-        let st = match lstat(&at) {
-            Ok(Some(st)) => st,
-            Ok(None) => return Some(format!("{} does not exist", shown.display())),
-            Err(e) => return Some(format!("{}: {e}", shown.display())),
-        };
-        let k = kind(&st);
-        if k == rustix::fs::FileType::Symlink {
-            return Some(format!(
-                "{} is a symbolic link (root follows none: give the real path)",
-                shown.display()
-            ));
-        }
-        if i + 1 < n {
-            if k != rustix::fs::FileType::Directory {
-                return Some(format!("{} is not a directory", shown.display()));
-            }
-            if let Some(w) = check_dir(&st, &shown) {
-                return Some(w);
-            }
-            continue;
-        }
-        if k != rustix::fs::FileType::RegularFile {
-            return Some(format!("{} is not a regular file", shown.display()));
-        }
-        if st.st_uid != 0 {
-            return Some(format!(
-                "{} is owned by uid {}, not root",
-                shown.display(),
-                st.st_uid
-            ));
-        }
-        if st.st_mode & 0o022 != 0 {
-            return Some(format!(
-                "{} is writable by group or others (mode {:o})",
-                shown.display(),
-                st.st_mode & 0o7777
-            ));
-        }
-        if exe && st.st_mode & 0o100 == 0 {
-            return Some(format!("{} is not executable", shown.display()));
-        }
-    }
-    None
 }

@@ -25,7 +25,7 @@ enum Change {
     RemovedLink(PathBuf, PathBuf),
     DirCreated(PathBuf),
     /// Run on rollback (e.g. stop a unit this step started).
-    Undo(Cmd),
+    Undo(Box<Cmd>),
     /// After files are restored: `systemctl <action> <unit>` (reload/restart).
     Reapply(&'static str, String),
 }
@@ -207,7 +207,7 @@ impl Txn {
     }
 
     pub fn on_rollback(&mut self, cmd: Cmd) {
-        self.journal.push(Change::Undo(cmd));
+        self.journal.push(Change::Undo(Box::new(cmd)));
     }
 
     pub fn reapply(&mut self, action: &'static str, unit: &str) {
