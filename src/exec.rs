@@ -3,7 +3,6 @@
 //! records commands instead of running them, for fast tests of the logic above.
 use crate::redact::Redactor;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -649,13 +648,7 @@ impl Exec {
             // and maintainer scripts, with it), and no controlling terminal: a child can never
             // open the admin's /dev/tty to push input (TIOCSTI) or escapes into it.
             .before_spawn(|c| {
-                // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
-                unsafe {
-                    c.pre_exec(|| {
-                        rustix::process::setsid().map_err(std::io::Error::from)?;
-                        Ok(())
-                    });
-                }
+                crate::system::fcntl::new_session(c);
                 Ok(())
             });
         use std::os::unix::fs::OpenOptionsExt;
@@ -964,6 +957,7 @@ fn fake_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     fn exec(dir: &Path) -> Exec {
         Exec {
