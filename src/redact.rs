@@ -52,6 +52,39 @@ pub fn secret_key(key: &str) -> bool {
     .any(|p| k.contains(p))
 }
 
+/// The values of a settings map (keel.toml's `[env]`, a `.env`) that must never be shown:
+/// those of secret-looking keys, and every password inside a URL.
+pub fn secret_values<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
+    let mut v = vec![];
+    for (k, val) in map {
+        if secret_key(k) {
+            v.push(val.clone());
+        }
+        v.extend(url_passwords(val));
+    }
+    v
+}
+
+/// The `password` of each `scheme://user:password@host` in `text`.
+pub fn url_passwords(text: &str) -> Vec<String> {
+    let mut v = vec![];
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let tail = &rest[i + 3..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        if let (Some(at), Some(colon)) = (authority.rfind('@'), authority.find(':'))
+            && colon < at
+        {
+            v.push(authority[colon + 1..at].to_string());
+        }
+        rest = &tail[end..];
+    }
+    v
+}
+
 /// Mask `user:password@` in URLs.
 pub fn mask_url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -102,6 +135,21 @@ mod tests {
         assert_eq!(
             mask_url_passwords("http://example.com/a"),
             "http://example.com/a"
+        );
+    }
+
+    #[test]
+    fn secrets_of_settings_maps() {
+        let m: std::collections::BTreeMap<String, String> = [
+            ("STRIPE_SECRET_KEY", "sk_live_abcdef123"),
+            ("SITE_NAME", "shop"),
+            ("CACHE_URL", "redis://:cachepass99@127.0.0.1:6379/1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        assert_eq!(
+            secret_values(&m),
+            vec!["cachepass99".to_string(), "sk_live_abcdef123".into()]
         );
     }
 

@@ -682,3 +682,44 @@ fn html_report_draws_the_last_runs_timeline() {
     assert!(html.contains("keel verify&#39;s checks"), "{html}");
     assert!(html.contains("<td>redis</td>"), "{html}");
 }
+
+/// Redaction covers the admin's own secrets, for every command: an `[env]` value of a
+/// secret-looking key and a hand-set `.env` secret, echoed into the app's journal by a
+/// request, stay masked in the text, JSON and HTML reports (the journal line is there, so
+/// the check is not vacuous).
+#[test]
+fn diagnose_masks_the_admins_own_secrets_in_every_format() {
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config(
+            "[env]\nSTRIPE_SECRET_KEY = \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"\n",
+        ),
+    );
+    h.install(&[]).success();
+    let env = h.path("root/opt/demo/shared/.env");
+    let mut text = std::fs::read_to_string(&env).unwrap();
+    text.push_str("MAILGUN_API_KEY=key-3ax6xnjp29jd6fds4gc373sgvjxteol0\nCACHE_URL=redis://:c4chePassw0rd@10.0.0.5:6379/1\n");
+    std::fs::write(&env, text).unwrap();
+    h.rule("journalctl -u demo-web -n\t0\t0\t\t2026-12-03T06:00:00 demo gunicorn: \"GET /?k=sk_live_4eC39HqLyjWDarjtT1zdp7dc&m=key-3ax6xnjp29jd6fds4gc373sgvjxteol0&c=c4chePassw0rd HTTP/1.1\" 200");
+    h.keel().arg("diagnose").assert().success();
+    let dir = h.path("root/var/log/keel");
+    for f in [
+        "diagnostics-latest.txt",
+        "diagnostics-latest.json",
+        "diagnostics-latest.html",
+    ] {
+        let r = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(
+            r.contains("GET /?k="),
+            "{f}: the journal line is missing: {r}"
+        );
+        for s in [
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
+            "c4chePassw0rd",
+        ] {
+            assert!(!r.contains(s), "{s} in {f}");
+        }
+    }
+}

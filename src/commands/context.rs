@@ -64,6 +64,18 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         redactor: redactor.clone(),
     };
     secrets.load_all();
+    // Every secret keel knows is masked, for every command: the admin's own too. keel.toml's
+    // [env] and the live .env (root's; read without following a link): the values of
+    // secret-looking keys and the passwords inside URLs.
+    for v in redact::secret_values(&cfg.env) {
+        redactor.add(&v);
+    }
+    let env_file = paths.host(&crate::steps::app_env::env_file(&cfg).display().to_string());
+    if let Ok(Some(text)) = crate::fsx::read_text_nofollow(&env_file, crate::fsx::MAX_INPUT) {
+        for v in redact::secret_values(&crate::dotenv::values(&text)) {
+            redactor.add(&v);
+        }
+    }
     let mut exec = runner(
         &paths,
         redactor.clone(),
