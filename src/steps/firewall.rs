@@ -42,7 +42,8 @@ fn sshd_ports(ctx: &Ctx) -> BTreeSet<u16> {
         );
     }
     if let Ok(o) = ctx.exec.probe(ID, &Cmd::new("ss").args(["-Htlnp"])) {
-        for l in o.stdout.lines().filter(|l| l.contains("\"sshd\"")) {
+        // A process name is anyone's to choose (prctl): only root's /usr/sbin/sshd counts.
+        for l in o.stdout.lines().filter(|l| root_sshd_pid(ctx, l)) {
             // State Recv-Q Send-Q Local:Port Peer:Port Process
             if let Some(port) = l
                 .split_whitespace()
@@ -55,6 +56,24 @@ fn sshd_ports(ctx: &Ctx) -> BTreeSet<u16> {
         }
     }
     ports
+}
+
+/// Whether an `ss -p` line names a process that is root's sshd: a pid in the line's
+/// `users:((...))` whose executable is /usr/sbin/sshd and whose every uid is 0.
+fn root_sshd_pid(ctx: &Ctx, line: &str) -> bool {
+    line.split("pid=")
+        .skip(1)
+        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+        .any(|pid| {
+            let exe = std::fs::read_link(ctx.host(&format!("/proc/{pid}/exe")));
+            let status = std::fs::read_to_string(ctx.host(&format!("/proc/{pid}/status")));
+            let root = status.is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .is_some_and(|u| u.split_whitespace().all(|x| x == "0"))
+            });
+            root && exe.is_ok_and(|e| e == std::path::Path::new("/usr/sbin/sshd"))
+        })
 }
 
 /// The ports to allow, refused when sshd listens on one of them that is not allowed.
