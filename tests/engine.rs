@@ -117,6 +117,23 @@ fn full_install_then_noop() {
         assert!(migrate.contains(part), "{part} not in {migrate}");
     }
     assert!(!migrate.contains("runuser"), "{migrate}");
+    // Root's Python runs isolated (-I: no directory of anyone's first on sys.path), and uv
+    // is installed only with one of the pinned wheel hashes.
+    assert!(
+        cmds.contains("python3 -I -m venv --clear --without-pip /var/lib/keel/tools"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("/var/lib/keel/tools/bin/python -I /usr/share/python-wheels/")
+            && cmds.contains("--no-deps --require-hashes -r /dev/stdin"),
+        "{cmds}"
+    );
+    assert!(
+        keel::steps::python_env::uv_requirement().starts_with(&format!(
+            "uv=={} --hash=sha256:",
+            keel::steps::python_env::UV_VERSION
+        ))
+    );
     h.install(&[]).success().stdout(contains(format!(
         "0 step(s) run, {} already done",
         keel::steps::graph().ids().len()

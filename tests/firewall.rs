@@ -106,12 +106,19 @@ fn only_roots_sshd_opens_a_port() {
     h.rule("ss -Htlnp\t0\t0\t\tLISTEN 0 128 0.0.0.0:2222 0.0.0.0:* users:((\"sshd\",pid=700,fd=3))\\nLISTEN 0 128 0.0.0.0:4444 0.0.0.0:* users:((\"sshd\",pid=900,fd=3))\\nLISTEN 0 128 0.0.0.0:5555 0.0.0.0:* users:((\"sshd\",pid=901,fd=3))");
     h.install(&[]).success();
     let nft = h.read(FILE);
-    assert!(nft.contains("tcp dport { 22, 80, 443, 2222 } accept"), "{nft}");
+    assert!(
+        nft.contains("tcp dport { 22, 80, 443, 2222 } accept"),
+        "{nft}"
+    );
     // With ssh_port set, the fake sshd's port does not block the update either.
     h.write("keel.toml", &config("[firewall]\nssh_port = 2222\n"));
     h.rule("sshd -T\t0\t0\t\tport 2222");
     h.install(&[]).success();
     let nft = h.read(FILE);
-    assert!(nft.contains("tcp dport { 2222, 80, 443 } accept") || nft.contains("tcp dport { 80, 443, 2222 } accept"), "{nft}");
+    assert!(
+        nft.contains("tcp dport { 2222, 80, 443 } accept")
+            || nft.contains("tcp dport { 80, 443, 2222 } accept"),
+        "{nft}"
+    );
     assert!(!nft.contains("4444") && !nft.contains("5555"), "{nft}");
 }

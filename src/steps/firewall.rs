@@ -63,7 +63,12 @@ fn sshd_ports(ctx: &Ctx) -> BTreeSet<u16> {
 fn root_sshd_pid(ctx: &Ctx, line: &str) -> bool {
     line.split("pid=")
         .skip(1)
-        .filter_map(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+        .filter_map(|r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
         .any(|pid| {
             let exe = std::fs::read_link(ctx.host(&format!("/proc/{pid}/exe")));
             let status = std::fs::read_to_string(ctx.host(&format!("/proc/{pid}/status")));

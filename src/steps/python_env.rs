@@ -11,6 +11,13 @@ const ID: &str = "python-env";
 
 /// uv, pinned: a release's venv must not change with whatever uv is newest that day.
 pub const UV_VERSION: &str = "0.13.9";
+/// The sha256 of each uv wheel keel accepts (x86_64 and aarch64 manylinux, as the package
+/// index publishes them): root installs only these bytes, whatever the index or a proxy
+/// serves.
+pub const UV_WHEEL_SHA256: &[&str] = &[
+    "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+];
 /// keel's own tools (uv), root's: the build user runs uv but can never change it.
 pub const TOOLS: &str = "/var/lib/keel/tools";
 /// Written into a venv once its packages are all in: a venv without it is rebuilt.
@@ -95,6 +102,15 @@ fn python_version(ctx: &Ctx) -> String {
         .unwrap_or_else(|_| "python3".into())
 }
 
+/// The one line pip is given for uv: the version and every hash keel accepts.
+pub fn uv_requirement() -> String {
+    let hashes: Vec<String> = UV_WHEEL_SHA256
+        .iter()
+        .map(|h| format!("--hash=sha256:{h}"))
+        .collect();
+    format!("uv=={UV_VERSION} {}\n", hashes.join(" "))
+}
+
 /// uv in keel's tools directory: a venv of root's, made once, with uv from the Python
 /// package index (binary wheels only: nothing is built as root).
 fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
@@ -108,9 +124,11 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
     // No pip inside the tools venv (ensurepip would install pip and setuptools there: seconds
     // of CPU beside dpkg on a fresh host): Debian's own pip wheel (python3-pip-whl, which
     // python3-venv brings; root's, from the package) runs once to put uv in.
+    // -I: root's Python reads no PYTHON* variable, no user site, and puts no directory of
+    // anyone's first on sys.path.
     ctx.run(
         ID,
-        &Cmd::new("python3").args(["-m", "venv", "--clear", "--without-pip", TOOLS]),
+        &Cmd::new("python3").args(["-I", "-m", "venv", "--clear", "--without-pip", TOOLS]),
     )
     .map_err(|e| {
         e.hint("python3-venv must be in packages.python (or set deploy.installer = \"pip\")")
@@ -134,6 +152,7 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
         ID,
         &Cmd::new(&format!("{TOOLS}/bin/python"))
             .args([
+                "-I",
                 &format!("/usr/share/python-wheels/{pip}/pip"),
                 "install",
                 "--disable-pip-version-check",
@@ -141,8 +160,12 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
                 "-q",
                 "--only-binary",
                 ":all:",
-                &format!("uv=={UV_VERSION}"),
+                "--no-deps",
+                "--require-hashes",
+                "-r",
+                "/dev/stdin",
             ])
+            .stdin(uv_requirement())
             .env("PIP_NO_CACHE_DIR", "1")
             .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
     )?;
