@@ -1318,6 +1318,53 @@ impl Config {
                     format!("chmod 600 {}", p.display()),
                 ));
             }
+            // The directories above too: one another user can write lets them swap the
+            // file between this check and the tls step's copy.
+            if let Some(why) = crate::fsx::untrusted(root, p, false) {
+                return Err(self.err(
+                    key,
+                    why,
+                    "keep the certificate and key where only root can write (such as /etc/ssl/private)",
+                ));
+            }
+        }
+        // Its content, before any step writes: a PEM certificate, for every name, current.
+        // (Whether the key is the certificate's is asked of openssl by the tls step.)
+        if let Some(cf) = &t.cert_file {
+            let host = root.join(cf.strip_prefix("/").unwrap_or(cf));
+            let bytes = crate::fsx::read_regular(&host, crate::fsx::MAX_INPUT).map_err(|e| {
+                self.err(
+                    "tls.cert_file",
+                    format!("{}: {e}", cf.display()),
+                    "check the path",
+                )
+            })?;
+            let info = crate::certs::parse_pem(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+                self.err(
+                    "tls.cert_file",
+                    format!("{}: {e}", cf.display()),
+                    "tls.cert_file must be a PEM certificate (with its chain)",
+                )
+            })?;
+            let names = self.tls_names();
+            let missing = info.missing(&names);
+            if !missing.is_empty() {
+                return Err(self.err(
+                    "tls.cert_file",
+                    format!("{} does not cover {}", cf.display(), missing.join(", ")),
+                    format!(
+                        "it is for {}; get one for every name, or change app.domain / tls.domains",
+                        info.names.join(", ")
+                    ),
+                ));
+            }
+            if info.expired(crate::certs::now()) {
+                return Err(self.err(
+                    "tls.cert_file",
+                    format!("{} has expired", cf.display()),
+                    "install a current certificate",
+                ));
+            }
         }
         Ok(())
     }

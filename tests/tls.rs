@@ -194,3 +194,53 @@ fn a_fifo_as_the_certificate_does_not_hang_plan() {
         t.elapsed()
     );
 }
+
+/// mode = "files": the certificate's content and the directories above both files are
+/// checked when the config is loaded: exit 2 and nothing written, not exit 1 after every
+/// other step wrote (a file with no PEM, one for other names, a directory others can write).
+#[test]
+fn tls_files_are_checked_whole_before_any_write() {
+    let cfg = "[tls]\nmode = \"files\"\ncert_file = \"/certs/site.pem\"\nkey_file = \"/certs/site.key\"\n";
+    let setup = |h: &Host, cert: &str, domain: &str| {
+        h.write("keel.toml", &config(cfg).replace("demo.localhost", domain));
+        h.write("root/certs/site.pem", cert);
+        h.write("root/certs/site.key", "-----BEGIN PRIVATE KEY-----\n");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            h.path("root/certs/site.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    };
+    let demo = include_str!("data/demo-cert.pem");
+    for (cert, domain, dir_mode, want) in [
+        ("not a certificate\n", "demo.example.com", 0o755, "no PEM"),
+        (
+            demo,
+            "shop.example.com",
+            0o755,
+            "does not cover shop.example.com",
+        ),
+        (
+            demo,
+            "demo.example.com",
+            0o777,
+            "/certs (a directory above it) is writable by group or others",
+        ),
+    ] {
+        let h = Host::new();
+        setup(&h, cert, domain);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            h.path("root/certs"),
+            std::fs::Permissions::from_mode(dir_mode),
+        )
+        .unwrap();
+        h.install(&[])
+            .code(2)
+            .stderr(predicates::str::contains("tls.cert_file"))
+            .stderr(predicates::str::contains(want));
+        assert_eq!(h.commands(), "", "{want}: nothing may run");
+        assert!(!h.path("root/var/lib/keel/state.json").exists());
+    }
+}
