@@ -689,6 +689,50 @@ impl Config {
         for (key, p) in lists {
             self.check(&key, v::package(p))?;
         }
+        // The list replaces keel's default: the stack's own packages must stay in it.
+        let base = |p: &String| -> String { p.split([':', '=']).next().unwrap_or("").to_string() };
+        let all: Vec<String> = self
+            .packages
+            .install
+            .iter()
+            .chain(&self.packages.python)
+            .map(base)
+            .collect();
+        let has = |want: &dyn Fn(&str) -> bool| all.iter().any(|p| want(p));
+        let needed: [(&str, &dyn Fn(&str) -> bool); 5] = [
+            ("postgresql", &|p| {
+                p == "postgresql"
+                    || p.strip_prefix("postgresql-")
+                        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
+            }),
+            ("redis-server", &|p| p == "redis-server"),
+            ("nginx", &|p| {
+                matches!(
+                    p,
+                    "nginx" | "nginx-light" | "nginx-full" | "nginx-extras" | "nginx-core"
+                )
+            }),
+            ("python3", &|p| p == "python3"),
+            ("python3-venv", &|p| p == "python3-venv"),
+        ];
+        if let Some((name, _)) = needed.iter().find(|(_, f)| !has(*f)) {
+            let key = if name.starts_with("python3") {
+                "packages.python"
+            } else {
+                "packages.install"
+            };
+            return Err(self.err(
+                key,
+                format!("lacks {name}, which the stack needs (the list replaces keel's default)"),
+                format!(
+                    "keep {name} in the list and add your packages beside it (the default is {:?})",
+                    match key {
+                        "packages.python" => Packages::default().python,
+                        _ => Packages::default().install,
+                    }
+                ),
+            ));
+        }
         if self.packages.install.len() + self.packages.python.len() > 200 {
             return Err(self.err(
                 "packages.install",

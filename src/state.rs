@@ -196,6 +196,23 @@ impl State {
     /// Load the state file; a missing file is a fresh state. Corrupt or newer files are errors
     /// and are never touched.
     pub fn load(path: &Path) -> Result<State> {
+        // What keel believes it did is read only from a file no other user could write.
+        if let Ok(Some(st)) = crate::fsx::lstat(path)
+            && (st.st_mode & 0o022 != 0 || st.st_uid != rustix::process::geteuid().as_raw())
+        {
+            return Err(Error::State {
+                file: path.into(),
+                msg: format!(
+                    "is writable by a user other than keel's (owner uid {}, mode {:o}): its records cannot be trusted",
+                    st.st_uid,
+                    st.st_mode & 0o7777
+                ),
+                hint: format!(
+                    "if its content is yours: chown root:root {0} && chmod 600 {0}; otherwise move it aside to start over",
+                    path.display()
+                ),
+            });
+        }
         // A regular file of bounded size: a FIFO or device there must not hang keel.
         let bytes = match crate::fsx::read_regular(path, 16 * crate::fsx::MAX_INPUT) {
             Ok(b) => b,
@@ -216,6 +233,13 @@ impl State {
         })?;
         let version = v.get("schema_version").and_then(|x| x.as_u64());
         match version {
+            Some(n) if n < 1 => {
+                return Err(Error::State {
+                    file: path.into(),
+                    msg: format!("schema_version {n} is older than any keel wrote (the first is 1)"),
+                    hint: "the file was left as it is; check --state-file, or move it aside to start over".into(),
+                });
+            }
             Some(n) if n > SCHEMA_VERSION as u64 => {
                 return Err(Error::State {
                     file: path.into(),
@@ -241,6 +265,15 @@ impl State {
                 "the file was left as it is; see state/schema.json, or move it aside to start over"
                     .into(),
         })
+    }
+
+    /// Step ids in the file that `known` lacks (a newer keel's, or a hand edit).
+    pub fn unknown_steps(&self, known: &[&str]) -> Vec<String> {
+        self.steps
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Atomic save: temp file in the same directory, fsync, rename, fsync the directory.

@@ -296,7 +296,7 @@ fn valid_edge_cases_are_accepted() {
     // A BOM in keel.toml, an ssh URL with a port, a package with an arch and a version.
     for extra in [
         "",
-        "[packages]\ninstall = [\"nginx\", \"libpq5:amd64\", \"redis-server=5:7.0.15-1~deb12u1\"]\n",
+        "[packages]\ninstall = [\"nginx\", \"libpq5:amd64\", \"redis-server=5:7.0.15-1~deb12u1\", \"postgresql-15\"]\n",
     ] {
         let h = Host::new();
         h.write(

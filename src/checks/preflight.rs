@@ -269,6 +269,19 @@ fn ports_check(root: &Path, ports: &[(&'static str, u16)]) -> (Level, String, St
     }
 }
 
+/// `--ignore-preflight-errors` names a check that exists (or `all`): a typo must not leave
+/// the admin believing an error is waived. Err: the unknown name and the known ones.
+pub fn check_ignore_names(cfg: &Config, root: &Path, ignore: &[String]) -> Result<(), String> {
+    let known: Vec<String> = checks(cfg, root).into_iter().map(|(n, _)| n).collect();
+    match ignore.iter().find(|i| *i != "all" && !known.contains(i)) {
+        Some(bad) => Err(format!(
+            "--ignore-preflight-errors: no preflight check is named {bad:?} (they are: {}, or all)",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Run all checks and mark ignored errors. Returns (results, blocking error names).
 pub fn run(cfg: &Config, root: &Path, ignore: &[String]) -> (Vec<CheckResult>, Vec<String>) {
     let mut results = super::run_parallel(checks(cfg, root), Duration::from_secs(10));

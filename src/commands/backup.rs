@@ -3,7 +3,7 @@ use super::context::{CtxOptions, build_ctx, confirm};
 use crate::cli::{Cli, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::state::{RunLock, State};
+use crate::state::RunLock;
 use crate::step::{Ctx, StepError};
 use std::path::Path;
 
@@ -77,7 +77,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     cfg.check_backup_host(&crate::paths::Paths::from_env().root)?;
     let file = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
-    State::load(&cli.state_file)?;
+    super::context::load_state(&cli.state_file)?;
     let mut o = CtxOptions::new(cli, "restore");
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);

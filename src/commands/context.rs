@@ -8,6 +8,21 @@ use serde_json::json;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// The state file, refused (exit 2, left as it is) when it is not keel's to trust or names
+/// a step this keel does not have.
+pub fn load_state(path: &std::path::Path) -> Result<crate::state::State> {
+    let st = crate::state::State::load(path)?;
+    let unknown = st.unknown_steps(&crate::steps::graph().ids());
+    if !unknown.is_empty() {
+        return Err(Error::State {
+            file: path.into(),
+            msg: format!("records steps this keel does not have: {}", unknown.join(", ")),
+            hint: "it was written by another keel version or edited by hand; use that version, or move the file aside to start over (completed steps then run again)".into(),
+        });
+    }
+    Ok(st)
+}
+
 /// How a command wants its context: named fields instead of positional bools.
 #[derive(Debug, Clone)]
 pub struct CtxOptions {

@@ -72,15 +72,26 @@ pub fn run(cli: &Cli) -> Result<()> {
         None => Some(source(&cfg, dir, git_ref)?),
     };
     let target = rollback.as_deref().filter(|s| !s.is_empty());
-    let st = State::load(&cli.state_file)?;
+    let st = super::context::load_state(&cli.state_file)?;
     check_installed(&st, &cli.state_file, target)?;
+    // `--rollback` alone needs an earlier healthy release: refused before the lock is taken.
+    if rollback.is_some()
+        && target.is_none()
+        && crate::release::previous_good(&st.releases.list, st.releases.current.as_deref())
+            .is_none()
+    {
+        return Err(Error::usage(
+            "--rollback: no earlier healthy release to return to",
+            "see keel releases; name one with keel deploy --rollback ID",
+        ));
+    }
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let graph = crate::steps::graph();
     let _lock = RunLock::acquire(&cli.state_file)?;
-    let mut st = State::load(&cli.state_file)?;
+    let mut st = super::context::load_state(&cli.state_file)?;
     reap_leftovers(&ctx);
     let out = match &src {
         Some(s) => crate::deploy::deploy(&ctx, &graph, &mut st, &cli.state_file, s),

@@ -6,6 +6,9 @@ use crate::error::Result;
 
 pub fn run(cli: &Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
+    // A state file keel cannot read is refused before any check runs (a check may create a
+    // missing secret).
+    super::context::load_state(&cli.state_file)?;
     let mut o = CtxOptions::new(cli, &crate::paths::run_id());
     o.quiet = true;
     let ctx = std::sync::Arc::new(build_ctx(cfg, o));

@@ -494,7 +494,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         o.quiet = true;
         o
     });
-    let st = crate::state::State::load(&cli.state_file)?;
+    let st = super::context::load_state(&cli.state_file)?;
     super::plan::print_plan(
         cli,
         &ctx,

@@ -29,11 +29,23 @@ pub fn run(cli: &Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     let graph = steps::graph();
     graph.check_selection(targets, retry_step, skip)?;
+    if let Some(s) = retry_step.iter().find(|s| skip.contains(s)) {
+        return Err(Error::usage(
+            format!("--retry-step {s} and --skip {s}: a step cannot be both forced and skipped"),
+            "drop one of the two",
+        ));
+    }
+    crate::checks::preflight::check_ignore_names(
+        &cfg,
+        &Paths::from_env().root,
+        ignore_preflight_errors,
+    )
+    .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
-    let checked = State::load(&cli.state_file)?;
+    let checked = super::context::load_state(&cli.state_file)?;
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;
@@ -62,7 +74,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         other => other?,
     };
-    let mut st = State::load(&cli.state_file)?;
+    let mut st = super::context::load_state(&cli.state_file)?;
     if *resume && !resume_selection(&ctx, &st, &mut opts) {
         return Ok(());
     }

@@ -14,10 +14,53 @@ pub mod rollback;
 pub mod status;
 pub mod verify;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Output};
 use crate::error::Result;
 
+/// The `--output` formats a command writes; any other is refused (exit 2) before it runs,
+/// never silently replaced by the human one.
+fn outputs(c: &Command) -> &'static [Output] {
+    use Output::*;
+    match c {
+        Command::Plan => &[Human, Json, Dot],
+        Command::Verify { .. } => &[Human, Json, Prometheus],
+        Command::Status { .. }
+        | Command::Env { .. }
+        | Command::Preflight { .. }
+        | Command::Install { .. }
+        | Command::Rollback
+        | Command::Deploy { .. }
+        | Command::Releases
+        | Command::Backup
+        | Command::Restore { .. } => &[Human, Json],
+        _ => &[Human],
+    }
+}
+
+fn check_output(cli: &Cli) -> Result<()> {
+    let ok = outputs(&cli.command);
+    if ok.contains(&cli.output) {
+        return Ok(());
+    }
+    let name = |o: &Output| {
+        clap::ValueEnum::to_possible_value(o)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    };
+    Err(crate::error::Error::usage(
+        format!(
+            "--output {}: this command does not write that format",
+            name(&cli.output)
+        ),
+        format!(
+            "it writes: {}",
+            ok.iter().map(name).collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
 pub fn run(cli: Cli) -> Result<()> {
+    check_output(&cli)?;
     match &cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;

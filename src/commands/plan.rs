@@ -71,7 +71,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     // The plan reads the config only to tell what an install would do; without one it still
     // prints the graph.
-    let st = State::load(&cli.state_file)?;
+    let st = super::context::load_state(&cli.state_file)?;
     let cfg = Config::load(&cli.config);
     let reasons: Vec<(&str, Option<Reason>)> = match cfg {
         Ok(cfg) => {

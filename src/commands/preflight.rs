@@ -9,6 +9,8 @@ use serde_json::json;
 pub fn run(cli: &Cli, ignore: &[String]) -> Result<()> {
     let json_out = cli.output == Output::Json;
     let cfg = Config::load(&cli.config)?;
+    checks::preflight::check_ignore_names(&cfg, &crate::paths::Paths::from_env().root, ignore)
+        .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
     let mut o = CtxOptions::new(cli, &crate::paths::run_id());
     o.ignore_preflight = ignore.to_vec();
     let ctx = build_ctx(cfg, o);

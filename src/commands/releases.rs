@@ -1,10 +1,9 @@
 //! `keel releases`: the releases recorded in the state file, newest first.
 use crate::cli::{Cli, Output};
 use crate::error::Result;
-use crate::state::State;
 
 pub fn run(cli: &Cli) -> Result<()> {
-    let st = State::load(&cli.state_file)?;
+    let st = super::context::load_state(&cli.state_file)?;
     let current = st.releases.current.as_deref();
     if cli.output == Output::Json {
         let list: Vec<_> = st

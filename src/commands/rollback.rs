@@ -3,7 +3,7 @@ use super::context::{CtxOptions, build_ctx, confirm, reap_leftovers};
 use crate::cli::{Cli, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::state::{RunLock, State, Status};
+use crate::state::{RunLock, Status};
 use crate::{engine, resume, steps};
 use serde_json::json;
 
@@ -12,12 +12,12 @@ pub fn run(cli: &Cli) -> Result<()> {
     let graph = steps::graph();
     let id = crate::paths::run_id();
     // Validated before the lock file is created beside it.
-    State::load(&cli.state_file)?;
+    super::context::load_state(&cli.state_file)?;
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let _lock = RunLock::acquire(&cli.state_file)?;
-    let mut st = State::load(&cli.state_file)?;
+    let mut st = super::context::load_state(&cli.state_file)?;
     if !confirm(
         cli,
         "Undo everything keel set up (databases, secrets and the app directory are kept)?",

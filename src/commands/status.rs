@@ -2,7 +2,7 @@
 //! like `cloud-init status --wait`).
 use crate::cli::{Cli, Output};
 use crate::error::{Error, Result};
-use crate::state::{RunLock, RunOutcome, State, Status};
+use crate::state::{RunLock, RunOutcome, Status};
 use crate::{engine, resume, state, steps};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ fn wait_code(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
         let running = RunLock::is_held(&cli.state_file);
         // A missing state file means keel has not started yet (cloud-init ordering): wait.
         if !running && cli.state_file.exists() {
-            let st = State::load(&cli.state_file)?;
+            let st = super::context::load_state(&cli.state_file)?;
             if let Some(run) = &st.last_run {
                 let finished = run.outcome != RunOutcome::Running;
                 let failed: Vec<(&String, &crate::state::StepRecord)> = st
@@ -113,7 +113,7 @@ fn wait_code(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
 
 pub fn run(cli: &Cli) -> Result<()> {
     let graph = steps::graph();
-    let st = State::load(&cli.state_file)?;
+    let st = super::context::load_state(&cli.state_file)?;
     let running = RunLock::is_held(&cli.state_file);
     if cli.output == Output::Json {
         let steps: Vec<_> = graph
