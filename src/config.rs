@@ -698,24 +698,14 @@ impl Config {
             .chain(&self.packages.python)
             .map(base)
             .collect();
-        let has = |want: &dyn Fn(&str) -> bool| all.iter().any(|p| want(p));
-        let needed: [(&str, &dyn Fn(&str) -> bool); 5] = [
-            ("postgresql", &|p| {
-                p == "postgresql"
-                    || p.strip_prefix("postgresql-")
-                        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
-            }),
-            ("redis-server", &|p| p == "redis-server"),
-            ("nginx", &|p| {
-                matches!(
-                    p,
-                    "nginx" | "nginx-light" | "nginx-full" | "nginx-extras" | "nginx-core"
-                )
-            }),
-            ("python3", &|p| p == "python3"),
-            ("python3-venv", &|p| p == "python3-venv"),
-        ];
-        if let Some((name, _)) = needed.iter().find(|(_, f)| !has(*f)) {
+        let provided: Vec<&str> = all
+            .iter()
+            .filter_map(|p| crate::validate::stack_need(p))
+            .collect();
+        if let Some(name) = crate::validate::STACK_NEEDS
+            .iter()
+            .find(|n| !provided.contains(n))
+        {
             let key = if name.starts_with("python3") {
                 "packages.python"
             } else {
@@ -1220,7 +1210,7 @@ impl Config {
                         .into(),
                 })?
                 .unwrap_or_default();
-            crate::dotenv::parse(&text).map_err(|e| Error::Config {
+            crate::dotenv::parse_example(&text).map_err(|e| Error::Config {
                 file: example.clone(),
                 key: e.split(':').next().unwrap_or("-").to_string(),
                 msg: e.clone(),

@@ -62,6 +62,29 @@ fn parse_value(v: &str, line_no: usize) -> Result<String, String> {
     Ok(v.trim().to_string())
 }
 
+/// An app's .env.example: parsed as a .env, and a key set on two lines is refused (which one
+/// the app means is anyone's guess; a live .env keeps the last, as the units read it).
+pub fn parse_example(text: &str) -> Result<Vec<Line>, String> {
+    let lines = parse(text)?;
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // `parse` gives one Line per line of text.
+    for (i, l) in lines.iter().enumerate() {
+        let no = i + 1;
+        if let Line::Entry {
+            key,
+            commented: false,
+            ..
+        } = l
+            && let Some(first) = seen.insert(key, no)
+        {
+            return Err(format!(
+                "line {no}: {key} is set twice (first on line {first}); keep one"
+            ));
+        }
+    }
+    Ok(lines)
+}
+
 pub fn parse(text: &str) -> Result<Vec<Line>, String> {
     let mut out = vec![];
     let mut optional_section = false;

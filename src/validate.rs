@@ -318,6 +318,32 @@ pub fn plain_dir(p: &Path) -> Check {
     Ok(())
 }
 
+/// What the stack cannot run without, among keel's package lists.
+pub const STACK_NEEDS: &[&str] = &[
+    "postgresql",
+    "redis-server",
+    "nginx",
+    "python3",
+    "python3-venv",
+];
+
+/// Which of `STACK_NEEDS` a package (its bare name) provides: PostgreSQL by version too,
+/// nginx in any of Debian's flavours.
+pub fn stack_need(p: &str) -> Option<&'static str> {
+    let pg_versioned = p
+        .strip_prefix("postgresql-")
+        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()));
+    match p {
+        "postgresql" => Some("postgresql"),
+        _ if pg_versioned => Some("postgresql"),
+        "redis-server" => Some("redis-server"),
+        "nginx" | "nginx-light" | "nginx-full" | "nginx-extras" | "nginx-core" => Some("nginx"),
+        "python3" => Some("python3"),
+        "python3-venv" => Some("python3-venv"),
+        _ => None,
+    }
+}
+
 /// Homes and the temporary trees: other users write there.
 const USER_TREES: &[&str] = &[
     "/home",

@@ -723,3 +723,121 @@ fn diagnose_masks_the_admins_own_secrets_in_every_format() {
         }
     }
 }
+
+/// Refusals that used to leave something behind or take bad input: each exits 2 with a hint
+/// and the host (the fake root, the state file and what lies beside it) exactly as before.
+#[test]
+fn refusals_change_nothing() {
+    fn snap(h: &Host) -> Vec<(String, u32, u64, String)> {
+        let mut v = vec![];
+        let mut stack = vec![h.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                if md.is_dir() {
+                    stack.push(e.path());
+                }
+                use std::os::unix::fs::MetadataExt;
+                let body = if md.is_file() {
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                v.push((e.path().display().to_string(), md.mode(), md.len(), body));
+            }
+        }
+        v.sort();
+        v
+    }
+    let refused = |h: &Host, args: &[&str], text: &str| {
+        let before = snap(h);
+        h.keel()
+            .args(args)
+            .assert()
+            .code(2)
+            .stderr(contains(text))
+            .stderr(contains("hint:"));
+        let after = snap(h);
+        let changed: Vec<_> = after
+            .iter()
+            .filter(|x| !before.contains(x))
+            .map(|x| &x.0)
+            .collect();
+        let gone: Vec<_> = before
+            .iter()
+            .filter(|x| !after.contains(x))
+            .map(|x| &x.0)
+            .collect();
+        assert!(
+            changed.is_empty() && gone.is_empty(),
+            "{args:?}: changed {changed:?}, gone {gone:?}"
+        );
+    };
+    let h = Host::new();
+    h.install(&[]).success();
+    for f in ["state.json.lock", "state.json.backup.lock"] {
+        let _ = std::fs::remove_file(h.path(f));
+    }
+    // No terminal to confirm on: refused before any lock file is made.
+    refused(&h, &["rollback"], "no terminal to ask on");
+    let first = std::fs::read_dir(h.path("root/var/backups/keel/demo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".dump"))
+        .unwrap();
+    refused(
+        &h,
+        &["restore", &format!("/var/backups/keel/demo/{first}")],
+        "no terminal to ask on",
+    );
+    // A state file another user could write is not trusted.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(h.path("state.json"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    refused(
+        &h,
+        &["install", "--yes"],
+        "is writable by a user other than keel's",
+    );
+    refused(&h, &["status"], "is writable by a user other than keel's");
+    std::fs::set_permissions(h.path("state.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // --resume of a cut run whose selection names a step this keel lacks: refused before
+    // keel-resume.service is written.
+    let mut st: serde_json::Value = serde_json::from_str(&h.read("state.json")).unwrap();
+    st["last_run"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finished_at");
+    st["last_run"]["outcome"] = serde_json::json!("running");
+    st["last_run"]["targets"] = serde_json::json!(["nginx-extra"]);
+    let _ = std::fs::remove_file(h.path("root/etc/systemd/system/keel-resume.service"));
+    h.write("state.json", &st.to_string());
+    std::fs::set_permissions(h.path("state.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused(
+        &h,
+        &["install", "--yes", "--resume"],
+        "the interrupted run to resume",
+    );
+    assert!(
+        !h.path("root/etc/systemd/system/keel-resume.service")
+            .exists()
+    );
+    // `keel env`: a keel.toml that exists but is malformed is an error, not skipped; a
+    // required value missing is found before any secret is stored.
+    let h = Host::new();
+    h.write("app/.env.example", "SECRET_KEY=\nSTRIPE_API_KEY=\n");
+    let ex = h.path("app/.env.example").display().to_string();
+    let out = h.path("out.env").display().to_string();
+    h.write("keel.toml", "[app\n");
+    refused(&h, &["env", "--example", &ex, "--out", &out], "keel.toml");
+    h.write("keel.toml", &crate::fakehost::config(""));
+    refused(
+        &h,
+        &["env", "--example", &ex, "--out", &out],
+        "required values missing for .env: STRIPE_API_KEY",
+    );
+    assert!(!h.path("root/etc/keel/secrets").exists());
+    // A lock path that is a directory: exit 2 naming it, with a hint.
+    std::fs::create_dir_all(h.path("state.json.lock")).unwrap();
+    refused(&h, &["install", "--yes"], "state.json.lock");
+}

@@ -82,6 +82,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let host_file = ctx.host(&file.display().to_string());
+    super::context::can_confirm(cli, "keel restore")?;
     // Opened once and checked before anything is asked, locked or stopped.
     let usage = |e: StepError| Error::Usage {
         msg: format!("keel restore {}: {}", file.display(), e.msg),

@@ -11,6 +11,21 @@ use std::time::Duration;
 /// The state file, refused (exit 2, left as it is) when it is not keel's to trust or names
 /// a step this keel does not have.
 pub fn load_state(path: &std::path::Path) -> Result<crate::state::State> {
+    let lock = crate::state::lock_path(path);
+    if let Ok(Some(l)) = crate::fsx::lstat(&lock)
+        && crate::fsx::kind(&l) != rustix::fs::FileType::RegularFile
+    {
+        return Err(Error::usage(
+            format!(
+                "{}: the run lock beside the state file is not a regular file",
+                lock.display()
+            ),
+            format!(
+                "remove it (keel makes a new one), or pass --state-file elsewhere: rm -r {}",
+                lock.display()
+            ),
+        ));
+    }
     let st = crate::state::State::load(path)?;
     let unknown = st.unknown_steps(&crate::steps::graph().ids());
     if !unknown.is_empty() {
@@ -135,16 +150,23 @@ pub fn reap_leftovers(ctx: &Ctx) {
     }
 }
 
+/// Refused at once when a question will have to be asked and there is no terminal to ask
+/// on: before any check runs or any file (a lock, a log) is made.
+pub fn can_confirm(cli: &crate::cli::Cli, question: &str) -> Result<()> {
+    if cli.yes || (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!("{question}: no terminal to ask on"),
+        "pass --yes to confirm in unattended use",
+    ))
+}
+
 pub fn confirm(cli: &crate::cli::Cli, question: &str) -> Result<bool> {
     if cli.yes {
         return Ok(true);
     }
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::usage(
-            format!("{question}: no terminal to ask on"),
-            "pass --yes to confirm in unattended use",
-        ));
-    }
+    can_confirm(cli, question)?;
     dialoguer::Confirm::new()
         .with_prompt(question)
         .default(false)

@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
             )
         })?;
     // Parsed before anything is derived: a bad example must not leave new secrets behind.
-    crate::dotenv::parse(text.strip_prefix('\u{feff}').unwrap_or(&text)).map_err(|e| {
+    crate::dotenv::parse_example(text.strip_prefix('\u{feff}').unwrap_or(&text)).map_err(|e| {
         Error::usage(
             format!("--example {}: {e}", example.display()),
             "fix the .env.example: KEY=value lines, comments starting with '#'",
@@ -29,12 +29,38 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
         )
     })?;
     // With a config, derive database/redis values and keep secrets stable; without, generate.
-    let cfg = Config::load(&cli.config).ok();
+    // A config that exists but does not load is an error, never silently skipped.
+    let cfg = match crate::fsx::lstat(&cli.config) {
+        Ok(None) => None,
+        _ => Some(Config::load(&cli.config)?),
+    };
+    let interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let ctx = cfg.map(|c| {
         let mut o = super::context::CtxOptions::new(cli, "env");
         o.quiet = true;
         super::context::build_ctx(c, o)
     });
+    // Unattended, a required value that is missing is found by a trial render first (stand-ins
+    // for keel's passwords, stored secrets read, none created): a refused run stores nothing.
+    if !interactive {
+        let trial = ctx
+            .as_ref()
+            .map(|c| crate::steps::app_env::derived_trial(&c.cfg));
+        let provided = ctx
+            .as_ref()
+            .map(|c| crate::steps::app_env::extra_values(&c.cfg))
+            .unwrap_or_default();
+        crate::steps::app_env::build_with(
+            &text,
+            &example.display().to_string(),
+            existing.as_deref(),
+            (&provided, &trial.unwrap_or_default()),
+            ctx.as_ref().map(|c| &c.secrets),
+            crate::steps::app_env::SecretUse::Trial,
+            false,
+        )
+        .map_err(|e| Error::usage(e.msg, e.hint))?;
+    }
     let derived = match &ctx {
         Some(c) => crate::steps::app_env::derived(&c.cfg, Some(&c.secrets))
             .map_err(|e| Error::usage(e.msg, e.hint))?,
@@ -44,7 +70,6 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
         .as_ref()
         .map(|c| crate::steps::app_env::extra_values(&c.cfg))
         .unwrap_or_default();
-    let interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let r = crate::steps::app_env::build(
         &text,
         &example.display().to_string(),

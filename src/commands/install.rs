@@ -46,6 +46,16 @@ pub fn run(cli: &Cli) -> Result<()> {
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
     let checked = super::context::load_state(&cli.state_file)?;
+    // The cut run's selection, as --resume will use it, names steps this keel has.
+    if *resume && let Some(last) = crate::resume::interrupted(checked.last_run.as_ref()) {
+        graph
+            .check_selection(&last.targets, &[], &last.skip)
+            .map_err(|e| Error::State {
+                file: cli.state_file.clone(),
+                msg: format!("the interrupted run to resume: {e}"),
+                hint: "it was written by another keel version or edited by hand; run keel install without --resume".into(),
+            })?;
+    }
     let id = crate::paths::run_id();
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;

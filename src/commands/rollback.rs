@@ -15,15 +15,16 @@ pub fn run(cli: &Cli) -> Result<()> {
     super::context::load_state(&cli.state_file)?;
     let mut o = CtxOptions::new(cli, &id);
     o.quiet = cli.output == Output::Json;
-    let ctx = build_ctx(cfg, o);
-    let _lock = RunLock::acquire(&cli.state_file)?;
-    let mut st = super::context::load_state(&cli.state_file)?;
+    // Asked before the lock is taken: a refusal (no terminal, or no) leaves nothing behind.
     if !confirm(
         cli,
         "Undo everything keel set up (databases, secrets and the app directory are kept)?",
     )? {
         return Err(Error::usage("rollback cancelled", "nothing was changed"));
     }
+    let ctx = build_ctx(cfg, o);
+    let _lock = RunLock::acquire(&cli.state_file)?;
+    let mut st = super::context::load_state(&cli.state_file)?;
     reap_leftovers(&ctx);
     let done = engine::rollback_all(&ctx, &graph, &mut st, &cli.state_file, &id);
     ctx.ui.finish();

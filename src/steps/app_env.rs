@@ -32,6 +32,13 @@ pub fn derived(cfg: &Config, secrets: Option<&Secrets>) -> StepResult<BTreeMap<S
     Ok(derived_with(cfg, passwords))
 }
 
+/// The derived values with stand-ins for the passwords: for a trial render that must not
+/// create a secret (`keel env` checks that nothing required is missing before it stores any).
+pub fn derived_trial(cfg: &Config) -> BTreeMap<String, String> {
+    let stand_in = || "keel-trial-stand-in-password".to_string();
+    derived_with(cfg, Some((stand_in(), stand_in())))
+}
+
 /// Every key keel derives, whatever the secrets' values (`keel init` asks for none of them).
 pub fn derived_keys(cfg: &Config) -> Vec<String> {
     derived_with(cfg, Some((String::new(), String::new())))
@@ -150,6 +157,14 @@ pub fn extra_values(cfg: &Config) -> BTreeMap<String, String> {
     m
 }
 
+/// How `build` treats keel's stored secrets: `Store` creates the missing ones; `Trial`
+/// reads what is stored and creates nothing (a render that only checks).
+#[derive(Clone, Copy, PartialEq)]
+pub enum SecretUse {
+    Store,
+    Trial,
+}
+
 pub fn build(
     example: &str,
     example_name: &str,
@@ -159,7 +174,27 @@ pub fn build(
     secrets: Option<&Secrets>,
     interactive: bool,
 ) -> StepResult<dotenv::Rendered> {
-    let lines = dotenv::parse(example).map_err(|e| {
+    build_with(
+        example,
+        example_name,
+        existing_text,
+        (provided, derived),
+        secrets,
+        SecretUse::Store,
+        interactive,
+    )
+}
+
+pub fn build_with(
+    example: &str,
+    example_name: &str,
+    existing_text: Option<&str>,
+    (provided, derived): (&BTreeMap<String, String>, &BTreeMap<String, String>),
+    secrets: Option<&Secrets>,
+    secret_use: SecretUse,
+    interactive: bool,
+) -> StepResult<dotenv::Rendered> {
+    let lines = dotenv::parse_example(example).map_err(|e| {
         StepError::permanent(format!("{example_name}: {e}"), "fix the .env.example")
     })?;
     let existing = existing_text.map(dotenv::values).unwrap_or_default();
@@ -192,11 +227,14 @@ pub fn build(
         existing: &existing,
     };
     let mut secret = |key: &str, kind: SecretKind| -> Result<String, String> {
-        match secrets {
-            Some(s) => s
+        match (secrets, secret_use) {
+            (Some(s), SecretUse::Store) => s
                 .get_or_create_with(&secret_name(key), || dotenv::generate(kind))
                 .map_err(|e| e.to_string()),
-            None => Ok(dotenv::generate(kind)),
+            (Some(s), SecretUse::Trial) => Ok(s
+                .get(&secret_name(key))
+                .unwrap_or_else(|| dotenv::generate(kind))),
+            (None, _) => Ok(dotenv::generate(kind)),
         }
     };
     let mut prompt = |key: &str, secret: bool, suggested: Option<&str>| -> Result<String, String> {
