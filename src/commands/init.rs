@@ -6,7 +6,6 @@ use crate::cli::Cli;
 use crate::config::{Config, TlsMode};
 use crate::dotenv::{self, Line};
 use crate::error::{Error, Result};
-use crate::exec::Cmd;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -206,9 +205,7 @@ fn clone(url: &str, git_ref: &str) -> std::result::Result<tempfile::TempDir, Str
     let dest = tmp.path().join("src");
     ex.probe(
         "init",
-        &Cmd::new("git").args([
-            "-c",
-            "core.hooksPath=/dev/null",
+        &crate::steps::app_code::git(&[
             "clone",
             "-q",
             "--depth",

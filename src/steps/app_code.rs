@@ -196,24 +196,27 @@ fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult<S
     Ok(crate::step::hash(&refs)[..12].to_string())
 }
 
+/// git as root runs it (the deploy path and `keel init` alike): no `ext::` transport (it
+/// runs a command), no hooks, no system config, no prompt, root's own HOME.
+pub fn git(args: &[&str]) -> Cmd {
+    Cmd::new("git")
+        .args([
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
+        .args(args.iter().copied())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", "/root")
+}
+
 /// A git checkout made by root in root's directory: git never runs in a repository another
 /// user controls (its hooks and config would run as root), and every option comes before
 /// `--`, so a URL or ref can never be read as an option. Returns the commit.
 fn fetch_git(ctx: &Ctx, url: &str, git_ref: &str, dest: &Path) -> StepResult<String> {
     let d = dest.display().to_string();
-    let git = |args: &[&str]| {
-        Cmd::new("git")
-            .args([
-                "-c",
-                "protocol.ext.allow=never",
-                "-c",
-                "core.hooksPath=/dev/null",
-            ])
-            .args(args.iter().copied())
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", "/root")
-    };
     ctx.run(ID, &git(&["init", "-q", "--", &d]))?;
     ctx.run(ID, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
     ctx.run(
