@@ -38,7 +38,7 @@ keel_pty() {
 
 scenario_trust() {
   fresh
-  vx sh -c 'printf "\n[env]\nSTRIPE_SECRET_KEY = \"sk_live_e2eTRUSTb7Qx9mZp4Lr2Vt8Ks\"\n" >>/etc/keel/keel.toml'
+  vx sed -i 's/^\[env\].*/&\nSTRIPE_SECRET_KEY = "sk_live_e2eTRUSTb7Qx9mZp4Lr2Vt8Ks"/' /etc/keel/keel.toml
   keel install --yes
   app_checks
 
