@@ -9,13 +9,14 @@
 #   M4  a `venv.py` planted in keel's working directory is not run by root's Python.
 
 # A .pth line in the live venv, written by the build user (who owns the venvs): every Python
-# of the venv runs it. Under a keel-run unit it records whether /dev/tty opens, and, while
-# /opt/demo/shared/media/hold exists, waits there with its pid written down.
+# of the venv runs it. Outside the app's own units (so: in a command keel runs) it records
+# whether /dev/tty opens, and, while /opt/demo/shared/media/hold exists, waits there with
+# its pid written down.
 plant_probe() {
   local site
   site=$(vx sh -c 'ls -d /opt/demo/current/venv/lib/python3*/site-packages')
   vx runuser -u demo-build -- sh -c "cat >$site/zz_keel_probe.pth" <<'PTH'
-import os, errno; exec("try:\n cg = open('/proc/self/cgroup').read()\nexcept Exception:\n cg = ''\nif 'keel-run-' in cg:\n m = '/opt/demo/shared/media'\n try:\n  os.close(os.open('/dev/tty', os.O_RDWR)); r = 'OPENED'\n except OSError as e:\n  r = errno.errorcode.get(e.errno, str(e.errno))\n open(m + '/tty-probe-%d' % os.getpid(), 'w').write(r)\n if os.path.exists(m + '/hold'):\n  open(m + '/held-%d' % os.getpid(), 'w').write('')\n  import time; time.sleep(8)")
+import os, errno; exec("try:\n cg = open('/proc/self/cgroup').read()\nexcept Exception:\n cg = ''\nif '-web.service' not in cg and '-worker.service' not in cg and '-beat.service' not in cg:\n m = '/opt/demo/shared/media'\n try:\n  os.close(os.open('/dev/tty', os.O_RDWR)); r = 'OPENED'\n except OSError as e:\n  r = errno.errorcode.get(e.errno, str(e.errno))\n try:\n  open(m + '/tty-probe-%d' % os.getpid(), 'w').write(r)\n  if os.path.exists(m + '/hold'):\n   open(m + '/held-%d' % os.getpid(), 'w').write('')\n   import time; time.sleep(8)\n except OSError:\n  pass")
 PTH
 }
 
@@ -36,12 +37,26 @@ keel_pty() {
   vx script -qec "keel --config /etc/keel/keel.toml $*" /dev/null
 }
 
-scenario_trust() {
+TRUST_SECRET=sk_live_e2eTRUSTb7Qx9mZp4Lr2Vt8Ks
+
+# A fresh host with an [env] secret, installed.
+trust_host() {
   fresh
-  vx sed -i 's/^\[env\].*/&\nSTRIPE_SECRET_KEY = "sk_live_e2eTRUSTb7Qx9mZp4Lr2Vt8Ks"/' /etc/keel/keel.toml
+  vx sed -i "s/^\[env\].*/&\nSTRIPE_SECRET_KEY = \"$TRUST_SECRET\"/" /etc/keel/keel.toml
   keel install --yes
   app_checks
+}
 
+scenario_trust() {
+  trust_host
+  trust_tty
+  trust_proc
+  trust_restore
+  trust_report
+  trust_cwd
+}
+
+trust_tty() {
   # C1: pty-driven verify (manage.py check --deploy) and deploy (checks, migrate,
   # collectstatic in the new release).
   plant_probe
@@ -51,9 +66,12 @@ scenario_trust() {
   keel_pty deploy --source /srv/v2
   tty_probes "keel deploy in a pty"
   app_checks
+}
 
+trust_proc() {
   # C1, /proc: the app's user with the app's group (as its units run) cannot open the
   # memory of a command keel runs as that user (its group is another).
+  plant_probe
   vx sh -c 'touch /opt/demo/shared/media/hold; chown demo /opt/demo/shared/media/hold'
   vx sh -c 'keel --config /etc/keel/keel.toml verify >/dev/null 2>&1 &'
   wait_for 60 vx sh -c 'ls /opt/demo/shared/media/held-*'
@@ -74,7 +92,9 @@ except OSError as e:
   wait_for 30 sh -c "! \"$VPS\" exec $BOX test -e /proc/$pid"
   vx sh -c 'rm -f /opt/demo/shared/media/held-* /opt/demo/shared/media/tty-probe-*'
   vx rm -f "$(vx sh -c 'ls /opt/demo/current/venv/lib/python3*/site-packages/zz_keel_probe.pth')"
+}
 
+trust_restore() {
   # H1: the app's role plants a CHECK constraint whose function would run a program as the
   # postgres OS user in a superuser session, and says who runs it in the server log.
   local root; root=$("$VPS" root "$BOX")
@@ -95,17 +115,21 @@ SQL
   # Only what the server logs from here on: the rows' own INSERT above ran the probe too.
   local seen; seen=$(vx sh -c 'cat /var/log/postgresql/postgresql-*-main.log | wc -l')
   keel restore --yes "$file"
-  vx test ! -e /var/lib/postgresql/keel-h1-pwned || fail "the restore ran the archive's SQL as a superuser"
   local log; log=$(vx sh -c "tail -n +$((seen + 1)) /var/log/postgresql/postgresql-*-main.log")
+  if grep -q 'keel-h1-probe session_user=postgres' <<<"$log"; then
+    fail "the restore ran the archive's SQL in a superuser session: $(grep keel-h1 <<<"$log" | tail -2)"
+  fi
+  vx test ! -e /var/lib/postgresql/keel-h1-pwned || fail "the restore ran a program as the postgres user"
   grep -q 'keel-h1-probe session_user=demo current_user=demo' <<<"$log" \
     || fail "the probe did not run during the restore (the test proves nothing): $(grep keel-h1 <<<"$log" | tail -3)"
-  if grep -q 'keel-h1-probe session_user=postgres' <<<"$log"; then fail "archive SQL ran in a postgres session"; fi
   echo "H1: the restore loaded h1_table as demo ($(grep -c 'keel-h1-probe session_user=demo' <<<"$log") probe calls), none as a superuser"
   [ "$(pg_login 'select count(*) from h1_table')" = 2 ] || fail "h1_table rows not restored"
   app_checks
+}
 
+trust_report() {
   # M2: an [env] secret in the app's journal (Gunicorn's access log), then keel diagnose.
-  local secret=sk_live_e2eTRUSTb7Qx9mZp4Lr2Vt8Ks i
+  local secret=$TRUST_SECRET i
   for i in 1 2 3 4 5; do vx curl -s -o /dev/null "http://127.0.0.1/?q=$secret"; done
   output_has "$secret" vx journalctl -u demo-web --no-pager || fail "the secret is not in the journal (the test proves nothing)"
   keel diagnose >/dev/null
@@ -116,13 +140,17 @@ SQL
     if grep -qF "$secret" <<<"$rep"; then fail "the [env] secret is in the $f report"; fi
   done
   echo "M2: the [env] secret is in the journal, masked in the text, JSON and HTML reports"
+}
 
+trust_cwd() {
   # M4: the build user leaves /tmp/venv.py; root's Python, started from /tmp, must not run
   # it when it rebuilds keel's tools venv.
   vx runuser -u demo-build -- sh -c 'printf "open(\"/tmp/keel-m4-ran\", \"w\").write(\"x\")\n" >/tmp/venv.py'
-  vx sh -c 'rm -f /var/lib/keel/tools/.uv-*'
-  vx sh -c 'cd /tmp && keel --config /etc/keel/keel.toml install --yes --retry-step python-env' >/dev/null
-  vx test -x /var/lib/keel/tools/bin/uv || fail "the tools venv was not rebuilt (the test proves nothing)"
+  # keel's tools and the live venv's completion mark gone: the venv is rebuilt, uv first.
+  vx sh -c 'rm -rf /var/lib/keel/tools; rm -f /opt/demo/current/venv/.keel-complete'
+  vx sh -c 'cd /tmp && keel --config /etc/keel/keel.toml install --yes --retry-step python-env' >/dev/null || true
+  vx sh -c 'test -e /var/lib/keel/tools/.uv-* || test -e /tmp/keel-m4-ran' \
+    || fail "the tools venv was not rebuilt (the test proves nothing)"
   vx test ! -e /tmp/keel-m4-ran || fail "root ran the planted /tmp/venv.py"
   echo "M4: tools venv rebuilt from /tmp; the planted venv.py did not run"
   app_checks
