@@ -463,7 +463,7 @@ impl Health {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         (!checks.is_empty()).then(|| Health {
-            verdict: if checks.iter().all(|c| c.level == Level::Ok) {
+            verdict: if checks.iter().all(|c| c.level.fine()) {
                 "healthy"
             } else {
                 "unhealthy"
@@ -531,6 +531,7 @@ pub fn redact(ctx: &Ctx, text: &str) -> String {
 
 pub fn render_text(sections: &[Section]) -> String {
     let mark = |l: Level| match l {
+        Level::NotChecked => "n/c  ",
         Level::Ok => "ok   ",
         Level::Warn => "WARN ",
         Level::Error => "ERROR",

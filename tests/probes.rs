@@ -109,3 +109,63 @@ fn the_report_sees_the_layout_keel_made() {
         assert!(body.contains(line), "{line} not in {body}");
     }
 }
+
+/// An app without keel's demo endpoints (no celery_ping_path, no heartbeat_path): `keel
+/// verify` claims nothing it did not check (the audit's own case is a unit test). The worker is proven
+/// by `celery inspect ping` (run, and said so); beat's ticks are "not-checked", never "ok";
+/// the verdict stays healthy. A stopped beat is still an error.
+#[test]
+fn verify_never_calls_ok_what_it_did_not_check() {
+    let h = Host::new();
+    let cfg = crate::fakehost::config("").replace("celery_ping_path = \"/celery-ping/\"\n", "");
+    h.write("keel.toml", &cfg);
+    h.install(&[]).success();
+    let before = h.commands().len();
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+            .clone()
+    };
+    assert_eq!(check("worker")["level"], "ok", "{v}");
+    assert!(
+        check("worker")["message"]
+            .as_str()
+            .unwrap()
+            .contains("celery inspect ping"),
+        "{v}"
+    );
+    assert!(
+        h.commands()[before..].contains("inspect ping"),
+        "the worker was not pinged"
+    );
+    assert_eq!(check("beat")["level"], "not-checked", "{v}");
+    assert!(
+        check("beat")["message"]
+            .as_str()
+            .unwrap()
+            .contains("not checked"),
+        "{v}"
+    );
+    assert_eq!(v["verdict"], "healthy", "{v}");
+    assert_eq!(out.status.code(), Some(0));
+    // Beat stopped: an error whatever is configured.
+    h.rule("systemctl is-active --quiet demo-beat\t3\t0\t\t");
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!(v["verdict"], "unhealthy", "{v}");
+}

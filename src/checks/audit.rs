@@ -2,7 +2,7 @@
 //! unsafe although every service runs (DEBUG on, a weak SECRET_KEY, ALLOWED_HOSTS = *,
 //! a readable .env, a key of .env.example missing, Celery in eager mode) and Django's own
 //! `manage.py check --deploy`. Non-critical: a failure makes the verdict degraded.
-use crate::checks::{CheckFn, Level, ok, warn};
+use crate::checks::{CheckFn, Level, not_checked, ok, warn};
 use crate::step::{Ctx, Step};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,13 +38,20 @@ pub fn env_findings(
                 format!("{k}={v} in {file}: tracebacks and settings are shown to visitors"),
                 fix.clone(),
             ),
-            _ => ok("DEBUG is off"),
+            Some((k, v)) => ok(format!("{k}={v} in {file}")),
+            None => not_checked(
+                format!("DEBUG is not in {file}: what the app's settings fall back to was not checked"),
+                "set DEBUG=False under [env] in keel.toml (or in the app's .env.example) to have it checked",
+            ),
         },
     ));
     out.push((
         "audit-secret-key",
         match first(env, &["SECRET_KEY", "DJANGO_SECRET_KEY"]) {
-            None => ok("no SECRET_KEY in .env (the app gets it elsewhere)"),
+            None => not_checked(
+                format!("no SECRET_KEY in {file}: where the app gets it, and its strength, were not checked"),
+                "list SECRET_KEY in the app's .env.example (keel generates a strong one) to have it checked",
+            ),
             Some((k, v)) => {
                 let distinct = v.chars().collect::<std::collections::BTreeSet<_>>().len();
                 if crate::dotenv::is_placeholder(v) {
@@ -68,7 +75,12 @@ pub fn env_findings(
                 "list the site's names (keel derives them from app.domain and tls.domains)",
             ),
             Some((k, _)) => ok(format!("{k} lists names")),
-            None => ok("ALLOWED_HOSTS not set in .env"),
+            None => not_checked(
+                format!(
+                    "ALLOWED_HOSTS is not in {file}: what the app's settings use was not checked"
+                ),
+                "list ALLOWED_HOSTS in the app's .env.example (keel derives it) to have it checked",
+            ),
         },
     ));
     let missing: Vec<&str> = example_keys
@@ -274,6 +286,17 @@ mod tests {
     fn level(f: &[(&str, (Level, String, String))], name: &str) -> (Level, String) {
         let r = &f.iter().find(|(n, _)| *n == name).unwrap().1;
         (r.0, r.1.clone())
+    }
+
+    /// What the .env does not say is not checked, and never reported as ok.
+    #[test]
+    fn settings_missing_from_the_env_are_not_checked_never_ok() {
+        let f = env_findings(&env(&[("REDIS_URL", "x")]), &[], "/opt/demo/shared/.env");
+        for name in ["audit-debug", "audit-secret-key", "audit-allowed-hosts"] {
+            let (l, msg) = level(&f, name);
+            assert_eq!(l, Level::NotChecked, "{name}: {msg}");
+            assert!(msg.contains("not checked"), "{name}: {msg}");
+        }
     }
 
     #[test]

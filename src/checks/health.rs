@@ -244,9 +244,22 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             let unit = format!("{}-worker", c.cfg.app.name);
-            let r = crate::systemd::require_active(&c, "health", &unit)
-                .and_then(|_| steps::verify::check_ping(&c));
-            from(r, "worker active; a task round-trips through Redis")
+            if let Err(e) = crate::systemd::require_active(&c, "health", &unit) {
+                return error(e.msg, e.hint);
+            }
+            // Say what was proven: a task through the app's ping page, or else the worker
+            // answering `celery inspect ping` through Redis (no code of the app's needed).
+            if c.cfg.django.celery_ping_path.is_empty() {
+                from(
+                    steps::verify::inspect_ping(&c, "health"),
+                    "worker active; it answers celery inspect ping through Redis (a task round trip needs django.celery_ping_path)",
+                )
+            } else {
+                from(
+                    steps::verify::check_ping(&c),
+                    "worker active; a task round-trips through Redis",
+                )
+            }
         }),
     ));
     let c = ctx.clone();
@@ -255,11 +268,17 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             let unit = format!("{}-beat", c.cfg.app.name);
-            let r = crate::systemd::require_active(&c, "health", &unit).and_then(|_| {
+            if let Err(e) = crate::systemd::require_active(&c, "health", &unit) {
+                return error(e.msg, e.hint);
+            }
+            if c.cfg.django.heartbeat_path.is_empty() {
+                return crate::checks::not_checked(
+                    format!("{unit} is active; whether beat ticks is not checked: django.heartbeat_path is not set"),
+                    "give the app a page that shows beat's last tick and set django.heartbeat_path",
+                );
+            }
+            let r = (|| {
                 let path = &c.cfg.django.heartbeat_path;
-                if path.is_empty() {
-                    return Ok(());
-                }
                 let (code, body) = steps::verify::get(&c, path)?;
                 let hb = serde_json::from_str::<serde_json::Value>(body.trim())
                     .ok()
@@ -276,7 +295,7 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
                         format!("see journalctl -u {unit} -n 50"),
                     )),
                 }
-            });
+            })();
             from(r, "beat active; heartbeat fresh")
         }),
     ));
@@ -487,7 +506,7 @@ pub fn evaluate_without(ctx: &Arc<Ctx>, sequential: bool, skip: &[&str]) -> Repo
     let checks: Vec<(CheckResult, bool)> = results.into_iter().zip(critical).collect();
     let verdict = if checks.iter().any(|(r, c)| *c && r.level == Level::Error) {
         Verdict::Unhealthy
-    } else if checks.iter().any(|(r, _)| r.level != Level::Ok) {
+    } else if checks.iter().any(|(r, _)| !r.level.fine()) {
         Verdict::Degraded
     } else {
         Verdict::Healthy
@@ -543,9 +562,10 @@ pub fn heal(ctx: &Ctx) -> Vec<String> {
 
 pub fn prometheus(r: &Report) -> String {
     let mut s = String::new();
-    s.push_str("# HELP keel_check_status Result of a keel health check: 0 ok, 1 warn, 2 error.\n# TYPE keel_check_status gauge\n");
+    s.push_str("# HELP keel_check_status Result of a keel health check: 0 ok, 1 warn, 2 error, -1 not checked.\n# TYPE keel_check_status gauge\n");
     for (c, crit) in &r.checks {
         let v = match c.level {
+            Level::NotChecked => -1,
             Level::Ok => 0,
             Level::Warn => 1,
             Level::Error => 2,

@@ -7,22 +7,31 @@ pub mod audit;
 pub mod health;
 pub mod preflight;
 
+/// Ordered by weight: a verdict is the heaviest level among its checks. `NotChecked` weighs
+/// least: a check keel could not make changes no verdict, and never reads as "ok".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    #[serde(rename = "not-checked")]
+    NotChecked,
     Ok,
     Warn,
     Error,
 }
 
 impl Level {
-    /// As serialized: "ok", "warn", "error".
+    /// As serialized: "not-checked", "ok", "warn", "error".
     pub fn as_str(self) -> &'static str {
         match self {
+            Level::NotChecked => "not-checked",
             Level::Ok => "ok",
             Level::Warn => "warn",
             Level::Error => "error",
         }
+    }
+    /// Nothing wrong was found (ok, or not checked: the message says why).
+    pub fn fine(self) -> bool {
+        self <= Level::Ok
     }
 }
 
@@ -41,6 +50,10 @@ pub struct CheckResult {
 
 pub fn ok(msg: impl Into<String>) -> (Level, String, String) {
     (Level::Ok, msg.into(), String::new())
+}
+/// A check that could not be made: the message says what and why (never "ok").
+pub fn not_checked(msg: impl Into<String>, hint: impl Into<String>) -> (Level, String, String) {
+    (Level::NotChecked, msg.into(), hint.into())
 }
 pub fn warn(msg: impl Into<String>, hint: impl Into<String>) -> (Level, String, String) {
     (Level::Warn, msg.into(), hint.into())
@@ -113,18 +126,19 @@ pub fn render_table(results: &[CheckResult]) -> String {
     let mut s = String::new();
     for r in results {
         let lvl = match (r.level, r.ignored) {
+            (Level::NotChecked, _) => "unchecked",
             (Level::Ok, _) => "ok",
             (Level::Warn, _) => "WARN",
             (Level::Error, true) => "ignored",
             (Level::Error, false) => "ERROR",
         };
         s.push_str(&format!(
-            "{:<w$}  {:<7}  {:>6}ms  {}\n",
+            "{:<w$}  {:<9}  {:>6}ms  {}\n",
             r.name, lvl, r.duration_ms, r.message
         ));
         if !r.hint.is_empty() && r.level != Level::Ok {
             s.push_str(&format!(
-                "{:<w$}  {:<7}  {:>6}    hint: {}\n",
+                "{:<w$}  {:<9}  {:>6}    hint: {}\n",
                 "", "", "", r.hint
             ));
         }

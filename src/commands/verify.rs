@@ -2,7 +2,7 @@
 //! machines or Prometheus, and exit by the verdict.
 use super::context::{CtxOptions, build_ctx};
 use crate::checks::health::{Report, Verdict, evaluate, heal, prometheus};
-use crate::checks::{self, CheckResult, Level};
+use crate::checks::{self, CheckResult};
 use crate::cli::{Cli, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -79,7 +79,7 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
 fn failing(r: &Report) -> String {
     r.checks
         .iter()
-        .filter(|(c, _)| c.level != Level::Ok)
+        .filter(|(c, _)| !c.level.fine())
         .map(|(c, _)| format!("{} ({})", c.name, c.message))
         .collect::<Vec<_>>()
         .join("; ")

@@ -28,7 +28,7 @@ impl Step for Preflight {
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let (results, blocking) = preflight::run(&ctx.cfg, &ctx.paths.root, &ctx.ignore_preflight);
         crate::checks::preflight::record_preflight(ctx, &results);
-        for r in results.iter().filter(|r| r.level != Level::Ok) {
+        for r in results.iter().filter(|r| !r.level.fine()) {
             let tag = if r.ignored {
                 "ignored error"
             } else if r.level == Level::Error {

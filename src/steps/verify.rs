@@ -107,11 +107,18 @@ fn check_worker(ctx: &Ctx) -> StepResult {
     // The task round trip first: it answers as soon as the (possibly still starting) worker
     // takes the task, where `inspect ping` would wait out its whole timeout.
     check_ping(ctx)?;
+    inspect_ping(ctx, ID)
+}
+
+/// `celery inspect ping` to our worker, as the app, through Redis: the worker is connected
+/// to the broker and answers. Needs nothing of the app's but its Celery app.
+pub fn inspect_ping(ctx: &Ctx, log: &str) -> StepResult {
+    let app = &ctx.cfg.app.name;
     // Our worker's node name (the unit sets --hostname APP@%h): with a destination, inspect
     // returns as soon as it answers instead of waiting out the timeout for unknown others.
     let node = format!("{app}@{}", crate::system::hostname());
     let out = ctx.exec.probe(
-        ID,
+        log,
         &as_app(ctx, &venv_bin(ctx, "celery"))
             .args([
                 "-A",
