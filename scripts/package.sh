@@ -4,6 +4,10 @@
 # Prints the .deb's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build at a time: e2e scenarios side by side may each ask for the package.
+mkdir -p target
+exec 9>target/.package.lock
+flock 9
 command -v cargo-deb >/dev/null || { echo "cargo-deb is missing: cargo install --locked cargo-deb" >&2; exit 2; }
 cargo build --release --quiet
 mkdir -p target/assets

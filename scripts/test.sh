@@ -12,10 +12,7 @@ python3 scripts/layers.py
 cargo test --all-targets
 if [ "${KEEL_E2E:-1}" != 0 ]; then
   cargo build --release
+  # Every scenario on Debian 12, and the second row of the matrix on Debian 13 (the app,
+  # HTTPS, the package), side by side in KEEL_E2E_JOBS lanes (see the script's header).
   scripts/e2e.sh "$@"
-  # Second row of the matrix: Debian 13 (PostgreSQL 17, Python 3.13, nginx 1.26: `http2 on;`),
-  # the full app scenario, HTTPS and the package.
-  if [ $# = 0 ] && [ "${KEEL_E2E_TRIXIE:-1}" != 0 ]; then
-    KEEL_E2E_SUITE=trixie scripts/e2e.sh app https_files package
-  fi
 fi

@@ -9,7 +9,9 @@
 #   vps.sh down-all           power off every container this harness started
 #   vps.sh private NAME       power off, boot the same disk in its own network namespace
 #                             (a veth pair: 10.231.0.2 / fd00:231::2 from here)
-# The container shares the host network: run one scenario at a time.
+# KEEL_E2E_NET=ns: `up` boots the container in a network namespace of its own (slirp4netns
+# gives it the registries), so containers side by side never collide on ports; otherwise it
+# shares this machine's network (one such container at a time).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +96,46 @@ in_vps() {
 VETH_HOST4=10.231.0.1 VETH_VPS4=10.231.0.2 VETH_HOST6=fd00:231::1 VETH_VPS6=fd00:231::2
 veth() { echo "ve-$1" | cut -c1-15; }
 
+# The container's own network namespace, with slirp4netns on its tap0 (10.0.2.100; the
+# registries through this machine, its loopback out of reach). Recorded in the run dir so
+# `boot` (also after a power cut) and `down` find it.
+netns_up() {
+  local name=$1 run="$RUNS/$1" ns="keel-$1"
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+  slirp4netns --configure --mtu=65520 --disable-host-loopback --netns-type=path \
+    "/run/netns/$ns" tap0 >"$run/slirp.log" 2>&1 &
+  echo $! >"$run/slirp.pid"
+  echo "$ns" >"$run/netns"
+  for _ in $(seq 1 50); do
+    ip netns exec "$ns" ip -4 addr show tap0 2>/dev/null | grep -q 10.0.2.100 && return 0
+    sleep 0.1
+  done
+  log "slirp4netns did not configure $ns"; cat "$run/slirp.log" >&2; exit 1
+}
+
+netns_down() {
+  local run="$RUNS/$1"
+  if [ -f "$run/slirp.pid" ]; then kill "$(cat "$run/slirp.pid")" 2>/dev/null || true; fi
+  if [ -f "$run/netns" ]; then ip netns del "$(cat "$run/netns")" 2>/dev/null || true; fi
+  rm -f "$run/slirp.pid" "$run/netns"
+}
+
+# apt's download cache: shared by the containers on this machine's network (one at a time);
+# a container in its own namespace gets its own copy (hard links; apt's archive lock is per
+# directory), so containers side by side never wait on each other's lock.
+archives() {
+  local name=$1 d="$CACHE/apt-archives"
+  if [ -f "$RUNS/$name/netns" ]; then
+    d="$CACHE/apt-archives-$name"
+    if [ ! -d "$d" ]; then
+      cp -al "$CACHE/apt-archives" "$d.tmp" 2>/dev/null || mkdir -p "$d.tmp"
+      rm -f "$d.tmp/lock"; mv "$d.tmp" "$d"
+    fi
+  fi
+  echo "$d"
+}
+
 up() {
   local name=$1 run="$RUNS/$1"
   build_rootfs
@@ -101,6 +143,7 @@ up() {
   mkdir -p "$run/root"; chmod 755 "$run/root"
   tar -C "$run/root" -xf "$TARBALL"
   if [ -n "${KEEL_E2E_PREPARE:-}" ]; then "$KEEL_E2E_PREPARE" "$run/root"; fi
+  if [ "${KEEL_E2E_NET:-host}" = ns ]; then netns_up "$name"; fi
   boot "$name"
 }
 
@@ -108,8 +151,9 @@ boot() {
   local name=$1 run="$RUNS/$1"
   local net=()
   [ -e "$run/private-net" ] && net=(--network-veth)
+  [ -f "$run/netns" ] && net=("--network-namespace-path=/run/netns/$(cat "$run/netns")")
   systemd-nspawn -D "$run/root" --register=no --keep-unit -b --console=passive \
-    --machine="$name" --bind="$CACHE/apt-archives:/var/cache/apt/archives" "${net[@]}" \
+    --machine="$name" --bind="$(archives "$name"):/var/cache/apt/archives" "${net[@]}" \
     </dev/null >"$run/console.log" 2>&1 &
   echo $! >"$run/nspawn.pid"
   local i state
@@ -143,6 +187,7 @@ down() {
   local name=$1 run="$RUNS/$1"
   [ -d "$run" ] || return 0
   stop "$name"
+  netns_down "$name"
   rm -rf "$run"
 }
 

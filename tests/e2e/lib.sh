@@ -1,6 +1,6 @@
 # Helpers for e2e scenarios. A scenario is a function `scenario_NAME` in tests/e2e/NN-*.sh;
 # it runs in a subshell with `set -e`, so any failing command fails it.
-BOX=keel-e2e
+BOX=${BOX:-keel-e2e}
 
 fail() { echo "ASSERTION FAILED: $*" >&2; exit 1; }
 # in CMD...: run inside the container (no TTY, clean environment)
