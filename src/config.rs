@@ -218,6 +218,12 @@ pub struct Django {
     /// Path answering JSON {"heartbeat": <number>} that celery beat advances (empty: not checked).
     pub heartbeat_path: String,
     pub heartbeat_interval_secs: u64,
+    /// The pip requirements file the venv is built from, relative to the app's top; its
+    /// `-r`/`-c` includes are followed (and fingerprinted) too.
+    pub requirements: String,
+    /// DJANGO_SETTINGS_MODULE for the units and every command keel runs for the app (None:
+    /// the project's own default, as manage.py and wsgi.py set it).
+    pub settings: Option<String>,
 }
 impl Default for Django {
     fn default() -> Self {
@@ -234,6 +240,8 @@ impl Default for Django {
             celery_ping_path: String::new(),
             heartbeat_path: String::new(),
             heartbeat_interval_secs: 5,
+            requirements: "requirements.txt".into(),
+            settings: None,
         }
     }
 }
@@ -786,6 +794,10 @@ impl Config {
         }
         self.check("django.wsgi", v::wsgi(&self.wsgi()))?;
         self.check("django.celery_app", v::celery_app(&self.celery_app()))?;
+        self.check("django.requirements", v::relative_file(&d.requirements))?;
+        if let Some(s) = &d.settings {
+            self.check("django.settings", v::module(s))?;
+        }
         self.check("django.admin_user", v::django_username(&d.admin_user))?;
         self.check("django.admin_email", v::email(&self.admin_email()))?;
         for (key, p) in [
@@ -1187,7 +1199,7 @@ impl Config {
                 "point it at the Django project's directory",
             ));
         }
-        for f in ["manage.py", "requirements.txt"] {
+        for f in ["manage.py", self.django.requirements.as_str()] {
             if !std::fs::symlink_metadata(src.join(f)).is_ok_and(|m| m.is_file()) {
                 return Err(self.err(
                     "django.source",
@@ -1195,10 +1207,23 @@ impl Config {
                         "{} has no {f}: it does not look like a Django project",
                         src.display()
                     ),
-                    "the app source must have manage.py and requirements.txt at its top",
+                    format!("the app source must have manage.py at its top and {} (django.requirements)", self.django.requirements),
                 ));
             }
         }
+        // Every file the requirements include, inside the app's tree, before any write.
+        crate::requirements::closure(&self.django.requirements, &|rel| {
+            crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
+                .ok()
+                .flatten()
+        })
+        .map_err(|e| {
+            self.err(
+                "django.requirements",
+                e,
+                "its -r/-c includes must be files inside the app's source",
+            )
+        })?;
         let example = src.join(".env.example");
         if std::fs::symlink_metadata(&example).is_ok() {
             let text = crate::fsx::read_text_nofollow(&example, crate::fsx::MAX_INPUT)

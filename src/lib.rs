@@ -23,6 +23,7 @@ pub mod redact;
 pub mod release;
 pub mod render;
 pub mod report;
+pub mod requirements;
 pub mod resume;
 pub mod retry;
 pub mod secrets;

@@ -53,6 +53,41 @@ pub fn wsgi(s: &str) -> Check {
     }
 }
 
+/// A dotted Python module (`config.settings.production`).
+pub fn module(s: &str) -> Check {
+    if s.len() <= 200 && dotted(s) {
+        Ok(())
+    } else {
+        bad(
+            format!("{s:?} is not a dotted Python module"),
+            "e.g. \"config.settings.production\"",
+        )
+    }
+}
+
+/// A file inside the app's tree: a relative path of plain components, no `..`.
+pub fn relative_file(s: &str) -> Check {
+    let ok = !s.is_empty()
+        && s.len() <= 200
+        && !s.starts_with('/')
+        && s.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && !c.starts_with('-')
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        });
+    if ok {
+        Ok(())
+    } else {
+        bad(
+            format!("{s:?} is not a file path inside the app"),
+            "a path relative to the app's top, e.g. \"requirements/production.txt\"",
+        )
+    }
+}
+
 /// `package.module` or `package.module:app` (Celery's `-A`).
 pub fn celery_app(s: &str) -> Check {
     let ok = s.len() <= 200

@@ -13,4 +13,5 @@ mod engine;
 mod fakehost;
 mod firewall;
 mod probes;
+mod projects;
 mod tls;

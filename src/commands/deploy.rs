@@ -23,11 +23,11 @@ fn source(
                 "give the Django project's directory (the one with manage.py)",
             ));
         }
-        for f in ["manage.py", "requirements.txt"] {
+        for f in ["manage.py", cfg.django.requirements.as_str()] {
             if !std::fs::symlink_metadata(d.join(f)).is_ok_and(|m| m.is_file()) {
                 return Err(Error::usage(
                     format!("--source {}: no {f} (not a link) at its top", d.display()),
-                    "give the Django project's directory, with manage.py and requirements.txt",
+                    "give the Django project's directory, with manage.py and django.requirements",
                 ));
             }
         }

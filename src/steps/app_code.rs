@@ -366,11 +366,11 @@ impl Step for AppCode {
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
         let dest = ctx.host(&live_dir(ctx).display().to_string());
-        for f in ["manage.py", "requirements.txt"] {
+        for f in ["manage.py", ctx.cfg.django.requirements.as_str()] {
             if !dest.join(f).is_file() {
                 return Err(StepError::permanent(
                     format!("{} has no {f}", dest.display()),
-                    "the app source must be a Django project with manage.py and requirements.txt at its top",
+                    "the app source must be a Django project with manage.py at its top and django.requirements",
                 ));
             }
         }

@@ -154,6 +154,12 @@ pub fn extra_values(cfg: &Config) -> BTreeMap<String, String> {
     if let Some(o) = csrf_origins(cfg) {
         m.entry("CSRF_TRUSTED_ORIGINS".into()).or_insert(o);
     }
+    // [django] settings reaches every process of the app through the .env: the units and
+    // every command keel runs (their EnvironmentFile), so migrate and Gunicorn agree.
+    if let Some(s) = &cfg.django.settings {
+        m.entry("DJANGO_SETTINGS_MODULE".into())
+            .or_insert_with(|| s.clone());
+    }
     m
 }
 

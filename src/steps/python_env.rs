@@ -88,6 +88,19 @@ pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
         .to_string()
 }
 
+/// The requirements file and every file it includes, as one text (what the venv's key and
+/// the step's fingerprint hash). `read` gives a file of the app's tree by relative path.
+pub fn requirements_text(ctx: &Ctx, read: &dyn Fn(&str) -> Option<String>) -> StepResult<String> {
+    crate::requirements::closure(&ctx.cfg.django.requirements, read)
+        .map(|parts| crate::requirements::fingerprint_text(&parts))
+        .map_err(|e| {
+            StepError::permanent(
+                e,
+                "django.requirements names the pip requirements file; its -r/-c includes must be files inside the app",
+            )
+        })
+}
+
 /// A venv's name: the hash of what goes in it. Releases with the same requirements (and
 /// the same Python) share one venv, so a code-only deploy installs nothing.
 pub fn venv_key(requirements: &str, python: &str) -> String {
@@ -177,16 +190,12 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
 /// <base>/venvs/<key>, built by the build user unless a complete one exists, and the
 /// release's `venv` link to it. Returns the key.
 pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String> {
-    let req_path = release.join("requirements.txt");
-    let req = crate::fsx::read_text_nofollow(
-        &ctx.host(&req_path.display().to_string()),
-        crate::fsx::MAX_INPUT,
-    )?
-    .ok_or_else(|| {
-        StepError::permanent(
-            format!("{} is missing", req_path.display()),
-            "the app source must have requirements.txt at its top",
-        )
+    let req_path = release.join(&ctx.cfg.django.requirements);
+    let top = ctx.host(&release.display().to_string());
+    let req = requirements_text(ctx, &|rel| {
+        crate::fsx::read_text_nofollow(&top.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
     })?;
     let key = venv_key(&req, &python_version(ctx));
     let build = build_user_ids(ctx)?;
@@ -273,7 +282,10 @@ fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Pat
                     &as_build(ctx, release, "sh").args(["-c", SEED_SCRIPT, "sh", &s, &v]),
                 )?;
             } else {
-                ctx.ui.step_note(ID, "uv pip install -r requirements.txt");
+                ctx.ui.step_note(
+                    ID,
+                    &format!("uv pip install -r {}", ctx.cfg.django.requirements),
+                );
                 ctx.run(
                     ID,
                     &as_build(ctx, release, &uv).args([
@@ -311,7 +323,10 @@ fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Pat
                 &as_build(ctx, release, "python3").args(["-m", "venv", &v]),
             )
             .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
-            ctx.ui.step_note(ID, "pip install -r requirements.txt");
+            ctx.ui.step_note(
+                ID,
+                &format!("pip install -r {}", ctx.cfg.django.requirements),
+            );
             ctx.run(
                 ID,
                 &as_build(ctx, release, &format!("{v}/bin/pip"))
@@ -364,7 +379,10 @@ pub fn check_imports(ctx: &Ctx, release: &Path) -> StepResult {
     .map_err(|e| {
         StepError::permanent(
             format!("the virtualenv lacks Django/Celery/Gunicorn: {}", e.msg),
-            "add them to requirements.txt",
+            format!(
+                "add them to {} (django.requirements)",
+                ctx.cfg.django.requirements
+            ),
         )
     })?;
     Ok(())
@@ -383,8 +401,9 @@ impl Step for PythonEnv {
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value(
-                "app file requirements.txt",
-                super::app_code::app_file(ctx, "requirements.txt").unwrap_or_default(),
+                "requirements",
+                requirements_text(ctx, &|rel| super::app_code::app_file(ctx, rel))
+                    .unwrap_or_else(|e| e.msg),
             )
             .value(
                 "venvs",

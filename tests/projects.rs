@@ -1,0 +1,116 @@
+//! Real projects' shapes on the fake host: a requirements file named in keel.toml whose
+//! `-r` includes are followed (a change in an included file alone makes a new venv), and
+//! `[django] settings` reaching the app through its .env.
+use crate::fakehost::{Host, config};
+
+/// The demo app copied into the fake host's tree, with `requirements/{production,base}.txt`
+/// in place of requirements.txt.
+fn split_requirements_app(h: &Host) -> std::path::PathBuf {
+    let app = h.path("app");
+    let ok = std::process::Command::new("cp")
+        .args([
+            "-r",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-app"),
+        ])
+        .arg(&app)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let reqs = std::fs::read_to_string(app.join("requirements.txt")).unwrap();
+    std::fs::remove_file(app.join("requirements.txt")).unwrap();
+    std::fs::create_dir_all(app.join("requirements")).unwrap();
+    std::fs::write(app.join("requirements/base.txt"), reqs).unwrap();
+    std::fs::write(
+        app.join("requirements/production.txt"),
+        "-r base.txt\n-c constraints.txt\n",
+    )
+    .unwrap();
+    std::fs::write(app.join("requirements/constraints.txt"), "").unwrap();
+    app
+}
+
+fn venv_of_current(h: &Host) -> String {
+    std::fs::read_link(h.path("root/opt/demo/current/venv"))
+        .or_else(|_| {
+            let cur = std::fs::read_link(h.path("root/opt/demo/current")).unwrap();
+            std::fs::read_link(h.path("root/opt/demo").join(cur).join("venv"))
+        })
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn included_requirements_files_are_followed_and_fingerprinted() {
+    let h = Host::new();
+    let app = split_requirements_app(&h);
+    let cfg = config("")
+        .replace(
+            &format!("source = \"{}/examples/demo-app\"", env!("CARGO_MANIFEST_DIR")),
+            &format!("source = \"{}\"", app.display()),
+        )
+        .replace(
+            "[django]\n",
+            "[django]\nrequirements = \"requirements/production.txt\"\nsettings = \"demo.settings\"\n",
+        );
+    h.write("keel.toml", &cfg);
+    h.install(&[]).success();
+    let first = venv_of_current(&h);
+    let cmds = h.commands();
+    assert!(
+        cmds.contains("-r /opt/demo/releases/")
+            && cmds.contains("/requirements/production.txt gunicorn"),
+        "{cmds}"
+    );
+    assert!(
+        h.read("root/opt/demo/shared/.env")
+            .contains("DJANGO_SETTINGS_MODULE=demo.settings"),
+        "the settings module is not in the .env"
+    );
+    // Only the included file changes: a new venv.
+    let base = app.join("requirements/base.txt");
+    let mut text = std::fs::read_to_string(&base).unwrap();
+    text.push_str("six\n");
+    std::fs::write(&base, text).unwrap();
+    h.install(&[]).success();
+    let second = venv_of_current(&h);
+    assert_ne!(
+        first, second,
+        "a change in base.txt alone must build a new venv"
+    );
+    // Only the constraints file changes: a new venv again.
+    std::fs::write(app.join("requirements/constraints.txt"), "six<2\n").unwrap();
+    h.install(&[]).success();
+    assert_ne!(second, venv_of_current(&h));
+}
+
+/// An include that leaves the app's tree is refused before anything is written.
+#[test]
+fn an_include_outside_the_app_is_refused() {
+    let h = Host::new();
+    let app = split_requirements_app(&h);
+    std::fs::write(
+        app.join("requirements/production.txt"),
+        "-r ../../../etc/passwd\n",
+    )
+    .unwrap();
+    let cfg = config("")
+        .replace(
+            &format!(
+                "source = \"{}/examples/demo-app\"",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            &format!("source = \"{}\"", app.display()),
+        )
+        .replace(
+            "[django]\n",
+            "[django]\nrequirements = \"requirements/production.txt\"\n",
+        );
+    h.write("keel.toml", &cfg);
+    h.install(&[])
+        .code(2)
+        .stderr(predicates::str::contains("django.requirements"))
+        .stderr(predicates::str::contains("outside the app's tree"));
+    assert_eq!(h.commands(), "", "nothing may run");
+}
