@@ -327,18 +327,38 @@ pub fn render(
                 text.push_str(c);
                 text.push('\n');
             }
+            // A commented-out key (`# SECRET_KEY=`) is filled like a present one when keel
+            // has a value for it: given, derived, already set, or a secret it generates.
+            // Otherwise it stays a comment: its example value is not switched on.
             Line::Entry {
                 key,
                 commented: true,
                 raw,
                 ..
             } => {
-                if let Some(v) = inp.provided.get(key).or(inp.existing.get(key)) {
-                    text.push_str(&format!("{key}={}\n", quote(v)));
-                    seen.push(key.clone());
-                } else {
-                    text.push_str(raw);
-                    text.push('\n');
+                let known = inp
+                    .provided
+                    .get(key)
+                    .or(inp.derived.get(key))
+                    .or(inp.existing.get(key).filter(|v| !v.is_empty()))
+                    .cloned();
+                let v = match (known, secret_kind(key)) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(k)) => {
+                        generated.push(key.clone());
+                        Some(secret(key, k)?)
+                    }
+                    (None, None) => None,
+                };
+                match v {
+                    Some(v) => {
+                        text.push_str(&format!("{key}={}\n", quote(&v)));
+                        seen.push(key.clone());
+                    }
+                    None => {
+                        text.push_str(raw);
+                        text.push('\n');
+                    }
                 }
             }
             Line::Entry {
@@ -577,5 +597,34 @@ SENTRY_DSN=
         assert!(r.missing.is_empty());
         assert_eq!(values(&r.text)["API_TOKEN"], "typed");
         assert_eq!(asked, vec![("API_TOKEN".to_string(), true)]);
+    }
+
+    /// Commented-out keys keel has a value for are filled like present ones (generated,
+    /// derived); others stay comments, their example values never switched on.
+    #[test]
+    fn commented_out_keys_are_generated_or_derived() {
+        let example =
+            parse("# SECRET_KEY=\n# POSTGRES_PASSWORD=\n# DEBUG=True\n# SENTRY_DSN=https://x\n")
+                .unwrap();
+        let derived = BTreeMap::from([("POSTGRES_PASSWORD".to_string(), "pgpw".to_string())]);
+        let empty = BTreeMap::new();
+        let inp = Inputs {
+            provided: &empty,
+            derived: &derived,
+            existing: &empty,
+        };
+        let mut secret = |k: &str, _kind| Ok(format!("gen-{k}"));
+        let r = render(&example, &inp, &mut secret, &mut Ask::Never).unwrap();
+        let v = values(&r.text);
+        assert_eq!(v["SECRET_KEY"], "gen-SECRET_KEY");
+        assert_eq!(v["POSTGRES_PASSWORD"], "pgpw");
+        assert!(
+            !v.contains_key("DEBUG") && r.text.contains("# DEBUG=True"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("# SENTRY_DSN=https://x"), "{}", r.text);
+        assert_eq!(r.generated, vec!["SECRET_KEY"]);
+        assert!(r.missing.is_empty());
     }
 }
