@@ -387,14 +387,25 @@ fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             }
         }),
     ));
+    let c = ctx.clone();
     v.push((
         "load".into(),
         false,
-        Box::new(|| {
-            let l1: f64 = std::fs::read_to_string("/proc/loadavg")
+        Box::new(move || {
+            // The host's (the fake host's under test: never this machine's own load).
+            let Some(l1) = std::fs::read_to_string(c.host("/proc/loadavg"))
                 .ok()
-                .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
-                .unwrap_or(0.0);
+                .and_then(|s| {
+                    s.split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<f64>().ok())
+                })
+            else {
+                return crate::checks::not_checked(
+                    "load not checked: /proc/loadavg cannot be read",
+                    "",
+                );
+            };
             let per = l1 / crate::system::cpus() as f64;
             let msg = format!("load {l1:.2} ({per:.2} per CPU)");
             if per > 4.0 {
