@@ -144,7 +144,24 @@ pub fn install(
     }
 
     ctx.ui.start_overall("install", to_run.len() as u64);
+    let known: Vec<String> = state.releases.list.iter().map(|r| r.id.clone()).collect();
     let (done_ok, failed) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
+    // A release this run made, in a run that failed, is a failed release (kept for
+    // inspection, never offered by `deploy --rollback`), whatever step failed after it.
+    if let Some((step, e)) = &failed {
+        for r in state
+            .releases
+            .list
+            .iter_mut()
+            .filter(|r| !known.contains(&r.id))
+        {
+            r.status = crate::state::ReleaseStatus::Failed;
+            r.error = Some(format!(
+                "the install failed at step {step}: {}",
+                ctx.exec.redactor.redact(&e.msg)
+            ));
+        }
+    }
     // What the run left, once every step is done: a later step may rewrite an earlier one's
     // file (tls switches nginx's site to HTTPS).
     if failed.is_none() {

@@ -221,3 +221,40 @@ fn changed_requirements_start_from_the_live_venv() {
     assert!(!cmds.contains("uv venv"), "{cmds}");
     assert!(h.path(&format!("root{new}/.keel-complete")).exists());
 }
+
+/// A release made by an install that then failed is a failed release, not "ok", and says
+/// where the install failed; the next install's release is ok and current.
+#[test]
+fn a_failed_install_marks_its_release_failed() {
+    let h = crate::fakehost::Host::new();
+    // Fails once (a permanent error: not retried), then migrations pass.
+    h.rule("manage.py migrate\t1\t1\tdjango.db.utils.ProgrammingError: boom");
+    h.install(&[]).code(1);
+    let releases = |h: &crate::fakehost::Host| -> serde_json::Value {
+        let out = h
+            .keel()
+            .args(["releases", "--output", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = releases(&h);
+    let list = v["releases"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["status"], "failed", "{v}");
+    assert!(
+        list[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("step django"),
+        "{v}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    h.install(&[]).success();
+    let v = releases(&h);
+    let list = v["releases"].as_array().unwrap();
+    let failed = list.iter().filter(|r| r["status"] == "failed").count();
+    let ok: Vec<_> = list.iter().filter(|r| r["status"] == "ok").collect();
+    assert_eq!((failed, ok.len()), (1, 1), "{v}");
+    assert_eq!(v["current"], ok[0]["id"], "{v}");
+}
