@@ -798,7 +798,10 @@ impl Config {
         if let Some(s) = &d.settings {
             self.check("django.settings", v::module(s))?;
         }
-        self.check("django.admin_user", v::django_username(&d.admin_user))?;
+        // Empty: no admin user is made.
+        if !d.admin_user.is_empty() {
+            self.check("django.admin_user", v::django_username(&d.admin_user))?;
+        }
         self.check("django.admin_email", v::email(&self.admin_email()))?;
         for (key, p) in [
             ("django.celery_ping_path", &d.celery_ping_path),

@@ -307,6 +307,31 @@ pub struct Rendered {
     pub missing: Vec<String>,
 }
 
+/// A commented-out key (`# SECRET_KEY=`) is filled like a present one when keel has a value
+/// for it: given, derived, already set, or a secret it generates. Otherwise (None) it stays
+/// a comment: its example value is not switched on.
+fn commented_value(
+    key: &str,
+    inp: &Inputs,
+    secret: &mut dyn FnMut(&str, SecretKind) -> Result<String, String>,
+    generated: &mut Vec<String>,
+) -> Result<Option<String>, String> {
+    let known = inp
+        .provided
+        .get(key)
+        .or(inp.derived.get(key))
+        .or(inp.existing.get(key).filter(|v| !v.is_empty()))
+        .cloned();
+    Ok(match (known, secret_kind(key)) {
+        (Some(v), _) => Some(v),
+        (None, Some(k)) => {
+            generated.push(key.to_string());
+            Some(secret(key, k)?)
+        }
+        (None, None) => None,
+    })
+}
+
 /// Render the .env. `secret(key, kind)` returns the stored (or newly generated) secret.
 pub fn render(
     example: &[Line],
@@ -327,40 +352,21 @@ pub fn render(
                 text.push_str(c);
                 text.push('\n');
             }
-            // A commented-out key (`# SECRET_KEY=`) is filled like a present one when keel
-            // has a value for it: given, derived, already set, or a secret it generates.
-            // Otherwise it stays a comment: its example value is not switched on.
             Line::Entry {
                 key,
                 commented: true,
                 raw,
                 ..
-            } => {
-                let known = inp
-                    .provided
-                    .get(key)
-                    .or(inp.derived.get(key))
-                    .or(inp.existing.get(key).filter(|v| !v.is_empty()))
-                    .cloned();
-                let v = match (known, secret_kind(key)) {
-                    (Some(v), _) => Some(v),
-                    (None, Some(k)) => {
-                        generated.push(key.clone());
-                        Some(secret(key, k)?)
-                    }
-                    (None, None) => None,
-                };
-                match v {
-                    Some(v) => {
-                        text.push_str(&format!("{key}={}\n", quote(&v)));
-                        seen.push(key.clone());
-                    }
-                    None => {
-                        text.push_str(raw);
-                        text.push('\n');
-                    }
+            } => match commented_value(key, inp, secret, &mut generated)? {
+                Some(v) => {
+                    text.push_str(&format!("{key}={}\n", quote(&v)));
+                    seen.push(key.clone());
                 }
-            }
+                None => {
+                    text.push_str(raw);
+                    text.push('\n');
+                }
+            },
             Line::Entry {
                 key,
                 value,

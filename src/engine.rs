@@ -146,21 +146,8 @@ pub fn install(
     ctx.ui.start_overall("install", to_run.len() as u64);
     let known: Vec<String> = state.releases.list.iter().map(|r| r.id.clone()).collect();
     let (done_ok, failed) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
-    // A release this run made, in a run that failed, is a failed release (kept for
-    // inspection, never offered by `deploy --rollback`), whatever step failed after it.
     if let Some((step, e)) = &failed {
-        for r in state
-            .releases
-            .list
-            .iter_mut()
-            .filter(|r| !known.contains(&r.id))
-        {
-            r.status = crate::state::ReleaseStatus::Failed;
-            r.error = Some(format!(
-                "the install failed at step {step}: {}",
-                ctx.exec.redactor.redact(&e.msg)
-            ));
-        }
+        mark_failed_releases(ctx, state, &known, step, &e.msg);
     }
     // What the run left, once every step is done: a later step may rewrite an earlier one's
     // file (tls switches nginx's site to HTTPS).
@@ -192,11 +179,7 @@ pub fn install(
     } else {
         RunOutcome::Succeeded
     };
-    if let Some(r) = state.last_run.as_mut() {
-        r.finished_at = Some(crate::paths::now());
-        r.outcome = outcome;
-        r.failed_step = failed.as_ref().map(|f| f.0.clone());
-    }
+    finish_run(state, outcome, failed.as_ref().map(|f| f.0.clone()));
     state.save(state_path)?;
     ctx.events.emit("run-finished", None, json!({"outcome": outcome, "failed_step": failed.as_ref().map(|f| &f.0), "rolled_back": rolled_back}));
     Ok(RunReport {
@@ -206,6 +189,32 @@ pub fn install(
         failed,
         rolled_back,
     })
+}
+
+/// The run's record: finished now, its outcome and the step that failed.
+fn finish_run(state: &mut State, outcome: RunOutcome, failed_step: Option<String>) {
+    if let Some(r) = state.last_run.as_mut() {
+        r.finished_at = Some(crate::paths::now());
+        r.outcome = outcome;
+        r.failed_step = failed_step;
+    }
+}
+
+/// A release this run made (not in `known`), in a run that failed, is a failed release
+/// (kept for inspection, never offered by `deploy --rollback`), whatever step failed after.
+fn mark_failed_releases(ctx: &Ctx, state: &mut State, known: &[String], step: &str, msg: &str) {
+    for r in state
+        .releases
+        .list
+        .iter_mut()
+        .filter(|r| !known.contains(&r.id))
+    {
+        r.status = crate::state::ReleaseStatus::Failed;
+        r.error = Some(format!(
+            "the install failed at step {step}: {}",
+            ctx.exec.redactor.redact(msg)
+        ));
+    }
 }
 
 /// The state's releases as the disk has them, old ones pruned (deploy.keep_releases).

@@ -114,3 +114,33 @@ fn an_include_outside_the_app_is_refused() {
         .stderr(predicates::str::contains("outside the app's tree"));
     assert_eq!(h.commands(), "", "nothing may run");
 }
+
+/// The admin user: made by Django's own `createsuperuser --noinput` (custom user models, an
+/// e-mail USERNAME_FIELD), the password only on stdin; `admin_user = ""` makes none, on
+/// purpose (accepted, and said).
+#[test]
+fn the_admin_user_is_djangos_createsuperuser_or_none() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let log = h.read("root/var/log/keel/steps/django.log");
+    assert!(log.contains("manage.py shell --no-startup"), "{log}");
+    assert!(log.contains("(stdin supplied, not logged)"), "{log}");
+    let pw = h.read("root/etc/keel/secrets/admin_password");
+    assert!(
+        !h.commands().contains(pw.trim()),
+        "the password reached a command line"
+    );
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &config("").replace("[django]\n", "[django]\nadmin_user = \"\"\n"),
+    );
+    h.install(&[]).success().stderr(predicates::str::contains(
+        "no admin user (django.admin_user is empty)",
+    ));
+    assert!(
+        !h.commands().contains("manage.py shell --no-startup"),
+        "{}",
+        h.commands()
+    );
+}
