@@ -76,6 +76,9 @@ pub struct Packages {
     pub install: Vec<String>,
     /// Installed first (python-packages step) so pip can run while the rest installs.
     pub python: Vec<String>,
+    /// What the app's packages need to build from source (compilers, headers such as
+    /// libpq-dev): installed with `python`, in the first apt run, before the venv is built.
+    pub build: Vec<String>,
 }
 impl Default for Packages {
     fn default() -> Self {
@@ -84,6 +87,7 @@ impl Default for Packages {
                 .map(String::from)
                 .to_vec(),
             python: ["python3", "python3-venv"].map(String::from).to_vec(),
+            build: vec![],
         }
     }
 }
@@ -694,6 +698,13 @@ impl Config {
                 .enumerate()
                 .map(|(i, p)| (format!("packages.python[{i}]"), p)),
         );
+        let lists = lists.chain(
+            self.packages
+                .build
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("packages.build[{i}]"), p)),
+        );
         for (key, p) in lists {
             self.check(&key, v::package(p))?;
         }
@@ -731,7 +742,9 @@ impl Config {
                 ),
             ));
         }
-        if self.packages.install.len() + self.packages.python.len() > 200 {
+        if self.packages.install.len() + self.packages.python.len() + self.packages.build.len()
+            > 200
+        {
             return Err(self.err(
                 "packages.install",
                 "more than 200 packages",

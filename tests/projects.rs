@@ -144,3 +144,43 @@ fn the_admin_user_is_djangos_createsuperuser_or_none() {
         h.commands()
     );
 }
+
+/// packages.build arrives in the first apt run, before the venv is built (psycopg from
+/// source needs libpq-dev and a compiler at that moment, not after).
+#[test]
+fn build_packages_come_before_the_venv() {
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &config("[packages]\nbuild = [\"build-essential\", \"libpq-dev\", \"python3-dev\"]\n"),
+    );
+    let installed = [
+        "postgresql",
+        "redis-server",
+        "nginx",
+        "python3",
+        "python3-venv",
+        "certbot",
+        "openssl",
+        "logrotate",
+        "unattended-upgrades",
+        "nftables",
+        "build-essential",
+        "libpq-dev",
+        "python3-dev",
+    ]
+    .map(|p| format!("{p} ii "))
+    .join("\\n");
+    h.rule(&format!("dpkg-query\t0\t0\t\t{installed}"));
+    h.install(&[]).success();
+    let cmds = h.commands();
+    let apt = cmds
+        .lines()
+        .find(|l| l.starts_with("[python-packages]") && l.contains("install"))
+        .unwrap_or_else(|| panic!("{cmds}"));
+    for p in ["build-essential", "libpq-dev", "python3-dev"] {
+        assert!(apt.contains(p), "{p} not in {apt}");
+    }
+    let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s} in {cmds}"));
+    assert!(pos(apt) < pos("uv pip install"));
+}

@@ -176,9 +176,15 @@ impl Apt {
         id: "python-packages",
         deps: &[&super::preflight::Preflight],
         about: "install Python and venv (apt), first",
-        // git too when the app comes from git: app-code needs it before the big apt run.
+        // git too when the app comes from git: app-code needs it before the big apt run; the
+        // build packages too: the venv is built right after this run, beside the big one.
         list: |c| {
             let mut v = c.packages.python.clone();
+            for p in &c.packages.build {
+                if !v.contains(p) {
+                    v.push(p.clone());
+                }
+            }
             if c.django.git.is_some() && !v.iter().any(|p| p == "git") {
                 v.push("git".into());
             }

@@ -255,6 +255,50 @@ done
 grep -rlI -- "$seed" "$venv/bin" | while IFS= read -r f; do sed -i "s|$seed|$venv|g" "$f"; done
 "#;
 
+/// A hint that fits why installing the requirements failed: a package that must be built
+/// from source lacks its tools or headers; the requirements cannot be resolved; the index
+/// could not be reached (those were retried already).
+pub fn install_failure_hint(msg: &str) -> String {
+    let t = msg.to_ascii_lowercase();
+    let log = "see /var/log/keel/steps/python-env.log";
+    let build = [
+        "pg_config",
+        "python.h",
+        "command 'gcc' failed",
+        "gcc: not found",
+        "x86_64-linux-gnu-gcc",
+        "failed to build",
+        "failed building wheel",
+        "subprocess-exited-with-error",
+        "build backend",
+        "fatal error:",
+    ];
+    let resolve = [
+        "no solution found",
+        "resolutionimpossible",
+        "because you require",
+        "no matching distribution",
+        "could not find a version",
+        "are incompatible",
+        "requires-python",
+    ];
+    if build.iter().any(|p| t.contains(p)) {
+        format!(
+            "a package is built from source and lacks its build tools or headers: list them under packages.build (installed before the venv), e.g. [\"build-essential\", \"python3-dev\", \"libpq-dev\"] for psycopg, [\"libjpeg-dev\", \"zlib1g-dev\"] for Pillow; {log}"
+        )
+    } else if resolve.iter().any(|p| t.contains(p)) {
+        format!(
+            "the requirements cannot be resolved for this host's Python (Debian's python3): fix the versions in django.requirements; {log}"
+        )
+    } else if crate::retry::classify(msg) == crate::retry::Kind::Transient {
+        format!(
+            "the package index could not be reached (retried already): check this host's network and proxy; {log}"
+        )
+    } else {
+        log.to_string()
+    }
+}
+
 /// Build the venv at `venv` with the release's requirements and Gunicorn, bytecode compiled
 /// (the first requests after a deploy import it); from `seed` when there is one.
 fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Path>) -> StepResult {
@@ -263,7 +307,8 @@ fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Pat
     let timeout = Duration::from_secs(ctx.cfg.timeouts.apt_secs);
     let hint = |e: StepError| {
         if e.hint.is_empty() {
-            e.hint("see /var/log/keel/steps/python-env.log; network errors are retried")
+            let h = install_failure_hint(&e.msg);
+            e.hint(h)
         } else {
             e
         }
@@ -420,4 +465,21 @@ impl Step for PythonEnv {
         check_imports(ctx, &super::app_code::live_dir(ctx))
     }
     // Undo keeps the virtualenvs: they live in the app's base directory (data).
+}
+
+#[cfg(test)]
+mod tests {
+    use super::install_failure_hint as h;
+
+    #[test]
+    fn install_failures_get_the_hint_that_fits() {
+        assert!(h("Error: pg_config executable not found.").contains("packages.build"));
+        assert!(h("x86_64-linux-gnu-gcc: error: No such file").contains("packages.build"));
+        assert!(
+            h("No solution found when resolving dependencies: Because you require django>=9")
+                .contains("cannot be resolved")
+        );
+        assert!(h("Failed to fetch: connection reset by peer").contains("could not be reached"));
+        assert!(!h("something else").contains("retried"));
+    }
 }
