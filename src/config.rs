@@ -254,6 +254,10 @@ impl Default for Django {
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Health {
+    /// The page the site check asks for (and a deploy's checks), through nginx.
+    pub path: String,
+    /// The statuses that mean "the app answers" there: 200, or a redirect to a login page.
+    pub statuses: Vec<u16>,
     /// Install keel-verify.timer: `keel verify --heal` every `interval_minutes`.
     pub timer: bool,
     pub interval_minutes: u32,
@@ -263,6 +267,8 @@ pub struct Health {
 impl Default for Health {
     fn default() -> Self {
         Health {
+            path: "/".into(),
+            statuses: vec![200],
             timer: false,
             interval_minutes: 5,
             check_timeout_secs: 5,
@@ -808,6 +814,15 @@ impl Config {
         self.check("django.wsgi", v::wsgi(&self.wsgi()))?;
         self.check("django.celery_app", v::celery_app(&self.celery_app()))?;
         self.check("django.requirements", v::relative_file(&d.requirements))?;
+        self.check("health.path", v::url_path(&self.health.path))?;
+        let st = &self.health.statuses;
+        if st.is_empty() || st.len() > 10 || st.iter().any(|s| !(200..400).contains(s)) {
+            return Err(self.err(
+                "health.statuses",
+                format!("{st:?}: at least one and at most ten statuses from 200 to 399"),
+                "for example [200], or [200, 302] for a page that redirects to a login",
+            ));
+        }
         if let Some(s) = &d.settings {
             self.check("django.settings", v::module(s))?;
         }

@@ -169,3 +169,69 @@ fn verify_never_calls_ok_what_it_did_not_check() {
     assert_eq!(out.status.code(), Some(1), "{v}");
     assert_eq!(v["verdict"], "unhealthy", "{v}");
 }
+
+/// Health that fits the app: `/` redirecting to a login page fails the site check with
+/// where it went, unless [health] statuses accepts the redirect; a 500 carries the app's
+/// last exception from its journal (redacted).
+#[test]
+fn the_site_check_accepts_what_health_says_and_explains_what_it_refuses() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("net:http GET http://127.0.0.1:80/ Host:\t302\t0\t\t/accounts/login/?next=/");
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "site")
+        .unwrap()
+        .clone();
+    assert_eq!(site["level"], "error", "{v}");
+    assert!(
+        site["message"]
+            .as_str()
+            .unwrap()
+            .contains("answered 302 → /accounts/login/?next=/"),
+        "{site}"
+    );
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config("[health]\nstatuses = [200, 302]\n"),
+    );
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    // A 500: the traceback's last line, from the journal.
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("net:http GET http://127.0.0.1:80/ Host:\t500\t0\t\t<h1>Server Error (500)</h1>");
+    h.rule("journalctl -u demo-web -n 60\t0\t0\t\tTraceback (most recent call last):\\n  File \"x.py\", line 1\\nValueError: Missing staticfiles manifest entry for 'app.css'");
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let site = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "site")
+        .unwrap()
+        .clone();
+    assert!(
+        site["message"].as_str().unwrap().contains(
+            "answered 500; the app logged: ValueError: Missing staticfiles manifest entry"
+        ),
+        "{site}"
+    );
+}

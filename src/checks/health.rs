@@ -115,7 +115,19 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         Box::new(move || {
             // The verify step's own check: one implementation of "the app answers".
             let r = steps::verify::check_home(&c);
-            from(r, "GET / through nginx: 200 from the app")
+            let h = &c.cfg.health;
+            from(
+                r,
+                &format!(
+                    "GET {} through nginx: the app answers ({})",
+                    h.path,
+                    h.statuses
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            )
         }),
     ));
     let c = ctx.clone();

@@ -119,14 +119,16 @@ impl Step for Nginx {
                 "check for another server block with default_server on this port",
             ));
         }
-        // The app if it runs (200), keel's placeholder page until then (503); or, with
-        // HTTPS up, the redirect to it.
-        let (code, body) = get("/")?;
+        // The app if it runs (a status [health] accepts), keel's placeholder page until then
+        // (503); or, with HTTPS up, the redirect to it.
+        let path = &ctx.cfg.health.path;
+        let (code, body) = get(path)?;
         let https = ctx.cfg.tls_on() && site::installed(ctx).is_some();
         let placeholder = code == 503 && body.contains("keel-placeholder");
-        if !(code == 200 || placeholder || https && code == 301) {
+        let accepted = ctx.cfg.health.statuses.contains(&code);
+        if !(accepted || placeholder || https && code == 301) {
             return Err(StepError::transient(
-                format!("GET / on port {port} answered {code}"),
+                format!("GET {path} on port {port} answered {code}"),
                 format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),
             ));
         }

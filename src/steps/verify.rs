@@ -60,24 +60,68 @@ fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
     o.stdout.trim().trim_start_matches('@').parse().ok()
 }
 
-/// GET / through nginx is the app (not keel's placeholder): shared with `keel verify`.
+/// GET health.path through nginx is the app (not keel's placeholder) with an accepted
+/// status: shared with `keel verify` and a deploy's checks. A failure says why: where a
+/// redirect went, or the app's last error from its journal.
 pub fn check_home(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
-    let (code, body) = get(ctx, "/")?;
-    if code != 200 || body.contains("keel-placeholder") {
-        return Err(StepError::transient(
-            format!(
-                "GET / through nginx answered {code}{}",
-                if body.contains("keel-placeholder") {
-                    " with keel's placeholder: Gunicorn is not answering"
-                } else {
-                    ""
-                }
-            ),
-            format!("see journalctl -u {app}-web -n 50 and /var/log/nginx/{app}.error.log"),
-        ));
+    let (path, ok) = (&ctx.cfg.health.path, &ctx.cfg.health.statuses);
+    let (code, body) = get(ctx, path)?;
+    if ok.contains(&code) && !body.contains("keel-placeholder") {
+        return Ok(());
     }
-    Ok(())
+    let why = if body.contains("keel-placeholder") {
+        " with keel's placeholder: Gunicorn is not answering".to_string()
+    } else if (300..400).contains(&code) {
+        format!(" → {body} (health.statuses accepts {ok:?})")
+    } else if code >= 500 {
+        match last_app_error(ctx) {
+            Some(l) => format!("; the app logged: {l}"),
+            None => String::new(),
+        }
+    } else {
+        format!(" (health.statuses accepts {ok:?})")
+    };
+    Err(StepError::transient(
+        format!("GET {path} through nginx answered {code}{why}"),
+        format!(
+            "see journalctl -u {app}-web -n 50 and /var/log/nginx/{app}.error.log; a page that redirects (to a login) can be accepted with [health] statuses"
+        ),
+    ))
+}
+
+/// The last line of the web unit's journal that names an exception (a traceback's last
+/// line), redacted.
+fn last_app_error(ctx: &Ctx) -> Option<String> {
+    let unit = format!("{}-web", ctx.cfg.app.name);
+    let o = ctx
+        .exec
+        .probe(
+            ID,
+            &crate::exec::Cmd::new("journalctl").args([
+                "-u",
+                &unit,
+                "-n",
+                "60",
+                "--no-pager",
+                "-o",
+                "cat",
+            ]),
+        )
+        .ok()?;
+    o.stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| {
+            let head = l.split(':').next().unwrap_or("");
+            !head.is_empty()
+                && !head.contains(' ')
+                && (head.ends_with("Error")
+                    || head.ends_with("Exception")
+                    || head.ends_with("DoesNotExist"))
+        })
+        .map(|l| ctx.exec.redactor.redact(l))
 }
 
 /// A real task through Redis and the worker, via the running app's ping page (fast: no

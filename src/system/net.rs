@@ -32,17 +32,28 @@ pub fn request(host: &str, path: &str) -> String {
 }
 
 /// An HTTP/1.x answer: (status, body).
+/// (status, body); for a redirect (3xx), its `Location` in place of the body: what a check
+/// reports is where it was sent.
 pub fn parse_http(text: &str) -> std::io::Result<(u16, String)> {
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {:.80}", text)))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    if (300..400).contains(&status) {
+        let location = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        return Ok((status, location));
+    }
+    Ok((status, body.to_string()))
 }
 
 /// A minimal RESP (Redis protocol) client.
@@ -91,6 +102,17 @@ impl Resp {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_redirect_answers_with_its_location() {
+        let (c, b) =
+            parse_http("HTTP/1.1 302 Found\r\nlocation: /accounts/login/\r\n\r\n<p>moved</p>")
+                .unwrap();
+        assert_eq!((c, b.as_str()), (302, "/accounts/login/"));
+        let (c, b) = parse_http("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nhello").unwrap();
+        assert_eq!((c, b.as_str()), (200, "hello"));
+    }
+
     use super::*;
 
     #[test]
