@@ -225,6 +225,8 @@ pub struct Django {
     /// The pip requirements file the venv is built from, relative to the app's top; its
     /// `-r`/`-c` includes are followed (and fingerprinted) too.
     pub requirements: String,
+    /// The app's MEDIA_URL: nginx serves the uploads (shared/media) there ("": not served).
+    pub media_url: String,
     /// DJANGO_SETTINGS_MODULE for the units and every command keel runs for the app (None:
     /// the project's own default, as manage.py and wsgi.py set it).
     pub settings: Option<String>,
@@ -245,6 +247,7 @@ impl Default for Django {
             heartbeat_path: String::new(),
             heartbeat_interval_secs: 5,
             requirements: "requirements.txt".into(),
+            media_url: "/media/".into(),
             settings: None,
         }
     }
@@ -815,6 +818,22 @@ impl Config {
         self.check("django.celery_app", v::celery_app(&self.celery_app()))?;
         self.check("django.requirements", v::relative_file(&d.requirements))?;
         self.check("health.path", v::url_path(&self.health.path))?;
+        let m = &d.media_url;
+        if !m.is_empty() {
+            self.check("django.media_url", v::url_path(m))?;
+            if !m.ends_with('/')
+                || m == "/"
+                || m.starts_with("/static/")
+                || m.starts_with("/.well-known/")
+                || m == "/keel-health/"
+            {
+                return Err(self.err(
+                    "django.media_url",
+                    format!("{m:?} cannot be the uploads' URL"),
+                    "a path of its own ending in '/', as the app's MEDIA_URL, e.g. \"/media/\" (or \"\" not to serve uploads)",
+                ));
+            }
+        }
         let st = &self.health.statuses;
         if st.is_empty() || st.len() > 10 || st.iter().any(|s| !(200..400).contains(s)) {
             return Err(self.err(

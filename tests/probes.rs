@@ -235,3 +235,29 @@ fn the_site_check_accepts_what_health_says_and_explains_what_it_refuses() {
         "{site}"
     );
 }
+
+/// nginx serves the uploads at django.media_url from shared/media, links not followed,
+/// active content as downloads; media_url = "" serves none.
+#[test]
+fn nginx_serves_media_safely_or_not_at_all() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let site = h.read("root/etc/nginx/sites-available/keel-demo.conf");
+    for want in [
+        "location /media/ {",
+        "alias /opt/demo/shared/media/;",
+        "disable_symlinks on from=/opt/demo/shared/media;",
+        "add_header Content-Disposition $keel_demo_media_disposition always;",
+        "map $uri $keel_demo_media_disposition {",
+    ] {
+        assert!(site.contains(want), "{want} not in {site}");
+    }
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config("").replace("[django]\n", "[django]\nmedia_url = \"\"\n"),
+    );
+    h.install(&[]).success();
+    let site = h.read("root/etc/nginx/sites-available/keel-demo.conf");
+    assert!(!site.contains("/opt/demo/shared/media"), "{site}");
+}

@@ -79,6 +79,9 @@ pub fn config_vars(cfg: &Config) -> serde_json::Value {
         "root": webroot(cfg),
         "socket": cfg.web_socket_path(),
         "static_root": cfg.app_dir().join("staticfiles"),
+        "media_url": cfg.django.media_url,
+        "media_root": cfg.shared_dir().join("media"),
+        "var": cfg.app.name.replace('-', "_"),
         // With the distribution's default site kept, it stays the default server.
         "catch_all": cfg.nginx.disable_default_site,
         "tls_mode": cfg.tls_mode().as_str(),

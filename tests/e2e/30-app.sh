@@ -9,6 +9,28 @@ app_checks() {
   [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/admin/css/base.css)" = 200 ] || fail "static files not served"
 }
 
+# Uploads at MEDIA_URL: a file the app wrote is served with nosniff; HTML and SVG come back
+# as downloads; a link the app planted to /etc/passwd is not followed; dotfiles stay denied.
+media_checks() {
+  vx runuser -u demo -- sh -c 'cd /opt/demo/shared/media && echo avatar >a.txt && echo "<script>x</script>" >x.html && echo "<svg/>" >y.svg && echo s >.secret && ln -sf /etc/passwd pw'
+  local h
+  h=$(vx curl -s -D - -o /tmp/a.txt http://127.0.0.1/media/a.txt)
+  grep -q '^HTTP/1.1 200' <<<"$h" || fail "an upload is not served at /media/: $h"
+  [ "$(vx cat /tmp/a.txt)" = avatar ] || fail "wrong upload body"
+  grep -qi '^X-Content-Type-Options: nosniff' <<<"$h" || fail "no nosniff on uploads: $h"
+  if grep -qi '^Content-Disposition' <<<"$h"; then fail "a plain upload is a download: $h"; fi
+  for f in x.html y.svg; do
+    h=$(vx curl -s -D - -o /dev/null "http://127.0.0.1/media/$f")
+    grep -qi '^Content-Disposition: attachment' <<<"$h" || fail "$f is not sent as a download: $h"
+    grep -qi '^X-Content-Type-Options: nosniff' <<<"$h" || fail "$f without nosniff"
+  done
+  local code; code=$(vx curl -s -o /tmp/pw -w '%{http_code}' http://127.0.0.1/media/pw)
+  [ "$code" = 403 ] || [ "$code" = 404 ] || fail "a link in media was followed ($code): $(vx head -c 80 /tmp/pw)"
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/media/.secret)" = 404 ] || fail "a dotfile in media is served"
+  vx sh -c 'cd /opt/demo/shared/media && rm -f a.txt x.html y.svg .secret pw'
+  echo "media: served with nosniff; .html and .svg as downloads; a link to /etc/passwd answered $code"
+}
+
 # The trust boundary on a provisioned host: sandboxed units, an app that cannot change what
 # runs it or read keel's secrets, nginx, Redis and PostgreSQL locked down.
 hardening_checks() {
@@ -42,6 +64,7 @@ hardening_checks() {
   [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/static/.hidden)" = 404 ] || fail "dotfile under /static not denied"
   local rc=0; vx curl -s -o /dev/null -H 'Host: evil.example' http://127.0.0.1/ || rc=$?
   [ "$rc" = 52 ] || fail "an unknown Host got an answer (curl exit $rc, want 52: empty reply)"
+  media_checks
   # Redis: the app's password cannot reconfigure the server; PostgreSQL: no CONNECT for PUBLIC.
   [ "$(vx runuser -u postgres -- psql -XAtc "select has_database_privilege('public','demo','CONNECT')")" = f ] || fail "PUBLIC may connect to demo"
   vx grep -q '^user default on #' /etc/redis/keel.conf || fail "no redis ACL"
