@@ -237,16 +237,22 @@ impl Cmd {
     }
 }
 
-/// Child output with its control characters taken out (kept: newline and tab): a child
-/// must not drive the admin's terminal with escape sequences, nor smuggle them into the
+/// Child output with its control characters taken out (kept: newline, tab, and a carriage
+/// return that ends a line, as HTTP and Windows text have it): a child must not drive the
+/// admin's terminal with escape sequences or overwrite a line, nor smuggle them into the
 /// state file, the events or a report.
 pub fn strip_controls(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return s.to_string();
+    let kept = |c: char, next: Option<char>| {
+        !c.is_control() || c == '\n' || c == '\t' || (c == '\r' && next == Some('\n'))
+    };
+    let mut it = s.chars().peekable();
+    let mut out = String::with_capacity(s.len());
+    while let Some(c) = it.next() {
+        if kept(c, it.peek().copied()) {
+            out.push(c);
+        }
     }
-    s.chars()
-        .filter(|&c| !c.is_control() || c == '\n' || c == '\t')
-        .collect()
+    out
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1078,12 +1084,22 @@ mod tests {
         let o = exec(d.path())
             .run(
                 "t",
-                &Cmd::new("printf").arg("\\033[2J\\033]0;title\\007ok\\r\\tend\\n"),
+                &Cmd::new("printf").arg("\\033[2J\\033]0;title\\007ok\\r\\tend\\r\\n"),
             )
             .unwrap();
-        assert_eq!(o.stdout, "[2J]0;titleok\tend\n");
+        // A lone carriage return (a line overwritten) goes; one that ends a line stays (HTTP
+        // through openssl s_client is framed by them).
+        assert_eq!(o.stdout, "[2J]0;titleok\tend\r\n");
         let log = std::fs::read_to_string(d.path().join("steps/t.log")).unwrap();
         assert!(!log.contains('\u{1b}'), "{log:?}");
+    }
+
+    /// What openssl s_client relays (HTTPS probes) keeps its HTTP framing once stripped.
+    #[test]
+    fn stripped_https_answers_still_parse() {
+        let raw = "HTTP/1.1 200 OK\r\nServer: nginx\r\n\r\npong\x1b[2J";
+        let (code, body) = crate::system::net::parse_http(&strip_controls(raw)).unwrap();
+        assert_eq!((code, body.as_str()), (200, "pong[2J"));
     }
 
     #[test]
