@@ -433,6 +433,32 @@ pub fn systemctl(exec: &Exec, log: &str, args: &[&str]) -> Result<Output, ExecEr
         && matches!(*action, "restart" | "start")
     {
         let _ = exec.probe(log, &Cmd::new("systemctl").args(["reset-failed", unit]));
+        // A unit that will not start says why in its journal, not in systemctl's answer
+        // ("the control process exited with error code"): its last lines join the error.
+        return exec
+            .run(log, &Cmd::new("systemctl").args(args.iter().copied()))
+            .map_err(|mut e| {
+                if let Ok(j) = exec.probe(
+                    log,
+                    &Cmd::new("journalctl").args([
+                        "-u",
+                        unit,
+                        "-n",
+                        "4",
+                        "--no-pager",
+                        "-o",
+                        "cat",
+                    ]),
+                ) && !j.stdout.trim().is_empty()
+                {
+                    e.stderr_tail = format!(
+                        "{}; its journal: {}",
+                        e.stderr_tail,
+                        exec.redactor.redact(&tail(&j.stdout, 4))
+                    );
+                }
+                e
+            });
     }
     exec.run(log, &Cmd::new("systemctl").args(args.iter().copied()))
 }

@@ -261,3 +261,21 @@ fn nginx_serves_media_safely_or_not_at_all() {
     let site = h.read("root/etc/nginx/sites-available/keel-demo.conf");
     assert!(!site.contains("/opt/demo/shared/media"), "{site}");
 }
+
+/// A unit that will not start: the error carries its journal's last lines, not only
+/// systemctl's "the control process exited with error code".
+#[test]
+fn a_failed_restart_says_what_the_unit_logged() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("systemctl restart redis-server\t1\t0\tJob for redis-server.service failed because the control process exited with error code.");
+    h.rule("journalctl -u redis-server -n 4\t0\t0\t\tWarning: Could not create server TCP listening socket 127.0.0.1:6379: bind: Address already in use");
+    // A changed maxmemory: the redis step rewrites its file and restarts Redis.
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config("[redis]\nmaxmemory_mb = 300\n"),
+    );
+    h.install(&[]).code(1).stdout(contains(
+        "its journal: Warning: Could not create server TCP listening socket 127.0.0.1:6379",
+    ));
+}
