@@ -780,6 +780,12 @@ fn refusals_change_nothing() {
     }
     // No terminal to confirm on: refused before any lock file is made.
     refused(&h, &["rollback"], "no terminal to ask on");
+    // Nothing earlier to switch back to: refused before the lock is taken.
+    refused(
+        &h,
+        &["deploy", "--rollback"],
+        "--rollback: no earlier healthy release to return to",
+    );
     let first = std::fs::read_dir(h.path("root/var/backups/keel/demo"))
         .unwrap()
         .flatten()
@@ -837,6 +843,12 @@ fn refusals_change_nothing() {
         "required values missing for .env: STRIPE_API_KEY",
     );
     assert!(!h.path("root/etc/keel/secrets").exists());
+    // diagnose on a state file it cannot read: refused before any check (a check could
+    // create a missing secret).
+    h.write("state.json", "{not json");
+    refused(&h, &["diagnose"], "not valid JSON");
+    assert!(!h.path("root/etc/keel/secrets").exists());
+    std::fs::remove_file(h.path("state.json")).unwrap();
     // A lock path that is a directory: exit 2 naming it, with a hint.
     std::fs::create_dir_all(h.path("state.json.lock")).unwrap();
     refused(&h, &["install", "--yes"], "state.json.lock");

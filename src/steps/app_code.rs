@@ -378,3 +378,29 @@ impl Step for AppCode {
     }
     // Undo keeps the app directory: it is data.
 }
+
+#[cfg(test)]
+mod git_tests {
+    /// Root's git, for deploys and `keel init` alike: no `ext::` transport, no hooks, no
+    /// system config, root's HOME.
+    #[test]
+    fn roots_git_is_fenced() {
+        let c = super::git(&["clone", "--", "u", "d"]);
+        assert_eq!(
+            c.args[..4],
+            [
+                "-c",
+                "protocol.ext.allow=never",
+                "-c",
+                "core.hooksPath=/dev/null"
+            ]
+        );
+        for (k, v) in [
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("HOME", "/root"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+        ] {
+            assert!(c.env.iter().any(|(a, b)| a == k && b == v), "{k}");
+        }
+    }
+}
