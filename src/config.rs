@@ -37,6 +37,8 @@ pub struct Config {
     #[serde(default)]
     pub deploy: Deploy,
     #[serde(default)]
+    pub celery: Celery,
+    #[serde(default)]
     pub backup: Backup,
     #[serde(default)]
     pub firewall: Firewall,
@@ -385,6 +387,19 @@ pub enum Installer {
 }
 
 /// Releases and `keel deploy`.
+/// The Celery worker as the app routes its tasks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Celery {
+    /// The queues the worker consumes (`--queues`); empty: Celery's default queue only.
+    pub queues: Vec<String>,
+    /// `prefork` (Celery's default), `threads`, `solo`, `gevent` or `eventlet`.
+    pub pool: Option<String>,
+    /// More `--option[=value]` arguments for the worker (not the ones keel sets).
+    pub extra_args: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
@@ -558,8 +573,66 @@ impl Config {
         r.map_err(|(msg, hint)| self.err(key, msg, hint))
     }
 
+    fn validate_celery(&self) -> Result<()> {
+        let c = &self.celery;
+        let plain = |s: &str, extra: &str| {
+            !s.is_empty()
+                && s.len() <= 100
+                && s.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || extra.contains(ch))
+        };
+        if c.queues.len() > 32 {
+            return Err(self.err("celery.queues", "more than 32 queues", "list at most 32"));
+        }
+        for (i, q) in c.queues.iter().enumerate() {
+            if !plain(q, "_.:-") || q.starts_with('-') {
+                return Err(self.err(
+                    &format!("celery.queues[{i}]"),
+                    format!("{q:?} is not a queue name"),
+                    "letters, digits, '_', '.', ':' and '-', as the app's task routes name them",
+                ));
+            }
+        }
+        if let Some(p) = &c.pool
+            && !["prefork", "threads", "solo", "gevent", "eventlet"].contains(&p.as_str())
+        {
+            return Err(self.err(
+                "celery.pool",
+                format!("{p:?} is not a Celery pool"),
+                "prefork (the default), threads, solo, gevent or eventlet",
+            ));
+        }
+        const KEELS: &[&str] = &[
+            "--app",
+            "--hostname",
+            "--queues",
+            "--concurrency",
+            "--pool",
+            "--loglevel",
+        ];
+        for (i, a) in c.extra_args.iter().enumerate() {
+            let name = a.split('=').next().unwrap_or("");
+            if KEELS.contains(&name) {
+                return Err(self.err(
+                    &format!("celery.extra_args[{i}]"),
+                    format!("{name} is set by keel"),
+                    "use celery.queues, celery.pool or django.worker_concurrency",
+                ));
+            }
+            if !a.starts_with("--") || !plain(a, "_.:,=/-") || a.len() > 200 {
+                return Err(self.err(
+                    &format!("celery.extra_args[{i}]"),
+                    format!("{a:?} is not a plain --option or --option=value"),
+                    "one argument per string, e.g. \"--max-tasks-per-child=100\" (no spaces, '%' or '$')",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         self.validate_names()?;
+        self.validate_celery()?;
         self.validate_services()?;
         self.validate_django()?;
         self.validate_tls()?;

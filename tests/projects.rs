@@ -184,3 +184,30 @@ fn build_packages_come_before_the_venv() {
     let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s} in {cmds}"));
     assert!(pos(apt) < pos("uv pip install"));
 }
+
+/// Celery as the app routes it: the worker consumes the queues, pool and options listed in
+/// [celery]; without them the unit is as before (Celery's default queue).
+#[test]
+fn the_worker_consumes_the_configured_queues() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let unit = h.read("root/etc/systemd/system/demo-worker.service");
+    assert!(!unit.contains("--queues"), "{unit}");
+    h.write(
+        "keel.toml",
+        &config("[celery]\nqueues = [\"celery\", \"suggested_users\", \"low.priority\"]\npool = \"threads\"\nextra_args = [\"--max-tasks-per-child=100\"]\n"),
+    );
+    h.install(&[]).success();
+    let unit = h.read("root/etc/systemd/system/demo-worker.service");
+    assert!(
+        unit.contains(
+            "--queues celery,suggested_users,low.priority --pool threads --max-tasks-per-child=100"
+        ),
+        "{unit}"
+    );
+    assert!(
+        h.commands().contains("restart demo-worker")
+            || h.commands().contains("demo-worker.service"),
+        "the worker was not restarted"
+    );
+}
