@@ -72,21 +72,7 @@ impl Host {
         )
         .unwrap();
         // dpkg-query answers "installed" for the default package list.
-        let installed = [
-            "postgresql",
-            "redis-server",
-            "nginx",
-            "python3",
-            "python3-venv",
-            "certbot",
-            "openssl",
-            "logrotate",
-            "unattended-upgrades",
-            "nftables",
-        ]
-        .map(|p| format!("{p} ii "))
-        .join("\\n");
-        h.rule(&format!("dpkg-query\t0\t0\t\t{installed}"));
+        h.installed(&[]);
         // Every unit asked about is active (one line per unit, as systemctl prints).
         h.rule(&format!(
             "systemctl is-active\t0\t0\t\t{}",
@@ -130,6 +116,27 @@ impl Host {
         }
         h.write("keel.toml", &config(""));
         h
+    }
+
+    /// dpkg-query answers "installed" for the default package list and `more`.
+    pub fn installed(&self, more: &[&str]) {
+        let list: Vec<String> = [
+            "postgresql",
+            "redis-server",
+            "nginx",
+            "python3",
+            "python3-venv",
+            "certbot",
+            "openssl",
+            "logrotate",
+            "unattended-upgrades",
+            "nftables",
+        ]
+        .iter()
+        .chain(more)
+        .map(|p| format!("{p} ii "))
+        .collect();
+        self.rule(&format!("dpkg-query\t0\t0\t\t{}", list.join("\\n")));
     }
 
     pub fn path(&self, p: &str) -> PathBuf {

@@ -3,6 +3,30 @@
 use crate::fakehost::Host;
 use predicates::str::contains;
 
+/// `keel verify --output json`: (exit code, the report).
+fn verify_json(h: &Host) -> (Option<i32>, serde_json::Value) {
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
+/// The check named `name` in a verify report.
+fn check_of(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v}"))
+        .clone()
+}
+
 #[test]
 fn a_healthy_fake_stack_passes_every_check_and_keel_verify() {
     let h = Host::new();
@@ -121,21 +145,8 @@ fn verify_never_calls_ok_what_it_did_not_check() {
     h.write("keel.toml", &cfg);
     h.install(&[]).success();
     let before = h.commands().len();
-    let out = h
-        .keel()
-        .args(["verify", "--output", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let check = |name: &str| {
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {v}"))
-            .clone()
-    };
+    let (code, v) = verify_json(&h);
+    let check = |name: &str| check_of(&v, name);
     assert_eq!(check("worker")["level"], "ok", "{v}");
     assert!(
         check("worker")["message"]
@@ -157,16 +168,11 @@ fn verify_never_calls_ok_what_it_did_not_check() {
         "{v}"
     );
     assert_eq!(v["verdict"], "healthy", "{v}");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(code, Some(0));
     // Beat stopped: an error whatever is configured.
     h.rule("systemctl is-active --quiet demo-beat\t3\t0\t\t");
-    let out = h
-        .keel()
-        .args(["verify", "--output", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{v}");
+    let (code, v) = verify_json(&h);
+    assert_eq!(code, Some(1), "{v}");
     assert_eq!(v["verdict"], "unhealthy", "{v}");
 }
 
@@ -178,19 +184,8 @@ fn the_site_check_accepts_what_health_says_and_explains_what_it_refuses() {
     let h = Host::new();
     h.install(&[]).success();
     h.rule("net:http GET http://127.0.0.1:80/ Host:\t302\t0\t\t/accounts/login/?next=/");
-    let out = h
-        .keel()
-        .args(["verify", "--output", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let site = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "site")
-        .unwrap()
-        .clone();
+    let (_, v) = verify_json(&h);
+    let site = check_of(&v, "site");
     assert_eq!(site["level"], "error", "{v}");
     assert!(
         site["message"]
@@ -203,31 +198,15 @@ fn the_site_check_accepts_what_health_says_and_explains_what_it_refuses() {
         "keel.toml",
         &crate::fakehost::config("[health]\nstatuses = [200, 302]\n"),
     );
-    let out = h
-        .keel()
-        .args(["verify", "--output", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{v}");
+    let (code, v) = verify_json(&h);
+    assert_eq!(code, Some(0), "{v}");
     // A 500: the traceback's last line, from the journal.
     let h = Host::new();
     h.install(&[]).success();
     h.rule("net:http GET http://127.0.0.1:80/ Host:\t500\t0\t\t<h1>Server Error (500)</h1>");
     h.rule("journalctl -u demo-web -n 60\t0\t0\t\tTraceback (most recent call last):\\n  File \"x.py\", line 1\\nValueError: Missing staticfiles manifest entry for 'app.css'");
-    let out = h
-        .keel()
-        .args(["verify", "--output", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let site = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "site")
-        .unwrap()
-        .clone();
+    let (_, v) = verify_json(&h);
+    let site = check_of(&v, "site");
     assert!(
         site["message"].as_str().unwrap().contains(
             "answered 500; the app logged: ValueError: Missing staticfiles manifest entry"
