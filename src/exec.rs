@@ -438,24 +438,9 @@ pub fn systemctl(exec: &Exec, log: &str, args: &[&str]) -> Result<Output, ExecEr
         return exec
             .run(log, &Cmd::new("systemctl").args(args.iter().copied()))
             .map_err(|mut e| {
-                if let Ok(j) = exec.probe(
-                    log,
-                    &Cmd::new("journalctl").args([
-                        "-u",
-                        unit,
-                        "-n",
-                        "4",
-                        "--no-pager",
-                        "-o",
-                        "cat",
-                    ]),
-                ) && !j.stdout.trim().is_empty()
-                {
-                    e.stderr_tail = format!(
-                        "{}; its journal: {}",
-                        e.stderr_tail,
-                        exec.redactor.redact(&tail(&j.stdout, 4))
-                    );
+                let j = exec.journal_tail(log, unit, 4);
+                if !j.is_empty() {
+                    e.stderr_tail = format!("{}; its journal: {j}", e.stderr_tail);
                 }
                 e
             });
@@ -616,6 +601,30 @@ impl Exec {
                 Ok(out)
             }
         }
+    }
+
+    /// The last `n` lines `unit` logged (`journalctl -o cat`), as they are; None when the
+    /// journal cannot be read.
+    pub fn journal(&self, log: &str, unit: &str, n: u32) -> Option<String> {
+        let n = n.to_string();
+        self.probe(
+            log,
+            &Cmd::new("journalctl").args(["-u", unit, "-n", &n, "--no-pager", "-o", "cat"]),
+        )
+        .ok()
+        .map(|o| o.stdout)
+    }
+
+    /// The unit's last `n` journal lines on one line (" | "-joined, redacted): its own last
+    /// words, for an error that says more than "inactive" or "failed"; "" when it has none.
+    pub fn journal_tail(&self, log: &str, unit: &str, n: u32) -> String {
+        let text = self.journal(log, unit, n).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        self.redactor.redact(&lines.join(" | "))
     }
 
     /// Wait, on a real host (services take time); at once on the fake one.

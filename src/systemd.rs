@@ -78,21 +78,7 @@ pub fn require_active(ctx: &Ctx, step: &str, unit: &str) -> StepResult {
         return Ok(());
     }
     // The unit's own last words say more than "inactive".
-    let tail = ctx
-        .exec
-        .probe(
-            step,
-            &Cmd::new("journalctl").args(["-u", unit, "-n", "3", "--no-pager", "-o", "cat"]),
-        )
-        .map(|o| {
-            o.stdout
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .unwrap_or_default();
+    let tail = ctx.exec.journal_tail(step, unit, 3);
     Err(StepError::transient(
         format!(
             "unit {unit} is not active{}",

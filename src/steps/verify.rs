@@ -94,22 +94,8 @@ pub fn check_home(ctx: &Ctx) -> StepResult {
 /// line), redacted.
 fn last_app_error(ctx: &Ctx) -> Option<String> {
     let unit = format!("{}-web", ctx.cfg.app.name);
-    let o = ctx
-        .exec
-        .probe(
-            ID,
-            &crate::exec::Cmd::new("journalctl").args([
-                "-u",
-                &unit,
-                "-n",
-                "60",
-                "--no-pager",
-                "-o",
-                "cat",
-            ]),
-        )
-        .ok()?;
-    o.stdout
+    ctx.exec
+        .journal(ID, &unit, 60)?
         .lines()
         .rev()
         .map(str::trim)
