@@ -65,12 +65,13 @@ pub fn secret_values<'a>(map: impl IntoIterator<Item = (&'a String, &'a String)>
     v
 }
 
-/// The `password` of each `scheme://user:password@host` in `text`.
-pub fn url_passwords(text: &str) -> Vec<String> {
-    let mut v = vec![];
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let tail = &rest[i + 3..];
+/// Where the password of each `scheme://user:password@host` in `text` lies (byte ranges).
+fn url_password_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = vec![];
+    let mut from = 0;
+    while let Some(i) = text[from..].find("://") {
+        let start = from + i + 3;
+        let tail = &text[start..];
         let end = tail
             .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
             .unwrap_or(tail.len());
@@ -78,35 +79,31 @@ pub fn url_passwords(text: &str) -> Vec<String> {
         if let (Some(at), Some(colon)) = (authority.rfind('@'), authority.find(':'))
             && colon < at
         {
-            v.push(authority[colon + 1..at].to_string());
+            spans.push(start + colon + 1..start + at);
         }
-        rest = &tail[end..];
+        from = start + end;
     }
-    v
+    spans
+}
+
+/// The `password` of each `scheme://user:password@host` in `text`.
+pub fn url_passwords(text: &str) -> Vec<String> {
+    url_password_spans(text)
+        .into_iter()
+        .map(|r| text[r].to_string())
+        .collect()
 }
 
 /// Mask `user:password@` in URLs.
 pub fn mask_url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
-                out.push_str(MASK);
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
+    let mut last = 0;
+    for r in url_password_spans(text) {
+        out.push_str(&text[last..r.start]);
+        out.push_str(MASK);
+        last = r.end;
     }
-    out.push_str(rest);
+    out.push_str(&text[last..]);
     out
 }
 
