@@ -333,7 +333,6 @@ pub fn open_archive(ctx: &Ctx, path: &Path) -> StepResult<Archive> {
 /// before this passes.
 pub fn check_file(ctx: &Ctx, archive: &Archive) -> StepResult {
     let file = archive.path.as_path();
-    let bad = bad_file;
     let sum_path = PathBuf::from(format!("{}.sha256", file.display()));
     if let Some(text) = crate::fsx::read_text_nofollow(&sum_path, crate::fsx::MAX_INPUT)? {
         let want = text.split_whitespace().next().unwrap_or("");
@@ -341,7 +340,7 @@ pub fn check_file(ctx: &Ctx, archive: &Archive) -> StepResult {
             .and_then(sha256_of)
             .map_err(io(file))?;
         if want != got {
-            return Err(bad(format!(
+            return Err(bad_file(format!(
                 "{}: checksum mismatch (the file is corrupt or was changed): sha256 {} but {} says {}",
                 file.display(),
                 &got[..12],
@@ -362,7 +361,7 @@ pub fn check_file(ctx: &Ctx, archive: &Archive) -> StepResult {
             .stdin_open(archive.file.clone()),
     )
     .map_err(|e| {
-        bad(format!(
+        bad_file(format!(
             "{} is not a readable pg_dump archive: {}",
             file.display(),
             e.msg

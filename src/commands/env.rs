@@ -40,16 +40,16 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
         o.quiet = true;
         super::context::build_ctx(c, o)
     });
+    let provided = ctx
+        .as_ref()
+        .map(|c| crate::steps::app_env::extra_values(&c.cfg))
+        .unwrap_or_default();
     // Unattended, a required value that is missing is found by a trial render first (stand-ins
     // for keel's passwords, stored secrets read, none created): a refused run stores nothing.
     if !interactive {
         let trial = ctx
             .as_ref()
             .map(|c| crate::steps::app_env::derived_trial(&c.cfg));
-        let provided = ctx
-            .as_ref()
-            .map(|c| crate::steps::app_env::extra_values(&c.cfg))
-            .unwrap_or_default();
         crate::steps::app_env::build_with(
             &text,
             &example.display().to_string(),
@@ -66,10 +66,6 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
             .map_err(|e| Error::usage(e.msg, e.hint))?,
         None => Default::default(),
     };
-    let provided = ctx
-        .as_ref()
-        .map(|c| crate::steps::app_env::extra_values(&c.cfg))
-        .unwrap_or_default();
     let r = crate::steps::app_env::build(
         &text,
         &example.display().to_string(),
