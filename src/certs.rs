@@ -99,6 +99,28 @@ impl CertInfo {
     }
 
     /// The names of `wanted` it does not cover.
+    /// An admin's certificate (`tls.cert_file`, shown as `shown`) for `names`, now: its
+    /// `(message, hint)` when it does not cover every name or has expired. Checked when the
+    /// config is loaded and again by the tls step before it copies the file.
+    pub fn unfit(&self, shown: &str, names: &[String], now: i64) -> Option<(String, String)> {
+        let missing = self.missing(names);
+        if !missing.is_empty() {
+            return Some((
+                format!("{shown} does not cover {}", missing.join(", ")),
+                format!(
+                    "it is for {}; get one for every name, or change app.domain / tls.domains",
+                    self.names.join(", ")
+                ),
+            ));
+        }
+        self.expired(now).then(|| {
+            (
+                format!("{shown} has expired"),
+                "install a current certificate".to_string(),
+            )
+        })
+    }
+
     pub fn missing<'a>(&self, wanted: &'a [String]) -> Vec<&'a str> {
         wanted
             .iter()

@@ -1439,9 +1439,7 @@ impl Config {
         }
         let d = self.backup_dir();
         if let Ok(Some(st)) = crate::fsx::lstat(&host(&d))
-            && (crate::fsx::kind(&st) != rustix::fs::FileType::Directory
-                || st.st_uid != 0
-                || st.st_mode & 0o7777 != 0o700)
+            && !crate::fsx::root_private_dir(&st)
         {
             return Err(self.err(
                 "backup.dir",
@@ -1528,24 +1526,9 @@ impl Config {
                     "tls.cert_file must be a PEM certificate (with its chain)",
                 )
             })?;
-            let names = self.tls_names();
-            let missing = info.missing(&names);
-            if !missing.is_empty() {
-                return Err(self.err(
-                    "tls.cert_file",
-                    format!("{} does not cover {}", cf.display(), missing.join(", ")),
-                    format!(
-                        "it is for {}; get one for every name, or change app.domain / tls.domains",
-                        info.names.join(", ")
-                    ),
-                ));
-            }
-            if info.expired(crate::certs::now()) {
-                return Err(self.err(
-                    "tls.cert_file",
-                    format!("{} has expired", cf.display()),
-                    "install a current certificate",
-                ));
+            let shown = cf.display().to_string();
+            if let Some((msg, hint)) = info.unfit(&shown, &self.tls_names(), crate::certs::now()) {
+                return Err(self.err("tls.cert_file", msg, hint));
             }
         }
         Ok(())

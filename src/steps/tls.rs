@@ -276,22 +276,9 @@ fn files(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
             "tls.cert_file must be a PEM certificate (with its chain)",
         )
     })?;
-    let names = ctx.cfg.tls_names();
-    let missing = info.missing(&names);
-    if !missing.is_empty() {
-        return Err(StepError::permanent(
-            format!("{} does not cover {}", cf.display(), missing.join(", ")),
-            format!(
-                "it is for {}; get one for every name, or change app.domain / tls.domains",
-                info.names.join(", ")
-            ),
-        ));
-    }
-    if info.expired(now()) {
-        return Err(StepError::permanent(
-            format!("{} has expired", cf.display()),
-            "install a current certificate",
-        ));
+    let shown = cf.display().to_string();
+    if let Some((msg, hint)) = info.unfit(&shown, &ctx.cfg.tls_names(), now()) {
+        return Err(StepError::permanent(msg, hint));
     }
     if public_key_of(ctx, &key)? != info.spki_der {
         return Err(StepError::permanent(
