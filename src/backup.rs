@@ -119,10 +119,7 @@ fn sha256_of(mut f: std::fs::File) -> std::io::Result<String> {
 pub fn ensure_dir(ctx: &Ctx) -> StepResult<PathBuf> {
     let d = dir(ctx);
     if let Some(st) = crate::fsx::lstat(&d)? {
-        if crate::fsx::kind(&st) == rustix::fs::FileType::Directory
-            && st.st_uid == 0
-            && st.st_mode & 0o7777 == 0o700
-        {
+        if crate::fsx::root_private_dir(&st) {
             return Ok(d);
         }
         return Err(StepError::permanent(

@@ -325,6 +325,12 @@ pub fn owner_of(path: &Path) -> Result<Option<(u32, u32)>> {
     Ok(lstat(path)?.map(|s| (s.st_uid, s.st_gid)))
 }
 
+/// A directory of root's that only root can enter (mode exactly 0700): what keel takes as
+/// its own private directory when it did not just make it.
+pub fn root_private_dir(st: &rustix::fs::Stat) -> bool {
+    kind(st) == rustix::fs::FileType::Directory && st.st_uid == 0 && st.st_mode & 0o7777 == 0o700
+}
+
 /// Why root must not trust `path` (inside `root`, the host's `/`), or None: every
 /// directory from `/` down is root's and writable by no one else (no sticky exception: a
 /// world-writable /tmp lets another user swap a name), no link on the way, and the file a
