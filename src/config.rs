@@ -42,6 +42,12 @@ pub struct Config {
     pub backup: Backup,
     #[serde(default)]
     pub firewall: Firewall,
+    #[serde(default)]
+    pub python: Python,
+    #[serde(default)]
+    pub build: Build,
+    #[serde(default)]
+    pub release: ReleaseHooks,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -224,8 +230,9 @@ pub struct Django {
     /// Path answering JSON {"heartbeat": <number>} that celery beat advances (empty: not checked).
     pub heartbeat_path: String,
     pub heartbeat_interval_secs: u64,
-    /// The pip requirements file the venv is built from, relative to the app's top; its
-    /// `-r`/`-c` includes are followed (and fingerprinted) too.
+    /// The file the venv is built from, relative to the app's top: a pip requirements file
+    /// (its `-r`/`-c` includes followed), uv.lock, poetry.lock, Pipfile.lock or
+    /// pyproject.toml. Empty: found in the app (deps::CANDIDATES).
     pub requirements: String,
     /// The app's MEDIA_URL: nginx serves the uploads (shared/media) there ("": not served).
     pub media_url: String,
@@ -248,7 +255,7 @@ impl Default for Django {
             celery_ping_path: String::new(),
             heartbeat_path: String::new(),
             heartbeat_interval_secs: 5,
-            requirements: "requirements.txt".into(),
+            requirements: String::new(),
             media_url: "/media/".into(),
             settings: None,
         }
@@ -387,6 +394,56 @@ pub enum Installer {
 }
 
 /// Releases and `keel deploy`.
+/// The interpreter and the dependency selection.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Python {
+    /// A version ("3.12": that series) or a PEP 440 specifier (">=3.12"), on top of what the
+    /// project asks (requires-python, .python-version, runtime.txt).
+    pub version: String,
+    /// May keel install a uv-managed CPython when the OS's python3 does not satisfy them.
+    pub managed: bool,
+    /// Where uv downloads managed Pythons from (UV_PYTHON_INSTALL_MIRROR; "": uv's own).
+    pub mirror: String,
+    /// Dependency groups installed beside the main dependencies (never the dev group unless
+    /// named here).
+    pub groups: Vec<String>,
+    /// Extras of the project installed too.
+    pub extras: Vec<String>,
+}
+
+/// Build-time commands: run in a new release before collectstatic, as the build user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct Build {
+    /// Shell command lines, in order (e.g. "python manage.py compile_themes").
+    pub commands: Vec<String>,
+    /// "auto": with a package.json that has a build script, Debian's Node and
+    /// `npm ci && npm run build` first; "off": never.
+    pub node: String,
+    /// "auto": `compilemessages` when the app has locale/*.po files; "off": never.
+    pub compilemessages: String,
+}
+impl Default for Build {
+    fn default() -> Self {
+        Build {
+            commands: vec![],
+            node: "auto".into(),
+            compilemessages: "auto".into(),
+        }
+    }
+}
+
+/// Release-time commands: after migrate, as the app with its .env, once per release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(default)]
+pub struct ReleaseHooks {
+    pub commands: Vec<String>,
+}
+
 /// The Celery worker as the app routes its tasks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -560,7 +617,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn err(&self, key: &str, msg: impl Into<String>, hint: impl Into<String>) -> Error {
+    pub(crate) fn err(&self, key: &str, msg: impl Into<String>, hint: impl Into<String>) -> Error {
         Error::Config {
             file: self.source.clone(),
             key: key.into(),
@@ -569,8 +626,76 @@ impl Config {
         }
     }
 
-    fn check(&self, key: &str, r: crate::validate::Check) -> Result<()> {
+    pub(crate) fn check(&self, key: &str, r: crate::validate::Check) -> Result<()> {
         r.map_err(|(msg, hint)| self.err(key, msg, hint))
+    }
+
+    /// The config's own [python], [build] and [release] values, checked at load.
+    fn validate_project(&self) -> Result<()> {
+        let cfg = self;
+        let p = &cfg.python;
+        crate::pyversion::wanted(&p.version, &|_| None).map_err(|e| {
+            cfg.err(
+                "python.version",
+                e,
+                "a version (\"3.12\") or a PEP 440 specifier (\">=3.12,<3.14\")",
+            )
+        })?;
+        if !p.mirror.is_empty() {
+            let ok = ["https://", "http://", "file:///"]
+                .iter()
+                .any(|s| p.mirror.starts_with(s))
+                && p.mirror.len() <= 500
+                && !p
+                    .mirror
+                    .contains(|c: char| c.is_whitespace() || c == '\'' || c == '"');
+            if !ok {
+                return Err(cfg.err(
+                    "python.mirror",
+                    format!("{:?} is not a URL", p.mirror),
+                    "an https:// (or file:///) URL laid out as python-build-standalone's releases",
+                ));
+            }
+        }
+        for (k, list) in [("python.groups", &p.groups), ("python.extras", &p.extras)] {
+            for (i, g) in list.iter().enumerate() {
+                let ok = !g.is_empty()
+                    && g.len() <= 64
+                    && g.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && g.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                if !ok {
+                    return Err(cfg.err(
+                        &format!("{k}[{i}]"),
+                        format!("{g:?} is not a group or extra name"),
+                        "letters, digits, '.', '_' and '-', as the project declares it",
+                    ));
+                }
+            }
+        }
+        for (k, list) in [
+            ("build.commands", &cfg.build.commands),
+            ("release.commands", &cfg.release.commands),
+        ] {
+            for (i, c) in list.iter().enumerate() {
+                if c.trim().is_empty() || c.len() > 2000 {
+                    return Err(cfg.err(
+                        &format!("{k}[{i}]"),
+                        "an empty or over-long command line",
+                        "one shell command line of at most 2000 characters, e.g. \"python manage.py compile_themes\"",
+                    ));
+                }
+            }
+        }
+        for (k, v) in [
+            ("build.node", &cfg.build.node),
+            ("build.compilemessages", &cfg.build.compilemessages),
+        ] {
+            if v != "auto" && v != "off" {
+                return Err(cfg.err(k, format!("{v:?} is not auto or off"), "auto or off"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_celery(&self) -> Result<()> {
@@ -633,6 +758,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.validate_names()?;
         self.validate_celery()?;
+        self.validate_project()?;
         self.validate_services()?;
         self.validate_django()?;
         self.validate_tls()?;
@@ -889,7 +1015,9 @@ impl Config {
         }
         self.check("django.wsgi", v::wsgi(&self.wsgi()))?;
         self.check("django.celery_app", v::celery_app(&self.celery_app()))?;
-        self.check("django.requirements", v::relative_file(&d.requirements))?;
+        if !d.requirements.is_empty() {
+            self.check("django.requirements", v::relative_file(&d.requirements))?;
+        }
         self.check("health.path", v::url_path(&self.health.path))?;
         let m = &d.media_url;
         if !m.is_empty() {
@@ -1322,31 +1450,16 @@ impl Config {
                 "point it at the Django project's directory",
             ));
         }
-        for f in ["manage.py", self.django.requirements.as_str()] {
-            if !std::fs::symlink_metadata(src.join(f)).is_ok_and(|m| m.is_file()) {
-                return Err(self.err(
-                    "django.source",
-                    format!(
-                        "{} has no {f}: it does not look like a Django project",
-                        src.display()
-                    ),
-                    format!("the app source must have manage.py at its top and {} (django.requirements)", self.django.requirements),
-                ));
-            }
+        if !std::fs::symlink_metadata(src.join("manage.py")).is_ok_and(|m| m.is_file()) {
+            return Err(self.err(
+                "django.source",
+                format!(
+                    "{} has no manage.py: it does not look like a Django project",
+                    src.display()
+                ),
+                "the app source must have manage.py at its top",
+            ));
         }
-        // Every file the requirements include, inside the app's tree, before any write.
-        crate::requirements::closure(&self.django.requirements, &|rel| {
-            crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
-                .ok()
-                .flatten()
-        })
-        .map_err(|e| {
-            self.err(
-                "django.requirements",
-                e,
-                "its -r/-c includes must be files inside the app's source",
-            )
-        })?;
         let example = src.join(".env.example");
         if std::fs::symlink_metadata(&example).is_ok() {
             let text = crate::fsx::read_text_nofollow(&example, crate::fsx::MAX_INPUT)

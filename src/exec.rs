@@ -901,6 +901,17 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
     let mut out = fake_answer(dir, log, &cmd.display(), &stdin, redactor).unwrap_or_default();
+    // The environment keel gives each command, apart (tests check what reaches a tool).
+    if !cmd.env.is_empty()
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("env.log"))
+    {
+        let env: Vec<String> = cmd.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let line = format!("{}\t{}\n", cmd.display(), env.join(" "));
+        let _ = f.write_all(redactor.redact(&line).as_bytes());
+    }
     if let Some(p) = &cmd.stdout_file {
         use std::os::unix::fs::OpenOptionsExt;
         // Created as the real run creates it: new, 0600.

@@ -59,8 +59,7 @@ fn included_requirements_files_are_followed_and_fingerprinted() {
     let first = venv_of_current(&h);
     let cmds = h.commands();
     assert!(
-        cmds.contains("-r /opt/demo/releases/")
-            && cmds.contains("/requirements/production.txt gunicorn"),
+        cmds.contains("-r /opt/demo/releases/") && cmds.contains("/requirements/production.txt\n"),
         "{cmds}"
     );
     assert!(
@@ -193,4 +192,185 @@ fn the_worker_consumes_the_configured_queues() {
             || h.commands().contains("demo-worker.service"),
         "the worker was not restarted"
     );
+}
+
+/// The demo app with its requirements.txt replaced by `files` (path, text).
+fn app_with(h: &Host, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let app = h.path("app");
+    let ok = std::process::Command::new("cp")
+        .args([
+            "-r",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-app"),
+        ])
+        .arg(&app)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::remove_file(app.join("requirements.txt")).unwrap();
+    for (p, t) in files {
+        let f = app.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, t).unwrap();
+    }
+    h.write(
+        "keel.toml",
+        &config("").replace(
+            &format!(
+                "source = \"{}/examples/demo-app\"",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            &format!("source = \"{}\"", app.display()),
+        ),
+    );
+    app
+}
+
+const UV_PYPROJECT: &str = "[project]\nname = \"shop\"\nversion = \"0\"\nrequires-python = \">=3.11\"\n\
+dependencies = [\"django>=5\", \"celery[redis]\"]\n[dependency-groups]\ndev = [\"pytest\"]\nprod = [\"sentry-sdk\"]\n";
+
+/// pyproject.toml + uv.lock, found without a django.requirements key: uv exports the lock
+/// (frozen, no dev group, the selected group), the pinned and hashed list goes in on
+/// stdin, Gunicorn apart; a change in uv.lock alone builds a new venv.
+#[test]
+fn a_uv_lock_is_exported_and_installed_with_its_hashes() {
+    let h = Host::new();
+    let app = app_with(
+        &h,
+        &[
+            ("pyproject.toml", UV_PYPROJECT),
+            ("uv.lock", "version = 1\n# one\n"),
+        ],
+    );
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[python]\ngroups = [\"prod\"]\n"),
+    );
+    h.rule("uv export\t0\t0\t\tdjango==5.1.2 \\\\\\n    --hash=sha256:aa\\ncelery==5.4.0 \\\\\\n    --hash=sha256:bb");
+    h.install(&[]).success();
+    let cmds = h.commands();
+    assert!(
+        cmds.contains("uv export --frozen --no-dev --no-emit-project --no-header --format requirements-txt --group prod"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("--compile-bytecode --python /opt/demo/venvs/"),
+        "{cmds}"
+    );
+    assert!(cmds.contains("/bin/python -r /dev/stdin\n"), "{cmds}");
+    assert!(
+        cmds.contains("/bin/python gunicorn\n"),
+        "Gunicorn goes in apart: {cmds}"
+    );
+    let first = venv_of_current(&h);
+    std::fs::write(app.join("uv.lock"), "version = 1\n# two\n").unwrap();
+    h.install(&[]).success();
+    assert_ne!(
+        first,
+        venv_of_current(&h),
+        "a change in uv.lock alone must build a new venv"
+    );
+    // An unknown group is refused at load, naming the key and what the project has.
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[python]\ngroups = [\"nope\"]\n"),
+    );
+    h.install(&[])
+        .code(2)
+        .stderr(predicates::str::contains("python.groups"))
+        .stderr(predicates::str::contains("dev, prod"));
+}
+
+/// PEP 621 dependencies and a PEP 735 group without a lock: keel writes the list itself.
+#[test]
+fn dependency_groups_without_a_lock_are_installed() {
+    let h = Host::new();
+    let py = "[project]\nname = \"x\"\nversion = \"0\"\ndependencies = []\n\
+              [dependency-groups]\nbase = [\"django>=5\"]\nprod = [{include-group = \"base\"}, \"celery>=5\"]\n";
+    app_with(&h, &[("pyproject.toml", py)]);
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[python]\ngroups = [\"prod\"]\n"),
+    );
+    h.install(&[]).success();
+    let cmds = h.commands();
+    assert!(cmds.contains("-r /dev/stdin gunicorn\n"), "{cmds}");
+}
+
+/// A project with no dependency file keel reads: refused at load, naming what keel reads.
+#[test]
+fn a_project_without_dependencies_names_what_keel_reads() {
+    let h = Host::new();
+    app_with(
+        &h,
+        &[("pyproject.toml", "[tool.black]\nline-length = 99\n")],
+    );
+    h.install(&[])
+        .code(2)
+        .stderr(predicates::str::contains("django.requirements"))
+        .stderr(predicates::str::contains(
+            "uv.lock, poetry.lock, Pipfile.lock",
+        ));
+    assert_eq!(h.commands(), "", "nothing may run");
+}
+
+/// requires-python >= 3.12 on Debian 12 (3.11) with managed Pythons off: exit 2 before any
+/// command, naming the requirement, the OS's Python and the ways out. With managed on, uv
+/// is asked for that request, from the configured mirror.
+#[test]
+fn a_python_the_os_lacks_is_refused_or_managed() {
+    let h = Host::new();
+    let py = UV_PYPROJECT.replace(">=3.11", ">=3.12");
+    app_with(&h, &[("pyproject.toml", &py), ("uv.lock", "version = 1\n")]);
+    h.install(&[])
+        .code(2)
+        .stderr(predicates::str::contains(
+            "Python >=3.12 (pyproject.toml requires-python)",
+        ))
+        .stderr(predicates::str::contains("3.11.2"))
+        .stderr(predicates::str::contains("python.managed = true"));
+    assert_eq!(h.commands(), "", "nothing may run");
+    assert!(!h.path("root/opt/demo").exists(), "nothing may be written");
+    // Debian 13's python3 fits: no refusal, the OS's interpreter.
+    h.write(
+        "root/etc/os-release",
+        "ID=debian\nVERSION_ID=\"13\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n",
+    );
+    h.install(&[]).success();
+    assert!(
+        h.commands()
+            .contains("uv venv -q --allow-existing --python /usr/bin/python3 ")
+    );
+    // Back on Debian 12, managed: uv gets the request and the mirror, and downloads.
+    h.write(
+        "root/etc/os-release",
+        "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    );
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[python]\nmanaged = true\nmirror = \"https://mirror.invalid/pbs\"\n"),
+    );
+    h.install(&[]).success();
+    let cmds = h.commands();
+    assert!(
+        cmds.contains(
+            "uv venv -q --allow-existing --managed-python --python >=3.12 /opt/demo/venvs/"
+        ),
+        "{cmds}"
+    );
+    let env = h.read("fake/env.log");
+    let line = env
+        .lines()
+        .find(|l| l.contains("--managed-python"))
+        .expect("the managed venv command");
+    for kv in [
+        "UV_PYTHON_DOWNLOADS=automatic",
+        "UV_PYTHON_INSTALL_MIRROR=https://mirror.invalid/pbs",
+        "UV_PYTHON_INSTALL_DIR=/opt/demo/venvs/.pythons",
+    ] {
+        assert!(line.contains(kv), "{kv} missing: {line}");
+    }
 }

@@ -23,14 +23,23 @@ fn source(
                 "give the Django project's directory (the one with manage.py)",
             ));
         }
-        for f in ["manage.py", cfg.django.requirements.as_str()] {
-            if !std::fs::symlink_metadata(d.join(f)).is_ok_and(|m| m.is_file()) {
-                return Err(Error::usage(
-                    format!("--source {}: no {f} (not a link) at its top", d.display()),
-                    "give the Django project's directory, with manage.py and django.requirements",
-                ));
-            }
+        if !std::fs::symlink_metadata(d.join("manage.py")).is_ok_and(|m| m.is_file()) {
+            return Err(Error::usage(
+                format!(
+                    "--source {}: no manage.py (not a link) at its top",
+                    d.display()
+                ),
+                "give the Django project's directory, with manage.py",
+            ));
         }
+        let reader = |rel: &str| {
+            crate::fsx::read_text_nofollow(&d.join(rel), crate::fsx::MAX_INPUT)
+                .ok()
+                .flatten()
+        };
+        crate::project::read(cfg, &reader).map_err(|(key, msg, hint)| {
+            Error::usage(format!("--source {}: {msg} ({key})", d.display()), hint)
+        })?;
         return Ok(Source::Dir(d));
     }
     if let Some(r) = git_ref {
@@ -48,6 +57,7 @@ fn source(
         });
     }
     cfg.check_source()?;
+    crate::project::check_tree(cfg)?;
     Source::configured(cfg).ok_or_else(|| {
         Error::usage(
             "no app source configured",

@@ -482,6 +482,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     // The full load (the source checked too): the wizard never writes a config keel refuses.
     let cfg = Config::parse(&text, path)?;
     cfg.check_source()?;
+    crate::project::check_tree(&cfg)?;
     eprintln!(
         "\n---- {} ----\n{text}---- what keel install would do ----",
         path.display()

@@ -43,6 +43,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
+    crate::project::check_tree(&cfg)?;
+    crate::project::check_host(&cfg, &Paths::from_env().root)?;
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
     let checked = super::context::load_state(&cli.state_file)?;

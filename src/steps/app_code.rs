@@ -366,15 +366,19 @@ impl Step for AppCode {
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
         let dest = ctx.host(&live_dir(ctx).display().to_string());
-        for f in ["manage.py", ctx.cfg.django.requirements.as_str()] {
-            if !dest.join(f).is_file() {
-                return Err(StepError::permanent(
-                    format!("{} has no {f}", dest.display()),
-                    "the app source must be a Django project with manage.py at its top and django.requirements",
-                ));
-            }
+        if !dest.join("manage.py").is_file() {
+            return Err(StepError::permanent(
+                format!("{} has no manage.py", dest.display()),
+                "the app source must be a Django project with manage.py at its top",
+            ));
         }
-        Ok(())
+        crate::project::read(&ctx.cfg, &|rel| {
+            crate::fsx::read_text_nofollow(&dest.join(rel), crate::fsx::MAX_INPUT)
+                .ok()
+                .flatten()
+        })
+        .map(|_| ())
+        .map_err(|(key, msg, hint)| StepError::permanent(format!("{key}: {msg}"), hint))
     }
     // Undo keeps the app directory: it is data.
 }

@@ -1,5 +1,7 @@
 use crate::config::Installer;
+use crate::deps::Form;
 use crate::exec::Cmd;
+use crate::project::{Interp, Project};
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
@@ -88,17 +90,20 @@ pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
         .to_string()
 }
 
-/// The requirements file and every file it includes, as one text (what the venv's key and
-/// the step's fingerprint hash). `read` gives a file of the app's tree by relative path.
-pub fn requirements_text(ctx: &Ctx, read: &dyn Fn(&str) -> Option<String>) -> StepResult<String> {
-    crate::requirements::closure(&ctx.cfg.django.requirements, read)
-        .map(|parts| crate::requirements::fingerprint_text(&parts))
-        .map_err(|e| {
-            StepError::permanent(
-                e,
-                "django.requirements names the pip requirements file; its -r/-c includes must be files inside the app",
-            )
-        })
+/// The app's project as read from a tree (`read` gives a file by relative path).
+pub fn project_of(ctx: &Ctx, read: &dyn Fn(&str) -> Option<String>) -> StepResult<Project> {
+    crate::project::read(&ctx.cfg, read)
+        .map_err(|(key, msg, hint)| StepError::permanent(format!("{key}: {msg}"), hint))
+}
+
+/// The project of release directory `release` (a path as the services see it).
+pub fn release_project(ctx: &Ctx, release: &Path) -> StepResult<Project> {
+    let top = ctx.host(&release.display().to_string());
+    project_of(ctx, &|rel| {
+        crate::fsx::read_text_nofollow(&top.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
+    })
 }
 
 /// A venv's name: the hash of what goes in it. Releases with the same requirements (and
@@ -107,12 +112,22 @@ pub fn venv_key(requirements: &str, python: &str) -> String {
     crate::step::hash(&["venv", requirements, "gunicorn", python])[..16].to_string()
 }
 
-/// Debian's python3, as the link resolves (python3.11 on Debian 12): a new Python means
-/// new venvs.
-fn python_version(ctx: &Ctx) -> String {
-    std::fs::read_link(ctx.host("/usr/bin/python3"))
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "python3".into())
+/// The interpreter for the project on this host (refused, permanently, when the OS's does
+/// not fit and managed Pythons are off).
+fn interpreter(ctx: &Ctx, p: &Project) -> StepResult<Interp> {
+    crate::project::choose(&ctx.cfg, &ctx.paths.root, &p.wants)
+        .map_err(|(msg, hint)| StepError::permanent(msg, hint))
+}
+
+/// What the venv's key says of its interpreter: Debian's python3 as the link resolves
+/// (python3.11 on Debian 12: an OS upgrade means new venvs), or the managed request.
+fn interp_label(ctx: &Ctx, i: &Interp) -> String {
+    match i {
+        Interp::Os => std::fs::read_link(ctx.host("/usr/bin/python3"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "python3".into()),
+        Interp::Managed(r) => format!("uv-managed cpython {r}"),
+    }
 }
 
 /// The one line pip is given for uv: the version and every hash keel accepts.
@@ -190,14 +205,10 @@ fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
 /// <base>/venvs/<key>, built by the build user unless a complete one exists, and the
 /// release's `venv` link to it. Returns the key.
 pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String> {
-    let req_path = release.join(&ctx.cfg.django.requirements);
-    let top = ctx.host(&release.display().to_string());
-    let req = requirements_text(ctx, &|rel| {
-        crate::fsx::read_text_nofollow(&top.join(rel), crate::fsx::MAX_INPUT)
-            .ok()
-            .flatten()
-    })?;
-    let key = venv_key(&req, &python_version(ctx));
+    let project = release_project(ctx, release)?;
+    let interp = interpreter(ctx, &project)?;
+    let label = interp_label(ctx, &interp);
+    let key = venv_key(&project.fingerprint(), &label);
     let build = build_user_ids(ctx)?;
     let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
     let venvs_host = ctx.host(&venvs.display().to_string());
@@ -207,7 +218,7 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
     let venv_host = ctx.host(&venv.display().to_string());
     if crate::fsx::lstat(&venv_host.join(COMPLETE))?.is_some() {
         ctx.ui
-            .step_note(ID, &format!("requirements unchanged: venv {key} reused"));
+            .step_note(ID, &format!("dependencies unchanged: venv {key} reused"));
     } else {
         if crate::fsx::lstat(&venv_host)?.is_some() {
             // Half built (a killed run): derived data, rebuilt. Never follows a link.
@@ -215,10 +226,17 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
         }
         // Made by keel for the build user, so the venv's owner is known before it is filled.
         crate::fsx::mkdir(&venv_host, 0o755, Some(build)).map_err(io_err(&venv_host))?;
-        let seed = seed(ctx, &key);
-        install(ctx, release, &venv, &req_path, seed.as_deref())?;
+        let seed = seed(ctx, &key, &label);
+        let job = Job {
+            release,
+            venv: &venv,
+            project: &project,
+            interp: &interp,
+        };
+        install(ctx, &job, seed.as_deref())?;
+        // The mark names the interpreter: a venv is seeded only from one on the same Python.
         let m = venv_host.join(COMPLETE);
-        crate::fsx::write_atomic(&m, b"", 0o644, Some(build)).map_err(io_err(&m))?;
+        crate::fsx::write_atomic(&m, label.as_bytes(), 0o644, Some(build)).map_err(io_err(&m))?;
     }
     let link = ctx.host(&release.join("venv").display().to_string());
     tx.symlink(&Path::new("../../venvs").join(&key), &link)?;
@@ -227,7 +245,7 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
 
 /// The live release's venv, complete and different from `key`: what a new venv can start
 /// from (uv then adds only what changed, and compiles only the new files).
-fn seed(ctx: &Ctx, key: &str) -> Option<PathBuf> {
+fn seed(ctx: &Ctx, key: &str, label: &str) -> Option<PathBuf> {
     if ctx.cfg.deploy.installer != Installer::Uv {
         return None;
     }
@@ -235,9 +253,10 @@ fn seed(ctx: &Ctx, key: &str) -> Option<PathBuf> {
     let target = std::fs::read_link(ctx.host(&live.join("venv").display().to_string())).ok()?;
     let old = target.file_name()?.to_str()?;
     let venv = crate::release::venvs_dir(&ctx.cfg.base_dir()).join(old);
-    let complete = crate::fsx::lstat(&ctx.host(&venv.display().to_string()).join(COMPLETE));
-    (old != key && old.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(complete, Ok(Some(_))))
-        .then_some(venv)
+    let mark =
+        crate::fsx::read_text_nofollow(&ctx.host(&venv.display().to_string()).join(COMPLETE), 4096);
+    let same_python = matches!(mark, Ok(Some(m)) if m == label);
+    (old != key && old.bytes().all(|b| b.is_ascii_hexdigit()) && same_python).then_some(venv)
 }
 
 /// As the build user: `venv` filled with hard links to `seed`'s files (not its completion
@@ -299,11 +318,140 @@ pub fn install_failure_hint(msg: &str) -> String {
     }
 }
 
-/// Build the venv at `venv` with the release's requirements and Gunicorn, bytecode compiled
-/// (the first requests after a deploy import it); from `seed` when there is one.
-fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Path>) -> StepResult {
-    let v = venv.display().to_string();
-    let r = req.display().to_string();
+/// What one venv build works from.
+struct Job<'a> {
+    release: &'a Path,
+    venv: &'a Path,
+    project: &'a Project,
+    interp: &'a Interp,
+}
+
+/// Where the pinned requirements come from: the app's own file, or a text on stdin (a lock
+/// keel converted, or uv's export of uv.lock).
+enum Reqs {
+    File(String),
+    Text(String),
+}
+
+impl Reqs {
+    /// Lines with hashes put pip in hash-checking mode: Gunicorn then goes in apart.
+    fn hashed(&self, p: &Project) -> bool {
+        match self {
+            Reqs::Text(t) => t.contains("--hash"),
+            Reqs::File(_) => p.parts.iter().any(|(_, t)| t.contains("--hash")),
+        }
+    }
+    fn names_gunicorn(&self, p: &Project) -> bool {
+        let has = |t: &str| {
+            t.lines()
+                .any(|l| crate::deps::req_name(l.trim()) == "gunicorn")
+        };
+        match self {
+            Reqs::Text(t) => has(t),
+            Reqs::File(_) => p.parts.iter().any(|(_, t)| has(t)),
+        }
+    }
+    /// The `-r` argument (and stdin) for pip or uv.
+    fn args(&self) -> (String, Option<String>) {
+        match self {
+            Reqs::File(f) => (f.clone(), None),
+            Reqs::Text(t) => ("/dev/stdin".into(), Some(t.clone())),
+        }
+    }
+}
+
+/// The pinned requirements of a job: uv.lock is exported by uv itself (as the build user,
+/// in the lock's directory, from the lock only: --frozen).
+fn requirements(ctx: &Ctx, job: &Job) -> StepResult<Reqs> {
+    let p = job.project;
+    if let Some(t) = &p.converted {
+        return Ok(Reqs::Text(t.clone()));
+    }
+    if p.form != Form::UvLock {
+        return Ok(Reqs::File(job.release.join(&p.file).display().to_string()));
+    }
+    let uv = ensure_uv(ctx)?;
+    let dir = job
+        .release
+        .join(p.file.rsplit_once('/').map(|(d, _)| d).unwrap_or(""));
+    ctx.ui.step_note(ID, &format!("uv export of {}", p.file));
+    let out = ctx
+        .run(
+            ID,
+            &as_build(ctx, &dir, &uv).args(crate::deps::uv_export_args(&p.selection)),
+        )
+        .map_err(|e| {
+            e.hint(format!(
+                "uv could not export {} (is it in step with pyproject.toml? run `uv lock` in the project); see /var/log/keel/steps/python-env.log",
+                p.file
+            ))
+        })?;
+    Ok(Reqs::Text(out.stdout))
+}
+
+/// The venv itself, on the chosen interpreter: Debian's python3, or a uv-managed CPython
+/// that uv downloads (from python.mirror when set) into the venvs' directory.
+fn make_venv(ctx: &Ctx, job: &Job, uv: Option<&str>) -> StepResult {
+    let v = job.venv.display().to_string();
+    let pip_seed = ctx.cfg.deploy.installer == Installer::Pip;
+    match (job.interp, uv) {
+        (Interp::Os, Some(uv)) if !pip_seed => ctx.run(
+            ID,
+            &as_build(ctx, job.release, uv).args([
+                "venv",
+                "-q",
+                "--allow-existing",
+                "--python",
+                "/usr/bin/python3",
+                &v,
+            ]),
+        ),
+        (Interp::Os, _) => ctx
+            .run(
+                ID,
+                &as_build(ctx, job.release, "python3").args(["-m", "venv", &v]),
+            )
+            .map_err(|e| e.hint("python3-venv must be in packages.python")),
+        (Interp::Managed(request), _) => {
+            let uv = ensure_uv(ctx)?;
+            ctx.ui
+                .step_note(ID, &format!("uv-managed CPython {request}"));
+            ctx.run(ID, &managed_venv(ctx, job.release, &uv, request, &v, pip_seed))
+                .map_err(|e| {
+                    e.hint(format!(
+                        "uv could not get a CPython for {request}{}: check python.mirror and this host's network, or set python.managed = false and use an OS release whose python3 fits",
+                        if ctx.cfg.python.mirror.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" from {}", ctx.cfg.python.mirror)
+                        }
+                    ))
+                })
+        }
+    }
+    .map(|_| ())
+}
+
+/// `uv venv` on a uv-managed CPython for `request`, downloaded when missing.
+pub fn managed_venv(ctx: &Ctx, dir: &Path, uv: &str, request: &str, venv: &str, pip: bool) -> Cmd {
+    let pythons = crate::release::venvs_dir(&ctx.cfg.base_dir()).join(".pythons");
+    let mut c = as_build(ctx, dir, uv)
+        .args(["venv", "-q", "--allow-existing", "--managed-python"])
+        .args(pip.then_some("--seed"))
+        .args(["--python", request, venv])
+        .env("UV_PYTHON_DOWNLOADS", "automatic")
+        .env("UV_PYTHON_INSTALL_DIR", &pythons.display().to_string())
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs));
+    if !ctx.cfg.python.mirror.is_empty() {
+        c = c.env("UV_PYTHON_INSTALL_MIRROR", &ctx.cfg.python.mirror);
+    }
+    c
+}
+
+/// Build the venv with the release's dependencies and Gunicorn, bytecode compiled (the
+/// first requests after a deploy import it); from `seed` when there is one.
+fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
+    let v = job.venv.display().to_string();
     let timeout = Duration::from_secs(ctx.cfg.timeouts.apt_secs);
     let hint = |e: StepError| {
         if e.hint.is_empty() {
@@ -313,81 +461,62 @@ fn install(ctx: &Ctx, release: &Path, venv: &Path, req: &Path, seed: Option<&Pat
             e
         }
     };
-    match ctx.cfg.deploy.installer {
-        Installer::Uv => {
-            let uv = ensure_uv(ctx)?;
-            if let Some(s) = seed {
-                ctx.ui.step_note(
-                    ID,
-                    &format!("venv from {} plus what changed (uv)", s.display()),
-                );
-                let s = s.display().to_string();
-                ctx.run(
-                    ID,
-                    &as_build(ctx, release, "sh").args(["-c", SEED_SCRIPT, "sh", &s, &v]),
-                )?;
-            } else {
-                ctx.ui.step_note(
-                    ID,
-                    &format!("uv pip install -r {}", ctx.cfg.django.requirements),
-                );
-                ctx.run(
-                    ID,
-                    &as_build(ctx, release, &uv).args([
-                        "venv",
-                        "-q",
-                        "--allow-existing",
-                        "--python",
-                        "/usr/bin/python3",
-                        &v,
-                    ]),
-                )?;
-            }
-            let py = format!("{v}/bin/python");
-            ctx.run(
-                ID,
-                &as_build(ctx, release, &uv)
-                    .args([
-                        "pip",
-                        "install",
-                        "-q",
-                        "--compile-bytecode",
-                        "--python",
-                        &py,
-                        "-r",
-                        &r,
-                        "gunicorn",
-                    ])
-                    .timeout(timeout),
-            )
-            .map_err(hint)?;
-        }
-        Installer::Pip => {
-            ctx.run(
-                ID,
-                &as_build(ctx, release, "python3").args(["-m", "venv", &v]),
-            )
-            .map_err(|e| e.hint("python3-venv must be in packages.python"))?;
+    let reqs = requirements(ctx, job)?;
+    let (r, stdin) = reqs.args();
+    let apart = reqs.hashed(job.project) && !reqs.names_gunicorn(job.project);
+    let with_gunicorn = !apart && !reqs.names_gunicorn(job.project);
+    ctx.ui
+        .step_note(ID, &format!("installing {}", job.project.file));
+    let uv = match ctx.cfg.deploy.installer {
+        Installer::Uv => Some(ensure_uv(ctx)?),
+        Installer::Pip => None,
+    };
+    match (&uv, seed) {
+        (Some(_), Some(s)) => {
             ctx.ui.step_note(
                 ID,
-                &format!("pip install -r {}", ctx.cfg.django.requirements),
+                &format!("venv from {} plus what changed (uv)", s.display()),
             );
+            let s = s.display().to_string();
             ctx.run(
                 ID,
-                &as_build(ctx, release, &format!("{v}/bin/pip"))
-                    .args([
-                        "install",
-                        "--disable-pip-version-check",
-                        "--no-input",
-                        "-q",
-                        "-r",
-                        &r,
-                        "gunicorn",
-                    ])
-                    .timeout(timeout),
-            )
-            .map_err(hint)?;
+                &as_build(ctx, job.release, "sh").args(["-c", SEED_SCRIPT, "sh", &s, &v]),
+            )?;
         }
+        _ => make_venv(ctx, job, uv.as_deref())?,
+    }
+    let py = format!("{v}/bin/python");
+    let pip_install = |extra: &[&str], reqfile: Option<(&str, Option<&String>)>| -> Cmd {
+        let mut c = match &uv {
+            Some(uv) => as_build(ctx, job.release, uv).args([
+                "pip",
+                "install",
+                "-q",
+                "--compile-bytecode",
+                "--python",
+                &py,
+            ]),
+            None => as_build(ctx, job.release, &format!("{v}/bin/pip")).args([
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ]),
+        };
+        if let Some((f, input)) = reqfile {
+            c = c.args(["-r", f]);
+            if let Some(t) = input {
+                c = c.stdin(t.clone());
+            }
+        }
+        c.args(extra.iter().copied()).timeout(timeout)
+    };
+    let g: &[&str] = if with_gunicorn { &["gunicorn"] } else { &[] };
+    ctx.run(ID, &pip_install(g, Some((&r, stdin.as_ref()))))
+        .map_err(hint)?;
+    if apart {
+        ctx.run(ID, &pip_install(&["gunicorn"], None))
+            .map_err(hint)?;
     }
     Ok(())
 }
@@ -447,8 +576,13 @@ impl Step for PythonEnv {
         Inputs::new()
             .value(
                 "requirements",
-                requirements_text(ctx, &|rel| super::app_code::app_file(ctx, rel))
+                project_of(ctx, &|rel| super::app_code::app_file(ctx, rel))
+                    .map(|p| p.fingerprint())
                     .unwrap_or_else(|e| e.msg),
+            )
+            .value(
+                "python",
+                format!("{:?} {}", ctx.cfg.python.version, ctx.cfg.python.managed),
             )
             .value(
                 "venvs",
