@@ -57,6 +57,9 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
         t.elapsed().as_secs_f64()
     ));
     crate::steps::python_env::check_imports(ctx, &dir)?;
+    let built = crate::steps::build::run_build(ctx, &mut tx, &dir, LOG);
+    tx.commit();
+    built?;
     // Settings that do not import, or a project check that fails, stop here.
     let phase = |what: &'static str, args: &[&str]| -> StepResult {
         ctx.ui
@@ -69,6 +72,7 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     // Before the switch, against the live database: see the README on migrations the
     // previous release cannot run against.
     phase("migrations", &["migrate", "--noinput"])?;
+    crate::steps::build::run_release_commands(ctx, &dir, LOG)?;
     phase("collectstatic", &["collectstatic", "--noinput"])?;
     Ok(())
 }

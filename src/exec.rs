@@ -50,6 +50,8 @@ pub struct Sandbox {
     pub env_file: Option<PathBuf>,
     /// What the command may write (media, the release's static files); all else read-only.
     pub read_write: Vec<PathBuf>,
+    /// A build command (Node's V8 compiles code at run time): W^X memory is not enforced.
+    pub jit: bool,
 }
 
 /// The sandbox of the app's units (templates/systemd/web.service.j2), as unit properties.
@@ -220,7 +222,9 @@ impl Cmd {
             p(format!("RuntimeMaxSec={}", t.as_secs() + 30));
         }
         for prop in SANDBOX_PROPERTIES {
-            p(prop.to_string());
+            if !(sb.jit && prop.starts_with("MemoryDenyWriteExecute")) {
+                p(prop.to_string());
+            }
         }
         // Only keel's own settings for the command (HOME, Python flags): never a secret,
         // since these reach systemd-run's command line. The app's values come from its .env.

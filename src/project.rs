@@ -6,7 +6,45 @@ use crate::deps::{self, Form, Selection};
 use crate::error::{Error, Result};
 use crate::pyversion::{self, Version, Want};
 use crate::requirements::Part;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Never copied from a local source: VCS data, caches, virtualenvs, local secrets.
+const SKIP: &[&str] = &[
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".env",
+    "staticfiles",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".tox",
+];
+
+/// Files of a source tree (relative paths, sorted), skipping SKIP and *.pyc.
+pub fn walk(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel))? {
+            let e = e?;
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if SKIP.contains(&n.as_ref()) || n.ends_with(".pyc") {
+                continue;
+            }
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                stack.push(rel.join(&name));
+            } else if ft.is_file() {
+                out.push(rel.join(&name));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
 
 /// A problem in the app's tree: the config key it concerns, the message, the fix.
 pub type Problem = (String, String, String);
@@ -211,4 +249,84 @@ pub fn check_host(cfg: &Config, root: &Path) -> Result<()> {
             msg,
             hint,
         })
+}
+
+/// Whether the app's package.json has a build script (`npm run build`).
+pub fn node_build(read: &dyn Fn(&str) -> Option<String>) -> bool {
+    read("package.json")
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.pointer("/scripts/build").is_some_and(|b| b.is_string()))
+}
+
+/// Whether the tree has gettext catalogues to compile (`locale/**/*.po`).
+pub fn has_messages(files: &[PathBuf]) -> bool {
+    files.iter().any(|f| {
+        f.extension().is_some_and(|e| e == "po")
+            && f.components().any(|c| c.as_os_str() == "locale")
+    })
+}
+
+/// Debian packages a project needs to build, found in its tree, each with why: Node for a
+/// package.json build, gettext for catalogues, the headers of packages commonly built from
+/// source. `project` is None when the dependencies do not read (an error said elsewhere).
+pub fn build_packages(
+    cfg: &Config,
+    read: &dyn Fn(&str) -> Option<String>,
+    files: &[PathBuf],
+    project: Option<&Project>,
+) -> Vec<(&'static str, &'static str)> {
+    let mut out = vec![];
+    if cfg.build.node == "auto" && node_build(read) {
+        out.extend([
+            ("nodejs", "package.json build"),
+            ("npm", "package.json build"),
+        ]);
+    }
+    if cfg.build.compilemessages == "auto" && has_messages(files) {
+        out.push(("gettext", "locale/*.po"));
+    }
+    let text: String = project
+        .map(|p| {
+            let mut t: String = p
+                .parts
+                .iter()
+                .map(|(_, t)| t.to_ascii_lowercase())
+                .collect();
+            t.push_str(&p.converted.clone().unwrap_or_default().to_ascii_lowercase());
+            t
+        })
+        .unwrap_or_default();
+    let names = |n: &str| {
+        text.lines().any(|l| {
+            let l = l.trim().trim_start_matches("name = \"");
+            crate::deps::req_name(l) == n
+        })
+    };
+    let psycopg_c = names("psycopg2") || names("psycopg-c") || text.contains("psycopg[c");
+    if psycopg_c {
+        out.extend([
+            ("build-essential", "psycopg built from source"),
+            ("python3-dev", "psycopg built from source"),
+            ("libpq-dev", "psycopg built from source"),
+        ]);
+    }
+    if names("mysqlclient") {
+        out.extend([
+            ("build-essential", "mysqlclient"),
+            ("python3-dev", "mysqlclient"),
+            ("default-libmysqlclient-dev", "mysqlclient"),
+            ("pkg-config", "mysqlclient"),
+        ]);
+    }
+    if names("python-ldap") {
+        out.extend([
+            ("build-essential", "python-ldap"),
+            ("python3-dev", "python-ldap"),
+            ("libldap2-dev", "python-ldap"),
+            ("libsasl2-dev", "python-ldap"),
+        ]);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|(p, _)| seen.insert(*p));
+    out
 }

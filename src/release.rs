@@ -130,15 +130,21 @@ pub fn remove(base: &Path, id: &str) -> io::Result<()> {
     }
 }
 
-/// Virtualenvs no remaining release links to (a release's `venv` is `../../venvs/<hash>`).
+/// A release's link to the node_modules cache (under venvs/) its build used.
+pub const NODE_LINK: &str = ".keel-node";
+
+/// Virtualenvs (and node_modules caches) no remaining release links to (a release's `venv` is `../../venvs/<hash>`).
 pub fn unused_venvs(base: &Path) -> Vec<PathBuf> {
     let mut used = std::collections::BTreeSet::new();
     if let Ok(rd) = std::fs::read_dir(releases_dir(base)) {
         for e in rd.flatten() {
-            if let Ok(t) = std::fs::read_link(e.path().join("venv"))
-                && let Some(name) = t.file_name()
-            {
-                used.insert(name.to_os_string());
+            // The venv, and the node_modules cache its build used.
+            for link in ["venv", NODE_LINK] {
+                if let Ok(t) = std::fs::read_link(e.path().join(link))
+                    && let Some(name) = t.file_name()
+                {
+                    used.insert(name.to_os_string());
+                }
             }
         }
     }

@@ -516,7 +516,7 @@ fn tty_output_shows_progress_and_the_rollback_phase() {
     assert!(text.contains("✓ preflight"), "{text}");
     assert!(text.contains("✗ django"), "{text}");
     assert!(text.contains("rolled back"), "{text}");
-    assert!(text.contains("keel rollback [0/14]"), "{text}");
+    assert!(text.contains("keel rollback [0/15]"), "{text}");
     assert!(
         !text.contains("Z keel: ["),
         "plain log lines on a terminal: {text}"

@@ -374,3 +374,77 @@ fn a_python_the_os_lacks_is_refused_or_managed() {
         assert!(line.contains(kv), "{kv} missing: {line}");
     }
 }
+
+/// A package.json build, catalogues and `[build] commands` run as the build user in a
+/// sandbox that lets V8 compile (no MemoryDenyWriteExecute), with node_modules from
+/// `npm ci` cached by the lock's hash; Node and gettext come in the first apt run. The
+/// release commands run as the app after migrate, once per release.
+#[test]
+fn build_and_release_commands_run_where_they_belong() {
+    let h = Host::new();
+    app_with(
+        &h,
+        &[
+            ("requirements.txt", "django\ncelery\n"),
+            (
+                "package.json",
+                "{\"scripts\": {\"build\": \"node build.js\"}}",
+            ),
+            ("package-lock.json", "{\"lockfileVersion\": 3}"),
+            ("shop/locale/de/LC_MESSAGES/django.po", "msgid \"\"\n"),
+        ],
+    );
+    h.installed(&["nodejs", "npm", "gettext"]);
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[build]\ncommands = [\"python manage.py compile_themes\"]\n[release]\ncommands = [\"python manage.py initdb\"]\n"),
+    );
+    h.install(&[]).success();
+    let cmds = h.commands();
+    let first_apt = cmds
+        .lines()
+        .find(|l| l.contains("apt-get") && l.contains(" install "))
+        .unwrap();
+    for p in ["nodejs", "npm", "gettext"] {
+        assert!(
+            first_apt.contains(p),
+            "{p} not in the first apt run: {first_apt}"
+        );
+    }
+    let pos = |s: &str| {
+        cmds.find(s)
+            .unwrap_or_else(|| panic!("{s} not run: {cmds}"))
+    };
+    let (ci, build, msgs, themes) = (
+        pos("npm ci --no-audit"),
+        pos("sh -c npm run build"),
+        pos("sh -c python manage.py compilemessages"),
+        pos("sh -c python manage.py compile_themes"),
+    );
+    assert!(ci < build && build < msgs && msgs < themes, "{cmds}");
+    let collect = pos("collectstatic");
+    let migrate = pos("migrate --noinput");
+    let initdb = pos("sh -c python manage.py initdb");
+    assert!(themes < collect && migrate < initdb, "{cmds}");
+    let line = cmds.lines().find(|l| l.contains("npm run build")).unwrap();
+    assert!(
+        line.contains("User=demo-build") && !line.contains("MemoryDenyWriteExecute"),
+        "{line}"
+    );
+    let line = cmds
+        .lines()
+        .find(|l| l.contains("manage.py initdb"))
+        .unwrap();
+    assert!(
+        line.contains("User=demo ") && line.contains("MemoryDenyWriteExecute=yes"),
+        "{line}"
+    );
+    // Once per release: the django step again does not repeat them.
+    let n = cmds.matches("manage.py initdb").count();
+    h.install(&["--retry-step", "django"]).success();
+    assert_eq!(h.commands().matches("manage.py initdb").count(), n);
+    // The lock unchanged: node_modules reused on the next build.
+    h.install(&["--retry-step", "build"]).success();
+    assert_eq!(h.commands().matches("npm ci").count(), 1);
+}

@@ -50,6 +50,7 @@ impl Step for Django {
     fn deps(&self) -> Deps {
         &[
             &super::python_env::PythonEnv,
+            &super::build::Build,
             &super::app_env::AppEnv,
             &super::postgres::Postgres,
             &super::redis::Redis,
@@ -63,6 +64,7 @@ impl Step for Django {
             .value("app tree", super::app_code::tree_hash(ctx))
             .value("admin_user", &ctx.cfg.django.admin_user)
             .value("admin_email", ctx.cfg.admin_email())
+            .value("release commands", ctx.cfg.release.commands.join("\n"))
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         ctx.ui.step_note(ID, "manage.py migrate, collectstatic");
@@ -80,6 +82,7 @@ impl Step for Django {
             e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
         })?;
         collected?;
+        super::build::run_release_commands(ctx, &super::app_code::live_dir(ctx), ID)?;
         if ctx.cfg.django.admin_user.is_empty() {
             ctx.ui
                 .step_note(ID, "no admin user (django.admin_user is empty)");

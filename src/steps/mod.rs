@@ -7,6 +7,7 @@ pub mod app_code;
 pub mod app_env;
 pub mod backup;
 pub mod baseline;
+pub mod build;
 pub mod django;
 pub mod firewall;
 pub mod nginx;
@@ -44,6 +45,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(app_code::AppCode),
         Box::new(python_env::PythonEnv),
         Box::new(app_env::AppEnv),
+        Box::new(build::Build),
         Box::new(django::Django),
         Box::new(backup::BackupStep),
         Box::new(services::Services),

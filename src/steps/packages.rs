@@ -1,4 +1,3 @@
-use crate::config::Config;
 use crate::exec::Cmd;
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::system;
@@ -162,13 +161,32 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
         .collect())
 }
 
+/// The build packages a local source shows it needs (detected once per run), with why: a
+/// git source is read only once fetched, after this step (list them in packages.build).
+pub fn detected_build(ctx: &Ctx) -> Vec<(String, String)> {
+    let Some(src) = ctx.cfg.app_source() else {
+        return vec![];
+    };
+    let read = |rel: &str| {
+        crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
+    };
+    let files = crate::project::walk(&src).unwrap_or_default();
+    let project = crate::project::read(&ctx.cfg, &read).ok();
+    crate::project::build_packages(&ctx.cfg, &read, &files, project.as_ref())
+        .into_iter()
+        .map(|(p, why)| (p.to_string(), why.to_string()))
+        .collect()
+}
+
 /// An apt step: the system packages, or the Python ones that go first so that the app's
 /// pip install can overlap the big apt run.
 pub struct Apt {
     id: &'static str,
     deps: Deps,
     about: &'static str,
-    list: fn(&Config) -> Vec<String>,
+    list: fn(&Ctx) -> Vec<String>,
 }
 
 impl Apt {
@@ -178,9 +196,16 @@ impl Apt {
         about: "install Python and venv (apt), first",
         // git too when the app comes from git: app-code needs it before the big apt run; the
         // build packages too: the venv is built right after this run, beside the big one.
-        list: |c| {
+        list: |ctx| {
+            let c = &ctx.cfg;
             let mut v = c.packages.python.clone();
-            for p in &c.packages.build {
+            let detected = detected_build(ctx);
+            for p in c
+                .packages
+                .build
+                .iter()
+                .chain(detected.iter().map(|(p, _)| p))
+            {
                 if !v.contains(p) {
                     v.push(p.clone());
                 }
@@ -196,7 +221,7 @@ impl Apt {
         // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
         deps: &[&Apt::PYTHON],
         about: "install the system packages (apt)",
-        list: |c| c.system_packages(),
+        list: |ctx| ctx.cfg.system_packages(),
     };
 }
 
@@ -214,19 +239,19 @@ impl Step for Apt {
         true
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
-        let mut p = (self.list)(&ctx.cfg);
+        let mut p = (self.list)(ctx);
         p.sort();
         Inputs::new().value("packages", p.join(" "))
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
-        let pkgs = (self.list)(&ctx.cfg);
+        let pkgs = (self.list)(ctx);
         if pkgs.is_empty() {
             return Ok(());
         }
         install(ctx, self.id, &pkgs)
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let m = missing(ctx, self.id, &(self.list)(&ctx.cfg))?;
+        let m = missing(ctx, self.id, &(self.list)(ctx))?;
         if m.is_empty() {
             Ok(())
         } else {

@@ -43,13 +43,14 @@ pub fn as_app_in(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
             host(dir.join("staticfiles")),
             host(ctx.cfg.shared_dir().join("media")),
         ],
+        jit: false,
     };
     as_user(ctx, &user, ctx.cfg.base_dir(), dir, program).sandbox(sandbox)
 }
 
 /// A command run as the build user, which owns the virtualenvs (pip or uv and the packages'
 /// build scripts run as neither root nor the app).
-fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
+pub fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
     let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
     as_user(ctx, &ctx.cfg.build_user(), venvs.clone(), dir, program)
         .nice(10)
