@@ -1173,6 +1173,13 @@ impl Config {
             if val.len() > 8192 {
                 return Err(self.err(&format!("env.{k}"), "longer than 8192 bytes", "shorten it"));
             }
+            crate::dotenv::references(val).map_err(|e| {
+                self.err(
+                    &format!("env.{k}"),
+                    e,
+                    "refer to a value keel derives as ${NAME} (e.g. ${REDIS_PASSWORD}); $${ is a literal ${",
+                )
+            })?;
         }
         if self.env.len() > 500 {
             return Err(self.err("env", "more than 500 variables", "keep at most 500"));
@@ -1460,23 +1467,37 @@ impl Config {
                 "the app source must have manage.py at its top",
             ));
         }
-        let example = src.join(".env.example");
-        if std::fs::symlink_metadata(&example).is_ok() {
-            let text = crate::fsx::read_text_nofollow(&example, crate::fsx::MAX_INPUT)
-                .map_err(|e| Error::Config {
-                    file: example.clone(),
-                    key: "-".into(),
-                    msg: format!("cannot read the file: {e}"),
-                    hint: "the app's .env.example must be a regular UTF-8 file of at most 1 MiB"
-                        .into(),
-                })?
-                .unwrap_or_default();
-            crate::dotenv::parse_example(&text).map_err(|e| Error::Config {
-                file: example.clone(),
+        // An example file that is there must be readable: unreadable is not "absent".
+        for e in crate::envsource::EXAMPLES {
+            let example = src.join(e);
+            if std::fs::symlink_metadata(&example).is_ok() {
+                crate::fsx::read_text_nofollow(&example, crate::fsx::MAX_INPUT).map_err(|err| {
+                    Error::Config {
+                        file: example.clone(),
+                        key: "-".into(),
+                        msg: format!("cannot read the file: {err}"),
+                        hint: "the app's env example must be a regular UTF-8 file of at most 1 MiB"
+                            .into(),
+                    }
+                })?;
+                break;
+            }
+        }
+        // The environment the app declares (.env.example, .envs/.production/*, or its
+        // settings code) must parse.
+        let read = |rel: &str| {
+            crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
+                .ok()
+                .flatten()
+        };
+        let files = crate::tree::walk(&src).unwrap_or_default();
+        if let Some(found) = crate::envsource::find(&read, &files) {
+            let file = src.join(&found.from);
+            crate::dotenv::parse_example(&found.text).map_err(|e| Error::Config {
+                file,
                 key: e.split(':').next().unwrap_or("-").to_string(),
                 msg: e.clone(),
-                hint: "fix the app's .env.example: KEY=value lines, comments starting with '#'"
-                    .into(),
+                hint: "fix the app's env file: KEY=value lines, comments starting with '#'".into(),
             })?;
         }
         Ok(())

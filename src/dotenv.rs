@@ -189,27 +189,71 @@ pub fn values(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A value that only marks a place to fill in, recognised by its shape rather than a list:
+/// empty, `<...>`, `!!!SET X!!!`, `change-me`, `replace this`, `your-...`, `...here`,
+/// `xxx`, `todo`, `django-insecure-...`, an example.com address.
 pub fn is_placeholder(v: &str) -> bool {
-    let l = v.trim().to_ascii_lowercase();
+    let l = v
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .to_ascii_lowercase();
+    let words: Vec<&str> = l
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |w: &str| words.contains(&w);
     l.is_empty()
+        || (l.starts_with('<') && l.ends_with('>'))
+        || l.contains("!!!")
+        || l.contains("***")
+        || l.starts_with("django-insecure")
+        || l.starts_with("your")
+        || l.starts_with("my-") && l.contains("secret")
+        || l.starts_with("change") && (l.contains("me") || l.contains("this"))
+        || has("changeme")
+        || has("replace")
+        || l.starts_with("replaceme")
+        || has("here")
+            && (has("your")
+                || has("domain")
+                || has("email")
+                || has("key")
+                || has("password")
+                || has("put"))
+        || has("your")
         || [
-            "change-me",
-            "changeme",
-            "change_me",
-            "replace-me",
-            "replaceme",
-            "secret",
             "xxx",
+            "xxxx",
             "todo",
-            "your-secret-key",
+            "fixme",
+            "tbd",
+            "placeholder",
+            "dummy",
+            "secret",
             "insecure",
+            "password",
+            "...",
         ]
         .contains(&l.as_str())
-        || l.starts_with("your-")
-        || l.starts_with("your_")
-        || l.starts_with('<')
-        || l.starts_with("django-insecure")
-        || l.starts_with("change-me")
+        || words
+            .iter()
+            .any(|w| w.chars().all(|c| c == 'x') && w.len() >= 3)
+        || l.ends_with("example.com")
+        || l.ends_with("example.org")
+        || l.contains("@example.")
+}
+
+/// A placeholder for this key: as `is_placeholder`, and for a password-like key a value
+/// that says what it is ("emailpassword123", "secret123", "mypassword").
+pub fn is_placeholder_for(key: &str, v: &str) -> bool {
+    let l = v.to_ascii_lowercase();
+    is_placeholder(v)
+        || crate::redact::secret_key(key)
+            && (l.contains("password")
+                || l.contains("secret")
+                || l.contains("changeme")
+                || l == "admin"
+                || l == "12345678")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,11 +264,16 @@ pub enum SecretKind {
     Fernet,
     /// JWT/token/signing secrets: url-safe base64 of 48 random bytes.
     Token,
+    /// A hard-to-guess admin URL path (cookiecutter's DJANGO_ADMIN_URL): `<token>/`.
+    AdminPath,
 }
 
 /// Is this key something keel may generate (never an external service's credential)?
 pub fn secret_kind(key: &str) -> Option<SecretKind> {
     let k = key.to_ascii_uppercase();
+    if k == "ADMIN_URL" || k == "DJANGO_ADMIN_URL" {
+        return Some(SecretKind::AdminPath);
+    }
     if k.contains("FERNET") || k.contains("ENCRYPTION_KEY") || k.contains("FIELD_ENCRYPTION") {
         return Some(SecretKind::Fernet);
     }
@@ -259,6 +308,10 @@ pub fn generate(kind: SecretKind) -> String {
             base64::engine::general_purpose::URL_SAFE.encode(crate::secrets::random_bytes(32))
         }
         SecretKind::Token => crate::secrets::random_token(48),
+        SecretKind::AdminPath => format!(
+            "{}/",
+            crate::secrets::random_token(12).replace(['-', '_'], "x")
+        ),
     }
 }
 
@@ -320,8 +373,9 @@ fn commented_value(
         .provided
         .get(key)
         .or(inp.derived.get(key))
-        .or(inp.existing.get(key).filter(|v| !v.is_empty()))
-        .cloned();
+        .cloned()
+        .or_else(|| by_pattern(key, inp.derived))
+        .or(inp.existing.get(key).filter(|v| !v.is_empty()).cloned());
     Ok(match (known, secret_kind(key)) {
         (Some(v), _) => Some(v),
         (None, Some(k)) => {
@@ -330,6 +384,107 @@ fn commented_value(
         }
         (None, None) => None,
     })
+}
+
+/// A value keel derives for an app's own name of a database or Redis setting, by its shape:
+/// `REDIS_BROKER_PASSWORD`, `CELERY_BROKER_HOST`, `PG_DB_PORT`, `DB_URI`, ... from the
+/// canonical derived keys (REDIS_URL, REDIS_PASSWORD, POSTGRES_*, DATABASE_URL).
+pub fn by_pattern(key: &str, derived: &BTreeMap<String, String>) -> Option<String> {
+    let k = key.to_ascii_uppercase();
+    let redis = k.contains("REDIS") || k.contains("BROKER");
+    let db = k.contains("POSTGRES")
+        || k.starts_with("DB_")
+        || k.starts_with("DATABASE")
+        || k.starts_with("PG")
+        || k.contains("_DB_");
+    let suffix = |ends: &[&str]| ends.iter().any(|e| k.ends_with(e));
+    let from = if redis {
+        if suffix(&["_URL", "_URI", "_DSN", "_LOCATION"]) {
+            "REDIS_URL"
+        } else if suffix(&["_PASSWORD", "_PASS"]) {
+            "REDIS_PASSWORD"
+        } else if suffix(&["_HOST", "_HOSTNAME"]) {
+            "REDIS_HOST"
+        } else if suffix(&["_PORT"]) {
+            "REDIS_PORT"
+        } else {
+            return None;
+        }
+    } else if db {
+        if suffix(&["_URL", "_URI", "_DSN"]) {
+            "DATABASE_URL"
+        } else if suffix(&["_PASSWORD", "_PASS"]) {
+            "POSTGRES_PASSWORD"
+        } else if suffix(&["_HOST", "_HOSTNAME"]) {
+            "POSTGRES_HOST"
+        } else if suffix(&["_PORT"]) {
+            "POSTGRES_PORT"
+        } else if suffix(&["_USER", "_USERNAME"]) {
+            "POSTGRES_USER"
+        } else if suffix(&["_NAME", "_DB", "_DATABASE", "_DBNAME"]) {
+            "POSTGRES_DB"
+        } else {
+            return None;
+        }
+    } else {
+        return None;
+    };
+    derived.get(from).cloned()
+}
+
+/// The `${NAME}` references in a value, in order (Err: one that does not close or names no
+/// variable). `$${` is a literal `${`.
+pub fn references(v: &str) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest[..i].ends_with('$') {
+            rest = &rest[i + 2..];
+            continue;
+        }
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or("a ${ that does not close: write ${NAME}, or $${ for a literal ${")?;
+        let name = &after[..end];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "${{{name}}} does not name a variable (A-Z, 0-9, _)"
+            ));
+        }
+        out.push(name.to_string());
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// `v` with each `${NAME}` replaced by `lookup(NAME)` (None: unknown, an error) and `$${`
+/// made `${`.
+pub fn substitute(v: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('}').ok_or("a ${ that does not close")?;
+        let name = &after[..end];
+        out.push_str(&lookup(name).ok_or_else(|| {
+            format!("${{{name}}} is not a value keel derives (e.g. DATABASE_URL, REDIS_PASSWORD, POSTGRES_PASSWORD, ALLOWED_HOSTS)")
+        })?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Render the .env. `secret(key, kind)` returns the stored (or newly generated) secret.
@@ -376,18 +531,24 @@ pub fn render(
             } => {
                 seen.push(key.clone());
                 let kind = secret_kind(key);
-                let v = if let Some(v) = inp.provided.get(key).or(inp.derived.get(key)) {
-                    Some(v.clone())
+                let v = if let Some(v) = inp
+                    .provided
+                    .get(key)
+                    .or(inp.derived.get(key))
+                    .cloned()
+                    .or_else(|| by_pattern(key, inp.derived))
+                {
+                    Some(v)
                 } else if let Some(v) = inp
                     .existing
                     .get(key)
                     .filter(|v| !v.is_empty() && (kind.is_none() || !is_placeholder(v)))
                 {
                     Some(v.clone())
-                } else if let (Some(k), true) = (kind, is_placeholder(value)) {
+                } else if let (Some(k), true) = (kind, is_placeholder_for(key, value)) {
                     generated.push(key.clone());
                     Some(secret(key, k)?)
-                } else if !value.is_empty() && !is_placeholder(value) {
+                } else if !value.is_empty() && !is_placeholder_for(key, value) {
                     Some(value.clone())
                 } else if *optional {
                     Some(String::new())
@@ -632,5 +793,77 @@ SENTRY_DSN=
         assert!(r.text.contains("# SENTRY_DSN=https://x"), "{}", r.text);
         assert_eq!(r.generated, vec!["SECRET_KEY"]);
         assert!(r.missing.is_empty());
+    }
+
+    #[test]
+    fn placeholders_by_shape() {
+        for v in [
+            "",
+            "your.domain.here",
+            "your@email.here",
+            "!!!SET DJANGO_SECRET_KEY!!!",
+            "<your key>",
+            "change-me-please",
+            "CHANGEME",
+            "xxxx-xxxx",
+            "noreply@example.com",
+            "django-insecure-abc",
+        ] {
+            assert!(is_placeholder(v), "{v:?}");
+        }
+        for v in [
+            "none",
+            "redis://127.0.0.1:6379/0",
+            "True",
+            "en-us",
+            "mail.shop.io",
+            "30",
+        ] {
+            assert!(!is_placeholder(v), "{v:?}");
+        }
+        assert!(is_placeholder_for(
+            "EMAIL_HOST_PASSWORD",
+            "emailpassword123"
+        ));
+        assert!(!is_placeholder_for("EMAIL_HOST_USER", "emailuser"));
+    }
+
+    #[test]
+    fn own_names_of_services_are_derived_by_shape() {
+        let d = BTreeMap::from(
+            [
+                ("REDIS_URL", "redis://:rp@127.0.0.1:6379/0"),
+                ("REDIS_PASSWORD", "rp"),
+                ("REDIS_HOST", "127.0.0.1"),
+                ("REDIS_PORT", "6379"),
+                ("POSTGRES_PASSWORD", "pp"),
+                ("POSTGRES_DB", "shop"),
+                ("DATABASE_URL", "postgres://shop:pp@127.0.0.1:5432/shop"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let got = |k: &str| by_pattern(k, &d);
+        assert_eq!(got("REDIS_BROKER_PASSWORD").as_deref(), Some("rp"));
+        assert_eq!(got("REDIS_ACTIVITY_PORT").as_deref(), Some("6379"));
+        assert_eq!(got("CELERY_BROKER_HOST").as_deref(), Some("127.0.0.1"));
+        assert_eq!(got("PGDATABASE"), None);
+        assert_eq!(got("POSTGRES_NAME").as_deref(), Some("shop"));
+        assert_eq!(
+            got("DB_URI").as_deref(),
+            Some("postgres://shop:pp@127.0.0.1:5432/shop")
+        );
+        assert_eq!(got("REDIS_MAX_CONNECTIONS"), None);
+        assert_eq!(got("SENTRY_DSN"), None);
+    }
+
+    #[test]
+    fn env_values_refer_to_derived_ones() {
+        let d = BTreeMap::from([("REDIS_PASSWORD".to_string(), "rp".to_string())]);
+        let look = |k: &str| d.get(k).cloned().or_else(|| by_pattern(k, &d));
+        assert_eq!(substitute("a${REDIS_PASSWORD}b", &look).unwrap(), "arpb");
+        assert_eq!(substitute("$${HOME}", &look).unwrap(), "${HOME}");
+        assert!(substitute("${NOPE}", &look).unwrap_err().contains("NOPE"));
+        assert_eq!(references("x${A_1}y${B}").unwrap(), ["A_1", "B"]);
+        assert!(references("${lower}").is_err() && references("${OPEN").is_err());
     }
 }

@@ -8,43 +8,7 @@ use crate::pyversion::{self, Version, Want};
 use crate::requirements::Part;
 use std::path::{Path, PathBuf};
 
-/// Never copied from a local source: VCS data, caches, virtualenvs, local secrets.
-const SKIP: &[&str] = &[
-    ".git",
-    "__pycache__",
-    ".venv",
-    "venv",
-    "node_modules",
-    ".env",
-    "staticfiles",
-    ".mypy_cache",
-    ".pytest_cache",
-    ".tox",
-];
-
-/// Files of a source tree (relative paths, sorted), skipping SKIP and *.pyc.
-pub fn walk(root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = vec![];
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(root.join(&rel))? {
-            let e = e?;
-            let name = e.file_name();
-            let n = name.to_string_lossy();
-            if SKIP.contains(&n.as_ref()) || n.ends_with(".pyc") {
-                continue;
-            }
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                stack.push(rel.join(&name));
-            } else if ft.is_file() {
-                out.push(rel.join(&name));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
+pub use crate::tree::walk;
 
 /// A problem in the app's tree: the config key it concerns, the message, the fix.
 pub type Problem = (String, String, String);

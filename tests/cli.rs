@@ -391,13 +391,23 @@ fn init_wizard_in_a_pty() {
         ["App source", "shop-app/core\r"],
         ["refused: .*no manage.py", ""],
         ["App source", "shop-app\r"],
-        ["WSGI demo.wsgi:application; Celery app demo", ""],
-        // The settings package's name is offered; the fake host knows the user "demo".
-        ["App name.*demo", "\r"],
+        [
+            "wsgi +demo.wsgi:application(.|\n)*celery app +demo.celery \\(demo/celery.py\\)",
+            ""
+        ],
+        // The directory's name is offered (never the settings package); the fake host
+        // knows the user "demo".
+        [
+            "App name.*proposed from the project's directory.*shop-app",
+            "demo\r"
+        ],
         ["Domain", "shop.example.org\r"],
         ["HTTPS", "\r"],
         ["certificate authority", "ops@example.org\r"],
         ["admin's e-mail", "\r"],
+        ["Build command", "python manage.py collectstatic --help\r"],
+        ["Build command", "\r"],
+        ["Release command", "\r"],
         ["STRIPE_API_KEY \\(hidden", "sk_live_hunter2\r"],
         ["SHOP_NAME", "Shop Inc\r"],
         [
@@ -437,12 +447,14 @@ fn init_wizard_in_a_pty() {
         "domain = \"shop.example.org\"",
         "source = \"shop-app\"",
         "wsgi = \"demo.wsgi:application\"",
-        "celery_app = \"demo\"",
+        "celery_app = \"demo.celery\"",
         "celery_ping_path = \"/celery-ping/\"",
         "mode = \"acme\"",
         "email = \"ops@example.org\"",
         "admin_email = \"ops@example.org\"",
         "SHOP_NAME = \"Shop Inc\"",
+        "requirements = \"requirements.txt\"",
+        "[build]\ncommands = [\"python manage.py collectstatic --help\"]",
     ] {
         assert!(text.contains(want), "{want} missing from {text}");
     }

@@ -192,16 +192,10 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
             Err(e) => warn(e.msg, e.hint),
         }),
     ));
-    let example = std::fs::read_to_string(
-        ctx.host(
-            &crate::steps::app_code::live_dir(ctx)
-                .join(".env.example")
-                .display()
-                .to_string(),
-        ),
+    let example = crate::steps::app_env::env_source_in(
+        &ctx.host(&crate::steps::app_code::live_dir(ctx).display().to_string()),
     )
-    .ok()
-    .and_then(|t| crate::dotenv::parse(&t).ok())
+    .and_then(|s| crate::dotenv::parse(&s.text).ok())
     .unwrap_or_default();
     let keys: Vec<String> = example
         .iter()

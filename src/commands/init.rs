@@ -11,16 +11,32 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What keel found in the project.
+/// What keel found in the project, and where each value came from.
 #[derive(Debug, Default, PartialEq)]
 pub struct Project {
-    /// The package DJANGO_SETTINGS_MODULE names (`demo` for `demo.settings`).
-    pub package: Option<String>,
+    /// The app name proposed (never the settings package: "config" names no app).
+    pub name: Option<String>,
+    pub name_from: String,
+    /// DJANGO_SETTINGS_MODULE for every process, when manage.py and wsgi.py disagree.
+    pub settings: Option<String>,
+    pub settings_note: String,
     pub wsgi: Option<String>,
     pub celery_app: Option<String>,
+    pub celery_from: String,
+    /// The app's declared environment, as .env.example text, and where it came from.
     pub env_example: Option<String>,
+    pub env_from: String,
     pub celery_ping_path: Option<String>,
     pub heartbeat_path: Option<String>,
+    /// The dependency file, how keel installs it, and groups proposed.
+    pub deps: String,
+    pub deps_form: String,
+    pub groups: Vec<String>,
+    /// What the project asks of the interpreter.
+    pub python: String,
+    /// What the build does that keel found (npm run build, compilemessages).
+    pub build_found: Vec<String>,
+    pub media_url: Option<String>,
 }
 
 fn read(p: &Path) -> Option<String> {
@@ -39,22 +55,129 @@ fn quoted_after(text: &str, key: &str) -> Option<String> {
     Some(body[..body.find(quote)?].to_string())
 }
 
-/// The project's top-level packages (directories with an `__init__.py` or the file asked).
-fn packages_with(dir: &Path, file: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.') && dir.join(n).join(file).is_file())
-        .collect();
-    v.sort();
-    v
+/// A Python module's dotted path from its file's path in the tree (config/wsgi.py →
+/// config.wsgi).
+fn module_of(rel: &Path) -> Option<String> {
+    let s = rel.to_str()?.strip_suffix(".py")?;
+    let m = s.replace('/', ".");
+    m.split('.')
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(m)
 }
 
-/// Read a Django project: refuse one without manage.py or requirements.txt (keel needs
-/// both), detect the rest.
+/// Python files of the project worth reading for its layout (no tests, migrations, or
+/// anything deeper than four levels).
+fn code_files(files: &[PathBuf]) -> Vec<&PathBuf> {
+    files
+        .iter()
+        .filter(|f| {
+            let s = f.to_string_lossy();
+            s.ends_with(".py")
+                && f.components().count() <= 4
+                && !s.contains("test")
+                && !s.contains("migrations/")
+                && !s.starts_with("docs/")
+        })
+        .collect()
+}
+
+/// An app name from a free-form one: lowercase, '-' for anything else, a letter first.
+fn app_name_from(s: &str) -> Option<String> {
+    let n: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let n = n
+        .trim_matches('-')
+        .trim_start_matches(|c: char| !c.is_ascii_lowercase());
+    let n: String = n.chars().take(26).collect();
+    let n = n.trim_end_matches('-').to_string();
+    (!n.is_empty()).then_some(n)
+}
+
+/// Where the project sets DJANGO_SETTINGS_MODULE by default: manage.py's and the WSGI
+/// module's, and the one to run with (the WSGI module's: it is what production serves).
+fn settings_of(
+    manage: &str,
+    wsgi_text: Option<&str>,
+    files: &[PathBuf],
+) -> (Option<String>, String) {
+    let m = quoted_after(manage, "DJANGO_SETTINGS_MODULE");
+    let w = wsgi_text.and_then(|t| quoted_after(t, "DJANGO_SETTINGS_MODULE"));
+    let exists = |module: &str| {
+        let p = format!("{}.py", module.replace('.', "/"));
+        let pkg = format!("{}/__init__.py", module.replace('.', "/"));
+        files
+            .iter()
+            .any(|f| f.to_str() == Some(&p) || f.to_str() == Some(&pkg))
+    };
+    // A local or development default with a production sibling: the production one.
+    let prod = |module: &str| -> Option<String> {
+        let (pkg, last) = module.rsplit_once('.')?;
+        ["local", "dev", "development", "settings_dev"]
+            .contains(&last)
+            .then(|| {
+                ["production", "prod"]
+                    .iter()
+                    .map(|p| format!("{pkg}.{p}"))
+                    .find(|c| exists(c))
+            })
+            .flatten()
+    };
+    match (m, w) {
+        (Some(m), Some(w)) if m != w => (
+            Some(w.clone()),
+            format!(
+                "{w} (wsgi.py's default; manage.py's is {m}: keel runs every command with the one production serves)"
+            ),
+        ),
+        (m, w) => match m.or(w) {
+            Some(s) => match prod(&s) {
+                Some(p) => (
+                    Some(p.clone()),
+                    format!("{p} (the project's default is {s}, a development module)"),
+                ),
+                None => (None, format!("{s} (the project's own default)")),
+            },
+            None => (None, "not set in manage.py or wsgi.py".into()),
+        },
+    }
+}
+
+/// The Celery app: the module that instantiates `Celery(`, with the attribute when it is
+/// not one Celery finds by itself (`app`, `celery`).
+fn celery_of(dir: &Path, code: &[&PathBuf]) -> Option<(String, String)> {
+    let mut hits: Vec<(String, String)> = code
+        .iter()
+        .filter_map(|f| {
+            let text = read(&dir.join(f))?;
+            let line = text.lines().find(|l| {
+                l.contains("Celery(") && l.contains('=') && !l.trim_start().starts_with('#')
+            })?;
+            let var = line.split('=').next()?.trim();
+            let module = module_of(f)?;
+            let app = if var == "app" || var == "celery" {
+                module.clone()
+            } else {
+                format!("{module}:{var}")
+            };
+            Some((app, f.display().to_string()))
+        })
+        .collect();
+    // celery.py / celery_app.py first: other modules may import the app under a new name.
+    hits.sort_by_key(|(_, f)| !(f.ends_with("celery.py") || f.ends_with("celery_app.py")));
+    hits.into_iter().next()
+}
+
+/// Read a Django project: refuse one without manage.py or any dependency file keel reads,
+/// detect the rest.
 pub fn inspect(dir: &Path) -> std::result::Result<Project, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
@@ -65,36 +188,82 @@ pub fn inspect(dir: &Path) -> std::result::Result<Project, String> {
             dir.display()
         )
     })?;
-    if read(&dir.join("requirements.txt")).is_none() {
-        return Err(format!(
-            "{} has no requirements.txt: keel installs the app's packages from it (e.g. pip freeze > requirements.txt)",
-            dir.display()
-        ));
-    }
+    let reader = |rel: &str| read(&dir.join(rel));
+    let deps = crate::deps::detect(&reader).ok_or_else(|| {
+        format!(
+            "{} declares no Python dependencies keel reads: {}",
+            dir.display(),
+            crate::deps::NONE_FOUND
+        )
+    })?;
+    let files = crate::tree::walk(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let code = code_files(&files);
     let mut p = Project {
-        package: quoted_after(&manage, "DJANGO_SETTINGS_MODULE")
-            .and_then(|m| m.split('.').next().map(str::to_string))
-            .filter(|s| !s.is_empty()),
-        env_example: read(&dir.join(".env.example")),
+        deps_form: crate::deps::Form::of(&deps).describe().to_string(),
+        groups: proposed_groups(&reader),
+        deps,
         ..Default::default()
     };
-    // The settings package first, then any other package with the file.
-    let first = |file: &str, must: &str| -> Option<String> {
-        let mut c = packages_with(dir, file);
-        if let Some(pk) = &p.package
-            && let Some(i) = c.iter().position(|x| x == pk)
-        {
-            c.swap(0, i);
+    let wsgi = code.iter().find(|f| {
+        f.file_name().is_some_and(|n| n == "wsgi.py")
+            && read(&dir.join(f)).is_some_and(|t| t.contains("application"))
+    });
+    let wsgi_text = wsgi.and_then(|f| read(&dir.join(f)));
+    p.wsgi = wsgi
+        .and_then(|f| module_of(f))
+        .map(|m| format!("{m}:application"));
+    (p.settings, p.settings_note) = settings_of(&manage, wsgi_text.as_deref(), &files);
+    match celery_of(dir, &code) {
+        Some((app, from)) => {
+            p.celery_app = Some(app);
+            p.celery_from = from;
         }
-        c.into_iter()
-            .find(|pk| read(&dir.join(pk).join(file)).is_some_and(|t| t.contains(must)))
+        None => p.celery_from = "no Celery( in the code".into(),
+    }
+    let pyname = reader("pyproject.toml")
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("project")?.get("name")?.as_str().map(String::from));
+    let dirname = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+    (p.name, p.name_from) = match (
+        pyname.as_deref().and_then(app_name_from),
+        dirname.as_deref().and_then(app_name_from),
+    ) {
+        (Some(n), _) => (Some(n), "pyproject.toml's project name".into()),
+        (None, Some(n)) => (Some(n), "the project's directory".into()),
+        _ => (None, String::new()),
     };
-    p.wsgi = first("wsgi.py", "application").map(|pk| format!("{pk}.wsgi:application"));
-    p.celery_app = first("celery.py", "Celery(");
-    // The demo app's check endpoints, when the project's URLs have them.
-    let urls: String = packages_with(dir, "urls.py")
+    if let Some(src) = crate::envsource::find(&reader, &files) {
+        p.env_example = Some(src.text);
+        p.env_from = src.from;
+    }
+    let wants = crate::pyversion::wanted("", &reader).unwrap_or_default();
+    p.python = if wants.is_empty() {
+        "no version asked".into()
+    } else {
+        wants
+            .iter()
+            .map(|w| format!("{} ({})", w.spec, w.from))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if crate::project::node_build(&reader) {
+        p.build_found.push("npm run build (package.json)".into());
+    }
+    if crate::project::has_messages(&files) {
+        p.build_found.push("compilemessages (locale/*.po)".into());
+    }
+    p.media_url = code
         .iter()
-        .filter_map(|pk| read(&dir.join(pk).join("urls.py")))
+        .filter(|f| f.to_string_lossy().contains("settings"))
+        .filter_map(|f| quoted_after(&read(&dir.join(f))?, "MEDIA_URL"))
+        .find(|m| m.starts_with('/') && m.ends_with('/') && m.len() > 1);
+    // The demo app's check endpoints, when the project's URLs have them.
+    let urls: String = code
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n == "urls.py"))
+        .filter_map(|f| read(&dir.join(f)))
         .collect();
     for (path, slot) in [
         ("celery-ping/", &mut p.celery_ping_path),
@@ -107,10 +276,52 @@ pub fn inspect(dir: &Path) -> std::result::Result<Project, String> {
     Ok(p)
 }
 
+/// The dependency groups to install for a pyproject whose main dependencies live in groups
+/// (none of the development ones).
+fn proposed_groups(read: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let Some(t) = read("pyproject.toml").and_then(|t| t.parse::<toml::Table>().ok()) else {
+        return vec![];
+    };
+    let main = t
+        .get("project")
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .is_some_and(|d| !d.is_empty());
+    let groups: Vec<String> = t
+        .get("dependency-groups")
+        .and_then(|g| g.as_table())
+        .map(|g| g.keys().cloned().collect())
+        .unwrap_or_default();
+    let dev = [
+        "dev", "test", "tests", "lint", "docs", "typing", "ci", "local", "debug", "format", "mypy",
+    ];
+    let prod = [
+        "prod",
+        "production",
+        "main",
+        "base",
+        "server",
+        "web",
+        "deploy",
+    ];
+    let chosen: Vec<String> = groups
+        .iter()
+        .filter(|g| prod.contains(&g.as_str()))
+        .cloned()
+        .collect();
+    if !chosen.is_empty() || main {
+        return chosen;
+    }
+    groups
+        .into_iter()
+        .filter(|g| !dev.contains(&g.as_str()))
+        .collect()
+}
+
 /// The .env.example keys a person must answer: required, empty or a placeholder, neither
 /// derived from keel.toml nor generated by keel.
 pub fn keys_to_ask(example: &str, cfg: &Config) -> Vec<String> {
-    let derived = crate::steps::app_env::derived_keys(cfg);
+    let derived = crate::steps::app_env::derived_trial(cfg);
     let Ok(lines) = dotenv::parse(example) else {
         return vec![];
     };
@@ -123,9 +334,10 @@ pub fn keys_to_ask(example: &str, cfg: &Config) -> Vec<String> {
                 commented: false,
                 optional: false,
                 ..
-            } if dotenv::is_placeholder(&value)
+            } if dotenv::is_placeholder_for(&key, &value)
                 && dotenv::secret_kind(&key).is_none()
-                && !derived.contains(&key)
+                && !derived.contains_key(&key)
+                && dotenv::by_pattern(&key, &derived).is_none()
                 && !cfg.env.contains_key(&key) =>
             {
                 Some(key)
@@ -147,7 +359,18 @@ struct Answers {
     tls: TlsMode,
     acme_email: Option<String>,
     admin_email: String,
+    /// Asked when the code did not show it.
+    celery_app: Option<String>,
+    groups: Vec<String>,
+    managed_python: bool,
+    build: Vec<String>,
+    release: Vec<String>,
     env: BTreeMap<String, String>,
+}
+
+fn toml_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", items.join(", "))
 }
 
 fn render(a: &Answers, p: &Project) -> String {
@@ -169,11 +392,39 @@ fn render(a: &Answers, p: &Project) -> String {
             .map(|v| format!("{k} = {}\n", toml_str(v)))
             .unwrap_or_default()
     };
+    s.push_str(&format!(
+        "requirements = {}    # {}\n",
+        toml_str(&p.deps),
+        p.deps_form
+    ));
+    s.push_str(&opt("settings", &p.settings));
     s.push_str(&opt("wsgi", &p.wsgi));
-    s.push_str(&opt("celery_app", &p.celery_app));
+    s.push_str(&opt(
+        "celery_app",
+        &a.celery_app.clone().or(p.celery_app.clone()),
+    ));
     s.push_str(&format!("admin_email = {}\n", toml_str(&a.admin_email)));
     s.push_str(&opt("celery_ping_path", &p.celery_ping_path));
     s.push_str(&opt("heartbeat_path", &p.heartbeat_path));
+    s.push_str(&opt("media_url", &p.media_url));
+    if !a.groups.is_empty() || a.managed_python {
+        s.push_str("\n[python]\n");
+        if !a.groups.is_empty() {
+            s.push_str(&format!("groups = {}\n", toml_list(&a.groups)));
+        }
+        if a.managed_python {
+            s.push_str("managed = true                # a uv-managed CPython: this OS's python3 does not fit\n");
+        }
+    }
+    if !a.build.is_empty() {
+        s.push_str(&format!("\n[build]\ncommands = {}\n", toml_list(&a.build)));
+    }
+    if !a.release.is_empty() {
+        s.push_str(&format!(
+            "\n[release]\ncommands = {}\n",
+            toml_list(&a.release)
+        ));
+    }
     if a.git_ref.is_some() {
         s.push_str(
             "\n[packages]\ninstall = [\"postgresql\", \"redis-server\", \"nginx\", \"git\"]\n",
@@ -232,8 +483,16 @@ fn clone(url: &str, git_ref: &str) -> std::result::Result<tempfile::TempDir, Str
     Ok(tmp)
 }
 
+/// A question left (Ctrl-C, Ctrl-D, or a closed terminal): nothing is written.
 fn io(e: dialoguer::Error) -> Error {
-    Error::Other(e.into())
+    Error::usage(
+        format!("keel init left ({e}): nothing written"),
+        "run keel init again",
+    )
+}
+
+fn left() -> Error {
+    Error::usage("keel init left: nothing written", "run keel init again")
 }
 
 /// Ask for the source until it is a Django project keel can deploy.
@@ -245,11 +504,15 @@ fn ask_source(
     loop {
         let source: String = Input::with_theme(theme)
             .with_prompt(
-                "App source: the Django project's directory (relative to the config) or a git URL",
+                "App source: the Django project's directory (relative to the config) or a git URL; empty to leave",
             )
+            .allow_empty(true)
             .interact_text()
             .map_err(io)?;
         let source = source.trim().to_string();
+        if source.is_empty() {
+            return Err(left());
+        }
         let git = crate::validate::git_url(&source).is_ok()
             && ["https://", "ssh://", "git@", "file://"]
                 .iter()
@@ -325,8 +588,15 @@ fn ask_app(
     };
     let name = ask_valid(
         theme,
-        "App name (lowercase: units, paths, database)",
-        project.package.clone(),
+        &format!(
+            "App name (lowercase: units, paths, database){}",
+            if project.name_from.is_empty() {
+                String::new()
+            } else {
+                format!("; proposed from {}", project.name_from)
+            }
+        ),
+        project.name.clone(),
         &checker(path, |s| app(s, "example.com")),
     )?;
     let domain = ask_valid(
@@ -388,8 +658,169 @@ fn ask_app(
         tls,
         acme_email,
         admin_email,
+        celery_app: None,
+        groups: project.groups.clone(),
+        managed_python: false,
+        build: vec![],
+        release: vec![],
         env: BTreeMap::new(),
     })
+}
+
+/// What keel found, each with where it came from.
+fn print_found(p: &Project) {
+    let or = |v: &Option<String>, none: &str| v.clone().unwrap_or_else(|| none.to_string());
+    eprintln!("  found:");
+    eprintln!("    dependencies  {} ({})", p.deps, p.deps_form);
+    if !p.groups.is_empty() {
+        eprintln!("    groups        {} (pyproject.toml)", p.groups.join(", "));
+    }
+    eprintln!("    python        {}", p.python);
+    eprintln!("    settings      {}", p.settings_note);
+    eprintln!(
+        "    wsgi          {}",
+        or(&p.wsgi, "not found (default <name>.wsgi:application)")
+    );
+    eprintln!(
+        "    celery app    {}",
+        match &p.celery_app {
+            Some(c) => format!("{c} ({})", p.celery_from),
+            None => p.celery_from.clone(),
+        }
+    );
+    eprintln!(
+        "    environment   {}",
+        if p.env_from.is_empty() {
+            "nothing declared (the .env gets keel.toml's values)".to_string()
+        } else {
+            p.env_from.clone()
+        }
+    );
+    if !p.build_found.is_empty() {
+        eprintln!("    build         {}", p.build_found.join(", "));
+    }
+    if let Some(m) = &p.media_url {
+        eprintln!("    media         {m} (MEDIA_URL in the settings)");
+    }
+}
+
+/// Lines until an empty one (each checked by the config's own validation).
+fn ask_lines(
+    theme: &dyn dialoguer::theme::Theme,
+    prompt: &str,
+    check: &dyn Fn(&str) -> std::result::Result<(), String>,
+) -> Result<Vec<String>> {
+    let mut out = vec![];
+    loop {
+        let v: String = dialoguer::Input::with_theme(theme)
+            .with_prompt(prompt)
+            .allow_empty(true)
+            .validate_with(|s: &String| {
+                if s.trim().is_empty() {
+                    Ok(())
+                } else {
+                    check(s.trim())
+                }
+            })
+            .interact_text()
+            .map_err(io)?;
+        if v.trim().is_empty() {
+            return Ok(out);
+        }
+        out.push(v.trim().to_string());
+    }
+}
+
+/// What the code did not show: the Celery app, the groups, a Python this host lacks, build
+/// and release commands.
+fn ask_project(
+    theme: &dyn dialoguer::theme::Theme,
+    path: &Path,
+    p: &Project,
+    a: &mut Answers,
+) -> Result<()> {
+    let base = format!(
+        "[app]\nname = {}\ndomain = {}\n",
+        toml_str(&a.name),
+        toml_str(&a.domain)
+    );
+    if p.celery_app.is_none() {
+        a.celery_app = Some(ask_valid(
+            theme,
+            "Celery app for the worker and beat (the module that creates Celery(...), e.g. proj.celery)",
+            None,
+            &checker(path, |s| {
+                format!("{base}[django]\ncelery_app = {}\n", toml_str(s))
+            }),
+        )?);
+    }
+    if !p.groups.is_empty() || p.deps.ends_with("pyproject.toml") || p.deps.ends_with("uv.lock") {
+        let g = ask_valid(
+            theme,
+            "Dependency groups to install besides the main dependencies (comma-separated; empty: none)",
+            Some(p.groups.join(",")),
+            &checker(path, |s| {
+                let list: Vec<String> = s
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect();
+                format!("{base}[python]\ngroups = {}\n", toml_list(&list))
+            }),
+        )?;
+        a.groups = g
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
+    }
+    let root = crate::paths::Paths::from_env().root;
+    if let Some(dir) = (a.git_ref.is_none()).then(|| Path::new(&a.source)) {
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).join(dir)
+        };
+        let wants = crate::pyversion::wanted("", &|rel| read(&dir.join(rel))).unwrap_or_default();
+        if let Some((w, os)) = crate::project::os_unfit(&root, &wants) {
+            eprintln!(
+                "  the project asks for Python {} ({}); this host's python3 is {} ({})",
+                w.spec,
+                w.from,
+                crate::pyversion::show(&os.version),
+                os.how
+            );
+            a.managed_python = dialoguer::Confirm::with_theme(theme)
+                .with_prompt(
+                    "Use a uv-managed CPython (downloaded by uv)? Without it the install refuses",
+                )
+                .default(false)
+                .interact()
+                .map_err(io)?;
+        }
+    }
+    let cmd_check = |key: &'static str| {
+        let base = base.clone();
+        move |s: &str| {
+            Config::parse(
+                &format!("{base}[{key}]\ncommands = [{}]\n", toml_str(s)),
+                path,
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        }
+    };
+    a.build = ask_lines(
+        theme,
+        "Build command, run as the build user before collectstatic (empty: no more)",
+        &cmd_check("build"),
+    )?;
+    a.release = ask_lines(
+        theme,
+        "Release command, run as the app after migrate, once per release (empty: no more)",
+        &cmd_check("release"),
+    )?;
+    Ok(())
 }
 
 /// The .env.example keys nothing can fill: plain ones into `a.env`, secret ones (asked
@@ -418,7 +849,12 @@ fn ask_env(
                     .allow_empty_password(true)
                     .interact()
                     .map_err(io)?;
-                secrets.insert(k, v);
+                if v.is_empty() {
+                    // Left empty on purpose: kept as an empty value, not asked again.
+                    a.env.insert(k, v);
+                } else {
+                    secrets.insert(k, v);
+                }
             } else {
                 let v: String = dialoguer::Input::with_theme(theme)
                     .with_prompt(k.clone())
@@ -460,23 +896,9 @@ pub fn run(cli: &Cli) -> Result<()> {
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let (source, git_ref, project) = ask_source(&theme, &config_dir)?;
-    eprintln!(
-        "  found: manage.py, requirements.txt; WSGI {}; Celery app {}; {}",
-        project
-            .wsgi
-            .as_deref()
-            .unwrap_or("not found (default <name>.wsgi)"),
-        project
-            .celery_app
-            .as_deref()
-            .unwrap_or("not found (default <name>)"),
-        if project.env_example.is_some() {
-            ".env.example"
-        } else {
-            "no .env.example (the install will need one)"
-        }
-    );
+    print_found(&project);
     let mut a = ask_app(&theme, path, &project, source, git_ref)?;
+    ask_project(&theme, path, &project, &mut a)?;
     let secrets = ask_env(&theme, path, &project, &mut a)?;
     let text = render(&a, &project);
     // The full load (the source checked too): the wizard never writes a config keel refuses.
@@ -541,9 +963,10 @@ mod tests {
     fn reads_the_demo_project() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-app");
         let p = inspect(&dir).unwrap();
-        assert_eq!(p.package.as_deref(), Some("demo"));
+        assert_eq!(p.name.as_deref(), Some("demo-app"));
+        assert_eq!(p.deps, "requirements.txt");
         assert_eq!(p.wsgi.as_deref(), Some("demo.wsgi:application"));
-        assert_eq!(p.celery_app.as_deref(), Some("demo"));
+        assert_eq!(p.celery_app.as_deref(), Some("demo.celery"));
         assert_eq!(p.celery_ping_path.as_deref(), Some("/celery-ping/"));
         assert_eq!(p.heartbeat_path.as_deref(), Some("/heartbeat/"));
         assert!(p.env_example.is_some());

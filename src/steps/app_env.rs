@@ -5,6 +5,7 @@ use crate::secrets::Secrets;
 use crate::step::{self, Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub struct AppEnv;
 const ID: &str = "app-env";
@@ -66,21 +67,24 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
             m.insert(k.into(), origins.clone());
         }
     }
-    for k in [
-        "SECURE_SSL_REDIRECT",
-        "SESSION_COOKIE_SECURE",
-        "CSRF_COOKIE_SECURE",
-    ] {
-        m.insert(k.into(), b(tls));
-    }
     let t = &cfg.tls;
     let hsts = if tls { t.hsts_max_age } else { 0 };
-    m.insert("SECURE_HSTS_SECONDS".into(), hsts.to_string());
-    m.insert(
-        "SECURE_HSTS_INCLUDE_SUBDOMAINS".into(),
-        b(tls && t.hsts_include_subdomains),
-    );
-    m.insert("SECURE_HSTS_PRELOAD".into(), b(tls && t.hsts_preload));
+    // Each under its own name and DJANGO_-prefixed (cookiecutter-django's style).
+    for (k, v) in [
+        ("SECURE_SSL_REDIRECT", b(tls)),
+        ("SESSION_COOKIE_SECURE", b(tls)),
+        ("CSRF_COOKIE_SECURE", b(tls)),
+        ("SECURE_HSTS_SECONDS", hsts.to_string()),
+        (
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+            b(tls && t.hsts_include_subdomains),
+        ),
+        ("SECURE_HSTS_PRELOAD", b(tls && t.hsts_preload)),
+        ("SECURE_CONTENT_TYPE_NOSNIFF", b(true)),
+    ] {
+        m.insert(format!("DJANGO_{k}"), v.clone());
+        m.insert(k.into(), v);
+    }
     let (db, user, pport, rport) = (
         cfg.db_name(),
         cfg.db_user(),
@@ -88,19 +92,24 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         cfg.redis.port,
     );
     for (keys, v) in [
-        (&["DB_NAME", "POSTGRES_DB", "DATABASE_NAME"][..], db.clone()),
         (
-            &["DB_USER", "POSTGRES_USER", "DATABASE_USER"][..],
+            &["DB_NAME", "POSTGRES_DB", "DATABASE_NAME", "PGDATABASE"][..],
+            db.clone(),
+        ),
+        (
+            &["DB_USER", "POSTGRES_USER", "DATABASE_USER", "PGUSER"][..],
             user.clone(),
         ),
         (
-            &["DB_HOST", "POSTGRES_HOST", "DATABASE_HOST"][..],
+            &["DB_HOST", "POSTGRES_HOST", "DATABASE_HOST", "PGHOST"][..],
             "127.0.0.1".into(),
         ),
         (
-            &["DB_PORT", "POSTGRES_PORT", "DATABASE_PORT"][..],
+            &["DB_PORT", "POSTGRES_PORT", "DATABASE_PORT", "PGPORT"][..],
             pport.to_string(),
         ),
+        (&["REDIS_HOST"][..], "127.0.0.1".into()),
+        (&["REDIS_PORT"][..], rport.to_string()),
     ] {
         for k in keys {
             m.insert(k.to_string(), v.clone());
@@ -112,7 +121,12 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
             "DATABASE_URL".into(),
             format!("postgres://{user}:{pg}@127.0.0.1:{pport}/{db}"),
         );
-        for k in ["DB_PASSWORD", "POSTGRES_PASSWORD", "DATABASE_PASSWORD"] {
+        for k in [
+            "DB_PASSWORD",
+            "POSTGRES_PASSWORD",
+            "DATABASE_PASSWORD",
+            "PGPASSWORD",
+        ] {
             m.insert(k.into(), pg.clone());
         }
         let redis = format!("redis://:{rd}@127.0.0.1:{rport}/0");
@@ -121,12 +135,67 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
             "CELERY_BROKER_URL",
             "CELERY_RESULT_BACKEND",
             "BROKER_URL",
+            "CACHE_URL",
+            "REDIS_CACHE_URL",
         ] {
             m.insert(k.into(), redis.clone());
         }
         m.insert("REDIS_PASSWORD".into(), rd);
     }
     m
+}
+
+/// The environment an app tree (a path on this host) declares.
+pub fn env_source_in(dir: &Path) -> Option<crate::envsource::Source> {
+    let read = |rel: &str| {
+        crate::fsx::read_text_nofollow(&dir.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
+    };
+    let files = crate::project::walk(dir).unwrap_or_default();
+    crate::envsource::find(&read, &files)
+}
+
+/// The environment the app declares: its local source when there is one (plans see changes
+/// before a deploy), else the live release.
+pub fn app_env_source(ctx: &Ctx) -> Option<crate::envsource::Source> {
+    match ctx.cfg.app_source() {
+        Some(src) => env_source_in(&src),
+        None => env_source_in(&ctx.host(&super::app_code::live_dir(ctx).display().to_string())),
+    }
+}
+
+/// [env] values with their `${NAME}` references to derived values filled in.
+pub fn resolve_refs(
+    provided: &BTreeMap<String, String>,
+    derived: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let look = |k: &str| {
+        derived
+            .get(k)
+            .cloned()
+            .or_else(|| dotenv::by_pattern(k, derived))
+    };
+    provided
+        .iter()
+        .map(|(k, v)| {
+            dotenv::substitute(v, &look)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| format!("env.{k}: {e}"))
+        })
+        .collect()
+}
+
+/// Before the first write: every `${NAME}` of [env] names a value keel derives.
+pub fn check_env_refs(cfg: &Config) -> crate::error::Result<()> {
+    resolve_refs(&cfg.env, &derived_trial(cfg))
+        .map(|_| ())
+        .map_err(|e| crate::error::Error::Config {
+            file: cfg.source.clone(),
+            key: e.split(':').next().unwrap_or("env").to_string(),
+            msg: e.clone(),
+            hint: "refer to a value keel derives as ${NAME} (DATABASE_URL, REDIS_URL, REDIS_PASSWORD, POSTGRES_PASSWORD, ALLOWED_HOSTS, ...)".into(),
+        })
 }
 
 /// Render a .env from an example: the engine of the `app-env` step and of `keel env`.
@@ -204,9 +273,12 @@ pub fn build_with(
         StepError::permanent(format!("{example_name}: {e}"), "fix the .env.example")
     })?;
     let existing = existing_text.map(dotenv::values).unwrap_or_default();
+    // [env] values may refer to derived ones (${REDIS_PASSWORD}): resolved first.
+    let provided = resolve_refs(provided, derived)
+        .map_err(|e| StepError::permanent(e, "fix it in keel.toml [env]"))?;
     // Values `keel init` stored as secrets count as provided (keel.toml's [env] wins); the
     // ones keel generated keep their own rule (a hand-set value in .env is kept).
-    let mut provided = provided.clone();
+    let mut provided = provided;
     if let Some(s) = secrets {
         for l in &lines {
             if let Line::Entry { key, .. } = l
@@ -296,8 +368,10 @@ impl Step for AppEnv {
     fn inputs(&self, ctx: &Ctx) -> step::Inputs {
         step::Inputs::new()
             .value(
-                "app file .env.example",
-                super::app_code::app_file(ctx, ".env.example").unwrap_or_default(),
+                "app env source",
+                app_env_source(ctx)
+                    .map(|s| format!("{}\n{}", s.from, s.text))
+                    .unwrap_or_default(),
             )
             .value("env", format!("{:?}", extra_values(&ctx.cfg)))
             .value(
@@ -308,18 +382,15 @@ impl Step for AppEnv {
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
-        let example_path = ctx.host(
-            &super::app_code::live_dir(ctx)
-                .join(".env.example")
-                .display()
-                .to_string(),
-        );
-        let example = std::fs::read_to_string(&example_path).map_err(|e| {
-            StepError::permanent(
-                format!("{}: {e}", example_path.display()),
-                "the app must ship a .env.example listing its settings",
-            )
-        })?;
+        let dir = ctx.host(&super::app_code::live_dir(ctx).display().to_string());
+        // With no declaration at all, the .env holds what keel.toml and keel give it.
+        let source = env_source_in(&dir).unwrap_or(crate::envsource::Source {
+            from: "no .env.example, .envs/.production or env reads in the settings".into(),
+            text: String::new(),
+        });
+        ctx.ui
+            .step_note(ID, &format!("variables from {}", source.from));
+        let (example, example_path) = (source.text, dir.join(&source.from));
         // Never follow a link here: a .env pointing at a root-only file would copy its
         // values into the app's settings.
         let existing = crate::fsx::read_text_nofollow(&path, crate::fsx::MAX_INPUT).map_err(|e| {
