@@ -27,7 +27,7 @@ for f in "$here"/tests/e2e/[0-9]*.sh; do . "$f"; done
 all=$(declare -F | awk '{print $3}' | grep '^scenario_' | sed 's/^scenario_//' | sort)
 # Second row of the matrix: Debian 13 (PostgreSQL 17, Python 3.13, nginx 1.26: `http2 on;`),
 # the full app scenario, HTTPS and the package.
-trixie="app@trixie https_files@trixie package@trixie"
+trixie="app@trixie https_files@trixie package@trixie project_groups@trixie"
 [ "${KEEL_E2E_TRIXIE:-1}" != 0 ] || trixie=
 wanted=${*:-$all $trixie}
 for w in $wanted; do

@@ -27,6 +27,51 @@ pub struct Source {
 /// The environment an app declares. `read` gives a file by relative path; `files` lists the
 /// tree (relative paths).
 pub fn find(read: &dyn Fn(&str) -> Option<String>, files: &[PathBuf]) -> Option<Source> {
+    declared(read, files).map(|mut s| {
+        s.text = with_settings_reads(s.text, read, files);
+        s
+    })
+}
+
+/// An example's text, plus the variables the settings read that it does not list, as
+/// commented entries: filled only when keel knows them (an SSL redirect that defaults to
+/// True in the code gets keel's value; nothing new is asked).
+fn with_settings_reads(
+    mut text: String,
+    read: &dyn Fn(&str) -> Option<String>,
+    files: &[PathBuf],
+) -> String {
+    let listed: Vec<String> = crate::dotenv::parse(&text)
+        .map(|lines| {
+            lines
+                .into_iter()
+                .filter_map(|l| match l {
+                    crate::dotenv::Line::Entry { key, .. } => Some(key),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let more: Vec<Var> = from_settings(read, files)
+        .into_iter()
+        .filter(|v| !listed.contains(&v.key))
+        .collect();
+    if !more.is_empty() && !text.starts_with("# Found by keel") {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(
+            "\n# Read by the settings code, not listed above (keel fills those it knows)\n",
+        );
+        for v in more {
+            text.push_str(&format!("# {}=\n", v.key));
+        }
+    }
+    text
+}
+
+/// The environment as the app itself declares it.
+fn declared(read: &dyn Fn(&str) -> Option<String>, files: &[PathBuf]) -> Option<Source> {
     for e in EXAMPLES {
         if let Some(text) = read(e) {
             return Some(Source {

@@ -528,6 +528,10 @@ pub fn certifiable(name: &str) -> bool {
             "internal",
             "home.arpa",
             "invalid",
+            // RFC 6761's names for tests and examples: no CA issues for them either.
+            "test",
+            "example",
+            "lan",
         ]
         .iter()
         .any(|t| n == *t || n.ends_with(&format!(".{t}")))

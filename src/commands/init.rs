@@ -987,4 +987,35 @@ mod tests {
             ["STRIPE_API_KEY", "MAIL_DOMAIN"]
         );
     }
+
+    /// The fixture projects in their real shapes (tests/projects): what init finds in each.
+    #[test]
+    fn reads_real_project_shapes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/projects");
+        let uv = inspect(&dir.join("uvshop")).unwrap();
+        assert_eq!(uv.name.as_deref(), Some("uvshop"));
+        assert_eq!(uv.name_from, "pyproject.toml's project name");
+        assert_eq!(uv.settings.as_deref(), Some("config.settings.production"));
+        assert!(
+            uv.settings_note.contains("config.settings.local"),
+            "{}",
+            uv.settings_note
+        );
+        assert_eq!(uv.wsgi.as_deref(), Some("config.wsgi:application"));
+        assert_eq!(uv.celery_app.as_deref(), Some("config.celery_app"));
+        assert_eq!(uv.env_from, ".envs/.production/*");
+        assert!(uv.build_found[0].contains("npm run build"));
+        let g = inspect(&dir.join("groupsapp")).unwrap();
+        assert_eq!(g.name.as_deref(), Some("groups-app"));
+        assert_eq!(g.deps, "pyproject.toml");
+        assert_eq!(g.groups, ["main"]);
+        assert_eq!(g.celery_app.as_deref(), Some("groupsapp.celerysetup:tasks"));
+        assert_eq!(g.media_url.as_deref(), Some("/images/"));
+        assert_eq!(g.settings, None);
+        assert!(g.build_found.iter().any(|b| b.contains("compilemessages")));
+        let r = inspect(&dir.join("reqsapp")).unwrap();
+        assert_eq!(r.deps, "requirements/production.txt");
+        assert_eq!(r.celery_app.as_deref(), Some("reqsapp.celery"));
+        assert_eq!(r.env_from, ".env.example");
+    }
 }

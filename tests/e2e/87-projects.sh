@@ -1,0 +1,264 @@
+# Issue: real projects as they come, part 1. Three fixture projects in the shapes real ones
+# have (tests/projects), each taken as a new user would: `keel init` in a pseudo-terminal
+# (no hand edits), `keel install`, verify healthy, the home page and a built static file
+# served, a task round trip, then `keel deploy` of a change under a request loop with no
+# failed request, and a change of the lock (or an included requirements file) alone making a
+# new venv.
+#   project_uv      pyproject.toml + uv.lock (made by `uv lock`), split settings with
+#                   manage.py on local and wsgi.py on production, django-environ only,
+#                   .envs/.production/*, Celery in config/celery_app.py, psycopg built
+#                   from source, a package.json build whose CSS the template links
+#                   (ManifestStaticFilesStorage);
+#   project_groups  PEP 735 dependency groups without a lock, `# SECRET_KEY=` commented
+#                   out, the app's own Redis variable names, a build command, a release
+#                   command, gettext catalogues; on Debian 12 first, requires-python >= 3.12
+#                   refused before any write; @trixie: the same project on Python 3.13;
+#   project_reqs    requirements/production.txt with `-r base.txt`.
+
+# proj_fresh NAME: a fresh container with keel and the fixture project NAME in /root/NAME
+# (a uv project gets its uv.lock made here first).
+proj_fresh() {
+  local name=$1 tmp
+  "$VPS" up "$BOX"
+  local root; root=$("$VPS" root "$BOX")
+  install -m 0755 "$KEEL_BIN" "$root/usr/local/bin/keel"
+  tmp=$(mktemp -d)
+  cp -r "tests/projects/$name" "$tmp/$name"
+  if [ -f "$tmp/$name/pyproject.toml" ] && grep -q '^\[tool.uv\]' "$tmp/$name/pyproject.toml"; then
+    scripts/uv-lock.sh "$tmp/$name"
+    [ -s "$tmp/$name/uv.lock" ] || fail "uv lock made no uv.lock"
+  fi
+  rm -rf "${root:?}/root/$name"
+  cp -r "$tmp/$name" "$root/root/$name"
+  rm -rf "$tmp"
+}
+
+# pk ARGS...: keel with the config init wrote
+pk() { vx keel --config /root/keel.toml "$@"; }
+
+# proj_init NAME ANSWERS: `keel init` in a pseudo-terminal in the container, answered prompt
+# by prompt ([[regex, typed], ...]); the transcript goes to the log.
+proj_init() {
+  local script; script=$(mktemp)
+  printf '%s' "$2" >"$script"
+  local rc=0
+  python3 tests/pty_drive.py "$script" -- "$VPS" exec "$BOX" keel --config /root/keel.toml init \
+    >"$logs/$BOX-$1-init.txt" 2>&1 || rc=$?
+  rm -f "$script"
+  echo "---- keel init transcript ($1)"
+  cat "$logs/$BOX-$1-init.txt"
+  [ "$rc" = 0 ] || fail "keel init exited $rc"
+  vx cat /root/keel.toml
+}
+
+# page PATH: the body the site answers at PATH (over loopback, through nginx)
+page() { vx curl -s --max-time 30 "http://127.0.0.1$1"; }
+code_of() { vx curl -s -o /dev/null -w '%{http_code}' --max-time 30 "http://127.0.0.1$1"; }
+
+# proj_served MARK CSS_RE CSS_MARK: the home page has MARK, links a stylesheet matching
+# CSS_RE that is served with CSS_MARK in it, and a task round-trips through the worker.
+proj_served() {
+  local home css
+  home=$(page /)
+  grep -q "$1" <<<"$home" || fail "the home page lacks $1: $(head -c 300 <<<"$home")"
+  css=$(grep -Eo "$2" <<<"$home" | head -1)
+  [ -n "$css" ] || fail "the home page links no stylesheet like $2"
+  [ "$(code_of "$css")" = 200 ] || fail "$css is not served"
+  grep -q "$3" <<<"$(page "$css")" || fail "$css is not the built one"
+  [ "$(page /task/)" = 5 ] || fail "no task round trip: /task/ said $(page /task/)"
+  echo "served: home ($1), $css ($3), /task/ = 5"
+}
+
+# A request loop in the container: LOG gets "ok" or "FAIL CODE" per request; ok means 200
+# with MARK in the body. Stops when STOP exists.
+proj_loop_script() {
+  cat <<'SH'
+#!/bin/sh
+log=$1 stop=$2 mark=$3 body=$(mktemp)
+while [ ! -e "$stop" ]; do
+  code=$(curl -s -o "$body" -w '%{http_code}' --max-time 20 http://127.0.0.1/) || code="000:$?"
+  if [ "$code" = 200 ] && grep -q "$mark" "$body"; then
+    echo "ok $(grep -o 'version [a-z]*' "$body" | head -1 | tr ' ' _)" >>"$log"
+  else
+    echo "FAIL $code $(head -c 120 "$body" | tr '\n' ' ')" >>"$log"
+  fi
+  sleep 0.05
+done
+SH
+}
+
+# proj_deploy_under_load MARK FILE: change "version one" to "version two" in FILE (in the
+# app's source), deploy while two request loops run, and require no failed request.
+proj_deploy_under_load() {
+  local mark=$1 file=$2 root out
+  root=$("$VPS" root "$BOX")
+  proj_loop_script >"$root/usr/local/bin/proj-load"
+  chmod 0755 "$root/usr/local/bin/proj-load"
+  sed -i 's/version one/version two/' "$root/root/$file"
+  vx rm -f /tmp/load.stop /tmp/load1.log /tmp/load2.log
+  vx sh -c "nohup proj-load /tmp/load1.log /tmp/load.stop '$mark' >/dev/null 2>&1 &"
+  vx sh -c "nohup proj-load /tmp/load2.log /tmp/load.stop '$mark' >/dev/null 2>&1 &"
+  wait_for 20 vx sh -c 'grep -q "^ok" /tmp/load1.log'
+  out=$(pk deploy --output json)
+  echo "deploy: $out"
+  [ "$(jq_py "d['result']" <<<"$out")" = deployed ] || fail "not deployed"
+  wait_for 20 sh -c "\"$VPS\" exec \"$BOX\" curl -s http://127.0.0.1/ | grep -q 'version two'"
+  sleep 1
+  vx touch /tmp/load.stop
+  sleep 1
+  local total fails
+  total=$(vx sh -c 'cat /tmp/load1.log /tmp/load2.log | wc -l')
+  fails=$(vx sh -c 'cat /tmp/load1.log /tmp/load2.log | grep -c "^FAIL" || true')
+  echo "load: $total requests, $fails failed; versions: $(vx sh -c "grep -h '^ok' /tmp/load1.log | cut -d' ' -f2 | uniq | tr '\n' ' '")"
+  [ "$fails" = 0 ] || { vx sh -c 'grep -h "^FAIL" /tmp/load1.log /tmp/load2.log | head -5'; fail "$fails of $total requests failed"; }
+  [ "$total" -ge 40 ] || fail "only $total requests: the loop did not run for the deploy"
+}
+
+venv_of() { vx readlink "/opt/$1/current/venv"; }
+
+# proj_new_venv APP CHANGE...: run CHANGE (a command on this side), deploy, and require a
+# new venv.
+proj_new_venv() {
+  local app=$1; shift
+  local before after out
+  before=$(venv_of "$app")
+  "$@"
+  out=$(pk deploy --output json)
+  [ "$(jq_py "d['result']" <<<"$out")" = deployed ] || fail "not deployed: $out"
+  after=$(venv_of "$app")
+  [ "$before" != "$after" ] || fail "the venv is still $before after: $*"
+  echo "new venv: $before -> $after (after: $*)"
+}
+
+scenario_project_uv() {
+  proj_fresh uvshop
+  local root; root=$("$VPS" root "$BOX")
+  proj_init uvshop '[
+    ["App source", "uvshop\r"],
+    ["dependencies +uv.lock", ""],
+    ["settings +config.settings.production \\(wsgi.py.s default; manage.py.s is config.settings.local", ""],
+    ["celery app +config.celery_app \\(config/celery_app.py\\)", ""],
+    ["environment +.envs/.production/\\*", ""],
+    ["build +npm run build", ""],
+    ["App name.*pyproject.toml.s project name.*uvshop", "\r"],
+    ["Domain", "shop.test\r"],
+    ["HTTPS", "\r"],
+    ["admin.s e-mail", "\r"],
+    ["Dependency groups", "\r"],
+    ["Build command", "\r"],
+    ["Release command", "\r"],
+    ["SHOP_NAME", "Keel Shop\r"],
+    ["Write .*\\?", "\r"]
+  ]'
+  grep -q 'settings = "config.settings.production"' "$root/root/keel.toml" || fail "no settings module in keel.toml"
+  grep -q 'requirements = "uv.lock"' "$root/root/keel.toml" || fail "uv.lock is not the dependency file"
+  pk install --yes
+  expect_rc 0 pk verify
+  vx sh -c 'ls -d /opt/uvshop/current/venv/lib/python3*/site-packages/psycopg_c' >/dev/null \
+    || fail "psycopg's C implementation was not built"
+  vx grep -q '^DJANGO_SECURE_SSL_REDIRECT=False$' /opt/uvshop/shared/.env \
+    || fail "the SSL redirect the production settings default to was not set for plain HTTP"
+  proj_served 'uvshop-home Keel Shop' '/static/css/built\.[0-9a-f]+\.css' 'uvshop-built-css'
+  proj_deploy_under_load 'uvshop-home' uvshop/shop/templates/home.html
+  # Only uv.lock changes: a new venv.
+  proj_new_venv uvshop sh -c "echo '# touched by the e2e' >>'$root/root/uvshop/uv.lock'"
+  # Unchanged lock: the venv is reused and the deploy is quick.
+  local t0 out; t0=$(date +%s%N)
+  out=$(pk deploy --output json)
+  echo "deploy with an unchanged lock: $(( ($(date +%s%N) - t0) / 1000000 )) ms: $out"
+  proj_served 'uvshop-home Keel Shop' '/static/css/built\.[0-9a-f]+\.css' 'uvshop-built-css'
+}
+
+# The groups project's pyproject asking for Python SPEC.
+groups_python() {
+  local root; root=$("$VPS" root "$BOX")
+  sed -i "s/^requires-python = .*/requires-python = \"$1\"/" "$root/root/groupsapp/pyproject.toml"
+}
+
+scenario_project_groups() {
+  proj_fresh groupsapp
+  local root; root=$("$VPS" root "$BOX")
+  if [ "$KEEL_E2E_SUITE" = bookworm ]; then
+    # Python >= 3.12 on Debian 12 (3.11), managed Pythons off: refused before any write.
+    groups_python '>=3.12'
+    printf '[app]\nname = "groups-app"\ndomain = "groups.test"\n[django]\nsource = "groupsapp"\ncelery_app = "groupsapp.celerysetup:tasks"\n[python]\ngroups = ["main"]\n' \
+      | vx sh -c 'cat >/root/refused.toml'
+    local out rc=0
+    out=$(vx keel --config /root/refused.toml install --yes 2>&1) || rc=$?
+    echo "$out"
+    [ "$rc" = 2 ] || fail "exit $rc, want 2"
+    for want in 'Python >=3.12 \(pyproject.toml requires-python\)' '3\.11\.2' 'python\.managed = true' 'Debian 13'; do
+      grep -Eq "$want" <<<"$out" || fail "the refusal lacks $want"
+    done
+    vx test ! -e /opt/groups-app || fail "/opt/groups-app was made"
+    vx test ! -e /var/lib/keel/state.json || fail "a state file was written"
+    vx test ! -e /etc/keel/secrets || fail "secrets were made"
+    output_has '^ii +python3-venv' vx dpkg -l python3-venv && fail "apt ran"
+    groups_python '>=3.11'
+  else
+    # Debian 13's python3 (3.13) satisfies >= 3.12: no managed Python needed.
+    groups_python '>=3.12'
+  fi
+  proj_init groupsapp '[
+    ["App source", "groupsapp\r"],
+    ["dependencies +pyproject.toml", ""],
+    ["groups +main", ""],
+    ["celery app +groupsapp.celerysetup:tasks", ""],
+    ["media +/images/", ""],
+    ["App name.*groups-app", "\r"],
+    ["Domain", "groups.test\r"],
+    ["HTTPS", "\r"],
+    ["admin.s e-mail", "\r"],
+    ["Dependency groups.*main", "\r"],
+    ["Build command", "python manage.py compile_themes\r"],
+    ["Build command", "\r"],
+    ["Release command", "python manage.py initdb\r"],
+    ["Release command", "\r"],
+    ["DOMAIN", "groups.test\r"],
+    ["EMAIL_HOST_PASSWORD \\(hidden", "\r"],
+    ["Write .*\\?", "\r"]
+  ]'
+  pk install --yes
+  expect_rc 0 pk verify
+  local env; env=$(vx cat /opt/groups-app/shared/.env)
+  grep -q '^EMAIL_HOST_PASSWORD=$' <<<"$env" || fail "the empty answer was not kept as empty"
+  grep -Eq '^SECRET_KEY=.{50}' <<<"$env" || fail "the commented-out SECRET_KEY was not generated"
+  [ "$(grep '^REDIS_BROKER_PASSWORD=' <<<"$env" | cut -d= -f2-)" = "$(vx cat /etc/keel/secrets/redis_password)" ] \
+    || fail "REDIS_BROKER_PASSWORD is not keel's Redis password"
+  grep -q '^REDIS_BROKER_HOST=127.0.0.1$' <<<"$env" || fail "REDIS_BROKER_HOST not derived"
+  proj_served 'groupsapp-home site=initialised greeting=Willkommen' '/static/css/theme\.css' 'groupsapp-theme-css'
+  vx sh -c 'echo e2e-upload >/opt/groups-app/shared/media/e2e.txt'
+  [ "$(page /images/e2e.txt)" = e2e-upload ] || fail "uploads are not served at MEDIA_URL /images/"
+  local py; py=$(vx readlink -f /opt/groups-app/current/venv/bin/python)
+  echo "venv python: $py"
+  if [ "$KEEL_E2E_SUITE" != bookworm ]; then
+    grep -q 'python3\.13' <<<"$py" || fail "the venv is not on Debian 13's Python 3.13"
+  fi
+  proj_deploy_under_load 'groupsapp-home' groupsapp/groupsapp/templates/home.html
+  # The release command ran once per release: the deploy's release ran it again (kept).
+  output_has 'site initialised \(kept\)' vx cat /var/log/keel/steps/deploy.log || fail "initdb did not run for the new release"
+}
+
+scenario_project_reqs() {
+  proj_fresh reqsapp
+  local root; root=$("$VPS" root "$BOX")
+  proj_init reqsapp '[
+    ["App source", "reqsapp\r"],
+    ["dependencies +requirements/production.txt", ""],
+    ["App name.*reqsapp", "\r"],
+    ["Domain", "reqs.test\r"],
+    ["HTTPS", "\r"],
+    ["admin.s e-mail", "\r"],
+    ["Build command", "\r"],
+    ["Release command", "\r"],
+    ["Write .*\\?", "\r"]
+  ]'
+  pk install --yes
+  expect_rc 0 pk verify
+  grep -q 'reqsapp-home' <<<"$(page /)" || fail "no home page"
+  [ "$(page /task/)" = 5 ] || fail "no task round trip"
+  proj_deploy_under_load 'reqsapp-home' reqsapp/catalog/templates/home.html
+  # Only the included base.txt changes: a new venv, with the new package in it.
+  proj_new_venv reqsapp sh -c "echo 'six>=1.16' >>'$root/root/reqsapp/requirements/base.txt'"
+  vx /opt/reqsapp/current/venv/bin/python -c 'import six' || fail "six is not in the new venv"
+}

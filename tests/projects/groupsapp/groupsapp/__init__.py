@@ -1,0 +1,3 @@
+from .celerysetup import app as celery_app
+
+__all__ = ("celery_app",)

@@ -1,0 +1,14 @@
+from django.conf import settings
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from .tasks import add
+
+
+def home(request):
+    return render(request, "home.html", {"shop": settings.SHOP_NAME})
+
+
+def task(request):
+    # A real round trip: the worker computes it, the result comes back through Redis.
+    return HttpResponse(str(add.delay(2, 3).get(timeout=20)))
