@@ -47,7 +47,11 @@ pub fn print_plan(
                 o
             })
             .collect();
-        println!("{}", json!({"dry_run": true, "steps": v}));
+        let app: serde_json::Map<String, serde_json::Value> = app_summary(ctx)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        println!("{}", json!({"dry_run": true, "steps": v, "app": app}));
     } else {
         for (id, r) in &plan {
             println!("{:<15} {}", id, r.describe());
@@ -59,8 +63,78 @@ pub fn print_plan(
                 print!("{d}");
             }
         }
+        let app = app_summary(ctx);
+        if !app.is_empty() {
+            println!("\nthe app, as keel reads it:");
+            for (k, v) in app {
+                println!("  {k:<14} {v}");
+            }
+        }
     }
     Ok(())
+}
+
+/// What keel read of a local app source: the dependencies and how they go in, the Python,
+/// the build packages it found, the build and release commands.
+fn app_summary(ctx: &Ctx) -> Vec<(&'static str, String)> {
+    let Some(src) = ctx.cfg.app_source() else {
+        return vec![];
+    };
+    let read = |rel: &str| {
+        crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
+    };
+    let mut out = vec![];
+    let project = match crate::project::read(&ctx.cfg, &read) {
+        Ok(p) => p,
+        Err((key, msg, _)) => return vec![("dependencies", format!("{key}: {msg}"))],
+    };
+    out.push((
+        "dependencies",
+        format!("{} ({})", project.file, project.form.describe()),
+    ));
+    let sel = &project.selection;
+    if !sel.groups.is_empty() || !sel.extras.is_empty() {
+        out.push((
+            "selection",
+            format!("groups {:?}, extras {:?}", sel.groups, sel.extras),
+        ));
+    }
+    let python = match crate::project::choose(&ctx.cfg, &ctx.paths.root, &project.wants) {
+        Ok(crate::project::Interp::Os) => "the OS's python3".to_string(),
+        Ok(crate::project::Interp::Managed(r)) => format!("a uv-managed CPython {r}"),
+        Err((msg, _)) => format!("refused: {msg}"),
+    };
+    let asked: Vec<String> = project
+        .wants
+        .iter()
+        .map(|w| format!("{} ({})", w.spec, w.from))
+        .collect();
+    out.push((
+        "python",
+        if asked.is_empty() {
+            python
+        } else {
+            format!("{python}; asked: {}", asked.join(", "))
+        },
+    ));
+    let detected = crate::steps::packages::detected_build(ctx);
+    if !detected.is_empty() {
+        let list: Vec<String> = detected
+            .iter()
+            .map(|(p, why)| format!("{p} ({why})"))
+            .collect();
+        out.push(("build packages", list.join(", ")));
+    }
+    let files = crate::tree::walk(&src).unwrap_or_default();
+    for c in crate::steps::build::commands(&ctx.cfg, &read, &files) {
+        out.push(("build", format!("{} ({})", c.line, c.what)));
+    }
+    for c in &ctx.cfg.release.commands {
+        out.push(("release", c.clone()));
+    }
+    out
 }
 
 pub fn run(cli: &Cli) -> Result<()> {

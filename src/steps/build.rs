@@ -325,7 +325,11 @@ impl Step for Build {
         ID
     }
     fn deps(&self) -> Deps {
-        &[&super::python_env::PythonEnv, &super::app_env::AppEnv]
+        &[
+            &super::python_env::PythonEnv,
+            &super::app_env::AppEnv,
+            &super::packages::Apt::SYSTEM,
+        ]
     }
     fn about(&self) -> &'static str {
         "the app's build: npm run build, compilemessages, build.commands (as the build user)"

@@ -161,6 +161,9 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
         .collect())
 }
 
+/// Detected build packages the venv does not need: the build step's own tools.
+const AFTER_VENV: &[&str] = &["nodejs", "npm", "gettext"];
+
 /// The build packages a local source shows it needs (detected once per run), with why: a
 /// git source is read only once fetched, after this step (list them in packages.build).
 pub fn detected_build(ctx: &Ctx) -> Vec<(String, String)> {
@@ -200,12 +203,12 @@ impl Apt {
             let c = &ctx.cfg;
             let mut v = c.packages.python.clone();
             let detected = detected_build(ctx);
-            for p in c
-                .packages
-                .build
-                .iter()
-                .chain(detected.iter().map(|(p, _)| p))
-            {
+            for p in c.packages.build.iter().chain(
+                detected
+                    .iter()
+                    .map(|(p, _)| p)
+                    .filter(|p| !AFTER_VENV.contains(&p.as_str())),
+            ) {
                 if !v.contains(p) {
                     v.push(p.clone());
                 }
@@ -221,7 +224,17 @@ impl Apt {
         // After python-packages: apt runs one at a time, and the app's pip install overlaps this one.
         deps: &[&Apt::PYTHON],
         about: "install the system packages (apt)",
-        list: |ctx| ctx.cfg.system_packages(),
+        // The build step's tools (Node, gettext) come in the big run: the venv does not
+        // need them, and Debian's npm alone is hundreds of packages.
+        list: |ctx| {
+            let mut v = ctx.cfg.system_packages();
+            for (p, _) in detected_build(ctx) {
+                if AFTER_VENV.contains(&p.as_str()) && !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+            v
+        },
     };
 }
 

@@ -352,11 +352,26 @@ impl Reqs {
             Reqs::File(_) => p.parts.iter().any(|(_, t)| has(t)),
         }
     }
-    /// The `-r` argument (and stdin) for pip or uv.
-    fn args(&self) -> (String, Option<String>) {
+    /// The `-r` argument for pip or uv: the app's file, or the text written by the build
+    /// user into the venv (uv opens `-r` by path, and /dev/stdin is root's pipe).
+    fn file(&self, ctx: &Ctx, job: &Job) -> StepResult<String> {
         match self {
-            Reqs::File(f) => (f.clone(), None),
-            Reqs::Text(t) => ("/dev/stdin".into(), Some(t.clone())),
+            Reqs::File(f) => Ok(f.clone()),
+            Reqs::Text(t) => {
+                let path = job.venv.join("keel-requirements.txt").display().to_string();
+                ctx.run(
+                    ID,
+                    &as_build(ctx, job.release, "sh")
+                        .args([
+                            "-c",
+                            "umask 022 && rm -f \"$1\" && cat >\"$1\"",
+                            "sh",
+                            &path,
+                        ])
+                        .stdin(t.clone()),
+                )?;
+                Ok(path)
+            }
         }
     }
 }
@@ -463,7 +478,6 @@ fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
         }
     };
     let reqs = requirements(ctx, job)?;
-    let (r, stdin) = reqs.args();
     let apart = reqs.hashed(job.project) && !reqs.names_gunicorn(job.project);
     let with_gunicorn = !apart && !reqs.names_gunicorn(job.project);
     ctx.ui
@@ -487,7 +501,8 @@ fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
         _ => make_venv(ctx, job, uv.as_deref())?,
     }
     let py = format!("{v}/bin/python");
-    let pip_install = |extra: &[&str], reqfile: Option<(&str, Option<&String>)>| -> Cmd {
+    let r = reqs.file(ctx, job)?;
+    let pip_install = |extra: &[&str], reqfile: Option<&str>| -> Cmd {
         let mut c = match &uv {
             Some(uv) => as_build(ctx, job.release, uv).args([
                 "pip",
@@ -504,17 +519,13 @@ fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
                 "-q",
             ]),
         };
-        if let Some((f, input)) = reqfile {
+        if let Some(f) = reqfile {
             c = c.args(["-r", f]);
-            if let Some(t) = input {
-                c = c.stdin(t.clone());
-            }
         }
         c.args(extra.iter().copied()).timeout(timeout)
     };
     let g: &[&str] = if with_gunicorn { &["gunicorn"] } else { &[] };
-    ctx.run(ID, &pip_install(g, Some((&r, stdin.as_ref()))))
-        .map_err(hint)?;
+    ctx.run(ID, &pip_install(g, Some(&r))).map_err(hint)?;
     if apart {
         ctx.run(ID, &pip_install(&["gunicorn"], None))
             .map_err(hint)?;
