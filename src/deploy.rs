@@ -56,47 +56,76 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
         "[deploy] venv {key} ready in {:.1} s",
         t.elapsed().as_secs_f64()
     ));
-    crate::steps::python_env::check_imports(ctx, &dir)?;
     let built = crate::steps::build::run_build(ctx, &mut tx, &dir, LOG);
     tx.commit();
     built?;
-    // Settings that do not import, or a project check that fails, stop here.
-    let phase = |what: &'static str, args: &[&str]| -> StepResult {
-        ctx.ui
-            .line(&format!("[deploy] manage.py {}", args.join(" ")));
-        ctx.run(LOG, &manage(ctx, &dir, args))
-            .map(|_| ())
-            .map_err(|e| StepError::permanent(format!("{what}: {}", e.msg), e.hint))
-    };
-    phase("manage.py check", &["check"])?;
-    // Before the switch, against the live database: see the README on migrations the
-    // previous release cannot run against.
-    phase("migrations", &["migrate", "--noinput"])?;
+    // One Python for the import check, `check`, `migrate` (before the switch, against the
+    // live database: see the README on migrations the previous release cannot run
+    // against) and collectstatic: each start of Django costs about a second.
+    ctx.ui
+        .line("[deploy] imports, manage.py check, migrate, collectstatic");
+    ctx.run(
+        LOG,
+        &manage(ctx, &dir, &["shell", "--no-startup"]).stdin(PRE_SWITCH.to_string()),
+    )
+    .map_err(|e| {
+        let phase = e
+            .msg
+            .rsplit(" | ")
+            .find_map(|l| l.split_once("keel-phase ").map(|(_, p)| p.to_string()));
+        match phase {
+            Some(p) => StepError::permanent(p, "see /var/log/keel/steps/deploy.log"),
+            None => StepError::permanent(
+                format!("the settings do not load: {}", e.msg),
+                "see /var/log/keel/steps/deploy.log",
+            ),
+        }
+    })?;
     crate::steps::build::run_release_commands(ctx, &dir, LOG)?;
-    phase("collectstatic", &["collectstatic", "--noinput"])?;
     Ok(())
 }
 
-/// Restart the app's units: Gunicorn while systemd holds its socket (requests queue, none
-/// is refused), the worker with a warm shutdown (running tasks finish), then beat.
+/// The checks before the switch, in one Python: on a failure its last line names the phase
+/// and the exception (`keel-phase PHASE: ...`).
+const PRE_SWITCH: &str = r#"import sys, traceback
+phase = "the venv lacks Django, Celery or Gunicorn"
+try:
+    import django, celery, gunicorn
+    from django.core.management import call_command
+    phase = "manage.py check"
+    call_command("check")
+    phase = "migrations"
+    call_command("migrate", interactive=False)
+    phase = "collectstatic"
+    call_command("collectstatic", interactive=False, verbosity=0)
+except BaseException as e:
+    traceback.print_exc()
+    why = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    sys.stderr.write("keel-phase %s: %s
+" % (phase, why))
+    sys.exit(1)
+"#;
+
+/// Restart the app's units together: Gunicorn while systemd holds its socket (requests
+/// queue, none is refused), the worker with a warm shutdown (running tasks finish), beat.
 fn restart(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
-    // The worker's restart waits for its running tasks: keel waits as long as systemd does.
-    let worker = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
-    for (unit, wait) in [
-        ("web", Duration::from_secs(60)),
-        ("worker", worker),
-        ("beat", Duration::from_secs(60)),
-    ] {
-        let unit = format!("{app}-{unit}");
-        // As exec::systemctl does: a switch back restarts again within seconds, and must
-        // not trip systemd's start rate limit.
-        let _ = crate::systemd::systemctl(ctx, LOG, &["reset-failed", &unit]);
-        let cmd = crate::exec::Cmd::new("systemctl")
-            .args(["restart", &unit])
-            .timeout(wait);
-        ctx.run(LOG, &cmd)?;
-    }
+    let units: Vec<String> = ["web", "worker", "beat"]
+        .iter()
+        .map(|u| format!("{app}-{u}"))
+        .collect();
+    let names: Vec<&str> = units.iter().map(String::as_str).collect();
+    // As exec::systemctl does: a switch back restarts again within seconds, and must not
+    // trip systemd's start rate limit.
+    let _ = crate::systemd::systemctl(ctx, LOG, &[&["reset-failed"][..], &names[..]].concat());
+    // One job for the three, run side by side by systemd: the worker's restart waits for
+    // its running tasks (keel waits as long as systemd does).
+    let wait = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
+    let cmd = crate::exec::Cmd::new("systemctl")
+        .arg("restart")
+        .args(names.iter().copied())
+        .timeout(wait);
+    ctx.run(LOG, &cmd)?;
     Ok(())
 }
 
@@ -262,7 +291,7 @@ fn finish(ctx: &Ctx, graph: &Graph, st: &mut State, state_path: &Path) -> Result
             "[deploy] removed release {id} (deploy.keep_releases = {keep})"
         ));
     }
-    for id in ["app-code", "python-env", "django", "services"] {
+    for id in ["app-code", "python-env", "build", "django", "services"] {
         let Some(step) = graph.get(id) else { continue };
         if st.step(id).status == crate::state::Status::Completed {
             let fp = crate::engine::fingerprint(ctx, step);

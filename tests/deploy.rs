@@ -54,12 +54,13 @@ fn a_deploy_builds_beside_migrates_then_switches_and_install_stays_a_noop() {
     let cmds = h.commands()[before..].to_string();
     // Same requirements: the venv is reused, nothing installed.
     assert!(!cmds.contains("pip install"), "{cmds}");
-    // check, migrate and collectstatic run in the new release before any restart.
+    // The imports, check, migrate and collectstatic run in the new release, in one Python
+    // (they are in its script, in that order), before the units restart, together.
     let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s:?} in {cmds}"));
-    assert!(pos("manage.py check") < pos("manage.py migrate --noinput"));
-    assert!(pos("manage.py migrate --noinput") < pos("manage.py collectstatic"));
-    assert!(pos("manage.py collectstatic") < pos("systemctl restart demo-web"));
-    assert!(pos("systemctl restart demo-web") < pos("systemctl restart demo-worker"));
+    assert!(
+        pos("/venv/bin/python manage.py shell --no-startup")
+            < pos("systemctl restart demo-web demo-worker demo-beat")
+    );
     let st = h.state();
     let id = second.strip_prefix("releases/").unwrap();
     assert_eq!(st["releases"]["current"], id);
@@ -125,11 +126,13 @@ fn a_failed_migration_stops_before_the_switch() {
     h.install(&[]).success();
     let first = current(&h);
     let src = app_copy(&h, "v2", "demo-home-v2");
-    h.rule("migrate --noinput\t1\t1\tdjango.db.utils.ProgrammingError: column exists");
+    h.rule("\"migrate\", interactive\t1\t1\tTraceback (most recent call last):\\nkeel-phase migrations: django.db.utils.ProgrammingError: column exists");
     let before = h.commands().len();
     deploy(&h, &["--source", src.to_str().unwrap()])
         .code(1)
-        .stderr(contains("migrations"))
+        .stderr(contains(
+            "migrations: django.db.utils.ProgrammingError: column exists",
+        ))
         .stderr(contains("not switched"));
     assert_eq!(current(&h), first);
     assert!(!h.commands()[before..].contains("systemctl restart"));
