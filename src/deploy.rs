@@ -72,7 +72,7 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
         let phase = e
             .msg
             .rsplit(" | ")
-            .find_map(|l| l.split_once("keel-phase ").map(|(_, p)| p.to_string()));
+            .find_map(|l| l.trim().strip_prefix("keel-phase ").map(String::from));
         match phase {
             Some(p) => StepError::permanent(p, "see /var/log/keel/steps/deploy.log"),
             None => StepError::permanent(
@@ -101,8 +101,7 @@ try:
 except BaseException as e:
     traceback.print_exc()
     why = (str(e).strip().splitlines() or [type(e).__name__])[-1]
-    sys.stderr.write("keel-phase %s: %s
-" % (phase, why))
+    sys.stderr.write("keel-phase %s: %s\n" % (phase, why))
     sys.exit(1)
 "#;
 

@@ -631,6 +631,11 @@ impl Exec {
         self.redactor.redact(&lines.join(" | "))
     }
 
+    /// A real host (not the fake one of the tests).
+    pub fn is_real(&self) -> bool {
+        matches!(self.mode, Mode::Real)
+    }
+
     /// Wait, on a real host (services take time); at once on the fake one.
     pub fn pause(&self, d: Duration) {
         if matches!(self.mode, Mode::Real) {

@@ -144,6 +144,7 @@ fn check_worker(ctx: &Ctx) -> StepResult {
 /// to the broker and answers. Needs nothing of the app's but its Celery app.
 pub fn inspect_ping(ctx: &Ctx, log: &str) -> StepResult {
     let app = &ctx.cfg.app.name;
+    wait_ready(ctx, log, &format!("{app}-worker"));
     // Our worker's node name (the unit sets --hostname APP@%h): with a destination, inspect
     // returns as soon as it answers instead of waiting out the timeout for unknown others.
     let node = format!("{app}@{}", crate::system::hostname());
@@ -172,6 +173,39 @@ pub fn inspect_ping(ctx: &Ctx, log: &str) -> StepResult {
         ));
     }
     Ok(())
+}
+
+/// Until the worker logs Celery's "ready." since it (re)started (at most 30 s; a ping to a
+/// worker still starting waits out its whole timeout). Its logging may be the app's own, so
+/// the ping follows whether or not the line was seen.
+fn wait_ready(ctx: &Ctx, log: &str, unit: &str) {
+    let Some(since) = active_since(ctx, unit) else {
+        return;
+    };
+    let since = format!("@{}", since.floor() as u64);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end {
+        let seen = ctx
+            .exec
+            .probe(
+                log,
+                &crate::exec::Cmd::new("journalctl").args([
+                    "-u",
+                    unit,
+                    "--since",
+                    &since,
+                    "--no-pager",
+                    "-q",
+                    "-o",
+                    "cat",
+                ]),
+            )
+            .is_ok_and(|o| o.stdout.lines().any(|l| l.trim_end().ends_with(" ready.")));
+        if seen || !ctx.exec.is_real() {
+            return;
+        }
+        ctx.exec.pause(Duration::from_millis(250));
+    }
 }
 
 /// Beat is active and its heartbeat advanced since beat (re)started.
