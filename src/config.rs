@@ -75,6 +75,9 @@ pub struct App {
 pub struct Database {
     pub name: Option<String>,
     pub user: Option<String>,
+    /// PostgreSQL extensions the app's migrations need (`pg_trgm`, `bloom`, `postgis`):
+    /// created by the superuser before `migrate`, so the app's role stays unprivileged.
+    pub extensions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -445,7 +448,7 @@ pub struct ReleaseHooks {
 }
 
 /// The Celery worker as the app routes its tasks.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Celery {
@@ -455,6 +458,19 @@ pub struct Celery {
     pub pool: Option<String>,
     /// More `--option[=value]` arguments for the worker (not the ones keel sets).
     pub extra_args: Vec<String>,
+    /// A task waiting longer than this in a queue the worker consumes makes verify
+    /// unhealthy (a queue nobody consumes does at once).
+    pub queue_max_age_secs: u64,
+}
+impl Default for Celery {
+    fn default() -> Self {
+        Celery {
+            queues: vec![],
+            pool: None,
+            extra_args: vec![],
+            queue_max_age_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -706,6 +722,13 @@ impl Config {
                 && s.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || extra.contains(ch))
         };
+        self.check_ranges(&[(
+            "celery.queue_max_age_secs",
+            c.queue_max_age_secs,
+            10,
+            86_400,
+            "10 to 86400",
+        )])?;
         if c.queues.len() > 32 {
             return Err(self.err("celery.queues", "more than 32 queues", "list at most 32"));
         }
@@ -893,6 +916,20 @@ impl Config {
     /// Packages, numbers, ports.
     fn validate_services(&self) -> Result<()> {
         use crate::validate as v;
+        for (i, e) in self.database.extensions.iter().enumerate() {
+            let ok = !e.is_empty()
+                && e.len() <= 63
+                && e.starts_with(|c: char| c.is_ascii_lowercase())
+                && e.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !ok {
+                return Err(self.err(
+                    &format!("database.extensions[{i}]"),
+                    format!("{e:?} is not an extension name"),
+                    "an extension as pg_available_extensions names it, e.g. \"pg_trgm\"",
+                ));
+            }
+        }
         let lists = self
             .packages
             .install

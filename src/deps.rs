@@ -159,6 +159,12 @@ pub fn converted(file: &str, parts: &[Part], sel: &Selection) -> Result<Option<S
             .unwrap_or("")
     };
     match Form::of(file) {
+        Form::Requirements if !sel.groups.is_empty() => Err(format!(
+            "python.groups selects dependency groups, and {file} is a requirements file (name the file of each set instead)"
+        )),
+        Form::Requirements if !sel.extras.is_empty() => Err(format!(
+            "python.extras selects a project's extras, and {file} is a requirements file"
+        )),
         Form::Requirements => Ok(None),
         Form::UvLock => {
             check_selection(file, &parse(text("pyproject.toml"), "pyproject.toml")?, sel)?;

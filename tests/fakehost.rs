@@ -104,6 +104,11 @@ impl Host {
             "net:redis 6379 SET\t0\t0\t\t+OK",
             "net:redis 6379 GET\t0\t0\t\t42",
             "net:redis 6379 DEL\t0\t0\t\t:1",
+            // Celery's queues as its Redis transport keeps them: one binding, nothing waiting.
+            "net:redis 6379 SELECT\t0\t0\t\t+OK",
+            "net:redis 6379 SCAN\t0\t0\t\t0\\n_kombu.binding.celery",
+            "net:redis 6379 SMEMBERS\t0\t0\t\tcelery\x06\x16\x06\x16celery",
+            "net:redis 6379 LLEN\t0\t0\t\t:0",
             "net:redis 6379 CONFIG\t0\t0\t\t-NOPERM User default has no permissions to run the 'config|get' command",
             "keel_probe_\t0\t0\t\t42",
             "SELECT 1;\t0\t0\t\t1",

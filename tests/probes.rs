@@ -258,3 +258,64 @@ fn a_failed_restart_says_what_the_unit_logged() {
         "its journal: Warning: Could not create server TCP listening socket 127.0.0.1:6379",
     ));
 }
+
+/// Tasks routed to a queue the worker does not consume: verify is unhealthy at once and
+/// names the queue; with it among celery.queues, the same depth is fine. A consumed queue
+/// whose oldest task stays past celery.queue_max_age_secs is unhealthy too. Beat without a
+/// heartbeat page is proven by the due tasks in its journal.
+#[test]
+fn a_queue_no_worker_consumes_makes_verify_unhealthy() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("net:redis 6379 SCAN\t0\t0\t\t0\\n_kombu.binding.celery\\n_kombu.binding.emails");
+    h.rule("net:redis 6379 SMEMBERS _kombu.binding.emails\t0\t0\t\temails\x06\x16\x06\x16emails");
+    h.rule("net:redis 6379 LLEN emails\t0\t0\t\t:3");
+    h.rule("net:redis 6379 LINDEX emails\t0\t0\t\t{\"headers\": {\"id\": \"t-1\"}}");
+    let (code, v) = verify_json(&h);
+    let q = check_of(&v, "queues");
+    assert_eq!(q["level"], "error", "{v}");
+    assert!(
+        q["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 task(s) wait in queue \"emails\", which no worker consumes"),
+        "{v}"
+    );
+    assert!(q["hint"].as_str().unwrap().contains("celery.queues"), "{v}");
+    assert_eq!(code, Some(1), "{v}");
+    // Consumed, but the same oldest task seen again past the threshold: stuck.
+    let cfg = crate::fakehost::config(
+        "[celery]\nqueues = [\"celery\", \"emails\"]\nqueue_max_age_secs = 10\n",
+    );
+    h.write("keel.toml", &cfg);
+    h.write(
+        "root/var/lib/keel/queue-watch.json",
+        "{\"emails\": [\"t-1\", 1000]}",
+    );
+    let (code, v) = verify_json(&h);
+    let q = check_of(&v, "queues");
+    assert_eq!(q["level"], "error", "{v}");
+    assert!(
+        q["message"]
+            .as_str()
+            .unwrap()
+            .contains("oldest task in queue \"emails\" has waited"),
+        "{v}"
+    );
+    assert_eq!(code, Some(1));
+    // A new oldest task (the worker moves): fine.
+    h.rule("net:redis 6379 LINDEX emails\t0\t0\t\t{\"headers\": {\"id\": \"t-2\"}}");
+    let (_, v) = verify_json(&h);
+    assert_eq!(check_of(&v, "queues")["level"], "ok", "{v}");
+    // Beat's journal shows due tasks sent: proven.
+    h.rule("journalctl -u demo-beat\t0\t0\t\tScheduler: Sending due task heartbeat (core.tasks.heartbeat)");
+    let cfg = crate::fakehost::config("").replace("celery_ping_path = \"/celery-ping/\"\n", "");
+    h.write("keel.toml", &cfg);
+    let (_, v) = verify_json(&h);
+    let b = check_of(&v, "beat");
+    assert_eq!(b["level"], "ok", "{v}");
+    assert!(
+        b["message"].as_str().unwrap().contains("sent 1 due task"),
+        "{v}"
+    );
+}

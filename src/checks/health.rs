@@ -276,6 +276,12 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     ));
     let c = ctx.clone();
     v.push((
+        "queues".into(),
+        true,
+        Box::new(move || crate::checks::celery::check_queues(&c)),
+    ));
+    let c = ctx.clone();
+    v.push((
         "beat".into(),
         true,
         Box::new(move || {
@@ -284,10 +290,7 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
                 return error(e.msg, e.hint);
             }
             if c.cfg.django.heartbeat_path.is_empty() {
-                return crate::checks::not_checked(
-                    format!("{unit} is active; whether beat ticks is not checked: django.heartbeat_path is not set"),
-                    "give the app a page that shows beat's last tick and set django.heartbeat_path",
-                );
+                return crate::checks::celery::beat_by_journal(&c, &unit);
             }
             let r = (|| {
                 let path = &c.cfg.django.heartbeat_path;

@@ -4,6 +4,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 pub mod audit;
+pub mod celery;
 pub mod health;
 pub mod preflight;
 

@@ -37,6 +37,12 @@ pub struct Project {
     /// What the build does that keel found (npm run build, compilemessages).
     pub build_found: Vec<String>,
     pub media_url: Option<String>,
+    /// The Celery queues the code routes tasks to (with the default queue), and where.
+    pub queues: Vec<String>,
+    pub queues_from: Vec<String>,
+    /// PostgreSQL extensions the migrations create, and the first file that does.
+    pub extensions: Vec<String>,
+    pub extensions_from: String,
 }
 
 fn read(p: &Path) -> Option<String> {
@@ -251,6 +257,8 @@ pub fn inspect(dir: &Path) -> std::result::Result<Project, String> {
     if crate::project::node_build(&reader) {
         p.build_found.push("npm run build (package.json)".into());
     }
+    (p.extensions, p.extensions_from) = migration_extensions(dir, &files);
+    (p.queues, p.queues_from) = celery_queues(dir, &code);
     if crate::project::has_messages(&files) {
         p.build_found.push("compilemessages (locale/*.po)".into());
     }
@@ -274,6 +282,140 @@ pub fn inspect(dir: &Path) -> std::result::Result<Project, String> {
         }
     }
     Ok(p)
+}
+
+/// The quoted name right after `key` at each place it occurs (`"queue": "x"`, `queue="x"`,
+/// `Queue("x"`).
+fn names_after(text: &str, key: &str) -> Vec<String> {
+    text.match_indices(key)
+        .filter_map(|(i, _)| {
+            let rest = text[i + key.len()..].trim_start();
+            let q = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let body = &rest[1..];
+            let name = &body[..body.find(q)?];
+            let ok = !name.is_empty()
+                && name.len() <= 100
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+            ok.then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The queues the code routes tasks to: task routes (`"queue": "x"`), declared
+/// `Queue("x")`s, `queue="x"` on tasks and calls; with the default queue first (Celery's
+/// `celery`, or the one the settings name). Empty when the code routes nowhere.
+fn celery_queues(dir: &Path, code: &[&PathBuf]) -> (Vec<String>, Vec<String>) {
+    let mut default = "celery".to_string();
+    let mut found: Vec<String> = vec![];
+    let mut from = vec![];
+    for f in code {
+        let Some(text) = read(&dir.join(f)) else {
+            continue;
+        };
+        let mut here = vec![];
+        for key in ["\"queue\":", "'queue':", "queue=", "Queue("] {
+            here.extend(names_after(&text, key));
+        }
+        for key in [
+            "CELERY_TASK_DEFAULT_QUEUE =",
+            "task_default_queue =",
+            "task_default_queue=",
+        ] {
+            if let Some(d) = names_after(&text, key).into_iter().next() {
+                default = d;
+                from.push(f.display().to_string());
+            }
+        }
+        if !here.is_empty() {
+            from.push(f.display().to_string());
+        }
+        for q in here {
+            if !found.contains(&q) {
+                found.push(q);
+            }
+        }
+    }
+    if found.is_empty() {
+        return (vec![], vec![]);
+    }
+    let mut out = vec![default];
+    for q in found {
+        if !out.contains(&q) {
+            out.push(q);
+        }
+    }
+    from.dedup();
+    (out, from)
+}
+
+/// Django's operations for the contrib.postgres extensions, by the extension they create.
+const EXTENSION_OPS: &[(&str, &str)] = &[
+    ("TrigramExtension(", "pg_trgm"),
+    ("BloomExtension(", "bloom"),
+    ("BtreeGinExtension(", "btree_gin"),
+    ("BtreeGistExtension(", "btree_gist"),
+    ("CITextExtension(", "citext"),
+    ("CryptoExtension(", "pgcrypto"),
+    ("HStoreExtension(", "hstore"),
+    ("UnaccentExtension(", "unaccent"),
+];
+
+/// The PostgreSQL extensions the project's migrations create (Django's extension
+/// operations, `CreateExtension("x")`, or `CREATE EXTENSION x` in raw SQL), and the first
+/// migration that does.
+fn migration_extensions(dir: &Path, files: &[PathBuf]) -> (Vec<String>, String) {
+    let mut out: Vec<String> = vec![];
+    let mut first = String::new();
+    for f in files.iter().filter(|f| {
+        let s = f.to_string_lossy();
+        s.contains("migrations/") && s.ends_with(".py")
+    }) {
+        let Some(text) = read(&dir.join(f)) else {
+            continue;
+        };
+        let mut found: Vec<String> = EXTENSION_OPS
+            .iter()
+            .filter(|(op, _)| text.contains(op))
+            .map(|(_, e)| e.to_string())
+            .collect();
+        for (i, _) in text.match_indices("CreateExtension(") {
+            let rest = text[i + "CreateExtension(".len()..].trim_start();
+            let rest = rest.strip_prefix("name=").unwrap_or(rest);
+            if let Some(name) = rest
+                .strip_prefix(['"', '\''])
+                .and_then(|r| r.split(['"', '\'']).next())
+            {
+                found.push(name.to_string());
+            }
+        }
+        let upper = text.to_ascii_uppercase();
+        for (i, _) in upper.match_indices("CREATE EXTENSION") {
+            let rest = upper[i + "CREATE EXTENSION".len()..].trim_start();
+            let rest = rest
+                .strip_prefix("IF NOT EXISTS")
+                .unwrap_or(rest)
+                .trim_start();
+            let name: String = rest
+                .trim_start_matches('"')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push(name.to_ascii_lowercase());
+            }
+        }
+        for e in found {
+            if !out.contains(&e) {
+                if out.is_empty() {
+                    first = f.display().to_string();
+                }
+                out.push(e);
+            }
+        }
+    }
+    (out, first)
 }
 
 /// The dependency groups to install for a pyproject whose main dependencies live in groups
@@ -407,6 +549,18 @@ fn render(a: &Answers, p: &Project) -> String {
     s.push_str(&opt("celery_ping_path", &p.celery_ping_path));
     s.push_str(&opt("heartbeat_path", &p.heartbeat_path));
     s.push_str(&opt("media_url", &p.media_url));
+    if !p.queues.is_empty() {
+        s.push_str(&format!(
+            "\n[celery]\nqueues = {}    # where the code routes tasks\n",
+            toml_list(&p.queues)
+        ));
+    }
+    if !p.extensions.is_empty() {
+        s.push_str(&format!(
+            "\n[database]\nextensions = {}    # the migrations create them; the app's role stays unprivileged\n",
+            toml_list(&p.extensions)
+        ));
+    }
     if !a.groups.is_empty() || a.managed_python {
         s.push_str("\n[python]\n");
         if !a.groups.is_empty() {
@@ -701,6 +855,20 @@ fn print_found(p: &Project) {
     }
     if let Some(m) = &p.media_url {
         eprintln!("    media         {m} (MEDIA_URL in the settings)");
+    }
+    if !p.queues.is_empty() {
+        eprintln!(
+            "    queues        {} ({}; one worker consumes them all)",
+            p.queues.join(", "),
+            p.queues_from.join(", ")
+        );
+    }
+    if !p.extensions.is_empty() {
+        eprintln!(
+            "    extensions    {} ({}; created by the superuser before migrate)",
+            p.extensions.join(", "),
+            p.extensions_from
+        );
     }
 }
 
@@ -1005,6 +1173,8 @@ mod tests {
         assert_eq!(uv.celery_app.as_deref(), Some("config.celery_app"));
         assert_eq!(uv.env_from, ".envs/.production/*");
         assert!(uv.build_found[0].contains("npm run build"));
+        assert_eq!(uv.queues, ["celery", "slow"]);
+        assert_eq!(uv.queues_from, ["config/settings/base.py"]);
         let g = inspect(&dir.join("groupsapp")).unwrap();
         assert_eq!(g.name.as_deref(), Some("groups-app"));
         assert_eq!(g.deps, "pyproject.toml");
@@ -1017,5 +1187,7 @@ mod tests {
         assert_eq!(r.deps, "requirements/production.txt");
         assert_eq!(r.celery_app.as_deref(), Some("reqsapp.celery"));
         assert_eq!(r.env_from, ".env.example");
+        assert_eq!(r.extensions, ["pg_trgm"]);
+        assert_eq!(r.extensions_from, "catalog/migrations/0001_initial.py");
     }
 }

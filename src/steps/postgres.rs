@@ -106,6 +106,60 @@ fn wait_ready(ctx: &Ctx) -> StepResult {
     }
 }
 
+/// The schema extensions live in: the superuser's, never the app's (an extension's script
+/// runs as the superuser and must not meet objects the app's role could plant). The role
+/// finds it on its search_path.
+pub const EXTENSIONS_SCHEMA: &str = "keel_extensions";
+
+/// The SQL that makes `[database] extensions` exist in the app's database, as the superuser:
+/// checked against pg_available_extensions first (a missing one names its package).
+pub fn extensions_sql(db: &str, user: &str, exts: &[String]) -> String {
+    let list: Vec<String> = exts.iter().map(|e| quote_literal(e)).collect();
+    let mut sql = format!(
+        "\\connect \"{db}\"\n         DO $$ DECLARE missing text; BEGIN\n         SELECT string_agg(n, ', ') INTO missing FROM unnest(ARRAY[{list}]::text[]) AS n WHERE n NOT IN (SELECT name FROM pg_available_extensions);\n         IF missing IS NOT NULL THEN RAISE EXCEPTION 'keel: extension(s) not available in this PostgreSQL: %', missing; END IF; END $$;\n         CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION postgres;\n         REVOKE CREATE ON SCHEMA {s} FROM PUBLIC;\n         GRANT USAGE ON SCHEMA {s} TO \"{user}\";\n",
+        list = list.join(", "),
+        s = EXTENSIONS_SCHEMA,
+    );
+    for e in exts {
+        sql.push_str(&format!(
+            "CREATE EXTENSION IF NOT EXISTS \"{e}\" SCHEMA {EXTENSIONS_SCHEMA};\n"
+        ));
+    }
+    sql.push_str(&format!(
+        "ALTER ROLE \"{user}\" IN DATABASE \"{db}\" SET search_path = \"$user\", public, {EXTENSIONS_SCHEMA};\n"
+    ));
+    sql
+}
+
+/// Create the configured extensions (install, and every deploy before its migrations).
+pub fn ensure_extensions(ctx: &Ctx, log: &str) -> StepResult {
+    let exts = &ctx.cfg.database.extensions;
+    if exts.is_empty() {
+        return Ok(());
+    }
+    let sql = extensions_sql(&ctx.cfg.db_name(), &ctx.cfg.db_user(), exts);
+    ctx.run(
+        log,
+        &Cmd::new("psql")
+            .user("postgres")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", "-"])
+            .stdin(sql.into_bytes()),
+    )
+    .map_err(|e| {
+        if e.msg.contains("not available") {
+            StepError::permanent(
+                e.msg.clone(),
+                "install the extension's package under packages.install (pg_trgm, bloom, citext, unaccent come with PostgreSQL; postgis: postgresql-<version>-postgis-3)",
+            )
+        } else {
+            e
+        }
+    })?;
+    ctx.ui
+        .step_note(log, &format!("extensions: {}", exts.join(", ")));
+    Ok(())
+}
+
 /// Run SQL as the app role over TCP, as the app does: a real login with the stored password,
 /// read from a 0600 file (not argv, not the environment).
 pub fn app_sql(ctx: &Ctx, log: &str, sql: &str) -> StepResult<String> {
@@ -136,6 +190,7 @@ impl Step for Postgres {
             .value("port", ctx.cfg.postgres.port)
             .template("postgres.conf")
             .value("grants", "scram-verifier revoke-public")
+            .value("extensions", ctx.cfg.database.extensions.join(","))
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let cluster = cluster_dir(ctx)?;
@@ -188,6 +243,7 @@ impl Step for Postgres {
             )),
         );
         admin_sql(ctx, &sql)?;
+        ensure_extensions(ctx, ID)?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
@@ -236,5 +292,20 @@ mod tests {
             v,
             "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
         );
+    }
+
+    /// Extensions go in the superuser's own schema, checked as available first; the role
+    /// gets USAGE and a search_path, never more.
+    #[test]
+    fn extensions_are_the_superusers_in_their_own_schema() {
+        let sql = super::extensions_sql("shop", "shop", &["pg_trgm".into(), "bloom".into()]);
+        assert!(sql.starts_with("\\connect \"shop\"\n"), "{sql}");
+        assert!(sql.contains("ARRAY['pg_trgm', 'bloom']"));
+        assert!(
+            sql.contains("CREATE SCHEMA IF NOT EXISTS keel_extensions AUTHORIZATION postgres;")
+        );
+        assert!(sql.contains("CREATE EXTENSION IF NOT EXISTS \"bloom\" SCHEMA keel_extensions;"));
+        assert!(sql.contains("GRANT USAGE ON SCHEMA keel_extensions TO \"shop\";"));
+        assert!(!sql.to_ascii_uppercase().contains("SUPERUSER"));
     }
 }

@@ -42,6 +42,10 @@ fn heartbeat(ctx: &Ctx) -> StepResult<Option<f64>> {
 }
 
 /// When `unit` last became active, as Unix seconds.
+pub fn active_since_secs(ctx: &Ctx, unit: &str) -> Option<f64> {
+    active_since(ctx, unit)
+}
+
 fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
     let o = ctx
         .exec

@@ -78,6 +78,13 @@ impl Resp {
             out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         self.w.write_all(out.as_bytes())?;
+        self.reply(0)
+    }
+
+    /// One reply: a simple or error line as it is, a bulk string's bytes ("(nil)" for
+    /// none), an array's elements one per line (nested arrays flattened: SCAN gives its
+    /// cursor, then the keys).
+    fn reply(&mut self, depth: u32) -> std::io::Result<String> {
         let mut line = String::new();
         self.r.read_line(&mut line)?;
         let line = line.trim_end().to_string();
@@ -92,6 +99,19 @@ impl Resp {
             self.r.read_exact(&mut buf)?;
             buf.truncate(n as usize);
             return Ok(String::from_utf8_lossy(&buf).into_owned());
+        }
+        if let Some(n) = line.strip_prefix('*') {
+            let n: i64 = n
+                .parse()
+                .map_err(|_| std::io::Error::other("bad array length"))?;
+            if depth > 4 || n > 100_000 {
+                return Err(std::io::Error::other("reply too deep or too long"));
+            }
+            let mut items = vec![];
+            for _ in 0..n.max(0) {
+                items.push(self.reply(depth + 1)?);
+            }
+            return Ok(items.join("\n"));
         }
         if line.is_empty() {
             return Err(std::io::Error::other("connection closed"));

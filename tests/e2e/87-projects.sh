@@ -130,6 +130,23 @@ proj_new_venv() {
   echo "new venv: $before -> $after (after: $*)"
 }
 
+# The "slow" queue left out of the worker's queues: a task sent there waits, and verify is
+# unhealthy naming the queue; declared again, the task runs and verify is healthy.
+proj_queue_left_out() {
+  local root out rc; root=$("$VPS" root "$BOX")
+  sed -i 's/^queues = .*/queues = ["celery"]/' "$root/root/keel.toml"
+  pk install --yes >/dev/null
+  grep -q '^queued ' <<<"$(page '/slow/?wait=0')" || fail "could not queue a task"
+  rc=0; out=$(pk verify 2>&1) || rc=$?
+  echo "$out" | grep -E 'queues|verdict|Unhealthy' || true
+  [ "$rc" = 1 ] || fail "verify exited $rc with a task stuck in a queue no worker consumes"
+  grep -q 'wait in queue "slow", which no worker consumes' <<<"$out" || fail "verify did not name the queue"
+  sed -i 's/^queues = .*/queues = ["celery", "slow"]/' "$root/root/keel.toml"
+  pk install --yes >/dev/null
+  wait_for 60 sh -c "\"$VPS\" exec \"$BOX\" keel --config /root/keel.toml verify >/dev/null"
+  echo "queue left out: verify named it; declared again: the task ran and verify is healthy"
+}
+
 scenario_project_uv() {
   proj_fresh uvshop
   local root; root=$("$VPS" root "$BOX")
@@ -140,6 +157,7 @@ scenario_project_uv() {
     ["celery app +config.celery_app \\(config/celery_app.py\\)", ""],
     ["environment +.envs/.production/\\*", ""],
     ["build +npm run build", ""],
+    ["queues +celery, slow \\(config/settings/base.py", ""],
     ["App name.*pyproject.toml.s project name.*uvshop", "\r"],
     ["Domain", "shop.test\r"],
     ["HTTPS", "\r"],
@@ -159,6 +177,9 @@ scenario_project_uv() {
   vx grep -q '^DJANGO_SECURE_SSL_REDIRECT=False$' /opt/uvshop/shared/.env \
     || fail "the SSL redirect the production settings default to was not set for plain HTTP"
   proj_served 'uvshop-home Keel Shop' '/static/css/built\.[0-9a-f]+\.css' 'uvshop-built-css'
+  # A task routed to the "slow" queue runs: init declared the queue for the worker.
+  [ "$(page /slow/)" = indexed ] || fail "the task routed to the slow queue did not run"
+  proj_queue_left_out
   proj_deploy_under_load 'uvshop-home' uvshop/shop/templates/home.html
   # Only uv.lock changes: a new venv.
   proj_new_venv uvshop sh -c "echo '# touched by the e2e' >>'$root/root/uvshop/uv.lock'"
@@ -245,6 +266,7 @@ scenario_project_reqs() {
   proj_init reqsapp '[
     ["App source", "reqsapp\r"],
     ["dependencies +requirements/production.txt", ""],
+    ["extensions +pg_trgm \\(catalog/migrations/0001_initial.py", ""],
     ["App name.*reqsapp", "\r"],
     ["Domain", "reqs.test\r"],
     ["HTTPS", "\r"],
@@ -253,8 +275,16 @@ scenario_project_reqs() {
     ["Release command", "\r"],
     ["Write .*\\?", "\r"]
   ]'
+  grep -q 'extensions = \["pg_trgm"\]' "$root/root/keel.toml" || fail "init did not carry the extension"
   pk install --yes
   expect_rc 0 pk verify
+  # The migration's pg_trgm was made by the superuser; the app's role stays unprivileged,
+  # and finds similarity() on its search_path.
+  [ "$(vx runuser -u postgres -- psql -XAtc "SELECT rolsuper FROM pg_roles WHERE rolname = 'reqsapp'")" = f ] \
+    || fail "the app's role is a superuser"
+  [ "$(vx runuser -u postgres -- psql -XAtd reqsapp -c "SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pg_trgm'")" = keel_extensions ] \
+    || fail "pg_trgm is not in keel's extension schema"
+  grep -q '^keel anchor 0\.' <<<"$(page '/search/?q=anchor')" || fail "trigram search failed: $(page '/search/?q=anchor')"
   grep -q 'reqsapp-home' <<<"$(page /)" || fail "no home page"
   [ "$(page /task/)" = 5 ] || fail "no task round trip"
   proj_deploy_under_load 'reqsapp-home' reqsapp/catalog/templates/home.html

@@ -2,4 +2,4 @@ from django.urls import path
 
 from catalog import views
 
-urlpatterns = [path("", views.home), path("task/", views.task)]
+urlpatterns = [path("", views.home), path("task/", views.task), path("search/", views.search)]

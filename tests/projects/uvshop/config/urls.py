@@ -7,5 +7,6 @@ from shop import views
 urlpatterns = [
     path("", views.home),
     path("task/", views.task),
+    path("slow/", views.slow),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

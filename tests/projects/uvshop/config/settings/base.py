@@ -61,5 +61,6 @@ ADMIN_URL = env("DJANGO_ADMIN_URL", default="admin/")
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_TASK_ROUTES = {"shop.tasks.rebuild_index": {"queue": "slow"}}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
