@@ -114,6 +114,8 @@ impl Host {
             "SELECT 1;\t0\t0\t\t1",
             "ActiveEnterTimestamp\t0\t0\t\t@1",
             "inspect ping\t0\t0\t\t-> demo@host: OK\\n        pong",
+            // Django's own view of its settings (the audit's one Python as the app).
+            "call_command(\"check\", deploy=True\t0\t0\t\tSystem check identified no issues (0 silenced).\\nkeel-settings {\"DEBUG\": false, \"ALLOWED_HOSTS\": [\"demo.localhost\", \"localhost\"], \"code\": 0}",
             // keel's firewall table, loaded (when a test makes the host a VM).
             "nft list table inet keel\t0\t0\t\ttable inet keel {\\n\\tchain input {\\n\\t\\ttype filter hook input priority filter; policy drop;",
         ] {

@@ -319,3 +319,43 @@ fn a_queue_no_worker_consumes_makes_verify_unhealthy() {
         "{v}"
     );
 }
+
+/// The audit reads DEBUG and ALLOWED_HOSTS from Django itself (as the app, with its .env):
+/// settings that fall back to '*' are named, whatever the .env says. `keel diagnose` runs
+/// none of the app's code and keeps the .env's reading.
+#[test]
+fn the_audit_reads_djangos_effective_settings() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.rule("call_command(\"check\", deploy=True\t0\t0\t\tSystem check identified no issues (0 silenced).\\nkeel-settings {\"DEBUG\": true, \"ALLOWED_HOSTS\": [\"*\"], \"code\": 0}");
+    let (_, v) = verify_json(&h);
+    let hosts = check_of(&v, "audit-allowed-hosts");
+    assert_eq!(hosts["level"], "warn", "{v}");
+    assert!(
+        hosts["message"]
+            .as_str()
+            .unwrap()
+            .contains("accepts any host: *"),
+        "{v}"
+    );
+    let debug = check_of(&v, "audit-debug");
+    assert_eq!(debug["level"], "warn", "{v}");
+    assert!(
+        debug["message"]
+            .as_str()
+            .unwrap()
+            .contains("effective settings"),
+        "{v}"
+    );
+    // Settings that do not load: the .env's reading, saying why Django's was not used.
+    h.rule("call_command(\"check\", deploy=True\t1\t0\tImproperlyConfigured: Set the POSTGRES_DB environment variable");
+    let (_, v) = verify_json(&h);
+    let m = check_of(&v, "audit-allowed-hosts")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.contains("not read: the settings do not load: ImproperlyConfigured"),
+        "{m}"
+    );
+}

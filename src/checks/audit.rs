@@ -118,6 +118,119 @@ pub fn env_findings(
     out
 }
 
+/// What Django itself says, as the app with its .env, in one Python per run: `check
+/// --deploy`'s output, and the effective DEBUG and ALLOWED_HOSTS (what the settings make of
+/// the environment, defaults included).
+#[derive(Debug)]
+pub struct Django {
+    out: String,
+    code: i32,
+    debug: Option<bool>,
+    hosts: Option<Vec<String>>,
+}
+type Shared = Arc<std::sync::OnceLock<Result<Django, String>>>;
+
+const SETTINGS_SCRIPT: &str = r#"import io, json
+from django.conf import settings
+from django.core.management import call_command
+out, code = io.StringIO(), 0
+try:
+    call_command("check", deploy=True, fail_level="CRITICAL", stdout=out, stderr=out)
+except BaseException as e:
+    out.write("%s: %s\n" % (type(e).__name__, e))
+    code = 1
+print(out.getvalue())
+print("keel-settings " + json.dumps({"DEBUG": bool(settings.DEBUG), "ALLOWED_HOSTS": [str(h) for h in settings.ALLOWED_HOSTS], "code": code}))
+"#;
+
+/// Parse the script's output: its report, and its settings line.
+pub fn parse_django(stdout: &str) -> Django {
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("keel-settings "));
+    let v: serde_json::Value = line
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    Django {
+        out: stdout
+            .lines()
+            .filter(|l| !l.starts_with("keel-settings "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        code: v["code"].as_i64().unwrap_or(1) as i32,
+        debug: v["DEBUG"].as_bool(),
+        hosts: v["ALLOWED_HOSTS"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|h| h.as_str().map(String::from))
+                .collect()
+        }),
+    }
+}
+
+fn django<'a>(c: &Ctx, shared: &'a Shared) -> &'a Result<Django, String> {
+    shared.get_or_init(|| {
+        let python = crate::steps::python_env::venv_bin(c, "python");
+        // As the app, in its sandbox, with its .env as its units get it (EnvironmentFile).
+        let cmd = crate::steps::python_env::as_app(c, &python)
+            .args(["manage.py", "shell", "--no-startup"])
+            .stdin(SETTINGS_SCRIPT.to_string())
+            .timeout(Duration::from_secs(c.cfg.health.check_timeout_secs.max(1)));
+        let o = c.exec.probe("health", &cmd).map_err(|e| e.to_string())?;
+        if !o.stdout.contains("keel-settings ") {
+            let last = o
+                .stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            return Err(format!(
+                "the settings do not load: {}",
+                c.exec.redactor.redact(last)
+            ));
+        }
+        Ok(parse_django(&o.stdout))
+    })
+}
+
+/// DEBUG and ALLOWED_HOSTS as Django has them; the .env's finding when they cannot be read.
+fn effective_finding(
+    name: &str,
+    d: &Result<Django, String>,
+    from_env: (Level, String, String),
+) -> (Level, String, String) {
+    let d = match d {
+        Ok(d) => d,
+        Err(e) => {
+            let (l, m, h) = from_env;
+            return (l, format!("{m} (Django's own settings not read: {e})"), h);
+        }
+    };
+    match (name, d.debug, &d.hosts) {
+        ("audit-debug", Some(true), _) => warn(
+            "DEBUG is True in Django's effective settings: tracebacks and settings are shown to visitors",
+            "set DEBUG=False (under [env] in keel.toml, or the variable the settings read), then keel install",
+        ),
+        ("audit-debug", Some(false), _) => ok("DEBUG is False in Django's effective settings"),
+        ("audit-allowed-hosts", _, Some(h)) if h.iter().any(|x| x == "*") => warn(
+            format!(
+                "ALLOWED_HOSTS in Django's effective settings accepts any host: {}",
+                h.join(", ")
+            ),
+            "the settings fall back to '*': give them the site's names (keel derives ALLOWED_HOSTS and DJANGO_ALLOWED_HOSTS)",
+        ),
+        ("audit-allowed-hosts", _, Some(h)) if h.is_empty() => warn(
+            "ALLOWED_HOSTS is empty in Django's effective settings: every request is refused with DEBUG off",
+            "give the settings the site's names (keel derives ALLOWED_HOSTS and DJANGO_ALLOWED_HOSTS)",
+        ),
+        ("audit-allowed-hosts", _, Some(h)) => ok(format!(
+            "ALLOWED_HOSTS in Django's effective settings: {}",
+            h.join(", ")
+        )),
+        _ => from_env,
+    }
+}
+
 /// Django's `check --deploy` output: the ids of its warnings (`security.W004`, ...).
 pub fn deploy_warnings(out: &str) -> Vec<String> {
     let mut ids: Vec<String> = out
@@ -155,7 +268,7 @@ fn explained(ctx: &Ctx, id: &str) -> bool {
         || (id == "security.W021" && !t.hsts_preload)
 }
 
-pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
+pub fn checks(ctx: &Arc<Ctx>, app_code: bool) -> Vec<Check> {
     let env_path = ctx.host(
         &crate::steps::app_env::env_file(&ctx.cfg)
             .display()
@@ -208,25 +321,33 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
             _ => None,
         })
         .collect();
+    let shared: Shared = Arc::new(std::sync::OnceLock::new());
     for (name, r) in env_findings(&env, &keys, &file) {
-        v.push((name.into(), false, Box::new(move || r)));
+        let effective = matches!(name, "audit-debug" | "audit-allowed-hosts") && app_code;
+        let (c, sh) = (ctx.clone(), shared.clone());
+        v.push((
+            name.into(),
+            false,
+            Box::new(move || {
+                if effective {
+                    effective_finding(name, django(&c, &sh), r)
+                } else {
+                    r
+                }
+            }),
+        ));
     }
     let c = ctx.clone();
     v.push((
         "audit-deploy-check".into(),
         false,
         Box::new(move || {
-            let python = crate::steps::python_env::venv_bin(&c, "python");
-            // As the app, in its sandbox, with its .env as its units get it (EnvironmentFile).
-            let cmd = crate::steps::python_env::as_app(&c, &python)
-                .args(["manage.py", "check", "--deploy", "--fail-level", "CRITICAL"])
-                .timeout(Duration::from_secs(c.cfg.health.check_timeout_secs.max(1)));
-            let o = match c.exec.probe("health", &cmd) {
-                Ok(o) => o,
+            let d = match django(&c, &shared) {
+                Ok(d) => d,
                 Err(e) => return warn(format!("manage.py check --deploy: {e}"), ""),
             };
-            let out = format!("{}{}", o.stdout, o.stderr);
-            if o.code != 0 {
+            let (out, code) = (&d.out, d.code);
+            if code != 0 {
                 let last = out
                     .lines()
                     .rev()
@@ -240,7 +361,7 @@ pub fn checks(ctx: &Arc<Ctx>) -> Vec<Check> {
                     "run it as the app user to see why",
                 );
             }
-            let ids = deploy_warnings(&out);
+            let ids = deploy_warnings(out);
             let (noted, counted): (Vec<String>, Vec<String>) =
                 ids.into_iter().partition(|i| explained(&c, i));
             let note = if noted.is_empty() {

@@ -53,12 +53,16 @@ fn now_secs() -> f64 {
 }
 
 /// (name, critical, check): every check `keel verify` runs; figures go to `gauges`.
-fn checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'static>)> {
+fn checks(
+    ctx: &Arc<Ctx>,
+    gauges: &Gauges,
+    app_code: bool,
+) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v = service_checks(ctx);
     v.extend(tls_checks(ctx, gauges));
     v.extend(backup_checks(ctx, gauges));
     v.extend(app_checks(ctx));
-    v.extend(crate::checks::audit::checks(ctx));
+    v.extend(crate::checks::audit::checks(ctx, app_code));
     v.extend(host_checks(ctx));
     v.extend(unit_checks(ctx));
     v
@@ -518,7 +522,9 @@ pub fn evaluate(ctx: &Arc<Ctx>, sequential: bool) -> Report {
 pub fn evaluate_without(ctx: &Arc<Ctx>, sequential: bool, skip: &[&str]) -> Report {
     let t = Instant::now();
     let gauges: Gauges = Default::default();
-    let mut list = checks(ctx, &gauges);
+    // The audit reads Django's effective settings only where the app's code may run.
+    let app_code = !skip.contains(&"audit-deploy-check");
+    let mut list = checks(ctx, &gauges, app_code);
     list.retain(|(n, _, _)| !skip.contains(&n.as_str()));
     let critical: Vec<bool> = list.iter().map(|(_, c, _)| *c).collect();
     let timeout = Duration::from_secs(ctx.cfg.health.check_timeout_secs);
