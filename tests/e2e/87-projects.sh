@@ -292,3 +292,78 @@ scenario_project_reqs() {
   proj_new_venv reqsapp sh -c "echo 'six>=1.16' >>'$root/root/reqsapp/requirements/base.txt'"
   vx /opt/reqsapp/current/venv/bin/python -c 'import six' || fail "six is not in the new venv"
 }
+
+# Issue: real projects, part 2 (the run), on a members site (tests/projects/accounts): a
+# custom user model that logs in by e-mail, `/` redirecting to the login page (accepted by
+# [health]), uploads through the app at MEDIA_URL /uploads/, a periodic task, settings that
+# fall back to ALLOWED_HOSTS = '*' when the environment is silent.
+scenario_project_run() {
+  proj_fresh accounts
+  local root; root=$("$VPS" root "$BOX")
+  printf '[app]\nname = "accounts"\ndomain = "accounts.test"\n[django]\nsource = "accounts"\nmedia_url = "/uploads/"\n[health]\npath = "/"\nstatuses = [200, 302]\n' \
+    >"$root/root/keel.toml"
+  pk install --yes
+  expect_rc 0 pk verify
+  # The admin user: Django's createsuperuser for an e-mail USERNAME_FIELD, once.
+  members() {
+    vx sh -c "cd /opt/accounts/current && set -a && . /opt/accounts/shared/.env && set +a && runuser -u accounts -- ./venv/bin/python manage.py shell -c \"from members.models import Member; print(Member.objects.count(), ','.join(m.email for m in Member.objects.filter(is_superuser=True)))\""
+  }
+  [ "$(members)" = "1 admin@accounts.test" ] || fail "admin user: $(members)"
+  pk install --yes >/dev/null
+  pk install --yes >/dev/null
+  pk install --yes --retry-step django >/dev/null
+  [ "$(members)" = "1 admin@accounts.test" ] || fail "after three installs and a retried django step: $(members)"
+  # / redirects to the login page: accepted, and said so.
+  local h; h=$(vx curl -s -D - -o /dev/null http://127.0.0.1/)
+  grep -q '^Location: /accounts/login/' <<<"$h" || fail "/ does not redirect to the login page: $h"
+  # Effective settings: ALLOWED_HOSTS read from Django (the settings would fall back to '*').
+  # Beat proves itself by the due tasks in its journal (one every 5 s here).
+  wait_for 60 sh -c "\"$VPS\" exec \"$BOX\" keel --config /root/keel.toml verify --output json | grep -q 'is active and ticks'"
+  local v; v=$(pk verify --output json)
+  for want in "audit-allowed-hosts ok ALLOWED_HOSTS in Django's effective settings: accounts.test" \
+              "beat ok accounts-beat is active and ticks" \
+              "worker ok worker active; it answers celery inspect ping" \
+              "queues ok tasks waiting per queue: celery"; do
+    local name=${want%% *} rest=${want#* } level=${rest%% *} msg=${rest#* }
+    [ "$(jq_py "[c['level'] for c in d['checks'] if c['name']=='$name'][0]" <<<"$v")" = "$level" ] || fail "$name is not $level: $v"
+    jq_py "[c['message'] for c in d['checks'] if c['name']=='$name'][0]" <<<"$v" | grep -qF "$msg" || fail "$name does not say: $msg"
+  done
+  # No check says ok about something it did not do.
+  [ "$(jq_py "len([c for c in d['checks'] if c['level']=='ok' and 'not checked' in c['message']])" <<<"$v")" = 0 ] \
+    || fail "a check says ok and not checked: $v"
+  # Uploads through the app, served at /uploads/: .html and .svg as downloads with nosniff;
+  # a link the app's user planted to /etc/passwd is not followed.
+  vx sh -c 'printf "<script>x</script>" >/tmp/x.html && printf "<svg/>" >/tmp/y.svg && printf "hello" >/tmp/a.txt'
+  local f url
+  for f in a.txt x.html y.svg; do
+    url=$(vx curl -s -F "file=@/tmp/$f" http://127.0.0.1/upload/)
+    h=$(vx curl -s -D - -o /dev/null "http://127.0.0.1$url")
+    grep -q '^HTTP/1.1 200' <<<"$h" || fail "$url is not served: $h"
+    grep -qi '^X-Content-Type-Options: nosniff' <<<"$h" || fail "$url without nosniff"
+    case $f in
+      a.txt) if grep -qi '^Content-Disposition: attachment' <<<"$h"; then fail "$url is a download"; fi ;;
+      *) grep -qi '^Content-Disposition: attachment' <<<"$h" || fail "$url is not sent as a download: $h" ;;
+    esac
+  done
+  vx runuser -u accounts -- ln -sf /etc/passwd /opt/accounts/shared/media/pw
+  local code; code=$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/uploads/pw)
+  [ "$code" = 403 ] || [ "$code" = 404 ] || fail "a link in media was followed ($code)"
+  # A stopped beat makes verify unhealthy.
+  vx systemctl stop accounts-beat
+  expect_rc 1 pk verify
+  vx systemctl start accounts-beat
+  # A 500: the error carries the traceback's last line from the journal.
+  sed -i 's|^path = "/"|path = "/boom/"|' "$root/root/keel.toml"
+  local out; out=$(pk verify 2>&1) || true
+  grep -q 'members-boom on purpose' <<<"$out" || fail "the 500's cause is not in the error: $out"
+  sed -i 's|^path = "/boom/"|path = "/"|' "$root/root/keel.toml"
+  # A failed install's release is listed as failed.
+  echo 'raise RuntimeError("broken settings on purpose")' >>"$root/root/accounts/accounts/settings.py"
+  expect_rc 1 pk install --yes
+  [ "$(pk releases --output json | jq_py "len([r for r in d['releases'] if r['status']=='failed'])")" -ge 1 ] \
+    || fail "the failed install's release is not marked failed: $(pk releases)"
+  sed -i '$d' "$root/root/accounts/accounts/settings.py"
+  pk install --yes >/dev/null
+  wait_for 60 sh -c "\"$VPS\" exec \"$BOX\" keel --config /root/keel.toml verify >/dev/null"
+  echo "run: admin user once, / -> login accepted, uploads, beat ticks, queues, 500 cause, failed release"
+}
