@@ -211,13 +211,17 @@ pub fn beat_by_journal(ctx: &Ctx, unit: &str) -> (Level, String, String) {
     let Some(since) = crate::steps::verify::active_since_secs(ctx, unit) else {
         return not_checked(format!("{unit} is active; its start time is unknown"), "");
     };
+    // The last hour at most (a beat up for weeks has a long journal).
+    let from = (since as u64).max(now_secs().saturating_sub(3600));
     let out = ctx.exec.probe(
         "health",
         &crate::exec::Cmd::new("journalctl").args([
             "-u",
             unit,
             "--since",
-            &format!("@{}", since as u64),
+            &format!("@{from}"),
+            "-n",
+            "5000",
             "--no-pager",
             "-q",
             "-o",
@@ -233,14 +237,15 @@ pub fn beat_by_journal(ctx: &Ctx, unit: &str) -> (Level, String, String) {
         })
         .unwrap_or(0);
     let up = (now_secs() as f64 - since).max(0.0) as u64;
+    let window = (now_secs() - from).min(up);
     if sent > 0 {
         ok(format!(
-            "{unit} is active and ticks: it sent {sent} due task(s) in the {up} s since it started (its journal)"
+            "{unit} is active and ticks: it sent {sent} due task(s) in the last {window} s (its journal)"
         ))
     } else {
         not_checked(
             format!(
-                "{unit} is active; whether it ticks is not checked: no periodic task was due in the {up} s since it started"
+                "{unit} is active; whether it ticks is not checked: no periodic task was due in the last {window} s"
             ),
             "set django.heartbeat_path to a page that shows beat's last tick, or wait for a due task",
         )

@@ -186,6 +186,14 @@ fn wait_ready(ctx: &Ctx, log: &str, unit: &str) {
     let Some(since) = active_since(ctx, unit) else {
         return;
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    // A worker up for minutes is ready (or not starting): its journal is not read.
+    if now - since > 120.0 {
+        return;
+    }
     let since = format!("@{}", since.floor() as u64);
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < end {
