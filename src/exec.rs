@@ -654,7 +654,7 @@ impl Exec {
         let start = Instant::now();
         let res = match &self.mode {
             Mode::Fake(dir) => Ok((fake_run(dir, log, cmd, &self.redactor), false)),
-            Mode::Real => self.real_run(cmd),
+            Mode::Real => self.real_run_sandbox_retried(cmd),
         };
         let elapsed = start.elapsed();
         match res {
@@ -687,6 +687,33 @@ impl Exec {
                 Err(err)
             }
         }
+    }
+
+    /// `real_run`, and for a sandboxed command that systemd could not start (exit 200-243,
+    /// systemd's own codes for a unit whose process never ran: a cgroup it could not make
+    /// under load), up to two more tries under new unit names: the command had not run.
+    fn real_run_sandbox_retried(&self, cmd: &Cmd) -> std::io::Result<(Output, bool)> {
+        let mut r = self.real_run(cmd);
+        let Some(sb) = &cmd.sandbox else {
+            return r;
+        };
+        for _ in 0..2 {
+            match &r {
+                Ok((out, false))
+                    if (200..=243).contains(&out.code) && out.stdout.trim().is_empty() =>
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                    let mut again = cmd.clone();
+                    again.sandbox = Some(Sandbox {
+                        unit: transient_unit(&sb.group),
+                        ..sb.clone()
+                    });
+                    r = self.real_run(&again);
+                }
+                _ => break,
+            }
+        }
+        r
     }
 
     fn real_run(&self, cmd: &Cmd) -> std::io::Result<(Output, bool)> {
