@@ -306,7 +306,7 @@ scenario_project_run() {
   expect_rc 0 pk verify
   # The admin user: Django's createsuperuser for an e-mail USERNAME_FIELD, once.
   members() {
-    vx sh -c "cd /opt/accounts/current && set -a && . /opt/accounts/shared/.env && set +a && runuser -u accounts -- ./venv/bin/python manage.py shell -c \"from members.models import Member; print(Member.objects.count(), ','.join(m.email for m in Member.objects.filter(is_superuser=True)))\""
+    vx sh -c "cd /opt/accounts/current && set -a && . /opt/accounts/shared/.env && set +a && runuser -u accounts -- ./venv/bin/python manage.py shell -v 0 -c \"from members.models import Member; print(Member.objects.count(), ','.join(m.email for m in Member.objects.filter(is_superuser=True)))\""
   }
   [ "$(members)" = "1 admin@accounts.test" ] || fail "admin user: $(members)"
   pk install --yes >/dev/null
