@@ -448,3 +448,38 @@ fn build_and_release_commands_run_where_they_belong() {
     h.install(&["--retry-step", "build"]).success();
     assert_eq!(h.commands().matches("npm ci").count(), 1);
 }
+
+/// `[database] extensions`: checked against the installed PostgreSQL's extensions at
+/// preflight (a missing one names its package key), and made by the superuser before migrate
+/// (the SQL goes on stdin; its shape is a unit test of steps::postgres).
+#[test]
+fn extensions_are_checked_at_preflight_and_made_by_the_superuser() {
+    let h = Host::new();
+    h.write("root/usr/share/postgresql/15/extension/pg_trgm.control", "");
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[database]\nextensions = [\"pg_trgm\", \"postgis\"]\n"),
+    );
+    let out = h.install(&[]).code(3).get_output().clone();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("PostgreSQL 15 lacks the extension(s) postgis"),
+        "{text}"
+    );
+    h.write(
+        "keel.toml",
+        &format!("{cfg}[database]\nextensions = [\"pg_trgm\"]\n"),
+    );
+    h.install(&[]).success();
+    let cmds = h.commands();
+    let psql = cmds
+        .lines()
+        .filter(|l| l.starts_with("[postgres] runuser -u postgres -- psql"))
+        .count();
+    assert!(psql >= 2, "the extensions' SQL did not run: {cmds}");
+}

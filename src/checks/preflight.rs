@@ -113,8 +113,57 @@ pub fn checks(cfg: &Config, root: &Path) -> Vec<(String, CheckFn<'static>)> {
     ));
     let r = root.clone();
     v.push(("ports".into(), Box::new(move || ports_check(&r, &ports))));
+    if !cfg.database.extensions.is_empty() {
+        let (r, exts) = (root.clone(), cfg.database.extensions.clone());
+        v.push((
+            "extensions".into(),
+            Box::new(move || extensions_check(&r, &exts)),
+        ));
+    }
     v.extend(network_checks(&root, base));
     v
+}
+
+/// `[database] extensions` against the extension control files of the newest PostgreSQL
+/// installed (what pg_available_extensions lists); before PostgreSQL is installed, the
+/// postgres step checks them.
+fn extensions_check(root: &Path, exts: &[String]) -> (Level, String, String) {
+    let base = root.join("usr/share/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(&base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("extension")))
+        })
+        .filter(|(_, d)| d.is_dir())
+        .collect();
+    versions.sort();
+    let Some((ver, dir)) = versions.pop() else {
+        return crate::checks::not_checked(
+            "extensions not checked yet: PostgreSQL is not installed (the postgres step checks them before migrate)",
+            "",
+        );
+    };
+    let missing: Vec<&str> = exts
+        .iter()
+        .filter(|e| !dir.join(format!("{e}.control")).is_file())
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        ok(format!("PostgreSQL {ver} has {}", exts.join(", ")))
+    } else {
+        error(
+            format!(
+                "PostgreSQL {ver} lacks the extension(s) {}",
+                missing.join(", ")
+            ),
+            format!(
+                "install the package that brings them under packages.install (postgis: postgresql-{ver}-postgis-3), or remove them from database.extensions"
+            ),
+        )
+    }
 }
 
 /// The host name, the package mirror (resolves, answers) and writable disks.
