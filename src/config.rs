@@ -1522,11 +1522,7 @@ impl Config {
         }
         // The environment the app declares (.env.example, .envs/.production/*, or its
         // settings code) must parse.
-        let read = |rel: &str| {
-            crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
-                .ok()
-                .flatten()
-        };
+        let read = crate::tree::reader(&src);
         let files = crate::tree::walk(&src).unwrap_or_default();
         if let Some(found) = crate::envsource::find(&read, &files) {
             let file = src.join(&found.from);

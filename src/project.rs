@@ -195,11 +195,7 @@ pub fn check_tree(cfg: &Config) -> Result<()> {
 pub fn check_host(cfg: &Config, root: &Path) -> Result<()> {
     let wants = match cfg.app_source() {
         Some(src) => {
-            let reader = |rel: &str| {
-                crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
-                    .ok()
-                    .flatten()
-            };
+            let reader = crate::tree::reader(&src);
             read(cfg, &reader).map(|p| p.wants).unwrap_or_default()
         }
         // A git source is read when fetched: the python-env step checks it there.

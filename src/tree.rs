@@ -38,3 +38,14 @@ pub fn walk(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     out.sort();
     Ok(out)
 }
+
+/// A reader of the tree under `dir`: a file's text by relative path, never through a link
+/// (None: missing, unreadable or too large).
+pub fn reader(dir: &Path) -> impl Fn(&str) -> Option<String> + use<> {
+    let dir = dir.to_path_buf();
+    move |rel: &str| {
+        crate::fsx::read_text_nofollow(&dir.join(rel), crate::fsx::MAX_INPUT)
+            .ok()
+            .flatten()
+    }
+}

@@ -32,11 +32,7 @@ fn source(
                 "give the Django project's directory, with manage.py",
             ));
         }
-        let reader = |rel: &str| {
-            crate::fsx::read_text_nofollow(&d.join(rel), crate::fsx::MAX_INPUT)
-                .ok()
-                .flatten()
-        };
+        let reader = crate::tree::reader(&d);
         crate::project::read(cfg, &reader).map_err(|(key, msg, hint)| {
             Error::usage(format!("--source {}: {msg} ({key})", d.display()), hint)
         })?;

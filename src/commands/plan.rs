@@ -80,11 +80,7 @@ fn app_summary(ctx: &Ctx) -> Vec<(&'static str, String)> {
     let Some(src) = ctx.cfg.app_source() else {
         return vec![];
     };
-    let read = |rel: &str| {
-        crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
-            .ok()
-            .flatten()
-    };
+    let read = crate::tree::reader(&src);
     let mut out = vec![];
     let project = match crate::project::read(&ctx.cfg, &read) {
         Ok(p) => p,

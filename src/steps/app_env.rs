@@ -147,11 +147,7 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
 
 /// The environment an app tree (a path on this host) declares.
 pub fn env_source_in(dir: &Path) -> Option<crate::envsource::Source> {
-    let read = |rel: &str| {
-        crate::fsx::read_text_nofollow(&dir.join(rel), crate::fsx::MAX_INPUT)
-            .ok()
-            .flatten()
-    };
+    let read = crate::tree::reader(dir);
     let files = crate::project::walk(dir).unwrap_or_default();
     crate::envsource::find(&read, &files)
 }

@@ -50,11 +50,7 @@ pub fn commands(
 }
 
 fn release_commands_of(ctx: &Ctx, release_host: &Path) -> Vec<BuildCmd> {
-    let read = |rel: &str| {
-        crate::fsx::read_text_nofollow(&release_host.join(rel), crate::fsx::MAX_INPUT)
-            .ok()
-            .flatten()
-    };
+    let read = crate::tree::reader(release_host);
     let files = crate::project::walk(release_host).unwrap_or_default();
     commands(&ctx.cfg, &read, &files)
 }

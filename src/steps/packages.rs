@@ -164,17 +164,14 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
 /// Detected build packages the venv does not need: the build step's own tools.
 const AFTER_VENV: &[&str] = &["nodejs", "npm", "gettext"];
 
-/// The build packages a local source shows it needs (detected once per run), with why: a
-/// git source is read only once fetched, after this step (list them in packages.build).
+/// The build packages a local source shows it needs, with why (read from the tree each time:
+/// a few small files). A git source is read only once fetched, after this step: its build
+/// packages go in packages.build.
 pub fn detected_build(ctx: &Ctx) -> Vec<(String, String)> {
     let Some(src) = ctx.cfg.app_source() else {
         return vec![];
     };
-    let read = |rel: &str| {
-        crate::fsx::read_text_nofollow(&src.join(rel), crate::fsx::MAX_INPUT)
-            .ok()
-            .flatten()
-    };
+    let read = crate::tree::reader(&src);
     let files = crate::project::walk(&src).unwrap_or_default();
     let project = crate::project::read(&ctx.cfg, &read).ok();
     crate::project::build_packages(&ctx.cfg, &read, &files, project.as_ref())
