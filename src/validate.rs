@@ -528,13 +528,19 @@ pub fn certifiable(name: &str) -> bool {
             "internal",
             "home.arpa",
             "invalid",
-            // RFC 6761's names for tests and examples: no CA issues for them either.
-            "test",
-            "example",
-            "lan",
         ]
         .iter()
         .any(|t| n == *t || n.ends_with(&format!(".{t}")))
+}
+
+/// A name a public CA would certify (`keel init`'s default for HTTPS): `certifiable`, and not
+/// one of RFC 6761's names for tests and examples (a private ACME CA may still issue those).
+pub fn public_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    certifiable(&n)
+        && !["test", "example", "lan"]
+            .iter()
+            .any(|t| n == *t || n.ends_with(&format!(".{t}")))
 }
 
 /// An absolute path without `..` (a file the admin provides).
@@ -799,5 +805,16 @@ mod tests {
             reserved_pg("pg_signal_backend") && reserved_pg("postgres") && !reserved_pg("demo")
         );
         assert!(has_control("a\nb") && has_control("a\u{1b}[31m") && !has_control("héllo"));
+    }
+
+    /// A private ACME CA (Pebble in the tests) may certify a .test name; init's default for
+    /// HTTPS counts only names a public CA would.
+    #[test]
+    fn test_names_are_certifiable_but_not_public() {
+        assert!(super::certifiable("demo.keel.test"));
+        assert!(!super::public_name("demo.keel.test"));
+        assert!(!super::public_name("shop.example"));
+        assert!(super::public_name("shop.example.com"));
+        assert!(!super::certifiable("app.localhost"));
     }
 }

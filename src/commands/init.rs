@@ -759,7 +759,7 @@ fn ask_app(
         None,
         &checker(path, |s| app(&name, s)),
     )?;
-    let public = crate::validate::certifiable(&domain);
+    let public = crate::validate::public_name(&domain);
     let modes = [
         "acme: a Let's Encrypt certificate (the domain must point at this host)",
         "self-signed: HTTPS with keel's own certificate (testing, or behind a proxy)",
