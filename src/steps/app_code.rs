@@ -85,7 +85,7 @@ pub fn ids_of(ctx: &Ctx, user: &str) -> StepResult<(u32, u32)> {
 }
 
 /// The largest single file keel copies from an app source.
-const MAX_APP_FILE: u64 = 256 << 20;
+pub const MAX_APP_FILE: u64 = 256 << 20;
 
 /// The only directories of a release the app's user may write (media is a link to shared/).
 pub const APP_WRITES: &[&str] = &["staticfiles", "media"];
@@ -127,37 +127,76 @@ fn copy_source(ctx: &Ctx, tx: &mut Txn, src: &Path, dest: &Path) -> StepResult<S
             ),
         ));
     }
-    let files = walk(src)?;
+    let copied = copy_root_owned(
+        tx,
+        src,
+        dest,
+        "a file of the app source must be a regular file (no links)",
+        true,
+    )?;
     let mut parts = vec![];
-    for rel in &files {
+    for c in &copied {
+        parts.push(c.rel.display().to_string());
+        parts.push(c.sha256.clone());
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    Ok(crate::step::hash(&refs)[..12].to_string())
+}
+
+/// One file `copy_root_owned` copied: its path, its content's hash, whether it changed.
+pub struct Copied {
+    pub rel: PathBuf,
+    pub sha256: String,
+    pub changed: bool,
+}
+
+/// The regular files of `from` (a tree someone else may write: the app's source, a build's
+/// scratch copy) copied under `to` as root's, journaled in `tx`: read without following a
+/// link anywhere (a link planted there must not copy /etc/shadow into the app), the app's
+/// own directories (APP_WRITES) left out. `regular` is the hint when an entry is not a
+/// regular file; a file that vanishes meanwhile is an error when `vanished_is_error`, else
+/// left out.
+pub fn copy_root_owned(
+    tx: &mut Txn,
+    from: &Path,
+    to: &Path,
+    regular: &str,
+    vanished_is_error: bool,
+) -> StepResult<Vec<Copied>> {
+    let mut out = vec![];
+    for rel in walk(from)? {
         if APP_WRITES.iter().any(|w| rel.starts_with(w)) {
             // The app's own directories are its to fill; keel never writes into them.
             continue;
         }
-        let from = src.join(rel);
-        let to = dest.join(rel);
-        if let Some(parent) = to.parent() {
+        let src = from.join(&rel);
+        let missing =
+            || StepError::permanent(format!("{} vanished while copied", src.display()), "");
+        let read = crate::fsx::read_nofollow(&src, MAX_APP_FILE)
+            .map_err(|e| StepError::permanent(format!("{}: {e}", src.display()), regular))?;
+        let st = crate::fsx::lstat(&src)?;
+        let (bytes, st) = match (read, st) {
+            (Some(b), Some(st)) => (b, st),
+            _ if vanished_is_error => return Err(missing()),
+            _ => continue,
+        };
+        let dest = to.join(&rel);
+        if let Some(parent) = dest.parent() {
             tx.ensure_dir(parent)?;
         }
-        // The source's files are read without following links: a link planted in a source
-        // directory that someone else can write must not copy /etc/shadow into the app.
-        let missing =
-            || StepError::permanent(format!("{} vanished while deployed", from.display()), "");
-        let bytes = crate::fsx::read_nofollow(&from, MAX_APP_FILE)
-            .map_err(|e| {
-                StepError::permanent(
-                    format!("{}: {e}", from.display()),
-                    "a file of the app source must be a regular file (no links)",
-                )
-            })?
-            .ok_or_else(missing)?;
-        let exec = crate::fsx::lstat(&from)?.ok_or_else(missing)?.st_mode & 0o111 != 0;
-        tx.write(&to, &bytes, if exec { 0o755 } else { 0o644 }, Some((0, 0)))?;
-        parts.push(rel.display().to_string());
-        parts.push(crate::step::sha256_hex(&bytes));
+        let mode = if st.st_mode & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        let changed = tx.write(&dest, &bytes, mode, Some((0, 0)))?;
+        out.push(Copied {
+            sha256: crate::step::sha256_hex(&bytes),
+            rel,
+            changed,
+        });
     }
-    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    Ok(crate::step::hash(&refs)[..12].to_string())
+    Ok(out)
 }
 
 /// git as root runs it (the deploy path and `keel init` alike): no `ext::` transport (it

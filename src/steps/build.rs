@@ -112,7 +112,7 @@ fn scratch_copy(release: &Path, scratch: &Path, owner: (u32, u32)) -> StepResult
     crate::fsx::mkdir(scratch, 0o755, Some(owner)).map_err(io_err(scratch))?;
     for rel in crate::project::walk(release)? {
         let from = release.join(&rel);
-        let Some(bytes) = crate::fsx::read_nofollow(&from, 256 << 20)? else {
+        let Some(bytes) = crate::fsx::read_nofollow(&from, super::app_code::MAX_APP_FILE)? else {
             continue;
         };
         if let Some(parent) = rel.parent() {
@@ -132,37 +132,17 @@ fn scratch_copy(release: &Path, scratch: &Path, owner: (u32, u32)) -> StepResult
     Ok(())
 }
 
-/// What the build made or changed, copied back into the release as root's files (read
-/// without following links: the scratch tree is the build user's).
+/// What the build made or changed, copied back into the release as root's files (the
+/// scratch tree is the build user's). Returns how many files changed.
 fn copy_back(tx: &mut Txn, scratch: &Path, release: &Path) -> StepResult<usize> {
-    let mut n = 0;
-    for rel in crate::project::walk(scratch)? {
-        if super::app_code::APP_WRITES
-            .iter()
-            .any(|w| rel.starts_with(w))
-        {
-            continue;
-        }
-        let from = scratch.join(&rel);
-        let Some(bytes) = crate::fsx::read_nofollow(&from, 256 << 20).map_err(|e| {
-            StepError::permanent(
-                format!("{}: {e}", from.display()),
-                "a build may make regular files only (no links)",
-            )
-        })?
-        else {
-            continue;
-        };
-        let exec = crate::fsx::lstat(&from)?.is_some_and(|st| st.st_mode & 0o111 != 0);
-        let to = release.join(&rel);
-        if let Some(parent) = to.parent() {
-            tx.ensure_dir(parent).map_err(io_err(parent))?;
-        }
-        if tx.write(&to, &bytes, if exec { 0o755 } else { 0o644 }, Some((0, 0)))? {
-            n += 1;
-        }
-    }
-    Ok(n)
+    let copied = super::app_code::copy_root_owned(
+        tx,
+        scratch,
+        release,
+        "a build may make regular files only (no links)",
+        false,
+    )?;
+    Ok(copied.iter().filter(|c| c.changed).count())
 }
 
 /// node_modules for a package lock, made once by `npm ci` in a directory of its own under

@@ -64,8 +64,13 @@ fn quote_literal(s: &str) -> String {
 /// Run SQL as the postgres superuser over the local socket; the SQL (and any password in
 /// it) goes through stdin.
 fn admin_sql(ctx: &Ctx, sql: &str) -> StepResult<String> {
+    admin_sql_in(ctx, ID, sql)
+}
+
+/// `admin_sql`, logged under `log` (a deploy's extensions go to the deploy's log).
+fn admin_sql_in(ctx: &Ctx, log: &str, sql: &str) -> StepResult<String> {
     let out = ctx.run(
-        ID,
+        log,
         &Cmd::new("psql")
             .user("postgres")
             .args([
@@ -138,14 +143,7 @@ pub fn ensure_extensions(ctx: &Ctx, log: &str) -> StepResult {
         return Ok(());
     }
     let sql = extensions_sql(&ctx.cfg.db_name(), &ctx.cfg.db_user(), exts);
-    ctx.run(
-        log,
-        &Cmd::new("psql")
-            .user("postgres")
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-f", "-"])
-            .stdin(sql.into_bytes()),
-    )
-    .map_err(|e| {
+    admin_sql_in(ctx, log, &sql).map_err(|e| {
         if e.msg.contains("not available") {
             StepError::permanent(
                 e.msg.clone(),
