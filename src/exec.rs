@@ -619,6 +619,29 @@ impl Exec {
         .map(|o| o.stdout)
     }
 
+    /// What `unit` logged since `since` (seconds since the epoch), its last `n` lines at most,
+    /// as they are; None when the journal cannot be read.
+    pub fn journal_since(&self, log: &str, unit: &str, since: u64, n: u32) -> Option<String> {
+        let (since, n) = (format!("@{since}"), n.to_string());
+        self.probe(
+            log,
+            &Cmd::new("journalctl").args([
+                "-u",
+                unit,
+                "--since",
+                &since,
+                "-n",
+                &n,
+                "--no-pager",
+                "-q",
+                "-o",
+                "cat",
+            ]),
+        )
+        .ok()
+        .map(|o| o.stdout)
+    }
+
     /// The unit's last `n` journal lines on one line (" | "-joined, redacted): its own last
     /// words, for an error that says more than "inactive" or "failed"; "" when it has none.
     pub fn journal_tail(&self, log: &str, unit: &str, n: u32) -> String {

@@ -72,6 +72,12 @@ pub fn keel_unit_vars(
 }
 
 /// RFC 3339 UTC timestamp, second precision.
+/// Seconds since the epoch (fractions kept): what systemd's `--timestamp=unix` and the
+/// app's heartbeats are compared with.
+pub fn unix_now() -> f64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
 pub fn now() -> String {
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::now_utc()

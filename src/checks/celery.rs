@@ -12,10 +12,7 @@ const SEP: &str = "\x06\x16";
 const WATCH: &str = "/var/lib/keel/queue-watch.json";
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::paths::unix_now() as u64
 }
 
 /// The queues a worker of this config consumes.
@@ -208,30 +205,16 @@ pub fn check_queues(ctx: &Ctx) -> (Level, String, String) {
 /// Beat without the app's heartbeat page: its journal since it started shows whether it
 /// sends due tasks ("Sending due task").
 pub fn beat_by_journal(ctx: &Ctx, unit: &str) -> (Level, String, String) {
-    let Some(since) = crate::steps::verify::active_since_secs(ctx, unit) else {
+    let Some(since) = crate::steps::verify::active_since(ctx, unit) else {
         return not_checked(format!("{unit} is active; its start time is unknown"), "");
     };
     // The last hour at most (a beat up for weeks has a long journal).
     let from = (since as u64).max(now_secs().saturating_sub(3600));
-    let out = ctx.exec.probe(
-        "health",
-        &crate::exec::Cmd::new("journalctl").args([
-            "-u",
-            unit,
-            "--since",
-            &format!("@{from}"),
-            "-n",
-            "5000",
-            "--no-pager",
-            "-q",
-            "-o",
-            "cat",
-        ]),
-    );
-    let sent = out
-        .map(|o| {
-            o.stdout
-                .lines()
+    let sent = ctx
+        .exec
+        .journal_since("health", unit, from, 5000)
+        .map(|text| {
+            text.lines()
                 .filter(|l| l.contains("Sending due task"))
                 .count()
         })

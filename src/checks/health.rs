@@ -48,10 +48,6 @@ fn from(r: StepResult, ok_msg: &str) -> (Level, String, String) {
     }
 }
 
-fn now_secs() -> f64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
-}
-
 /// (name, critical, check): every check `keel verify` runs; figures go to `gauges`.
 fn checks(
     ctx: &Arc<Ctx>,
@@ -167,7 +163,7 @@ fn backup_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<
                     "keel backup (keel install makes the first one)",
                 );
             };
-            let age = (now_secs() as i64 - newest.time).max(0);
+            let age = (crate::paths::unix_now() as i64 - newest.time).max(0);
             let mut gs = g.lock().expect("gauges");
             gs.push((
                 "keel_backup_age_seconds".into(),
@@ -304,9 +300,12 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
                     .and_then(|v| v["heartbeat"].as_f64());
                 let max_age = (c.cfg.django.heartbeat_interval_secs * 3 + 5) as f64;
                 match hb {
-                    Some(t) if code == 200 && now_secs() - t <= max_age => Ok(()),
+                    Some(t) if code == 200 && crate::paths::unix_now() - t <= max_age => Ok(()),
                     Some(t) => Err(StepError::permanent(
-                        format!("beat's last heartbeat is {:.0}s old", now_secs() - t),
+                        format!(
+                            "beat's last heartbeat is {:.0}s old",
+                            crate::paths::unix_now() - t
+                        ),
                         format!("see journalctl -u {unit} -n 50"),
                     )),
                     None => Err(StepError::permanent(

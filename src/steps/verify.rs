@@ -42,11 +42,7 @@ fn heartbeat(ctx: &Ctx) -> StepResult<Option<f64>> {
 }
 
 /// When `unit` last became active, as Unix seconds.
-pub fn active_since_secs(ctx: &Ctx, unit: &str) -> Option<f64> {
-    active_since(ctx, unit)
-}
-
-fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
+pub fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
     let o = ctx
         .exec
         .probe(
@@ -186,33 +182,17 @@ fn wait_ready(ctx: &Ctx, log: &str, unit: &str) {
     let Some(since) = active_since(ctx, unit) else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
     // A worker up for minutes is ready (or not starting): its journal is not read.
-    if now - since > 120.0 {
+    if crate::paths::unix_now() - since > 120.0 {
         return;
     }
-    let since = format!("@{}", since.floor() as u64);
+    let since = since.floor() as u64;
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < end {
         let seen = ctx
             .exec
-            .probe(
-                log,
-                &crate::exec::Cmd::new("journalctl").args([
-                    "-u",
-                    unit,
-                    "--since",
-                    &since,
-                    "--no-pager",
-                    "-q",
-                    "-o",
-                    "cat",
-                ]),
-            )
-            .is_ok_and(|o| o.stdout.lines().any(|l| l.trim_end().ends_with(" ready.")));
+            .journal_since(log, unit, since, 5000)
+            .is_some_and(|t| t.lines().any(|l| l.trim_end().ends_with(" ready.")));
         if seen || !ctx.exec.is_real() {
             return;
         }
