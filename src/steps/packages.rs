@@ -164,20 +164,24 @@ pub fn missing(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult<Vec<String>
 /// Detected build packages the venv does not need: the build step's own tools.
 const AFTER_VENV: &[&str] = &["nodejs", "npm", "gettext"];
 
-/// The build packages a local source shows it needs, with why (read from the tree each time:
-/// a few small files). A git source is read only once fetched, after this step: its build
-/// packages go in packages.build.
+/// The build packages a local source shows it needs, with why (read once per run). A git
+/// source is read only once fetched, after this step: its build packages go in
+/// packages.build.
 pub fn detected_build(ctx: &Ctx) -> Vec<(String, String)> {
-    let Some(src) = ctx.cfg.app_source() else {
-        return vec![];
-    };
-    let read = crate::tree::reader(&src);
-    let files = crate::project::walk(&src).unwrap_or_default();
-    let project = crate::project::read(&ctx.cfg, &read).ok();
-    crate::project::build_packages(&ctx.cfg, &read, &files, project.as_ref())
-        .into_iter()
-        .map(|(p, why)| (p.to_string(), why.to_string()))
-        .collect()
+    ctx.build_packages
+        .get_or_init(|| {
+            let Some(src) = ctx.cfg.app_source() else {
+                return vec![];
+            };
+            let read = crate::tree::reader(&src);
+            let files = crate::project::walk(&src).unwrap_or_default();
+            let project = crate::project::read(&ctx.cfg, &read).ok();
+            crate::project::build_packages(&ctx.cfg, &read, &files, project.as_ref())
+                .into_iter()
+                .map(|(p, why)| (p.to_string(), why.to_string()))
+                .collect()
+        })
+        .clone()
 }
 
 /// An apt step: the system packages, or the Python ones that go first so that the app's
