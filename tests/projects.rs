@@ -6,28 +6,22 @@ use crate::fakehost::{Host, config};
 /// The demo app copied into the fake host's tree, with `requirements/{production,base}.txt`
 /// in place of requirements.txt.
 fn split_requirements_app(h: &Host) -> std::path::PathBuf {
-    let app = h.path("app");
-    let ok = std::process::Command::new("cp")
-        .args([
-            "-r",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-app"),
-        ])
-        .arg(&app)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let reqs = std::fs::read_to_string(app.join("requirements.txt")).unwrap();
-    std::fs::remove_file(app.join("requirements.txt")).unwrap();
-    std::fs::create_dir_all(app.join("requirements")).unwrap();
-    std::fs::write(app.join("requirements/base.txt"), reqs).unwrap();
-    std::fs::write(
-        app.join("requirements/production.txt"),
-        "-r base.txt\n-c constraints.txt\n",
-    )
+    let reqs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/demo-app/requirements.txt"
+    ))
     .unwrap();
-    std::fs::write(app.join("requirements/constraints.txt"), "").unwrap();
-    app
+    app_with(
+        h,
+        &[
+            ("requirements/base.txt", &reqs),
+            (
+                "requirements/production.txt",
+                "-r base.txt\n-c constraints.txt\n",
+            ),
+            ("requirements/constraints.txt", ""),
+        ],
+    )
 }
 
 fn venv_of_current(h: &Host) -> String {
