@@ -16,5 +16,12 @@ bin=target/release/keel
 "$bin" completions bash >target/assets/keel.bash
 "$bin" completions zsh >target/assets/_keel
 "$bin" completions fish >target/assets/keel.fish
-cargo deb --no-build --quiet 2>/dev/null || cargo deb --no-build
-ls -t target/debian/keel_*_amd64.deb | head -1
+# Built aside and renamed into place: a scenario beside this one may be copying the .deb
+# of an earlier build (a rewrite in place once handed it a truncated file).
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+out=target/debian/keel_${version}-1_amd64.deb
+mkdir -p target/debian
+rm -f "$out.new"
+cargo deb --no-build --quiet --output "$out.new" >/dev/null 2>&1 || cargo deb --no-build --output "$out.new" >&2
+mv -f "$out.new" "$out"
+echo "$out"
