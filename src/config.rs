@@ -90,6 +90,10 @@ pub struct Packages {
     /// What the app's packages need to build from source (compilers, headers such as
     /// libpq-dev): installed with `python`, in the first apt run, before the venv is built.
     pub build: Vec<String>,
+    /// Debian's Recommends too. Off by default: keel names what the stack needs, and
+    /// Recommends add packages nobody asked for (npm's alone are about 200: node-tap and
+    /// its tree), each a longer install and more to patch.
+    pub recommends: bool,
 }
 impl Default for Packages {
     fn default() -> Self {
@@ -99,6 +103,7 @@ impl Default for Packages {
                 .to_vec(),
             python: ["python3", "python3-venv"].map(String::from).to_vec(),
             build: vec![],
+            recommends: false,
         }
     }
 }
@@ -1569,7 +1574,8 @@ impl Config {
             extra.push("unattended-upgrades");
         }
         if self.firewall.mode != FirewallMode::Off {
-            extra.push("nftables");
+            // netbase (/etc/services, /etc/protocols) came as nftables' Recommends.
+            extra.extend(["nftables", "netbase"]);
         }
         let tls: &[&str] = match self.tls_mode() {
             TlsMode::Off => &[],

@@ -103,13 +103,13 @@ fn package_names_and_git_refs_come_after_double_dash() {
     h.install(&[]).success();
     let cmds = h.commands();
     assert!(
-        cmds.contains("apt-get") && cmds.contains(" install -- "),
+        cmds.contains("apt-get") && cmds.contains(" install --no-install-recommends -- "),
         "{cmds}"
     );
     assert!(
         !cmds.lines().any(|l| l.contains("apt-get")
             && l.contains(" install ")
-            && !l.contains(" install -- ")),
+            && !l.contains(" install --no-install-recommends -- ")),
         "{cmds}"
     );
     let h = Host::new();

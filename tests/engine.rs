@@ -23,7 +23,7 @@ fn full_install_then_noop() {
         "{cmds}"
     );
     assert!(
-        cmds.contains("install -- postgresql redis-server nginx"),
+        cmds.contains("install --no-install-recommends -- postgresql redis-server nginx"),
         "{cmds}"
     );
     assert!(
@@ -294,7 +294,7 @@ fn interrupted_step_runs_again() {
         .filter(|l| {
             l.starts_with("[packages]")
                 && l.ends_with(
-                    "install -- postgresql redis-server nginx logrotate unattended-upgrades nftables",
+                    "install --no-install-recommends -- postgresql redis-server nginx logrotate unattended-upgrades nftables netbase",
                 )
         })
         .count();
@@ -332,13 +332,13 @@ fn transient_failures_are_retried_and_recorded() {
 #[test]
 fn permanent_failures_fail_at_once_with_stderr_and_hint() {
     let h = Host::new();
-    h.rule("install -- postgresql\t100\t0\tReading package lists...\\nE: Unable to locate package postgresql");
+    h.rule("install --no-install-recommends -- postgresql\t100\t0\tReading package lists...\\nE: Unable to locate package postgresql");
     h.install(&["packages"])
         .code(1)
         .stdout(contains("exited with status 100"))
         .stdout(contains("Unable to locate package postgresql"))
         .stdout(contains("[packages] install"));
-    assert_eq!(h.commands().matches("install -- postgresql").count(), 1);
+    assert_eq!(h.commands().matches("install --no-install-recommends -- postgresql").count(), 1);
     let st = h.state();
     assert_eq!(st["steps"]["packages"]["status"], "failed");
     assert!(

@@ -138,6 +138,7 @@ impl Host {
             "logrotate",
             "unattended-upgrades",
             "nftables",
+            "netbase",
         ]
         .iter()
         .chain(more)

@@ -159,6 +159,20 @@ fn build_packages_come_before_the_venv() {
     }
     let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s} in {cmds}"));
     assert!(pos(apt) < pos("uv pip install"));
+    // Recommends are left out unless asked for; asking re-runs both apt steps with them.
+    assert!(apt.contains("--no-install-recommends"), "{apt}");
+    h.write(
+        "keel.toml",
+        &config("[packages]\nbuild = [\"build-essential\", \"libpq-dev\", \"python3-dev\"]\nrecommends = true\n"),
+    );
+    h.install(&[]).success();
+    let cmds = h.commands();
+    let runs: Vec<&str> = cmds
+        .lines()
+        .filter(|l| l.contains("apt-get") && l.contains(" install "))
+        .collect();
+    assert_eq!(runs.len(), 4, "{cmds}");
+    assert!(runs[2..].iter().all(|l| !l.contains("recommends")), "{cmds}");
 }
 
 /// Celery as the app routes it: the worker consumes the queues, pool and options listed in

@@ -91,7 +91,11 @@ pub fn install(ctx: &Ctx, step: &str, pkgs: &[String]) -> StepResult {
     ctx.ui
         .step_note(step, &format!("apt-get install {}", pkgs.join(" ")));
     // `--` before the names: a package name can never be read as an apt option.
-    let mut args = vec!["install", "--"];
+    let mut args = vec!["install"];
+    if !ctx.cfg.packages.recommends {
+        args.push("--no-install-recommends");
+    }
+    args.push("--");
     args.extend(pkgs.iter().map(String::as_str));
     match ctx.exec.run(step, &apt_get(ctx, &args)) {
         Ok(_) => Ok(()),
@@ -255,7 +259,13 @@ impl Step for Apt {
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         let mut p = (self.list)(ctx);
         p.sort();
-        Inputs::new().value("packages", p.join(" "))
+        let i = Inputs::new().value("packages", p.join(" "));
+        // Only when set: hosts installed before the key existed stay up to date.
+        if ctx.cfg.packages.recommends {
+            i.value("recommends", "yes")
+        } else {
+            i
+        }
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         let pkgs = (self.list)(ctx);
