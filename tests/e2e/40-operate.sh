@@ -9,7 +9,9 @@ scenario_verify_diagnose() {
   local nchecks; nchecks=$(echo "$out" | jq_py "len(d['checks'])")
   [ "$nchecks" -ge 10 ] || fail "verify ran only $nchecks checks"
   echo "$out" | jq_py "d['verdict']" | grep -qE '^(healthy|degraded)$' || fail "verify on a healthy host: $out"
-  echo "$out" | jq_py "[c['name'] for c in d['checks'] if c['level']=='error']" | grep -qx '\[\]' || fail "errors on a healthy host: $out"
+  # Not the load: a container reads the machine's /proc/loadavg, and the lanes side by side
+  # (plus whatever else runs here) can pass 4 per CPU on a 2-core machine.
+  echo "$out" | jq_py "[c['name'] for c in d['checks'] if c['level']=='error' and c['name'] != 'load']" | grep -qx '\[\]' || fail "errors on a healthy host: $out"
   # Prometheus textfile format, checked by promtool itself.
   vx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; systemctl stop prometheus 2>/dev/null || true'
   vx sh -c 'keel --config /etc/keel/keel.toml verify --output prometheus | promtool check metrics' || fail "promtool rejected keel's metrics"
