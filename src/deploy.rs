@@ -65,6 +65,10 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     // against) and collectstatic: each start of Django costs about a second.
     ctx.ui
         .line("[deploy] imports, manage.py check, migrate, collectstatic");
+    // The worker's warm shutdown (Celery's pool takes about 2 s to stop even when idle)
+    // runs beside the migrations: tasks wait in Redis meanwhile, and none of the old code's
+    // runs against a schema being migrated. A failure from here on starts it again.
+    stop_worker(ctx);
     ctx.run(
         LOG,
         &manage(ctx, &dir, &["shell", "--no-startup"]).stdin(PRE_SWITCH.to_string()),
@@ -106,27 +110,70 @@ except BaseException as e:
     sys.exit(1)
 "#;
 
-/// Restart the app's units together: Gunicorn while systemd holds its socket (requests
-/// queue, none is refused), the worker with a warm shutdown (running tasks finish), beat.
+fn unit(ctx: &Ctx, process: &str) -> String {
+    format!("{}-{process}", ctx.cfg.app.name)
+}
+
+/// Ask the worker for its warm shutdown and return at once (systemd carries it out).
+fn stop_worker(ctx: &Ctx) {
+    let cmd = crate::exec::Cmd::new("systemctl").args(["stop", "--no-block", &unit(ctx, "worker")]);
+    if let Err(e) = ctx.run(LOG, &cmd) {
+        ctx.ui.line(&format!(
+            "[deploy] the worker's early stop was not queued ({}): it restarts with the others",
+            e.msg
+        ));
+    }
+}
+
+/// The worker again, as `current` is now: a start waits for a stop still under way (the
+/// warm shutdown lets running tasks finish: keel waits as long as systemd does), and
+/// restarts a worker that was never stopped.
+fn start_worker(ctx: &Ctx) -> StepResult {
+    let wait = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
+    let w = unit(ctx, "worker");
+    let verb = match crate::systemd::is_active(ctx, LOG, &w) {
+        true => "restart",
+        false => "start",
+    };
+    ctx.run(
+        LOG,
+        &crate::exec::Cmd::new("systemctl")
+            .args([verb, &w])
+            .timeout(wait),
+    )?;
+    Ok(())
+}
+
+/// Restart the app's units: Gunicorn while systemd holds its socket (requests queue, none
+/// is refused) and beat in one job, the worker beside them (its stop may already be under
+/// way).
 fn restart(ctx: &Ctx) -> StepResult {
-    let app = &ctx.cfg.app.name;
-    let units: Vec<String> = ["web", "worker", "beat"]
-        .iter()
-        .map(|u| format!("{app}-{u}"))
-        .collect();
-    let names: Vec<&str> = units.iter().map(String::as_str).collect();
+    let names = ["web", "worker", "beat"].map(|p| unit(ctx, p));
     // As exec::systemctl does: a switch back restarts again within seconds, and must not
     // trip systemd's start rate limit.
-    let _ = crate::systemd::systemctl(ctx, LOG, &[&["reset-failed"][..], &names[..]].concat());
-    // One job for the three, run side by side by systemd: the worker's restart waits for
-    // its running tasks (keel waits as long as systemd does).
-    let wait = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
-    let cmd = crate::exec::Cmd::new("systemctl")
-        .arg("restart")
-        .args(names.iter().copied())
-        .timeout(wait);
-    ctx.run(LOG, &cmd)?;
-    Ok(())
+    let _ = crate::systemd::systemctl(
+        ctx,
+        LOG,
+        &[
+            &["reset-failed"][..],
+            &names.each_ref().map(String::as_str)[..],
+        ]
+        .concat(),
+    );
+    let (web, worker) = std::thread::scope(|s| {
+        let worker = s.spawn(|| start_worker(ctx));
+        let cmd = crate::exec::Cmd::new("systemctl")
+            .args(["restart", &names[0], &names[2]])
+            .timeout(Duration::from_secs(120));
+        let web = ctx.run(LOG, &cmd).map(|_| ());
+        (
+            web,
+            worker
+                .join()
+                .unwrap_or_else(|_| Err(StepError::permanent("the worker's restart panicked", ""))),
+        )
+    });
+    web.and(worker)
 }
 
 /// The verify step's checks, retried as the verify step retries them (units just started).
@@ -193,6 +240,13 @@ pub fn deploy(
         error,
     };
     if let Err(e) = build(ctx, source, &mut rel) {
+        // The worker may have been stopped for the migrations: the old release's again.
+        if let Err(w) = start_worker(ctx) {
+            ctx.ui.line(&format!(
+                "[deploy] the worker did not start again: {}",
+                w.msg
+            ));
+        }
         let msg = ctx.exec.redactor.redact(&e.msg);
         if let Some(r) = st.releases.get_mut(&id) {
             r.revision = rel.revision.clone();

@@ -57,10 +57,14 @@ fn a_deploy_builds_beside_migrates_then_switches_and_install_stays_a_noop() {
     // The imports, check, migrate and collectstatic run in the new release, in one Python
     // (they are in its script, in that order), before the units restart, together.
     let pos = |s: &str| cmds.find(s).unwrap_or_else(|| panic!("no {s:?} in {cmds}"));
+    // The worker's warm shutdown is asked for as the migrations start (it goes on beside
+    // them); after the switch web and beat restart, and the worker starts again.
+    assert!(pos("systemctl stop --no-block demo-worker") < pos("manage.py shell --no-startup"));
     assert!(
         pos("/venv/bin/python manage.py shell --no-startup")
-            < pos("systemctl restart demo-web demo-worker demo-beat")
+            < pos("systemctl restart demo-web demo-beat")
     );
+    assert!(pos("manage.py shell --no-startup") < pos("systemctl is-active --quiet demo-worker"));
     let st = h.state();
     let id = second.strip_prefix("releases/").unwrap();
     assert_eq!(st["releases"]["current"], id);
@@ -135,7 +139,16 @@ fn a_failed_migration_stops_before_the_switch() {
         ))
         .stderr(contains("not switched"));
     assert_eq!(current(&h), first);
-    assert!(!h.commands()[before..].contains("systemctl restart"));
+    // Web and beat were left alone; the worker, stopped for the migrations, runs again.
+    let cmds = h.commands()[before..].to_string();
+    assert!(!cmds.contains("systemctl restart demo-web"), "{cmds}");
+    let stop = cmds
+        .find("systemctl stop --no-block demo-worker")
+        .expect("stopped");
+    assert!(
+        cmds[stop..].contains("systemctl restart demo-worker"),
+        "{cmds}"
+    );
     assert_eq!(h.state()["releases"]["list"][1]["status"], "failed");
 }
 

@@ -338,7 +338,12 @@ fn permanent_failures_fail_at_once_with_stderr_and_hint() {
         .stdout(contains("exited with status 100"))
         .stdout(contains("Unable to locate package postgresql"))
         .stdout(contains("[packages] install"));
-    assert_eq!(h.commands().matches("install --no-install-recommends -- postgresql").count(), 1);
+    assert_eq!(
+        h.commands()
+            .matches("install --no-install-recommends -- postgresql")
+            .count(),
+        1
+    );
     let st = h.state();
     assert_eq!(st["steps"]["packages"]["status"], "failed");
     assert!(

@@ -172,7 +172,10 @@ fn build_packages_come_before_the_venv() {
         .filter(|l| l.contains("apt-get") && l.contains(" install "))
         .collect();
     assert_eq!(runs.len(), 4, "{cmds}");
-    assert!(runs[2..].iter().all(|l| !l.contains("recommends")), "{cmds}");
+    assert!(
+        runs[2..].iter().all(|l| !l.contains("recommends")),
+        "{cmds}"
+    );
 }
 
 /// Celery as the app routes it: the worker consumes the queues, pool and options listed in
