@@ -136,18 +136,35 @@ fn check_worker(ctx: &Ctx) -> StepResult {
     crate::systemd::require_active(ctx, ID, &format!("{app}-worker"))?;
     // A task round trip proves more than `inspect ping` (the worker consumes, not only
     // answers its control queue), and costs no Python start-up: the ping only without it.
-    if ctx.cfg.django.celery_ping_path.is_empty() {
-        inspect_ping(ctx, ID)
-    } else {
-        check_ping(ctx)
+    if !ctx.cfg.django.celery_ping_path.is_empty() {
+        return check_ping(ctx);
     }
+    // A worker that (re)started moments ago and logged Celery's "ready." since has
+    // connected to the broker and consumes: a second Python start for `inspect ping`
+    // would prove nothing more.
+    if wait_ready(ctx, ID, &format!("{app}-worker")) == Ready::Logged {
+        return Ok(());
+    }
+    ping_node(ctx, ID)
+}
+
+#[derive(PartialEq)]
+enum Ready {
+    /// It logged "ready." since it last became active.
+    Logged,
+    /// Up for minutes (its journal not read), not seen within the wait, or no way to tell.
+    Unknown,
 }
 
 /// `celery inspect ping` to our worker, as the app, through Redis: the worker is connected
 /// to the broker and answers. Needs nothing of the app's but its Celery app.
 pub fn inspect_ping(ctx: &Ctx, log: &str) -> StepResult {
+    wait_ready(ctx, log, &format!("{}-worker", ctx.cfg.app.name));
+    ping_node(ctx, log)
+}
+
+fn ping_node(ctx: &Ctx, log: &str) -> StepResult {
     let app = &ctx.cfg.app.name;
-    wait_ready(ctx, log, &format!("{app}-worker"));
     // Our worker's node name (the unit sets --hostname APP@%h): with a destination, inspect
     // returns as soon as it answers instead of waiting out the timeout for unknown others.
     let node = format!("{app}@{}", crate::system::hostname());
@@ -181,13 +198,13 @@ pub fn inspect_ping(ctx: &Ctx, log: &str) -> StepResult {
 /// Until the worker logs Celery's "ready." since it (re)started (at most 30 s; a ping to a
 /// worker still starting waits out its whole timeout). Its logging may be the app's own, so
 /// the ping follows whether or not the line was seen.
-fn wait_ready(ctx: &Ctx, log: &str, unit: &str) {
+fn wait_ready(ctx: &Ctx, log: &str, unit: &str) -> Ready {
     let Some(since) = active_since(ctx, unit) else {
-        return;
+        return Ready::Unknown;
     };
     // A worker up for minutes is ready (or not starting): its journal is not read.
     if crate::paths::unix_now() - since > 120.0 {
-        return;
+        return Ready::Unknown;
     }
     let since = since.floor() as u64;
     let end = std::time::Instant::now() + Duration::from_secs(30);
@@ -196,11 +213,15 @@ fn wait_ready(ctx: &Ctx, log: &str, unit: &str) {
             .exec
             .journal_since(log, unit, since, 5000)
             .is_some_and(|t| t.lines().any(|l| l.trim_end().ends_with(" ready.")));
-        if seen || !ctx.exec.is_real() {
-            return;
+        if seen {
+            return Ready::Logged;
+        }
+        if !ctx.exec.is_real() {
+            return Ready::Unknown;
         }
         ctx.exec.pause(Duration::from_millis(250));
     }
+    Ready::Unknown
 }
 
 /// Beat is active and its heartbeat advanced since beat (re)started.
@@ -247,7 +268,7 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
         (name.to_string(), r, t.elapsed().as_millis() as u64)
     };
     let parts = std::thread::scope(|s| {
-        let w = s.spawn(|| timed("celery worker round trip", &|| check_worker(ctx)));
+        let w = s.spawn(|| timed("celery worker", &|| check_worker(ctx)));
         let b = s.spawn(|| timed("celery beat tick", &|| check_beat(ctx)));
         let h = timed("app through nginx", &|| check_home(ctx));
         let lost = |n: &str| {
