@@ -250,6 +250,9 @@ pub fn record(ctx: &Ctx, result: &StepResult<Entry>) {
     let v = match result {
         Ok(e) => json!({"at": crate::paths::now(), "ok": true, "file": e.name, "size": e.size}),
         Err(e) => {
+            // For `keel logs --failed` (and whoever reads keel's events).
+            ctx.events
+                .emit("backup-failed", None, json!({"error": e.msg}));
             json!({"at": crate::paths::now(), "ok": false, "error": ctx.exec.redactor.redact(&e.msg)})
         }
     };

@@ -184,6 +184,50 @@ pub enum Command {
     /// Undo everything keel set up, keeping data (databases, secrets, app directory).
     #[command(after_help = "Example:\n  keel rollback --yes")]
     Rollback,
+    /// The app's processes, nginx and keel's own runs, interleaved by time with the process
+    /// named; the output of the last failed install, deploy or backup with --failed.
+    #[command(
+        after_help = "Examples:\n  keel logs                      # web, worker and beat\n  keel logs -f worker\n  keel logs -n 50 --since '1h ago' web nginx\n  keel logs --failed\n  keel logs --output json keel"
+    )]
+    Logs {
+        /// Some of: web, worker, beat, nginx, keel (default: web worker beat).
+        #[arg(value_name = "PROCESS")]
+        processes: Vec<String>,
+        /// Then print new lines as they come, until stopped (Ctrl-C).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines.
+        #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+        lines: u32,
+        /// Only lines since WHEN, as systemd reads a time ("1h ago", "today", "2026-12-03 10:00").
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// The output of the last failed install step, deploy or backup.
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Run a command in the current release, as the app: its user, .env, settings, venv
+    /// and sandbox (only uploads are writable). Its exit status is keel's.
+    #[command(
+        after_help = "Examples:\n  keel run -- python manage.py createsuperuser\n  keel run -- python manage.py showmigrations\n  keel run -- celery -A demo inspect active"
+    )]
+    Run {
+        /// The command and its arguments (after --); a name in the venv runs from it.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// Django's shell (manage.py shell), as `keel run` runs commands.
+    #[command(after_help = "Example:\n  keel shell")]
+    Shell,
+    /// psql logged in as the app's database role (the password on no command line).
+    #[command(
+        after_help = "Examples:\n  keel dbshell\n  echo 'select count(*) from auth_user' | keel dbshell"
+    )]
+    Dbshell,
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  keel completions bash > /etc/bash_completion.d/keel")]
     Completions {

@@ -47,6 +47,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// A command `keel run` ran ended with this status: keel exits with it, adding nothing.
+    #[error("the command exited with status {0}")]
+    Passed(i32),
 }
 
 impl Error {
@@ -55,6 +58,7 @@ impl Error {
             Error::Usage { .. } | Error::Config { .. } | Error::State { .. } => 2,
             Error::Preflight { .. } => 3,
             Error::Locked { .. } => 4,
+            Error::Passed(c) => *c,
             Error::StepFailed { .. } | Error::Unhealthy(_) | Error::Io { .. } | Error::Other(_) => {
                 1
             }

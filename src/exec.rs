@@ -26,6 +26,9 @@ pub struct Cmd {
     /// same open file for every command (a restore's checksum, listing and load), so a swap
     /// of the path between them changes nothing.
     pub stdin_open: Option<std::sync::Arc<std::fs::File>>,
+    /// The output is the caller's to show (`keel logs`): the command log records the
+    /// command and its status, not what it printed.
+    pub unlogged_output: bool,
     /// Run at this niceness (through nice(1)): builds yield the CPU to dpkg during an
     /// install and to the live app during a deploy.
     pub nice: Option<u8>,
@@ -118,7 +121,12 @@ impl Cmd {
             stdin_open: None,
             nice: None,
             sandbox: None,
+            unlogged_output: false,
         }
+    }
+    pub fn unlogged_output(mut self) -> Cmd {
+        self.unlogged_output = true;
+        self
     }
     pub fn sandbox(mut self, s: Sandbox) -> Cmd {
         self.sandbox = Some(s);
@@ -238,6 +246,14 @@ impl Cmd {
         v.push(self.program.clone());
         v.extend(self.args.iter().cloned());
         v
+    }
+}
+
+/// A shared `duct` reader as `Read` (so it can be killed while lines are read).
+struct ArcReader(std::sync::Arc<duct::ReaderHandle>);
+impl std::io::Read for ArcReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
     }
 }
 
@@ -654,6 +670,129 @@ impl Exec {
         self.redactor.redact(&lines.join(" | "))
     }
 
+    /// A sandboxed command attached to keel's own stdin, stdout and stderr (`keel run`,
+    /// `keel shell`, `keel dbshell`): its exit status is returned. When any of the three is
+    /// a terminal, systemd gives the command a terminal of its own (`systemd-run --pty`,
+    /// which relays): the command never holds the admin's, so it cannot push input into it
+    /// (TIOCSTI) or read what is typed after it ends. Otherwise the pipes and files are
+    /// passed on (`--pipe`). Logged as other commands are, without the output.
+    pub fn attached(&self, log: &str, cmd: &Cmd) -> Result<i32, ExecError> {
+        use std::io::IsTerminal;
+        let tty = std::io::stdin().is_terminal()
+            || std::io::stdout().is_terminal()
+            || std::io::stderr().is_terminal();
+        let mut argv = cmd.argv();
+        if cmd.sandbox.is_some() && tty {
+            for a in argv.iter_mut() {
+                if a == "--pipe" {
+                    *a = "--pty".into();
+                }
+            }
+        }
+        let start = Instant::now();
+        let code = match &self.mode {
+            Mode::Fake(dir) => {
+                let out = fake_run(dir, log, cmd, &self.redactor);
+                print!("{}", strip_controls(&out.stdout));
+                eprint!("{}", strip_controls(&out.stderr));
+                Ok(out.code)
+            }
+            Mode::Real => {
+                let mut c = std::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                if !tty {
+                    crate::system::fcntl::new_session(&mut c);
+                }
+                c.status().map(|s| s.code().unwrap_or(128))
+            }
+        };
+        let elapsed = start.elapsed();
+        let (code, stderr) = match code {
+            Ok(c) => (c, String::new()),
+            Err(e) => (127, format!("could not start: {e}")),
+        };
+        let out = Output {
+            code,
+            stdout: "(attached to keel's terminal or pipes: not logged)".into(),
+            stderr: stderr.clone(),
+        };
+        self.write_log(log, cmd, &out, elapsed, false);
+        if stderr.is_empty() {
+            Ok(code)
+        } else {
+            Err(ExecError {
+                cmd: self.redactor.redact(&cmd.display()),
+                code: None,
+                timed_out: false,
+                elapsed,
+                stderr_tail: stderr,
+                stdout: String::new(),
+            })
+        }
+    }
+
+    /// Each line `cmd` prints on stdout, as it prints it (`journalctl -f`), until the
+    /// command ends or `on_line` returns false (the command is then killed). Control
+    /// characters are taken out. The fake host answers once, from its rules.
+    pub fn follow(
+        &self,
+        log: &str,
+        cmd: &Cmd,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), ExecError> {
+        let lines: Box<dyn Iterator<Item = String>> = match &self.mode {
+            Mode::Fake(dir) => {
+                let out = fake_run(dir, log, cmd, &self.redactor);
+                Box::new(
+                    out.stdout
+                        .lines()
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                )
+            }
+            Mode::Real => {
+                let argv = cmd.argv();
+                let reader = duct::cmd(&argv[0], &argv[1..])
+                    .stderr_null()
+                    .before_spawn(|c| {
+                        crate::system::fcntl::new_session(c);
+                        Ok(())
+                    })
+                    .reader()
+                    .map_err(|e| ExecError {
+                        cmd: self.redactor.redact(&cmd.display()),
+                        code: None,
+                        timed_out: false,
+                        elapsed: Duration::ZERO,
+                        stderr_tail: format!("could not start: {e}"),
+                        stdout: String::new(),
+                    })?;
+                let reader = std::sync::Arc::new(reader);
+                let r2 = reader.clone();
+                let it = std::io::BufRead::lines(std::io::BufReader::new(ArcReader(r2)))
+                    .map_while(Result::ok);
+                let mut stopped = false;
+                for l in it {
+                    if !on_line(&strip_controls(&l)) {
+                        stopped = true;
+                        break;
+                    }
+                }
+                if stopped {
+                    let _ = reader.kill();
+                }
+                return Ok(());
+            }
+        };
+        for l in lines {
+            if !on_line(&strip_controls(&l)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// A real host (not the fake one of the tests).
     pub fn is_real(&self) -> bool {
         matches!(self.mode, Mode::Real)
@@ -921,7 +1060,7 @@ impl Exec {
             text.push_str("(stdin supplied, not logged)\n");
         }
         for (label, s) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-            if !s.is_empty() {
+            if !s.is_empty() && !cmd.unlogged_output {
                 text.push_str(&format!("[{label}]\n{}", r.redact(s)));
                 if !s.ends_with('\n') {
                     text.push('\n');

@@ -5,6 +5,9 @@ fn main() {
     let json = cli.output == keel::cli::Output::Json;
     if let Err(e) = keel::run(cli) {
         let code = e.exit_code();
+        if let keel::error::Error::Passed(c) = e {
+            std::process::exit(c);
+        }
         // An unhealthy verdict was already printed as the command's own JSON document.
         if json && !matches!(e, keel::error::Error::Unhealthy(_)) {
             let v =

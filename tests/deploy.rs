@@ -5,7 +5,7 @@ use crate::fakehost::Host;
 use predicates::str::contains;
 
 /// A copy of the demo app at `rel` under the host's temp dir, with `views.py` marked.
-fn app_copy(h: &Host, rel: &str, mark: &str) -> std::path::PathBuf {
+pub fn app_copy(h: &Host, rel: &str, mark: &str) -> std::path::PathBuf {
     let dst = h.path(rel);
     let ok = std::process::Command::new("cp")
         .arg("-r")

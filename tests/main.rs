@@ -12,6 +12,7 @@ mod drift;
 mod engine;
 mod fakehost;
 mod firewall;
+mod ops;
 mod probes;
 mod projects;
 mod tls;

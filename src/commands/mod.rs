@@ -7,10 +7,12 @@ pub mod diagnose;
 pub mod env;
 pub mod init;
 pub mod install;
+pub mod logs;
 pub mod plan;
 pub mod preflight;
 pub mod releases;
 pub mod rollback;
+pub mod run;
 pub mod status;
 pub mod verify;
 
@@ -32,7 +34,8 @@ fn outputs(c: &Command) -> &'static [Output] {
         | Command::Deploy { .. }
         | Command::Releases
         | Command::Backup
-        | Command::Restore { .. } => &[Human, Json],
+        | Command::Restore { .. }
+        | Command::Logs { .. } => &[Human, Json],
         _ => &[Human],
     }
 }
@@ -57,6 +60,14 @@ fn check_output(cli: &Cli) -> Result<()> {
             ok.iter().map(name).collect::<Vec<_>>().join(", ")
         ),
     ))
+}
+
+/// A one-off command's exit status as keel's own.
+fn passed(r: Result<i32>) -> Result<()> {
+    match r? {
+        0 => Ok(()),
+        c => Err(crate::error::Error::Passed(c)),
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -114,5 +125,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Releases => releases::run(&cli),
         Command::Backup => backup::run(&cli),
         Command::Restore { file } => backup::restore(&cli, file),
+        Command::Run { command } => passed(run::run(&cli, run::What::Command(command))),
+        Command::Logs {
+            processes,
+            follow,
+            lines,
+            since,
+            failed,
+        } => logs::run(
+            &cli,
+            logs::Opts {
+                processes,
+                follow: *follow,
+                lines: *lines,
+                since: since.as_deref(),
+                failed: *failed,
+            },
+        ),
+        Command::Shell => passed(run::run(&cli, run::What::Shell)),
+        Command::Dbshell => passed(run::run(&cli, run::What::DbShell)),
     }
 }

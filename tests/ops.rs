@@ -1,0 +1,233 @@
+//! Daily operations on the fake host: one-off commands as the app (`keel run`, `shell`,
+//! `dbshell`).
+use crate::fakehost::Host;
+use predicates::str::contains;
+
+/// The current release's directory, as the units see it (`/opt/demo/releases/ID`).
+fn release_dir(h: &Host) -> String {
+    let link = std::fs::read_link(h.path("root/opt/demo/current")).unwrap();
+    format!("/opt/demo/{}", link.display())
+}
+
+#[test]
+fn run_is_the_app_in_its_sandbox_and_passes_the_exit_status() {
+    let h = Host::new();
+    // Before the app is installed there is nothing to run in.
+    h.keel()
+        .args(["run", "--", "id"])
+        .assert()
+        .code(2)
+        .stderr(contains("no current release"))
+        .stderr(contains("keel install"));
+    h.install(&[]).success();
+    let rel = release_dir(&h);
+    h.write(&format!("root{rel}/venv/bin/python"), "");
+    h.rule("manage.py showmigrations\t3\t0\t\tcore\\n [X] 0001_initial");
+    h.keel()
+        .args([
+            "run",
+            "--",
+            "python",
+            "manage.py",
+            "showmigrations",
+            "--list",
+        ])
+        .assert()
+        .code(3)
+        .stdout(contains("0001_initial"));
+    let cmds = h.commands();
+    let line = cmds
+        .lines()
+        .rev()
+        .find(|l| l.contains("showmigrations"))
+        .unwrap_or_else(|| panic!("{cmds}"));
+    // As the units: the app's user, the release, the .env, only uploads writable; `python`
+    // is the venv's (systemd would look a bare name up in its own path).
+    for want in [
+        "systemd-run",
+        "-p User=demo",
+        &format!(
+            "-p WorkingDirectory={}",
+            h.path(&format!("root{rel}")).display()
+        ),
+        "/opt/demo/shared/.env",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        &format!("-- {rel}/venv/bin/python manage.py showmigrations --list"),
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+    assert!(!line.contains("staticfiles"), "{line}");
+    assert!(
+        line.contains("ReadWritePaths=-") && line.contains("/opt/demo/shared/media"),
+        "{line}"
+    );
+    // No command: a usage error.
+    h.keel()
+        .arg("run")
+        .assert()
+        .code(2)
+        .stderr(contains("no command given"));
+    // A name the venv lacks goes to systemd as it is; exit 0 is keel's 0.
+    h.keel().args(["run", "--", "id", "-un"]).assert().success();
+    assert!(h.commands().lines().last().unwrap().ends_with("-- id -un"));
+}
+
+#[test]
+fn dbshell_logs_in_from_a_root_only_file_that_goes_afterwards() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.keel().arg("dbshell").assert().success();
+    let cmds = h.commands();
+    let line = cmds.lines().last().unwrap();
+    assert!(line.ends_with("-- psql"), "{line}");
+    assert!(
+        line.contains("EnvironmentFile=-") && line.contains("/run/keel/dbshell-"),
+        "{line}"
+    );
+    assert!(!line.contains("/opt/demo/shared/.env"), "{line}");
+    let password = h.read("root/etc/keel/secrets/postgres_password");
+    assert!(!line.contains(password.trim()), "{line}");
+    let left: Vec<_> = std::fs::read_dir(h.path("root/run/keel"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dbshell-"))
+        .collect();
+    assert!(left.is_empty(), "the login file stayed: {left:?}");
+    h.write(&format!("root{}/venv/bin/python", release_dir(&h)), "");
+    h.keel().arg("shell").assert().success();
+    let cmds = h.commands();
+    let last = cmds.lines().last().unwrap();
+    assert!(
+        last.ends_with(&format!(
+            "-- {}/venv/bin/python manage.py shell",
+            release_dir(&h)
+        )),
+        "{last}"
+    );
+}
+
+/// `keel logs`: the processes named, interleaved by time, each line with its process;
+/// nginx from its files; bad names and times refused before anything is read.
+#[test]
+fn logs_interleave_processes_by_time_and_name_them() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let rec = |t: u64, unit: &str, msg: &str| {
+        format!(
+            "{{\"__REALTIME_TIMESTAMP\": \"{t}\", \"_SYSTEMD_UNIT\": \"{unit}\", \"MESSAGE\": \"{msg}\"}}"
+        )
+    };
+    // 2026-12-03T10:00:00Z = 1796292000 s.
+    let base = 1_796_292_000_000_000u64;
+    h.rule(&format!(
+        "-u demo-web.service\t0\t0\t\t{}\\n{}",
+        rec(base, "demo-web.service", "GET / 200"),
+        rec(base + 2_000_000, "demo-web.service", "GET /late 200")
+    ));
+    h.rule(&format!(
+        "-u demo-worker.service\t0\t0\t\t{}",
+        rec(
+            base + 1_000_000,
+            "demo-worker.service",
+            "Task core.tasks.ping succeeded\\u001b[31m"
+        )
+    ));
+    h.write(
+        "root/var/log/nginx/demo.access.log",
+        "127.0.0.1 - - [03/Dec/2026:10:00:01 +0000] \"GET /n HTTP/1.1\" 200 5\n",
+    );
+    let out = h
+        .keel()
+        .args(["logs", "-n", "20", "web", "worker", "nginx"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("2026-12-03T10:00:00.000Z web ") && lines[0].ends_with("GET / 200"),
+        "{out}"
+    );
+    // Same second: the worker's line and nginx's, then web's later one.
+    assert!(
+        lines[1].contains(" worker ") || lines[1].contains(" nginx "),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains(" web ") && lines[3].ends_with("GET /late 200"),
+        "{out}"
+    );
+    // A child's escape codes never reach the admin's terminal.
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    // Only the last N overall.
+    let out = h
+        .keel()
+        .args(["logs", "-n", "1", "web", "worker"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("GET /late"), "{out}");
+    // JSON: one object per line.
+    let out = h
+        .keel()
+        .args(["logs", "--output", "json", "web"])
+        .output()
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["process"], "web");
+    assert_eq!(first["message"], "GET / 200");
+    // The app's output is shown, not copied into keel's command log.
+    assert!(
+        !h.read("root/var/log/keel/steps/logs.log")
+            .contains("GET / 200")
+    );
+    h.keel()
+        .args(["logs", "webb"])
+        .assert()
+        .code(2)
+        .stderr(contains("webb: no such process"))
+        .stderr(contains("web, worker, beat, nginx, keel"));
+    h.rule("systemd-analyze timestamp\t1\t0\tFailed to parse \"yesterdayy\": Invalid argument");
+    h.keel()
+        .args(["logs", "--since", "yesterdayy"])
+        .assert()
+        .code(2)
+        .stderr(contains("--since yesterdayy"));
+}
+
+/// `keel logs --failed`: the failed step's output from its run, after a broken deploy.
+#[test]
+fn logs_failed_shows_the_failed_deploys_output() {
+    let h = Host::new();
+    h.install(&[]).success();
+    h.keel()
+        .args(["logs", "--failed"])
+        .assert()
+        .success()
+        .stdout(contains("no failed install, deploy or backup"));
+    let src = crate::deploy::app_copy(&h, "v2", "demo-home-v2");
+    h.rule("\"migrate\", interactive\t1\t1\tTraceback (most recent call last):\\nkeel-phase migrations: django.db.utils.ProgrammingError: column exists");
+    h.keel()
+        .args(["deploy", "--source", src.to_str().unwrap()])
+        .assert()
+        .code(1);
+    h.keel()
+        .args(["logs", "--failed"])
+        .assert()
+        .success()
+        .stdout(contains("deploy-failed (deploy, run"))
+        .stdout(contains("ProgrammingError: column exists"))
+        .stdout(contains("manage.py shell --no-startup"));
+}
