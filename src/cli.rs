@@ -221,13 +221,31 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Django's shell (manage.py shell), as `keel run` runs commands.
-    #[command(after_help = "Example:\n  keel shell")]
-    Shell,
+    #[command(
+        after_help = "Examples:\n  keel shell\n  keel shell -c 'from django.conf import settings; print(settings.DEBUG)'"
+    )]
+    Shell {
+        /// Passed on to manage.py shell.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
     /// psql logged in as the app's database role (the password on no command line).
     #[command(
         after_help = "Examples:\n  keel dbshell\n  echo 'select count(*) from auth_user' | keel dbshell"
     )]
-    Dbshell,
+    Dbshell {
+        /// Passed on to psql (e.g. -c 'select 1', -At).
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  keel completions bash > /etc/bash_completion.d/keel")]
     Completions {

@@ -142,7 +142,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 failed: *failed,
             },
         ),
-        Command::Shell => passed(run::run(&cli, run::What::Shell)),
-        Command::Dbshell => passed(run::run(&cli, run::What::DbShell)),
+        Command::Shell { args } => passed(run::run(&cli, run::What::Shell(args))),
+        Command::Dbshell { args } => passed(run::run(&cli, run::What::DbShell(args))),
     }
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 /// What to run.
 pub enum What<'a> {
     Command(&'a [String]),
-    Shell,
-    DbShell,
+    Shell(&'a [String]),
+    DbShell(&'a [String]),
 }
 
 const LOG: &str = "run";
@@ -32,8 +32,8 @@ pub fn run(cli: &Cli, what: What) -> Result<i32> {
             ));
         }
         What::Command(argv) => (argv.to_vec(), None),
-        What::Shell => (words(&["python", "manage.py", "shell"]), None),
-        What::DbShell => (words(&["psql"]), Some(db_env(&ctx)?)),
+        What::Shell(args) => (words(&["python", "manage.py", "shell"], args), None),
+        What::DbShell(args) => (words(&["psql"], args), Some(db_env(&ctx)?)),
     };
     let cmd = command(&ctx, &release, &argv, env_file.as_ref().map(|f| f.path()));
     let code = ctx.exec.attached(LOG, &cmd);
@@ -46,8 +46,11 @@ pub fn run(cli: &Cli, what: What) -> Result<i32> {
     })
 }
 
-fn words(w: &[&str]) -> Vec<String> {
-    w.iter().map(|s| s.to_string()).collect()
+fn words(w: &[&str], more: &[String]) -> Vec<String> {
+    w.iter()
+        .map(|s| s.to_string())
+        .chain(more.iter().cloned())
+        .collect()
 }
 
 /// The release `current` points at, as the units see it; refused (exit 2) before the app
