@@ -18,6 +18,17 @@ pub struct Entry {
     /// Unix seconds, from the name (keel's names are UTC).
     pub time: i64,
     pub size: u64,
+    /// The uploads' archive made with it (`media_name`), and its size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<(String, u64)>,
+}
+
+/// The uploads' archive that goes with dump `name`: `<app>-<stamp>.media.tar.gz`.
+pub fn media_name(dump: &str) -> String {
+    format!(
+        "{}.media.tar.gz",
+        dump.strip_suffix(".dump").unwrap_or(dump)
+    )
 }
 
 /// The backup directory as keel's file operations see it (host path).
@@ -48,10 +59,15 @@ pub fn list(app: &str, dir: &Path) -> Vec<Entry> {
                     let name = e.file_name().to_string_lossy().into_owned();
                     let time = parse_time(app, &name)?;
                     let md = e.metadata().ok().filter(|m| m.is_file())?;
+                    let media = std::fs::metadata(dir.join(media_name(&name)))
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| (media_name(&name), m.len()));
                     Some(Entry {
                         name,
                         time,
                         size: md.len(),
+                        media,
                     })
                 })
                 .collect()
@@ -210,6 +226,8 @@ pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
         dest.display(),
         &sum[..12]
     ));
+    // The uploads belong to the rows: a backup without them is a failed one.
+    let media = archive_media(ctx, &d, &name)?;
     // A restore's safety backup prunes nothing: the file being restored must stay.
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let old = if note.is_empty() {
@@ -219,30 +237,186 @@ pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
         vec![]
     };
     for old in old {
-        let _ = std::fs::remove_file(d.join(&old));
-        let _ = std::fs::remove_file(d.join(format!("{old}.sha256")));
+        for f in [old.clone(), media_name(&old)] {
+            let _ = std::fs::remove_file(d.join(&f));
+            let _ = std::fs::remove_file(d.join(format!("{f}.sha256")));
+        }
         ctx.ui.line(&format!("[backup] removed {old} (retention)"));
     }
     if let Some((prog, args)) = ctx.cfg.backup.upload_command.split_first() {
-        let shown = ctx.paths.unhost(&dest).display().to_string();
-        ctx.run(
-            LOG,
-            &Cmd::new(prog)
-                .args(args.iter().cloned())
-                .arg(shown)
-                .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
-        )
-        .map_err(|e| {
-            e.hint(
-                "the backup itself is in place; see /var/log/keel/steps/backup.log for the upload",
+        let files = std::iter::once(dest.clone()).chain(media.as_ref().map(|(m, _)| d.join(m)));
+        for f in files {
+            let shown = ctx.paths.unhost(&f).display().to_string();
+            ctx.run(
+                LOG,
+                &Cmd::new(prog)
+                    .args(args.iter().cloned())
+                    .arg(shown)
+                    .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs)),
             )
-        })?;
+            .map_err(|e| {
+                e.hint(
+                    "the backup itself is in place; see /var/log/keel/steps/backup.log for the upload",
+                )
+            })?;
+        }
     }
     Ok(Entry {
         time: parse_time(app, &name).unwrap_or(0),
         name,
         size,
+        media,
     })
+}
+
+/// The app's uploads (`shared/media`) into `<stamp>.media.tar.gz` beside dump `name`:
+/// tar runs as the app, which owns them (root reads none of the files the app can change),
+/// and keel writes what it prints into a new root-only file, checksummed, renamed into
+/// place. None when the app has no uploads directory.
+fn archive_media(ctx: &Ctx, d: &Path, name: &str) -> StepResult<Option<(String, u64)>> {
+    let shared = ctx.host(&ctx.cfg.shared_dir().display().to_string());
+    match crate::fsx::lstat(&shared.join("media"))? {
+        Some(st) if crate::fsx::kind(&st) == rustix::fs::FileType::Directory => {}
+        _ => return Ok(None),
+    }
+    let mname = media_name(name);
+    let tmp = d.join(format!(".{mname}.partial"));
+    let _ = std::fs::remove_file(&tmp);
+    let tar = Cmd::new("tar")
+        .user(&ctx.cfg.app_user())
+        .args([
+            "--create",
+            "--gzip",
+            "--file=-",
+            "--one-file-system",
+            "--directory",
+        ])
+        .arg(shared.display().to_string())
+        .arg("media")
+        .stdout_file(&tmp)
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs));
+    let out = ctx.exec.probe(LOG, &tar).map_err(StepError::from)?;
+    // 1: a file changed while it was read (an upload in progress): the archive holds the
+    // others whole; anything else is a failure.
+    if out.code > 1 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StepError::permanent(
+            format!(
+                "archiving the uploads failed (tar exit {}): {}",
+                out.code,
+                out.stderr.trim()
+            ),
+            "see /var/log/keel/steps/backup.log; the database dump is in place",
+        ));
+    }
+    if out.code == 1 {
+        ctx.ui.line(
+            "[backup] uploads: a file changed while it was archived (it is in the next backup)",
+        );
+    }
+    let sum = sha256_file(&tmp).map_err(io(&tmp))?;
+    let sum_path = d.join(format!("{mname}.sha256"));
+    crate::fsx::write_atomic(
+        &sum_path,
+        format!("{sum}  {mname}\n").as_bytes(),
+        0o600,
+        Some((0, 0)),
+    )
+    .map_err(io(&sum_path))?;
+    let dest = d.join(&mname);
+    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    ctx.ui.line(&format!(
+        "[backup] {} ({size} bytes, sha256 {})",
+        dest.display(),
+        &sum[..12]
+    ));
+    Ok(Some((mname, size)))
+}
+
+/// The uploads' archive that goes with `dump`, opened and checked as the dump is (root's or
+/// postgres', not writable by others, its checksum matching): None when there is none.
+pub fn open_media(ctx: &Ctx, dump: &Path) -> StepResult<Option<Archive>> {
+    let name = dump
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = dump.with_file_name(media_name(&name));
+    if crate::fsx::lstat(&path)?.is_none() {
+        return Ok(None);
+    }
+    let a = open_archive(ctx, &path)?;
+    let sum_path = PathBuf::from(format!("{}.sha256", path.display()));
+    if let Some(text) = crate::fsx::read_text_nofollow(&sum_path, crate::fsx::MAX_INPUT)? {
+        let want = text.split_whitespace().next().unwrap_or("");
+        let got = crate::exec::rewound(&a.file)
+            .and_then(sha256_of)
+            .map_err(io(&path))?;
+        if want != got {
+            return Err(bad_file(format!(
+                "{}: checksum mismatch (the file is corrupt or was changed)",
+                path.display()
+            )));
+        }
+    }
+    Ok(Some(a))
+}
+
+/// Put the uploads of `archive` in place in one switch: unpacked by the app (as itself,
+/// names that climb out refused by tar) into a new directory inside a root-owned one (so
+/// the app cannot swap what is renamed), then `media` is renamed aside as the safety copy
+/// and the new one renamed in. Returns the safety copy's path (None: there were none).
+pub fn restore_media(ctx: &Ctx, archive: &Archive) -> StepResult<Option<PathBuf>> {
+    let shared = ctx.host(&ctx.cfg.shared_dir().display().to_string());
+    let stamp = crate::paths::stamp();
+    let outer = shared.join(format!(".media-restore-{stamp}"));
+    let app = crate::steps::app_code::app_user_ids(ctx)?;
+    crate::fsx::mkdir(&outer, 0o755, Some((0, 0))).map_err(io(&outer))?;
+    let inner = outer.join("media");
+    crate::fsx::mkdir(&inner, 0o755, Some(app)).map_err(io(&inner))?;
+    let untar = Cmd::new("tar")
+        .user(&ctx.cfg.app_user())
+        .args([
+            "--extract",
+            "--gzip",
+            "--file=-",
+            "--no-same-owner",
+            "--no-same-permissions",
+            "--strip-components=1",
+            "--directory",
+        ])
+        .arg(inner.display().to_string())
+        .stdin_open(archive.file.clone())
+        .timeout(Duration::from_secs(ctx.cfg.timeouts.apt_secs));
+    if let Err(e) = ctx.run(LOG, &untar) {
+        let _ = std::fs::remove_dir_all(&outer);
+        return Err(e.hint("the uploads were left as they were"));
+    }
+    let live = shared.join("media");
+    // Never onto an earlier safety copy (rename would replace an empty one).
+    let mut safety = shared.join(format!("media.pre-restore-{stamp}"));
+    let mut n = 2;
+    while crate::fsx::lstat(&safety)?.is_some() {
+        safety = shared.join(format!("media.pre-restore-{stamp}-{n}"));
+        n += 1;
+    }
+    let had = crate::fsx::lstat(&live)?.is_some();
+    if had {
+        std::fs::rename(&live, &safety).map_err(io(&live))?;
+    }
+    std::fs::rename(&inner, &live).map_err(io(&inner))?;
+    let _ = std::fs::remove_dir(&outer);
+    Ok(had.then_some(safety))
+}
+
+/// The safety copy back in place of the restored uploads (these are kept aside).
+pub fn put_back_media(ctx: &Ctx, safety: &Path) -> StepResult {
+    let shared = ctx.host(&ctx.cfg.shared_dir().display().to_string());
+    let live = shared.join("media");
+    let failed = shared.join(format!("media.failed-restore-{}", crate::paths::stamp()));
+    std::fs::rename(&live, &failed).map_err(io(&live))?;
+    std::fs::rename(safety, &live).map_err(io(safety))?;
+    Ok(())
 }
 
 /// Record a run's outcome for `keel verify`.
@@ -413,6 +587,7 @@ mod tests {
             time: parse_time("demo", name).unwrap(),
             name: name.into(),
             size: 1,
+            media: None,
         }
     }
 

@@ -62,6 +62,26 @@ fn a_backup_is_private_checksummed_and_uploaded() {
         cmds.contains("runuser -u postgres -- pg_dump --format=custom"),
         "{cmds}"
     );
+    // The uploads beside it: archived by the app itself, checksummed, private, uploaded.
+    let media = newest.replace(".dump", ".media.tar.gz");
+    assert!(
+        cmds.contains(
+            "runuser -u demo -- tar --create --gzip --file=- --one-file-system --directory"
+        ),
+        "{cmds}"
+    );
+    let m = h.path(&format!("{DIR}/{media}"));
+    assert_eq!(std::fs::metadata(&m).unwrap().mode() & 0o777, 0o600);
+    assert!(
+        h.read(&format!("{DIR}/{media}.sha256"))
+            .ends_with(&format!("  {media}\n"))
+    );
+    assert!(
+        cmds.contains(&format!(
+            "/usr/bin/rclone copy -- /var/backups/keel/demo/{media}"
+        )),
+        "{cmds}"
+    );
 }
 
 fn chmod(h: &Host, p: &str, mode: u32) {
@@ -241,6 +261,47 @@ fn a_restore_trusts_only_root_files_and_loads_as_the_app_role() {
         "{load}"
     );
     assert!(!cmds.contains("-u postgres -- pg_restore"), "{cmds}");
+    // The uploads: unpacked by the app into a directory of root's, then switched in; the
+    // ones they replace are kept aside.
+    h.write("root/opt/demo/shared/media/before.txt", "old upload");
+    h.keel()
+        .args(["restore", "--yes", &shown])
+        .assert()
+        .success()
+        .stdout(contains("and the uploads"));
+    let cmds = h.commands();
+    assert!(
+        cmds.contains("runuser -u demo -- tar --extract --gzip --file=- --no-same-owner"),
+        "{cmds}"
+    );
+    let aside: Vec<String> = std::fs::read_dir(h.path("root/opt/demo/shared"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("media.pre-restore-"))
+        .collect();
+    // One per restore (the first put the install's empty uploads aside).
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert!(
+        aside
+            .iter()
+            .any(|a| h.read(&format!("root/opt/demo/shared/{a}/before.txt")) == "old upload"),
+        "{aside:?}"
+    );
+    assert!(!exists_path(&h, "root/opt/demo/shared/media/before.txt"));
+    assert!(
+        std::fs::read_dir(h.path("root/opt/demo/shared"))
+            .unwrap()
+            .flatten()
+            .all(|e| !e
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".media-restore"))
+    );
+}
+
+fn exists_path(h: &Host, p: &str) -> bool {
+    std::fs::symlink_metadata(h.path(p)).is_ok()
 }
 
 #[test]

@@ -62,12 +62,23 @@ fn app_units(ctx: &Ctx, action: &str) -> std::result::Result<(), StepError> {
 }
 
 /// Stop, load, start, check: the app's checks decide.
+/// With the uploads' archive too (`media`): they are switched while the app is stopped,
+/// and the copy set aside is left in `safety`.
 fn load_and_check(
     ctx: &Ctx,
     archive: &crate::backup::Archive,
+    media: Option<&crate::backup::Archive>,
+    safety: &mut Option<std::path::PathBuf>,
 ) -> std::result::Result<(), StepError> {
     app_units(ctx, "stop")?;
-    let loaded = crate::backup::load(ctx, archive);
+    let loaded = crate::backup::load(ctx, archive).and_then(|()| {
+        if let Some(m) = media {
+            ctx.ui
+                .line("[restore] switching the uploads to the backup's");
+            *safety = crate::backup::restore_media(ctx, m)?;
+        }
+        Ok(())
+    });
     app_units(ctx, "start")?;
     loaded?;
     crate::steps::verify::check_stack_retried(ctx)
@@ -90,6 +101,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     };
     let archive = crate::backup::open_archive(&ctx, &host_file).map_err(usage)?;
     crate::backup::check_file(&ctx, &archive).map_err(usage)?;
+    let media = crate::backup::open_media(&ctx, &host_file).map_err(usage)?;
     if !confirm(
         cli,
         &format!(
@@ -108,22 +120,39 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     let safety_path = crate::backup::dir(&ctx).join(&safety.name);
     ctx.ui
         .line(&format!("[restore] loading {}", file.display()));
-    let outcome = load_and_check(&ctx, &archive);
+    let mut media_safety = None;
+    let outcome = load_and_check(&ctx, &archive, media.as_ref(), &mut media_safety);
     ctx.ui.finish();
     let Err(e) = outcome else {
         println!(
-            "keel: restored {} into {}; the app is healthy",
+            "keel: restored {} into {}{}; the app is healthy",
             file.display(),
-            ctx.cfg.db_name()
+            ctx.cfg.db_name(),
+            match &media_safety {
+                Some(s) => format!(
+                    ", and the uploads (those replaced are kept in {})",
+                    ctx.paths.unhost(s).display()
+                ),
+                None if media.is_some() => ", and the uploads".into(),
+                None => String::new(),
+            }
         );
         return Ok(());
     };
+    if let Some(s) = &media_safety
+        && let Err(b) = crate::backup::put_back_media(&ctx, s)
+    {
+        ctx.ui.line(&format!(
+            "[restore] the uploads could not be put back: {}",
+            b.msg
+        ));
+    }
     ctx.ui.line(&format!(
         "[restore] failed: {}; putting the safety backup {} back",
         e.msg, safety.name
     ));
-    let back =
-        crate::backup::open_archive(&ctx, &safety_path).and_then(|a| load_and_check(&ctx, &a));
+    let back = crate::backup::open_archive(&ctx, &safety_path)
+        .and_then(|a| load_and_check(&ctx, &a, None, &mut None));
     Err(Error::StepFailed {
         step: "restore".into(),
         msg: format!(

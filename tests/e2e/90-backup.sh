@@ -1,4 +1,4 @@
-# Issue: never lose the data. A backup round trip through `keel restore`, the timer's
+# Issue: never lose the data. A backup round trip (rows and uploads) through `keel restore`, the timer's
 # service making a new file, retention by day, and a corrupt file refused before anything
 # is stopped.
 
@@ -13,15 +13,25 @@ scenario_backup() {
   [ "$(vx sh -c "ls $dir/*.dump | wc -l")" = 1 ] || fail "install did not make a first backup"
   # Rows through the app's role, a backup, the rows deleted, the backup restored.
   pg_login "create table notes (x int); insert into notes values (1), (2), (3)" >/dev/null
+  # An upload, written as the app writes them (keel run: the app's user and sandbox).
+  keel run -- sh -c 'mkdir -p /opt/demo/shared/media/avatars && echo upload-1 > /opt/demo/shared/media/avatars/a.txt'
   local out file; out=$(keel backup --output json); echo "$out"
   file=$(jq_py "d['file']" <<<"$out")
   [ "$(vx stat -c '%a %U' "$file")" = "600 root" ] || fail "backup file mode"
   vx sh -c "cd $dir && sha256sum -c $(basename "$file").sha256"
+  local media=${file%.dump}.media.tar.gz
+  [ "$(vx stat -c '%a %U' "$media")" = "600 root" ] || fail "no private uploads archive beside the dump"
+  vx sh -c "cd $dir && sha256sum -c $(basename "$media").sha256"
+  vx tar -tzf "$media" | grep -qx 'media/avatars/a.txt' || fail "the upload is not in the archive"
+  keel run -- rm /opt/demo/shared/media/avatars/a.txt
   pg_login "delete from notes" >/dev/null
   [ "$(pg_login 'select count(*) from notes')" = 0 ] || fail "rows not deleted"
   expect_rc 2 keel restore "$file"   # no terminal, no --yes: refused
   keel restore --yes "$file"
   [ "$(pg_login 'select count(*) from notes')" = 3 ] || fail "the rows are not back"
+  [ "$(vx cat /opt/demo/shared/media/avatars/a.txt)" = upload-1 ] || fail "the upload is not back"
+  [ "$(vx stat -c '%U' /opt/demo/shared/media/avatars/a.txt)" = demo ] || fail "the restored upload is not the app's"
+  output_has 'media.pre-restore-' vx ls /opt/demo/shared || fail "the replaced uploads were not kept aside"
   app_checks
   keel verify | grep -E '^backup' || fail "verify has no backup check"
   output_has 'pre-restore' vx ls $dir || fail "no safety backup before the restore"
