@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build keel's Debian package: the release binary, the man page and shell completions
 # generated from the clap definitions, then `cargo deb` (cargo-deb) around them.
-# Prints the .deb's path.
+# Prints the .deb's path; with DEST, copies it there first (under the build lock: a scenario
+# beside this one may be building it again meanwhile) and prints DEST.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One build at a time: e2e scenarios side by side may each ask for the package.
@@ -24,4 +25,5 @@ mkdir -p target/debian
 rm -f "$out.new"
 cargo deb --no-build --quiet --output "$out.new" >/dev/null 2>&1 || cargo deb --no-build --output "$out.new" >&2
 mv -f "$out.new" "$out"
+if [ -n "${1:-}" ]; then cp "$out" "$1"; out=$1; fi
 echo "$out"

@@ -84,7 +84,7 @@ report_pages() {
 scenario_cloud_init() {
   # The .deb, served from this side (the container shares this network) at the URL put in
   # place of the example's.
-  local deb; deb=$(scripts/package.sh | tail -1)
+  local deb; deb=$(scripts/package.sh "$here/target/e2e/$BOX-keel.deb" | tail -1)
   [ -f "$deb" ] || fail "no package built"
   # Bounded by timeout(1): a failed scenario (exit) cannot leave it holding the port.
   timeout 1200 python3 -m http.server 8089 --bind 127.0.0.1 --directory "$(dirname "$deb")" >/dev/null 2>&1 &

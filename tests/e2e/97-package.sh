@@ -3,7 +3,7 @@
 # apt on a fresh container, then the demo provisioned from the examples it ships.
 
 scenario_package() {
-  local deb; deb=$(scripts/package.sh | tail -1)
+  local deb; deb=$(scripts/package.sh "$here/target/e2e/$BOX-keel.deb" | tail -1)
   [ -f "$deb" ] || fail "no package built"
   dpkg-deb --info "$deb" | grep -E 'Package|Version|Depends|Section'
   local listing f; listing=$(dpkg-deb --contents "$deb" | awk '{print $6}')
@@ -17,7 +17,7 @@ scenario_package() {
   # A fresh container without keel (not `fresh`: that puts keel in /usr/local/bin).
   "$VPS" up "$BOX"
   local root; root=$("$VPS" root "$BOX")
-  cp "$deb" "$root/root/"
+  cp "$deb" "$root/root/keel_local_amd64.deb"
   vx sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq /root/keel_*.deb man-db bash-completion >/dev/null'
   [ "$(vx sh -c 'command -v keel')" = /usr/bin/keel ] || fail "keel is not /usr/bin/keel"
   vx keel --version
