@@ -41,6 +41,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum MaintenanceAction {
+    /// Turn it on (again, to change the message or the addresses).
+    On {
+        /// The page's message (plain text, at most 500 characters).
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// An address or network that still gets the app (repeatable).
+        #[arg(long, value_name = "CIDR")]
+        allow: Vec<String>,
+        /// Retry-After, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        retry_after: u64,
+    },
+    /// Turn it off: the app for everyone again.
+    Off,
+    /// Whether it is on, since when, for whom.
+    Status,
+}
+
 /// What to undo when a step fails (`install --rollback`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RollbackMode {
@@ -205,6 +225,15 @@ pub enum Command {
         /// The output of the last failed install step, deploy or backup.
         #[arg(long)]
         failed: bool,
+    },
+    /// Maintenance mode: nginx answers 503 with Retry-After and a message to everyone but
+    /// loopback and the allowed addresses (a reload; the app keeps running).
+    #[command(
+        after_help = "Examples:\n  keel maintenance on --message 'Back at 14:00 UTC' --allow 203.0.113.7\n  keel maintenance status\n  keel maintenance off"
+    )]
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
     },
     /// Run a command in the current release, as the app: its user, .env, settings, venv
     /// and sandbox (only uploads are writable). Its exit status is keel's.

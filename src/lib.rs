@@ -20,6 +20,7 @@ pub mod exec;
 pub mod fsx;
 pub mod graph;
 pub mod html;
+pub mod maintenance;
 pub mod paths;
 pub mod project;
 pub mod pyversion;

@@ -14,6 +14,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "placeholder.html",
         include_str!("../templates/placeholder.html.j2"),
     ),
+    (
+        "maintenance.html",
+        include_str!("../templates/maintenance.html.j2"),
+    ),
     ("redis.conf", include_str!("../templates/redis.conf.j2")),
     (
         "postgres.conf",

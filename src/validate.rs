@@ -818,3 +818,44 @@ mod tests {
         assert!(!super::certifiable("app.localhost"));
     }
 }
+
+/// An address or network as nginx's `geo` and nftables take it (`203.0.113.7`,
+/// `10.0.0.0/8`, `2001:db8::/32`), returned in its canonical form: anything else (a name, a
+/// prefix too long, text after it) is refused, since it reaches a config file.
+pub fn cidr(s: &str) -> Result<String, String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| {
+        format!("{s:?} is not an IP address or network (e.g. 203.0.113.7 or 10.0.0.0/8)")
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix {
+        None => Ok(ip.to_string()),
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max && p.chars().all(|c| c.is_ascii_digit()) => Ok(format!("{ip}/{n}")),
+            _ => Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod cidr_tests {
+    #[test]
+    fn addresses_and_networks_only() {
+        assert_eq!(super::cidr("10.0.0.0/8").unwrap(), "10.0.0.0/8");
+        assert_eq!(super::cidr("2001:db8::1").unwrap(), "2001:db8::1");
+        assert_eq!(super::cidr("2001:0db8::/32").unwrap(), "2001:db8::/32");
+        for bad in [
+            "",
+            "example.com",
+            "10.0.0.0/33",
+            "10.0.0.0/8; deny all",
+            "1.2.3.4/+8",
+            "::/129",
+        ] {
+            assert!(super::cidr(bad).is_err(), "{bad}");
+        }
+    }
+}

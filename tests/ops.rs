@@ -231,3 +231,70 @@ fn logs_failed_shows_the_failed_deploys_output() {
         .stdout(contains("ProgrammingError: column exists"))
         .stdout(contains("manage.py shell --no-startup"));
 }
+
+/// `keel maintenance`: the mode is recorded, the site re-rendered, tested and reloaded (the
+/// app is not restarted), the page carries the message escaped; bad input changes nothing.
+#[test]
+fn maintenance_on_and_off_reload_nginx_only() {
+    let h = Host::new();
+    h.install(&[]).success();
+    let before = h.commands().len();
+    h.keel()
+        .args(["maintenance", "on", "--allow", "10.0.0.0/33"])
+        .assert()
+        .code(2)
+        .stderr(contains("--allow"));
+    h.keel()
+        .args(["maintenance", "on", "--message", "bad\u{7}bell"])
+        .assert()
+        .code(2)
+        .stderr(contains("--message"));
+    assert_eq!(&h.commands()[before..], "", "refused: nothing ran");
+    assert!(!crate::fakehost::exists(
+        &h.path("root/var/lib/keel/maintenance-demo.json")
+    ));
+    h.keel()
+        .args([
+            "maintenance",
+            "on",
+            "--message",
+            "Back at <b>14:00</b>",
+            "--allow",
+            "203.0.113.7",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("maintenance: on since"))
+        .stdout(contains("loopback, 203.0.113.7"));
+    let cmds = h.commands()[before..].to_string();
+    assert!(cmds.contains("[nginx] nginx -t"), "{cmds}");
+    assert!(cmds.contains("systemctl reload nginx"), "{cmds}");
+    assert!(!cmds.contains("restart demo-web"), "{cmds}");
+    let site = h.read("root/etc/nginx/sites-available/keel-demo.conf");
+    assert!(site.contains("203.0.113.7 0;"), "{site}");
+    let page = h.read("root/var/www/keel-demo/__keel_maintenance.html");
+    assert!(page.contains("Back at &lt;b&gt;14:00&lt;&#x2f;b&gt;"), "{page}");
+    // A re-run keeps the mode.
+    h.install(&["--retry-step", "nginx"]).success();
+    assert!(
+        h.read("root/etc/nginx/sites-available/keel-demo.conf")
+            .contains("203.0.113.7 0;")
+    );
+    h.keel()
+        .args(["verify", "--output", "json"])
+        .assert()
+        .stdout(contains("\"name\":\"maintenance\""))
+        .stdout(contains("visitors get 503"));
+    h.keel()
+        .args(["maintenance", "off"])
+        .assert()
+        .success()
+        .stdout(contains("maintenance: off"));
+    assert!(
+        !h.read("root/etc/nginx/sites-available/keel-demo.conf")
+            .contains("maint")
+    );
+    assert!(!crate::fakehost::exists(
+        &h.path("root/var/www/keel-demo/__keel_maintenance.html")
+    ));
+}

@@ -132,6 +132,29 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     ));
     let c = ctx.clone();
     v.push((
+        "maintenance".into(),
+        false,
+        Box::new(
+            move || match crate::maintenance::read(&c.paths, &c.cfg.app.name) {
+                None => ok("off: the site serves everyone"),
+                Some(m) => warn(
+                    format!(
+                        "on since {}: visitors get 503 (Retry-After {} s){}",
+                        m.since,
+                        m.retry_after_secs,
+                        if m.allow.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {} get the app", m.allow.join(", "))
+                        }
+                    ),
+                    "keel maintenance off when the work is done",
+                ),
+            },
+        ),
+    ));
+    let c = ctx.clone();
+    v.push((
         "web".into(),
         true,
         Box::new(move || {

@@ -8,6 +8,7 @@ pub mod env;
 pub mod init;
 pub mod install;
 pub mod logs;
+pub mod maintenance;
 pub mod plan;
 pub mod preflight;
 pub mod releases;
@@ -35,7 +36,8 @@ fn outputs(c: &Command) -> &'static [Output] {
         | Command::Releases
         | Command::Backup
         | Command::Restore { .. }
-        | Command::Logs { .. } => &[Human, Json],
+        | Command::Logs { .. }
+        | Command::Maintenance { .. } => &[Human, Json],
         _ => &[Human],
     }
 }
@@ -142,6 +144,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 failed: *failed,
             },
         ),
+        Command::Maintenance { action } => maintenance::run(&cli, action),
         Command::Shell { args } => passed(run::run(&cli, run::What::Shell(args))),
         Command::Dbshell { args } => passed(run::run(&cli, run::What::DbShell(args))),
     }

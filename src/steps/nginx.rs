@@ -55,7 +55,14 @@ impl Step for Nginx {
             .value("vars", site::config_vars(&ctx.cfg))
             .template("nginx-site.conf")
             .template("placeholder.html")
+            .template("maintenance.html")
             .value("disable_default_site", ctx.cfg.nginx.disable_default_site)
+            // `keel maintenance on|off` changes the site: a re-run keeps the mode.
+            .value(
+                "maintenance",
+                serde_json::to_string(&crate::maintenance::read(&ctx.paths, &ctx.cfg.app.name))
+                    .unwrap_or_default(),
+            )
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let p = paths(ctx);
@@ -65,6 +72,21 @@ impl Step for Nginx {
         let mut changed = tx
             .write(&index, page.as_bytes(), 0o644, None)
             .map_err(io_err(&index))?;
+        // The maintenance page, while the mode is on (nginx answers it from the web root).
+        let maint_page = p.webroot.join("__keel_maintenance.html");
+        match crate::maintenance::read(&ctx.paths, &ctx.cfg.app.name) {
+            Some(m) => {
+                let mut vars = site::config_vars(&ctx.cfg);
+                vars["message"] = m.message.into();
+                vars["retry_after_secs"] = m.retry_after_secs.into();
+                let page = crate::render::render("maintenance.html", vars)
+                    .map_err(|e| StepError::permanent(e, ""))?;
+                changed |= tx
+                    .write(&maint_page, page.as_bytes(), 0o644, None)
+                    .map_err(io_err(&maint_page))?;
+            }
+            None => changed |= tx.remove(&maint_page).map_err(io_err(&maint_page))?,
+        }
         // HTTPS already if a certificate is in place (a re-run), plain HTTP until the tls
         // step has one.
         let conf = site::render(ctx, ID).map_err(|e| StepError::permanent(e, ""))?;

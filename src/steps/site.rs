@@ -143,18 +143,28 @@ pub fn render(ctx: &Ctx, log: &str) -> Result<String, String> {
         }
         _ => serde_json::Value::Null,
     };
-    render_with(&ctx.cfg, tls)
+    let maintenance = crate::maintenance::read(&ctx.paths, &ctx.cfg.app.name);
+    render_with(
+        &ctx.cfg,
+        tls,
+        serde_json::to_value(maintenance).unwrap_or_default(),
+    )
 }
 
 /// The plain-HTTP site, whatever the host holds (undoing the tls step).
 pub fn render_plain(cfg: &Config) -> Result<String, String> {
-    render_with(cfg, serde_json::Value::Null)
+    render_with(cfg, serde_json::Value::Null, serde_json::Value::Null)
 }
 
 /// The site for the config and a `tls` value (null: plain HTTP).
-fn render_with(cfg: &Config, tls: serde_json::Value) -> Result<String, String> {
+fn render_with(
+    cfg: &Config,
+    tls: serde_json::Value,
+    maintenance: serde_json::Value,
+) -> Result<String, String> {
     let mut v = config_vars(cfg);
     v["tls"] = tls;
+    v["maintenance"] = maintenance;
     crate::render::render("nginx-site.conf", &v)
 }
 
@@ -170,7 +180,40 @@ mod tests {
     }
 
     fn site(c: &Config, tls: serde_json::Value) -> String {
-        render_with(c, tls).unwrap()
+        render_with(c, tls, serde_json::Value::Null).unwrap()
+    }
+
+    #[test]
+    fn maintenance_sends_everyone_but_loopback_and_the_allowed_to_the_503_page() {
+        let off = site(&cfg(""), serde_json::Value::Null);
+        assert!(!off.contains("maint"), "{off}");
+        let m = crate::maintenance::Maintenance {
+            message: "back soon".into(),
+            allow: vec!["203.0.113.0/24".into(), "2001:db8::1".into()],
+            retry_after_secs: 900,
+            since: "2026-12-03T10:00:00Z".into(),
+        };
+        let on = render_with(
+            &cfg(""),
+            serde_json::Value::Null,
+            serde_json::to_value(&m).unwrap(),
+        )
+        .unwrap();
+        for want in [
+            "geo $keel_demo_maint_client {",
+            "    127.0.0.0/8 0;",
+            "    203.0.113.0/24 0;",
+            "    2001:db8::1 0;",
+            "\"~^/\\.well-known/acme-challenge/\" 0;",
+            "if ($keel_maint = \"11\") {",
+            "rewrite ^ /__keel_maintenance last;",
+            "error_page 503 /__keel_maintenance.html;",
+            "add_header Retry-After 900 always;",
+        ] {
+            assert!(on.contains(want), "{want} not in {on}");
+        }
+        // The message is in the page, never in nginx's configuration.
+        assert!(!on.contains("back soon"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-# Issue: every day after the install. One-off commands as the app (`keel run`, `dbshell`)
-# and the logs (`keel logs`, `-f`, `--failed`), on the demo.
+# Issue: every day after the install. One-off commands as the app (`keel run`, `dbshell`),
+# the logs (`keel logs`, `-f`, `--failed`) and maintenance mode, on the demo.
 
 scenario_ops() {
   fresh
@@ -49,6 +49,26 @@ scenario_ops() {
   echo "$out" | head -3
   grep -q 'deploy-failed' <<<"$out" || fail "logs --failed does not name the failed deploy"
   grep -q 'ops-broken on purpose' <<<"$out" || fail "logs --failed lacks the deploy's error output"
+  # Maintenance: a visitor (this host's own non-loopback address) gets 503 with Retry-After
+  # and the message, loopback and an allowed address get the app; a re-run keeps the mode.
+  local ip hdr; ip=$(vx sh -c "hostname -I | awk '{print \$1}'")
+  visitor() { vx curl -s -D - -o /root/maint.html --max-time 20 -H 'Host: demo.localhost' "http://$ip/"; }
+  keel maintenance on --message 'Back at 14:00 UTC <soon>'
+  hdr=$(visitor)
+  grep -q '^HTTP/1.1 503' <<<"$hdr" || fail "maintenance on: a visitor did not get 503: $hdr"
+  grep -qi '^Retry-After: 600' <<<"$hdr" || fail "no Retry-After: $hdr"
+  vx grep -q 'Back at 14:00 UTC &lt;soon&gt;' /root/maint.html || fail "the page lacks the message"
+  [ "$(vx curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/)" = 200 ] || fail "loopback does not get the app"
+  keel install --yes --retry-step nginx >/dev/null
+  grep -q '^HTTP/1.1 503' <<<"$(visitor)" || fail "a re-run dropped the mode"
+  out=$(keel verify --output json) || fail "verify in maintenance must not be unhealthy"
+  [ "$(jq_py "[c['level'] for c in d['checks'] if c['name']=='maintenance'][0]" <<<"$out")" = warn ] || fail "verify does not say maintenance"
+  keel maintenance on --allow "$ip"
+  grep -q '^HTTP/1.1 200' <<<"$(visitor)" || fail "an allowed address does not get the app"
+  keel maintenance status | grep -q "$ip" || fail "status does not list the allowed address"
+  expect_rc 2 keel maintenance on --allow 'example.com'
+  keel maintenance off
+  grep -q '^HTTP/1.1 200' <<<"$(visitor)" || fail "maintenance off: the app is not back"
   # Bad input: exit 2.
   expect_rc 2 keel logs nosuch
   expect_rc 2 keel logs --since 'not a time at all'

@@ -1,0 +1,132 @@
+//! `keel maintenance on|off|status`: the mode is recorded, then the nginx step renders the
+//! site from it (checked with `nginx -t`, then a reload; the app is not restarted).
+use crate::cli::{Cli, Command, MaintenanceAction, Output};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::maintenance::{self, Maintenance};
+use crate::paths::Paths;
+use serde_json::json;
+
+pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
+    let cfg = Config::load(&cli.config)?;
+    let paths = Paths::from_env();
+    let app = cfg.app.name.clone();
+    let now = maintenance::read(&paths, &app);
+    match action {
+        MaintenanceAction::Status => {
+            status(cli, now.as_ref());
+            Ok(())
+        }
+        MaintenanceAction::On {
+            message,
+            allow,
+            retry_after,
+        } => {
+            // Everything is checked before the mode is written.
+            let message =
+                maintenance::check_message(message.as_deref().unwrap_or("")).map_err(|e| {
+                    Error::usage(format!("--message: {e}"), "give a short plain-text message")
+                })?;
+            let allow = allow
+                .iter()
+                .map(|a| crate::validate::cidr(a))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::usage(
+                        format!("--allow: {e}"),
+                        "give an IPv4 or IPv6 address or network, e.g. --allow 203.0.113.0/24",
+                    )
+                })?;
+            if !(1..=86_400).contains(retry_after) {
+                return Err(Error::usage(
+                    format!("--retry-after {retry_after}: out of range"),
+                    "give 1 to 86400 seconds",
+                ));
+            }
+            let m = Maintenance {
+                message,
+                allow,
+                retry_after_secs: *retry_after,
+                since: now
+                    .as_ref()
+                    .map(|m| m.since.clone())
+                    .unwrap_or_else(crate::paths::now),
+            };
+            maintenance::write(&paths, &app, &m)
+                .map_err(|e| Error::io(maintenance::path(&paths, &app), e))?;
+            if let Err(e) = apply(cli) {
+                // The site was left as it was: so is the mode.
+                match &now {
+                    Some(old) => {
+                        let _ = maintenance::write(&paths, &app, old);
+                    }
+                    None => {
+                        let _ = maintenance::remove(&paths, &app);
+                    }
+                }
+                return Err(e);
+            }
+            status(cli, Some(&m));
+            Ok(())
+        }
+        MaintenanceAction::Off => {
+            let Some(old) = now else {
+                status(cli, None);
+                return Ok(());
+            };
+            maintenance::remove(&paths, &app)
+                .map_err(|e| Error::io(maintenance::path(&paths, &app), e))?;
+            if let Err(e) = apply(cli) {
+                let _ = maintenance::write(&paths, &app, &old);
+                return Err(e);
+            }
+            status(cli, None);
+            Ok(())
+        }
+    }
+}
+
+/// The nginx step (and what it needs), as `keel install nginx` runs it.
+fn apply(cli: &Cli) -> Result<()> {
+    let install = Cli {
+        config: cli.config.clone(),
+        state_file: cli.state_file.clone(),
+        yes: true,
+        quiet: true,
+        verbose: cli.verbose,
+        output: Output::Human,
+        command: Command::Install {
+            steps: vec!["nginx".into()],
+            retry_step: vec![],
+            skip: vec![],
+            dry_run: false,
+            ignore_preflight_errors: vec![],
+            rollback: crate::cli::RollbackMode::Step,
+            resume: false,
+        },
+    };
+    super::install::run(&install)
+}
+
+fn status(cli: &Cli, m: Option<&Maintenance>) {
+    if cli.output == Output::Json {
+        println!("{}", json!({"maintenance": m}));
+        return;
+    }
+    match m {
+        None => println!("maintenance: off (the app serves everyone)"),
+        Some(m) => {
+            println!(
+                "maintenance: on since {} (503, Retry-After {} s)",
+                m.since, m.retry_after_secs
+            );
+            println!("  message: {}", m.message);
+            let allow = if m.allow.is_empty() {
+                "loopback only".to_string()
+            } else {
+                format!("loopback, {}", m.allow.join(", "))
+            };
+            println!("  gets the app: {allow}");
+        }
+    }
+}
