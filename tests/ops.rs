@@ -273,7 +273,10 @@ fn maintenance_on_and_off_reload_nginx_only() {
     let site = h.read("root/etc/nginx/sites-available/keel-demo.conf");
     assert!(site.contains("203.0.113.7 0;"), "{site}");
     let page = h.read("root/var/www/keel-demo/__keel_maintenance.html");
-    assert!(page.contains("Back at &lt;b&gt;14:00&lt;&#x2f;b&gt;"), "{page}");
+    assert!(
+        page.contains("Back at &lt;b&gt;14:00&lt;&#x2f;b&gt;"),
+        "{page}"
+    );
     // A re-run keeps the mode.
     h.install(&["--retry-step", "nginx"]).success();
     assert!(

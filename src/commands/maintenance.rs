@@ -43,6 +43,7 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
                     "give 1 to 86400 seconds",
                 ));
             }
+            installed(cli)?;
             let m = Maintenance {
                 message,
                 allow,
@@ -84,6 +85,18 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The site is keel's already: `maintenance on` changes it, it never sets up nginx.
+fn installed(cli: &Cli) -> Result<()> {
+    let st = super::context::load_state(&cli.state_file)?;
+    if st.step("nginx").status == crate::state::Status::Completed {
+        return Ok(());
+    }
+    Err(Error::usage(
+        "keel maintenance on: keel's site is not installed on this host",
+        "install first (keel install); maintenance mode changes the site keel set up",
+    ))
 }
 
 /// The nginx step (and what it needs), as `keel install nginx` runs it.

@@ -19,18 +19,18 @@ pub enum What<'a> {
 const LOG: &str = "run";
 
 pub fn run(cli: &Cli, what: What) -> Result<i32> {
+    if let What::Command([]) = what {
+        return Err(Error::usage(
+            "keel run: no command given",
+            "name one after --, e.g. keel run -- python manage.py showmigrations",
+        ));
+    }
     let cfg = Config::load(&cli.config)?;
     let mut o = CtxOptions::new(cli, "run");
     o.quiet = true;
     let ctx = build_ctx(cfg, o);
     let release = current_release(&ctx)?;
     let (argv, env_file) = match what {
-        What::Command([]) => {
-            return Err(Error::usage(
-                "keel run: no command given",
-                "name one after --, e.g. keel run -- python manage.py showmigrations",
-            ));
-        }
         What::Command(argv) => (argv.to_vec(), None),
         What::Shell(args) => (words(&["python", "manage.py", "shell"], args), None),
         What::DbShell(args) => (words(&["psql"], args), Some(db_env(&ctx)?)),
