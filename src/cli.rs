@@ -42,6 +42,22 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Subcommand)]
+pub enum EnvAction {
+    /// Set KEY=VALUE (KEY=- reads the value from stdin: a secret stays off the command line).
+    Set {
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove values set with `keel env set`.
+    Unset {
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+    },
+    /// The app's .env as the app gets it, secrets masked, with where each value comes from.
+    List,
+}
+
+#[derive(Debug, Clone, Subcommand)]
 pub enum MaintenanceAction {
     /// Turn it on (again, to change the message or the addresses).
     On {
@@ -146,13 +162,20 @@ pub enum Command {
         after_help = "Example:\n  keel diagnose && less /var/log/keel/diagnostics-latest.txt"
     )]
     Diagnose,
-    /// Render an app's .env from its .env.example (as the app-env step does).
-    #[command(after_help = "Example:\n  keel env --example ./shop/.env.example --out ./shop/.env")]
+    /// The app's environment: set or unset values (the app restarts with no downtime),
+    /// list them (secrets masked); or render a .env from a .env.example (--example, --out).
+    #[command(
+        after_help = "Examples:\n  keel env set FOO=bar DEBUG_TOOLBAR=0\n  printf '%s' \"$TOKEN\" | keel env set API_TOKEN=-   # a secret from stdin, not argv\n  keel env unset FOO\n  keel env list\n  keel env --example ./shop/.env.example --out ./shop/.env",
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
     Env {
-        #[arg(long, value_name = "FILE")]
-        example: std::path::PathBuf,
-        #[arg(long, value_name = "FILE")]
-        out: std::path::PathBuf,
+        #[command(subcommand)]
+        action: Option<EnvAction>,
+        #[arg(long, value_name = "FILE", required = true)]
+        example: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "FILE", required = true)]
+        out: Option<std::path::PathBuf>,
     },
     /// Interactive wizard that writes a keel.toml (needs a terminal).
     #[command(after_help = "Example:\n  keel --config /etc/keel/keel.toml init")]

@@ -13,6 +13,7 @@ pub mod deps;
 pub mod dotenv;
 pub mod drift;
 pub mod engine;
+pub mod envset;
 pub mod envsource;
 pub mod error;
 pub mod events;

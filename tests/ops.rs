@@ -301,3 +301,70 @@ fn maintenance_on_and_off_reload_nginx_only() {
         &h.path("root/var/www/keel-demo/__keel_maintenance.html")
     ));
 }
+
+/// `keel env set|unset|list`: values kept in a root-only file, never keel.toml; the .env
+/// rewritten and the units restarted; secrets masked in list and in reports; a re-run keeps
+/// them; bad input changes nothing.
+#[test]
+fn env_set_restarts_with_the_value_and_masks_secrets() {
+    let h = Host::new();
+    h.keel()
+        .args(["env", "set", "FOO=bar"])
+        .assert()
+        .code(2)
+        .stderr(contains("not installed"));
+    h.install(&[]).success();
+    let toml_before = h.read("keel.toml");
+    for (args, text) in [
+        (&["env", "set", "1FOO=x"][..], "not a variable name"),
+        (&["env", "set", "FOO"][..], "not KEY=VALUE"),
+        (&["env", "unset", "NOPE"][..], "not set with keel env set"),
+    ] {
+        h.keel().args(args).assert().code(2).stderr(contains(text));
+    }
+    assert!(!crate::fakehost::exists(
+        &h.path("root/etc/keel/env/demo.json")
+    ));
+    let before = h.commands().len();
+    h.keel()
+        .args(["env", "set", "FOO=bar", "SECRET_TOKEN=-"])
+        .write_stdin("s3cr3t-t0ken-value\n")
+        .assert()
+        .success()
+        .stdout(contains("FOO, SECRET_TOKEN changed"));
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(h.path("root/etc/keel/env/demo.json")).unwrap();
+    assert_eq!((md.mode() & 0o777, md.uid()), (0o600, 0));
+    assert_eq!(h.read("keel.toml"), toml_before);
+    let env = h.read("root/opt/demo/shared/.env");
+    assert!(
+        env.contains("FOO=bar") && env.contains("SECRET_TOKEN=s3cr3t-t0ken-value"),
+        "{env}"
+    );
+    let cmds = h.commands()[before..].to_string();
+    assert!(cmds.contains("systemctl restart demo-web"), "{cmds}");
+    assert!(!cmds.contains("s3cr3t-t0ken-value"), "{cmds}");
+    assert!(!h.read("state.json").contains("s3cr3t-t0ken-value"));
+    let list = h.keel().args(["env", "list"]).output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(list.contains("FOO=bar    # keel env set"), "{list}");
+    assert!(
+        list.contains("SECRET_TOKEN=****    # keel env set"),
+        "{list}"
+    );
+    assert!(!list.contains("s3cr3t"), "{list}");
+    h.keel().arg("diagnose").assert().success();
+    assert!(
+        !h.read("root/var/log/keel/diagnostics-latest.txt")
+            .contains("s3cr3t-t0ken-value")
+    );
+    // A re-run keeps it.
+    h.install(&["--retry-step", "app-env"]).success();
+    assert!(h.read("root/opt/demo/shared/.env").contains("FOO=bar"));
+    h.keel().args(["env", "unset", "FOO"]).assert().success();
+    let env = h.read("root/opt/demo/shared/.env");
+    assert!(
+        !env.contains("FOO=bar") && env.contains("SECRET_TOKEN="),
+        "{env}"
+    );
+}

@@ -92,3 +92,167 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
     }
     Ok(())
 }
+
+/// `keel env set|unset|list`.
+pub fn action(cli: &Cli, a: &crate::cli::EnvAction) -> Result<()> {
+    use crate::cli::EnvAction;
+    let cfg = Config::load(&cli.config)?;
+    let paths = crate::paths::Paths::from_env();
+    let app = cfg.app.name.clone();
+    let before = crate::envset::read(&paths, &app);
+    let mut after = before.clone();
+    match a {
+        EnvAction::List => return list(cli, cfg, &before),
+        EnvAction::Set { pairs } => {
+            let mut from_stdin = false;
+            for p in pairs {
+                let (k, v) = p.split_once('=').ok_or_else(|| {
+                    Error::usage(
+                        format!("keel env set {p}: not KEY=VALUE"),
+                        "give KEY=VALUE, or KEY=- to read the value from stdin",
+                    )
+                })?;
+                crate::envset::check_key(k).map_err(|e| {
+                    Error::usage(format!("keel env set: {e}"), "use a name such as API_TOKEN")
+                })?;
+                let v = if v == "-" {
+                    if from_stdin {
+                        return Err(Error::usage(
+                            "keel env set: only one value can come from stdin",
+                            "set the others separately",
+                        ));
+                    }
+                    from_stdin = true;
+                    read_stdin_value()?
+                } else {
+                    v.to_string()
+                };
+                crate::envset::check_value(k, &v).map_err(|e| {
+                    Error::usage(format!("keel env set: {e}"), "one line per value")
+                })?;
+                after.insert(k.to_string(), v);
+            }
+        }
+        EnvAction::Unset { keys } => {
+            for k in keys {
+                if after.remove(k).is_none() {
+                    return Err(Error::usage(
+                        format!("keel env unset {k}: not set with keel env set"),
+                        "keel env list shows where each value comes from (keel.toml's [env] is edited in keel.toml)",
+                    ));
+                }
+            }
+        }
+    }
+    installed(cli)?;
+    if after == before {
+        println!("keel: nothing to change");
+        return Ok(());
+    }
+    crate::envset::write(&paths, &app, &after)
+        .map_err(|e| Error::io(crate::envset::path(&paths, &app), e))?;
+    // The .env is written again and the units restart (Gunicorn while systemd holds its
+    // socket: no request is refused); a failure puts everything back.
+    if let Err(e) = super::install::run_targets(cli, &["services"], crate::cli::RollbackMode::Run) {
+        let _ = crate::envset::write(&paths, &app, &before);
+        return Err(e);
+    }
+    let changed: Vec<&String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|k| after.get(*k) != before.get(*k))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!(
+        "keel: {} changed; the app restarted with it",
+        changed
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// One value from stdin: the whole input, one trailing newline taken off.
+fn read_stdin_value() -> Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .take(65_537)
+        .read_to_string(&mut s)
+        .map_err(|e| {
+            Error::usage(
+                format!("keel env set: stdin: {e}"),
+                "pipe the value in as UTF-8 text",
+            )
+        })?;
+    Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}
+
+/// The app must be installed: the values go into its .env through the install's steps.
+fn installed(cli: &Cli) -> Result<()> {
+    let st = super::context::load_state(&cli.state_file)?;
+    if st.step("services").status == crate::state::Status::Completed {
+        return Ok(());
+    }
+    Err(Error::usage(
+        "keel env set/unset: the app is not installed on this host",
+        "install first (keel install), or put the value in keel.toml's [env]",
+    ))
+}
+
+/// The live .env, each value masked when it is a secret, with where it comes from.
+fn list(cli: &Cli, cfg: Config, set: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    let mut o = super::context::CtxOptions::new(cli, "env");
+    o.quiet = true;
+    let ctx = super::context::build_ctx(cfg, o);
+    let path = ctx.host(
+        &crate::steps::app_env::env_file(&ctx.cfg)
+            .display()
+            .to_string(),
+    );
+    let text = crate::fsx::read_text_nofollow(&path, crate::fsx::MAX_INPUT)
+        .map_err(|e| Error::io(&path, e))?
+        .ok_or_else(|| {
+            Error::usage(
+                format!("{}: no .env yet", ctx.paths.unhost(&path).display()),
+                "install the app first: keel install",
+            )
+        })?;
+    let values = crate::dotenv::values(&text);
+    let derived = crate::steps::app_env::derived_keys(&ctx.cfg);
+    let rows: Vec<(String, String, &str)> = values
+        .iter()
+        .map(|(k, v)| {
+            let source = if set.contains_key(k) {
+                "keel env set"
+            } else if ctx.cfg.env.contains_key(k) {
+                "keel.toml [env]"
+            } else if derived.contains(k) {
+                "keel"
+            } else {
+                "the app's example"
+            };
+            let shown = if crate::redact::secret_key(k) {
+                "****".to_string()
+            } else {
+                ctx.exec.redactor.redact(v)
+            };
+            (k.clone(), shown, source)
+        })
+        .collect();
+    if cli.output == Output::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(k, v, s)| json!({"key": k, "value": v, "source": s}))
+            .collect();
+        println!("{}", json!({"env": v}));
+    } else {
+        for (k, v, s) in &rows {
+            println!("{k}={v}    # {s}");
+        }
+    }
+    Ok(())
+}

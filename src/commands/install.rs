@@ -11,6 +11,29 @@ use crate::step::Ctx;
 use crate::{engine, resume, steps};
 use std::io::IsTerminal;
 
+/// `keel install STEP...` on behalf of another command (`maintenance`, `env set`): quiet,
+/// unattended, with the caller's config and state file.
+pub fn run_targets(cli: &Cli, targets: &[&str], rollback: crate::cli::RollbackMode) -> Result<()> {
+    let install = Cli {
+        config: cli.config.clone(),
+        state_file: cli.state_file.clone(),
+        yes: true,
+        quiet: true,
+        verbose: cli.verbose,
+        output: Output::Human,
+        command: Command::Install {
+            steps: targets.iter().map(|s| s.to_string()).collect(),
+            retry_step: vec![],
+            skip: vec![],
+            dry_run: false,
+            ignore_preflight_errors: vec![],
+            rollback,
+            resume: false,
+        },
+    };
+    run(&install)
+}
+
 pub fn run(cli: &Cli) -> Result<()> {
     let Command::Install {
         steps: targets,

@@ -1,6 +1,6 @@
 //! `keel maintenance on|off|status`: the mode is recorded, then the nginx step renders the
 //! site from it (checked with `nginx -t`, then a reload; the app is not restarted).
-use crate::cli::{Cli, Command, MaintenanceAction, Output};
+use crate::cli::{Cli, MaintenanceAction, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::maintenance::{self, Maintenance};
@@ -101,24 +101,7 @@ fn installed(cli: &Cli) -> Result<()> {
 
 /// The nginx step (and what it needs), as `keel install nginx` runs it.
 fn apply(cli: &Cli) -> Result<()> {
-    let install = Cli {
-        config: cli.config.clone(),
-        state_file: cli.state_file.clone(),
-        yes: true,
-        quiet: true,
-        verbose: cli.verbose,
-        output: Output::Human,
-        command: Command::Install {
-            steps: vec!["nginx".into()],
-            retry_step: vec![],
-            skip: vec![],
-            dry_run: false,
-            ignore_preflight_errors: vec![],
-            rollback: crate::cli::RollbackMode::Step,
-            resume: false,
-        },
-    };
-    super::install::run(&install)
+    super::install::run_targets(cli, &["nginx"], crate::cli::RollbackMode::Step)
 }
 
 fn status(cli: &Cli, m: Option<&Maintenance>) {

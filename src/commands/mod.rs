@@ -100,7 +100,18 @@ pub fn run(cli: Cli) -> Result<()> {
             timeout,
         } => status::wait(&cli, *timeout),
         Command::Status { .. } => status::run(&cli),
-        Command::Env { example, out } => env::run(&cli, example, out),
+        Command::Env {
+            action: Some(a), ..
+        } => env::action(&cli, a),
+        Command::Env {
+            example: Some(example),
+            out: Some(out),
+            ..
+        } => env::run(&cli, example, out),
+        Command::Env { .. } => Err(crate::error::Error::usage(
+            "keel env: --example and --out go together",
+            "keel env --example FILE --out FILE, or keel env set|unset|list",
+        )),
         Command::Init => init::run(&cli),
         Command::Verify {
             heal,

@@ -216,6 +216,11 @@ pub fn csrf_origins(cfg: &Config) -> Option<String> {
 /// CSRF_TRUSTED_ORIGINS (Django refuses cross-origin POSTs over HTTPS without it).
 pub fn extra_values(cfg: &Config) -> BTreeMap<String, String> {
     let mut m = cfg.env.clone();
+    // `keel env set` wins over keel.toml's [env]: it is the admin's latest word.
+    m.extend(crate::envset::read(
+        &crate::paths::Paths::from_env(),
+        &cfg.app.name,
+    ));
     if let Some(o) = csrf_origins(cfg) {
         m.entry("CSRF_TRUSTED_ORIGINS".into()).or_insert(o);
     }

@@ -1,5 +1,5 @@
 # Issue: every day after the install. One-off commands as the app (`keel run`, `dbshell`),
-# the logs (`keel logs`, `-f`, `--failed`) and maintenance mode, on the demo.
+# the logs (`keel logs`, `-f`, `--failed`), env changes and maintenance mode, on the demo.
 
 scenario_ops() {
   fresh
@@ -49,6 +49,33 @@ scenario_ops() {
   echo "$out" | head -3
   grep -q 'deploy-failed' <<<"$out" || fail "logs --failed does not name the failed deploy"
   grep -q 'ops-broken on purpose' <<<"$out" || fail "logs --failed lacks the deploy's error output"
+  # keel env set under a request loop: no failed request, Gunicorn has the value, a re-run
+  # keeps it; a secret (from stdin) is masked in list and the report, never in keel.toml.
+  load_loop_script >"$root/usr/local/bin/keel-load"
+  chmod 0755 "$root/usr/local/bin/keel-load"
+  vx rm -f /tmp/envload.stop /tmp/envload.log
+  vx sh -c 'nohup keel-load /tmp/envload.log /tmp/envload.stop >/dev/null 2>&1 &'
+  wait_for 20 vx sh -c 'grep -q "^ok" /tmp/envload.log'
+  keel env set OPS_FLAG=bar
+  vx sh -c 'printf "tok-%s-secret" "$(date +%s%N)" > /root/tok'
+  vx sh -c 'keel --config /etc/keel/keel.toml env set OPS_SECRET_TOKEN=- < /root/tok'
+  sleep 1
+  vx touch /tmp/envload.stop
+  sleep 1
+  local total fails; total=$(vx sh -c 'wc -l < /tmp/envload.log'); fails=$(vx sh -c 'grep -c FAIL /tmp/envload.log || true')
+  echo "env set under load: $total requests, $fails failed"
+  [ "$fails" = 0 ] || fail "keel env set: $fails of $total requests failed: $(vx sh -c 'grep FAIL /tmp/envload.log | head -3')"
+  local pid; pid=$(vx systemctl show -p MainPID --value demo-web.service)
+  vx sh -c "tr '\0' '\n' < /proc/$pid/environ" | grep -qx 'OPS_FLAG=bar' || fail "Gunicorn does not have OPS_FLAG=bar"
+  keel install --yes >/dev/null
+  vx grep -qx 'OPS_FLAG=bar' /opt/demo/shared/.env || fail "keel install dropped OPS_FLAG"
+  local tok; tok=$(vx cat /root/tok)
+  out=$(keel env list)
+  grep -qx 'OPS_SECRET_TOKEN=\*\*\*\*    # keel env set' <<<"$out" || fail "env list does not mask the token: $out"
+  ! grep -qF "$tok" <<<"$out" || fail "env list shows the token"
+  ! vx grep -qF "$tok" /etc/keel/keel.toml || fail "the token is in keel.toml"
+  keel diagnose >/dev/null
+  ! vx grep -qF "$tok" /var/log/keel/diagnostics-latest.txt /var/log/keel/diagnostics-latest.html /var/lib/keel/state.json || fail "the token is in the report or the state file"
   # Maintenance: a visitor (this host's own non-loopback address) gets 503 with Retry-After
   # and the message, loopback and an allowed address get the app; a re-run keeps the mode.
   local ip hdr; ip=$(vx sh -c "hostname -I | awk '{print \$1}'")
