@@ -249,6 +249,15 @@ pub enum Command {
         #[arg(long)]
         failed: bool,
     },
+    /// The [[schedule]] commands: calendar, last run and its result, next run.
+    #[command(after_help = "Examples:\n  keel schedules\n  keel schedules --output json")]
+    Schedules,
+    /// Record a failed [[schedule]] run (called by systemd's OnFailure= unit).
+    #[command(
+        hide = true,
+        after_help = "Example:\n  keel schedule-failed demo-schedule-clearsessions.service"
+    )]
+    ScheduleFailed { unit: String },
     /// Maintenance mode: nginx answers 503 with Retry-After and a message to everyone but
     /// loopback and the allowed addresses (a reload; the app keeps running).
     #[command(

@@ -48,6 +48,9 @@ pub struct Config {
     pub build: Build,
     #[serde(default)]
     pub release: ReleaseHooks,
+    /// `[[schedule]]`: commands on a calendar (timers).
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<crate::schedule::Schedule>,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -809,6 +812,7 @@ impl Config {
         for (i, p) in self.drift.keep.iter().enumerate() {
             self.check(&format!("drift.keep[{i}]"), crate::validate::abs_path(p))?;
         }
+        crate::schedule::check(&self.schedules).map_err(|(k, m, h)| self.err(&k, m, h))?;
         self.validate_env()
     }
 

@@ -793,6 +793,15 @@ impl Exec {
         Ok(())
     }
 
+    /// A read-only check run while the config is validated, before anything is written:
+    /// nothing goes to keel's logs. None when it could not run.
+    pub fn check(&self, cmd: &Cmd) -> Option<Output> {
+        match &self.mode {
+            Mode::Fake(dir) => Some(fake_run(dir, "check", cmd, &self.redactor)),
+            Mode::Real => self.real_run(cmd).ok().map(|(o, _)| o),
+        }
+    }
+
     /// A real host (not the fake one of the tests).
     pub fn is_real(&self) -> bool {
         matches!(self.mode, Mode::Real)

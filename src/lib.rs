@@ -32,6 +32,7 @@ pub mod report;
 pub mod requirements;
 pub mod resume;
 pub mod retry;
+pub mod schedule;
 pub mod secrets;
 pub mod state;
 pub mod step;

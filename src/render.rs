@@ -53,6 +53,18 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("firewall.nft", include_str!("../templates/firewall.nft.j2")),
     (
+        "schedule.service",
+        include_str!("../templates/systemd/schedule.service.j2"),
+    ),
+    (
+        "schedule.timer",
+        include_str!("../templates/systemd/schedule.timer.j2"),
+    ),
+    (
+        "keel-schedule-failed.service",
+        include_str!("../templates/systemd/keel-schedule-failed.service.j2"),
+    ),
+    (
         "keel-firewall.service",
         include_str!("../templates/systemd/keel-firewall.service.j2"),
     ),

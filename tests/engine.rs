@@ -435,7 +435,7 @@ fn rollback_command_needs_confirmation_and_keeps_data() {
         .args(["rollback", "--yes"])
         .assert()
         .success()
-        .stdout(contains("verify, services, backup, django, build, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, firewall, baseline, packages, python-packages, preflight"));
+        .stdout(contains("verify, schedules, services, backup, django, build, app-env, python-env, app-code, tls, nginx, redis, postgres, secrets, system-user, firewall, baseline, packages, python-packages, preflight"));
     for u in ["demo-web", "demo-worker", "demo-beat"] {
         assert!(
             !exists(&h.path(&format!("root/etc/systemd/system/{u}.service"))),

@@ -368,3 +368,120 @@ fn env_set_restarts_with_the_value_and_masks_secrets() {
         "{env}"
     );
 }
+
+/// `[[schedule]]`: a timer and a sandboxed oneshot service per schedule, in the current
+/// release as the app; a failure is an event; a schedule taken out of the config goes.
+#[test]
+fn schedules_are_timers_run_as_the_app_and_failures_are_events() {
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config(
+            "[[schedule]]\nname = \"clearsessions\"\ncommand = [\"python\", \"manage.py\", \"clearsessions\"]\non_calendar = \"*:0/15\"\n\n[[schedule]]\nname = \"report\"\ncommand = [\"/usr/bin/true\"]\non_calendar = \"daily\"\ntimeout_secs = 60\n",
+        ),
+    );
+    // New timers are not active yet.
+    h.rule("is-active --quiet demo-schedule-\t3\t0\t\t");
+    h.install(&[]).success();
+    let svc = h.read("root/etc/systemd/system/demo-schedule-clearsessions.service");
+    for want in [
+        "User=demo",
+        "WorkingDirectory=/opt/demo/current",
+        "EnvironmentFile=/opt/demo/shared/.env",
+        "ExecStart=/opt/demo/current/venv/bin/python manage.py clearsessions",
+        "Type=oneshot",
+        "OnFailure=keel-schedule-failed-demo@%n.service",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(svc.contains(want), "{want} not in {svc}");
+    }
+    let timer = h.read("root/etc/systemd/system/demo-schedule-clearsessions.timer");
+    assert!(timer.contains("OnCalendar=*:0/15"), "{timer}");
+    assert!(
+        h.read("root/etc/systemd/system/demo-schedule-report.service")
+            .contains("TimeoutStartSec=60")
+    );
+    assert!(
+        h.read("root/etc/systemd/system/keel-schedule-failed-demo@.service")
+            .contains("schedule-failed %i")
+    );
+    let cmds = h.commands();
+    assert!(cmds.contains("systemd-analyze calendar *:0/15"), "{cmds}");
+    assert!(
+        cmds.contains("systemctl enable --now demo-schedule-clearsessions.timer"),
+        "{cmds}"
+    );
+    // What `keel schedules` shows, from systemd's own record of the last run.
+    h.rule("show --timestamp=unix -p Result,ExecMainStatus,ExecMainExitTimestamp,ActiveState demo-schedule-clearsessions.service\t0\t0\t\tResult=exit-code\\nExecMainStatus=3\\nExecMainExitTimestamp=@1796292000\\nActiveState=failed");
+    h.rule("show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState demo-schedule-clearsessions.timer\t0\t0\t\tNextElapseUSecRealtime=@1796292900\\nActiveState=active");
+    let out = h.keel().arg("schedules").output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("clearsessions"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("2026-12-03T10:00:00Z")
+            && line.contains("failed (exit-code, exit 3)")
+            && line.contains("2026-12-03T10:15:00Z"),
+        "{line}"
+    );
+    // The failure, as systemd's OnFailure= unit reports it: an event, and logs --failed.
+    h.keel()
+        .args(["schedule-failed", "demo-schedule-clearsessions.service"])
+        .assert()
+        .success();
+    let ev = h.read("root/var/log/keel/events.jsonl");
+    assert!(
+        ev.contains("\"event\":\"schedule-failed\"")
+            && ev.contains("\"schedule\":\"clearsessions\""),
+        "{ev}"
+    );
+    h.keel()
+        .args(["logs", "--failed"])
+        .assert()
+        .success()
+        .stdout(contains(
+            "schedule-failed (demo-schedule-clearsessions.service)",
+        ));
+    h.keel()
+        .args(["schedule-failed", "sshd.service"])
+        .assert()
+        .code(2);
+    // Taken out of the config: its timer is stopped and its units removed.
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config(
+            "[[schedule]]\nname = \"report\"\ncommand = [\"/usr/bin/true\"]\non_calendar = \"daily\"\n",
+        ),
+    );
+    h.install(&[]).success();
+    assert!(!crate::fakehost::exists(&h.path(
+        "root/etc/systemd/system/demo-schedule-clearsessions.timer"
+    )));
+    assert!(!crate::fakehost::exists(&h.path(
+        "root/etc/systemd/system/demo-schedule-clearsessions.service"
+    )));
+    assert!(
+        h.commands()
+            .contains("disable --now demo-schedule-clearsessions.timer")
+    );
+    // A calendar systemd cannot read: exit 2 before anything is written.
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config(
+            "[[schedule]]\nname = \"report\"\ncommand = [\"/usr/bin/true\"]\non_calendar = \"every minute\"\n",
+        ),
+    );
+    h.rule("systemd-analyze calendar every minute\t1\t0\tFailed to parse calendar specification 'every minute': Invalid argument");
+    let before = h.read("root/etc/systemd/system/demo-schedule-report.timer");
+    h.install(&[])
+        .code(2)
+        .stderr(contains("schedule[0].on_calendar"))
+        .stderr(contains("systemd cannot read"));
+    assert_eq!(
+        h.read("root/etc/systemd/system/demo-schedule-report.timer"),
+        before
+    );
+}

@@ -11,6 +11,42 @@ use crate::step::Ctx;
 use crate::{engine, resume, steps};
 use std::io::IsTerminal;
 
+/// Each [[schedule]]'s calendar as systemd reads it (`systemd-analyze calendar`), before the
+/// first write: keel's own check at load only keeps odd characters out.
+fn check_calendars(cfg: &Config) -> Result<()> {
+    if cfg.schedules.is_empty() {
+        return Ok(());
+    }
+    let exec = super::context::runner(
+        &Paths::from_env(),
+        crate::redact::Redactor::default(),
+        std::time::Duration::from_secs(10),
+    );
+    for (i, s) in cfg.schedules.iter().enumerate() {
+        let cmd = crate::exec::Cmd::new("systemd-analyze")
+            .args(["calendar", &s.on_calendar])
+            .timeout(std::time::Duration::from_secs(10));
+        match exec.check(&cmd) {
+            Some(o) if o.code == 0 => {}
+            Some(o) => {
+                return Err(Error::Config {
+                    file: cfg.source.clone(),
+                    key: format!("schedule[{i}].on_calendar"),
+                    msg: format!("systemd cannot read {:?}: {}", s.on_calendar, o.stderr.trim()),
+                    hint: "an OnCalendar expression: \"daily\", \"*-*-* 03:00\", \"*:0/15\", \"Mon..Fri 08:00\" (try it with systemd-analyze calendar)".into(),
+                });
+            }
+            None => {
+                return Err(Error::usage(
+                    "systemd-analyze could not run to check the [[schedule]] calendars",
+                    "keel needs systemd (systemd-analyze) on the host",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `keel install STEP...` on behalf of another command (`maintenance`, `env set`): quiet,
 /// unattended, with the caller's config and state file.
 pub fn run_targets(cli: &Cli, targets: &[&str], rollback: crate::cli::RollbackMode) -> Result<()> {
@@ -71,6 +107,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     crate::project::check_host(&cfg, &Paths::from_env().root)?;
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
+    check_calendars(&cfg)?;
     let checked = super::context::load_state(&cli.state_file)?;
     // The cut run's selection, as --resume will use it, names steps this keel has.
     if *resume && let Some(last) = crate::resume::interrupted(checked.last_run.as_ref()) {

@@ -354,7 +354,13 @@ fn failed(ctx: &Ctx, json: bool) -> Result<()> {
     let failure = parsed.iter().rev().find(|v| {
         matches!(
             v["event"].as_str(),
-            Some("step-failed" | "deploy-failed" | "deploy-rolled-back" | "backup-failed")
+            Some(
+                "step-failed"
+                    | "deploy-failed"
+                    | "deploy-rolled-back"
+                    | "backup-failed"
+                    | "schedule-failed"
+            )
         )
     });
     let Some(f) = failure else {
@@ -380,6 +386,42 @@ fn failed(ctx: &Ctx, json: bool) -> Result<()> {
         .unwrap_or("")
         .to_string();
     let error = f["error"].as_str().unwrap_or("");
+    // A scheduled command's output is in its unit's journal.
+    if event == "schedule-failed" {
+        let unit = f["unit"].as_str().unwrap_or("");
+        let cmd = Cmd::new("journalctl")
+            .args([
+                "-u",
+                unit,
+                "-n",
+                "100",
+                "--no-pager",
+                "-q",
+                "-o",
+                "short-iso",
+            ])
+            .unlogged_output();
+        let out = ctx
+            .exec
+            .probe(LOG, &cmd)
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let out = ctx.exec.redactor.redact(&crate::exec::strip_controls(&out));
+        if json {
+            println!(
+                "{}",
+                json!({"failed": {"event": event, "log": unit, "run_id": run, "at": f["ts"], "error": error, "output": out}})
+            );
+        } else {
+            println!(
+                "{} {event} ({unit}): {error}",
+                f["ts"].as_str().unwrap_or("")
+            );
+            println!("--- journalctl -u {unit}:");
+            print!("{out}");
+        }
+        return Ok(());
+    }
     let path = ctx.paths.log_dir().join("steps").join(format!("{log}.log"));
     let text = crate::fsx::read_text_nofollow(&path, 64 * 1024 * 1024)
         .ok()

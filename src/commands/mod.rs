@@ -14,6 +14,7 @@ pub mod preflight;
 pub mod releases;
 pub mod rollback;
 pub mod run;
+pub mod schedules;
 pub mod status;
 pub mod verify;
 
@@ -37,7 +38,8 @@ fn outputs(c: &Command) -> &'static [Output] {
         | Command::Backup
         | Command::Restore { .. }
         | Command::Logs { .. }
-        | Command::Maintenance { .. } => &[Human, Json],
+        | Command::Maintenance { .. }
+        | Command::Schedules => &[Human, Json],
         _ => &[Human],
     }
 }
@@ -156,6 +158,8 @@ pub fn run(cli: Cli) -> Result<()> {
             },
         ),
         Command::Maintenance { action } => maintenance::run(&cli, action),
+        Command::Schedules => schedules::run(&cli),
+        Command::ScheduleFailed { unit } => schedules::failed(&cli, unit),
         Command::Shell { args } => passed(run::run(&cli, run::What::Shell(args))),
         Command::Dbshell { args } => passed(run::run(&cli, run::What::DbShell(args))),
     }

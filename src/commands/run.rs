@@ -74,16 +74,7 @@ fn command(ctx: &Ctx, release: &Path, argv: &[String], env_file: Option<&Path>) 
     let venv_bin = release.join("venv/bin");
     // systemd looks a bare name up in its own fixed path, not the unit's PATH: `python` and
     // `celery` would miss the venv. A name the venv has is given by its path.
-    // Only looked at, never opened or run by root (`venv` is keel's link to the build
-    // user's venv, so the path is followed).
-    let in_venv = |name: &str| {
-        std::fs::symlink_metadata(ctx.host(&venv_bin.join(name).display().to_string())).is_ok()
-    };
-    let program = if !argv[0].contains('/') && in_venv(&argv[0]) {
-        venv_bin.join(&argv[0]).display().to_string()
-    } else {
-        argv[0].clone()
-    };
+    let program = crate::steps::python_env::venv_program(ctx, &venv_bin, &argv[0]);
     let sandbox = Sandbox {
         unit: crate::exec::transient_unit(&user),
         group: user.clone(),

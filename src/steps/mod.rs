@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod preflight;
 pub mod python_env;
 pub mod redis;
+pub mod schedules;
 pub mod secrets;
 pub mod services;
 pub mod site;
@@ -49,6 +50,7 @@ fn registry() -> Vec<Box<dyn Step>> {
         Box::new(django::Django),
         Box::new(backup::BackupStep),
         Box::new(services::Services),
+        Box::new(schedules::Schedules),
         Box::new(verify::Verify),
     ]
 }

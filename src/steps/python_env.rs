@@ -82,6 +82,22 @@ pub fn build_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
     super::app_code::ids_of(ctx, &ctx.cfg.build_user())
 }
 
+/// The program for a command's first word run with the app's venv: a bare name the venv
+/// has (always `python` and `python3`) is the venv's, since systemd looks bare names up in
+/// its own path, not the unit's PATH. Only looked at, never opened or run by root (`venv`
+/// is keel's link to the build user's venv, so the path is followed).
+pub fn venv_program(ctx: &Ctx, venv_bin: &Path, first: &str) -> String {
+    let has = |n: &str| {
+        matches!(n, "python" | "python3")
+            || std::fs::symlink_metadata(ctx.host(&venv_bin.join(n).display().to_string())).is_ok()
+    };
+    if !first.contains('/') && has(first) {
+        venv_bin.join(first).display().to_string()
+    } else {
+        first.to_string()
+    }
+}
+
 pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
     ctx.cfg
         .venv_dir()

@@ -1,5 +1,6 @@
 # Issue: every day after the install. One-off commands as the app (`keel run`, `dbshell`),
-# the logs (`keel logs`, `-f`, `--failed`), env changes and maintenance mode, on the demo.
+# the logs (`keel logs`, `-f`, `--failed`), env changes, maintenance mode and scheduled
+# commands, on the demo.
 
 scenario_ops() {
   fresh
@@ -96,6 +97,36 @@ scenario_ops() {
   expect_rc 2 keel maintenance on --allow 'example.com'
   keel maintenance off
   grep -q '^HTTP/1.1 200' <<<"$(visitor)" || fail "maintenance off: the app is not back"
+  # [[schedule]]: one every minute writes a mark as the app (an argument with spaces, quotes
+  # and a %), one fails: `keel schedules` shows both results, the failure is an event.
+  cat >>"$root/etc/keel/keel.toml" <<'EOF'
+
+[[schedule]]
+name = "mark"
+command = ["python", "-c", "import pathlib, time; pathlib.Path('/opt/demo/shared/media/sched-mark').write_text('ran at %d' % time.time())"]
+on_calendar = "minutely"
+
+[[schedule]]
+name = "broken"
+command = ["/bin/false"]
+on_calendar = "minutely"
+EOF
+  keel install --yes >/dev/null
+  wait_for 100 vx test -e /opt/demo/shared/media/sched-mark
+  [ "$(vx stat -c %U /opt/demo/shared/media/sched-mark)" = demo ] || fail "the schedule did not run as the app"
+  vx grep -q '^ran at [0-9]' /opt/demo/shared/media/sched-mark || fail "the schedule's argument was not passed whole"
+  broken_failed() { keel schedules | grep -qE '^broken +minutely .*failed'; }
+  wait_for 100 broken_failed
+  wait_for 30 vx grep -q '"event":"schedule-failed"' /var/log/keel/events.jsonl
+  keel schedules
+  keel schedules | grep -qE '^mark +minutely .* ok ' || fail "keel schedules does not show mark's run as ok"
+  # A calendar systemd cannot read: exit 2, nothing written.
+  local sum; sum=$(vx sh -c 'ls -l --time-style=full-iso /etc/systemd/system | sha256sum; sha256sum /var/lib/keel/state.json')
+  vx sed -i 's/^on_calendar = "minutely"$/on_calendar = "every minute"/' /etc/keel/keel.toml
+  out=$(keel install --yes 2>&1) && fail "a bad calendar was accepted"
+  grep -q 'schedule\[0\].on_calendar' <<<"$out" || fail "the refusal does not name the key: $out"
+  [ "$(vx sh -c 'ls -l --time-style=full-iso /etc/systemd/system | sha256sum; sha256sum /var/lib/keel/state.json')" = "$sum" ] || fail "a refused install wrote something"
+  vx sed -i 's/^on_calendar = "every minute"$/on_calendar = "minutely"/' /etc/keel/keel.toml
   # Bad input: exit 2.
   expect_rc 2 keel logs nosuch
   expect_rc 2 keel logs --since 'not a time at all'
