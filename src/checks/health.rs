@@ -1,7 +1,7 @@
 //! The health checks behind `keel verify` and the verify step's service checks: each
 //! bounded by a timeout, an overall verdict (readiness-probe style: critical checks decide
 //! unhealthy), self-healing of keel's units, and Prometheus' textfile format.
-use crate::checks::{CheckFn, CheckResult, Level, error, ok, run_parallel, warn};
+use crate::checks::{CheckFn, CheckResult, Level, error, not_checked, ok, run_parallel, warn};
 use crate::config::Config;
 use crate::exec::Cmd;
 use crate::step::{Ctx, Step, StepError, StepResult};
@@ -270,6 +270,32 @@ fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'st
     )]
 }
 
+/// The uploads' file count and size, from metadata only (no link followed, nothing read),
+/// and whether all of it was counted (the walk stops at 200,000 entries).
+fn uploads_size(dir: &std::path::Path) -> Option<(u64, u64, bool)> {
+    let mut stack = vec![dir.to_path_buf()];
+    let (mut files, mut bytes, mut seen) = (0u64, 0u64, 0u32);
+    std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            seen += 1;
+            if seen > 200_000 {
+                return Some((files, bytes, false));
+            }
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.is_file() {
+                files += 1;
+                bytes += md.len();
+            }
+        }
+    }
+    Some((files, bytes, true))
+}
+
 /// Celery: a task round trip through the worker, a fresh beat heartbeat.
 fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
     let mut v: Vec<(String, bool, CheckFn<'static>)> = vec![];
@@ -383,6 +409,22 @@ fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             ok(format!(
                 "security updates on (unattended-upgrades; {timer} active, {last})"
             ))
+        }),
+    ));
+    let media = ctx.host(&ctx.cfg.shared_dir().join("media").display().to_string());
+    v.push((
+        "uploads".into(),
+        false,
+        Box::new(move || match uploads_size(&media) {
+            None => not_checked(
+                "the uploads directory cannot be read",
+                "see ls -ld on shared/media",
+            ),
+            Some((files, bytes, whole)) => ok(format!(
+                "{}{files} files, {:.1} MB in shared/media (in every backup)",
+                if whole { "" } else { "at least " },
+                bytes as f64 / 1_048_576.0
+            )),
         }),
     ));
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());

@@ -32,6 +32,7 @@ scenario_backup() {
   [ "$(vx cat /opt/demo/shared/media/avatars/a.txt)" = upload-1 ] || fail "the upload is not back"
   [ "$(vx stat -c '%U' /opt/demo/shared/media/avatars/a.txt)" = demo ] || fail "the restored upload is not the app's"
   output_has 'media.pre-restore-' vx ls /opt/demo/shared || fail "the replaced uploads were not kept aside"
+  keel verify --output json | jq_py "[c['message'] for c in d['checks'] if c['name']=='uploads'][0]" | grep -q '^1 files' || fail "verify does not report the uploads"
   app_checks
   keel verify | grep -E '^backup' || fail "verify has no backup check"
   output_has 'pre-restore' vx ls $dir || fail "no safety backup before the restore"
