@@ -48,6 +48,9 @@ pub struct Config {
     pub build: Build,
     #[serde(default)]
     pub release: ReleaseHooks,
+    /// `[[process]]`: more long-running processes (units like the worker).
+    #[serde(default, rename = "process")]
+    pub processes: Vec<crate::process::Process>,
     /// `[[schedule]]`: commands on a calendar (timers).
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<crate::schedule::Schedule>,
@@ -813,6 +816,7 @@ impl Config {
             self.check(&format!("drift.keep[{i}]"), crate::validate::abs_path(p))?;
         }
         crate::schedule::check(&self.schedules).map_err(|(k, m, h)| self.err(&k, m, h))?;
+        crate::process::check(&self.processes).map_err(|(k, m, h)| self.err(&k, m, h))?;
         self.validate_env()
     }
 

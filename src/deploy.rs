@@ -114,9 +114,20 @@ fn unit(ctx: &Ctx, process: &str) -> String {
     format!("{}-{process}", ctx.cfg.app.name)
 }
 
-/// Ask the worker for its warm shutdown and return at once (systemd carries it out).
+/// The units that stop warmly (running tasks finish): the worker and each [[process]].
+fn warm_units(ctx: &Ctx) -> Vec<String> {
+    std::iter::once(unit(ctx, "worker"))
+        .chain(crate::steps::services::process_units(&ctx.cfg))
+        .collect()
+}
+
+/// Ask the worker (and the [[process]] units) for their warm shutdown and return at once
+/// (systemd carries it out).
 fn stop_worker(ctx: &Ctx) {
-    let cmd = crate::exec::Cmd::new("systemctl").args(["stop", "--no-block", &unit(ctx, "worker")]);
+    let units = warm_units(ctx);
+    let cmd = crate::exec::Cmd::new("systemctl")
+        .args(["stop", "--no-block"])
+        .args(units.iter().cloned());
     if let Err(e) = ctx.run(LOG, &cmd) {
         ctx.ui.line(&format!(
             "[deploy] the worker's early stop was not queued ({}): it restarts with the others",
@@ -125,22 +136,23 @@ fn stop_worker(ctx: &Ctx) {
     }
 }
 
-/// The worker again, as `current` is now: a start waits for a stop still under way (the
-/// warm shutdown lets running tasks finish: keel waits as long as systemd does), and
-/// restarts a worker that was never stopped.
+/// The worker (and the [[process]] units) again, as `current` is now: a start waits for a
+/// stop still under way (the warm shutdown lets running tasks finish: keel waits as long as
+/// systemd does), and a unit that was never stopped is restarted.
 fn start_worker(ctx: &Ctx) -> StepResult {
     let wait = Duration::from_secs(ctx.cfg.deploy.worker_stop_timeout_secs + 60);
-    let w = unit(ctx, "worker");
-    let verb = match crate::systemd::is_active(ctx, LOG, &w) {
-        true => "restart",
-        false => "start",
-    };
-    ctx.run(
-        LOG,
-        &crate::exec::Cmd::new("systemctl")
-            .args([verb, &w])
-            .timeout(wait),
-    )?;
+    let (running, stopped): (Vec<String>, Vec<String>) = warm_units(ctx)
+        .into_iter()
+        .partition(|u| crate::systemd::is_active(ctx, LOG, u));
+    for (verb, units) in [("restart", running), ("start", stopped)] {
+        if !units.is_empty() {
+            let cmd = crate::exec::Cmd::new("systemctl")
+                .arg(verb)
+                .args(units)
+                .timeout(wait);
+            ctx.run(LOG, &cmd)?;
+        }
+    }
     Ok(())
 }
 

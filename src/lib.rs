@@ -23,6 +23,7 @@ pub mod graph;
 pub mod html;
 pub mod maintenance;
 pub mod paths;
+pub mod process;
 pub mod project;
 pub mod pyversion;
 pub mod redact;

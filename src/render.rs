@@ -53,6 +53,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("firewall.nft", include_str!("../templates/firewall.nft.j2")),
     (
+        "process.service",
+        include_str!("../templates/systemd/process.service.j2"),
+    ),
+    (
         "schedule.service",
         include_str!("../templates/systemd/schedule.service.j2"),
     ),

@@ -485,3 +485,63 @@ fn schedules_are_timers_run_as_the_app_and_failures_are_events() {
         before
     );
 }
+
+/// `[[process]]`: a unit as hardened as the worker, started with the others, stopped warmly
+/// beside a deploy's migrations and started again, its queues counted as consumed, checked
+/// by verify; taken out of the config, it goes.
+#[test]
+fn processes_are_units_like_the_worker() {
+    let h = Host::new();
+    h.write(
+        "keel.toml",
+        &crate::fakehost::config(
+            "[[process]]\nname = \"slow-worker\"\ncommand = [\"celery\", \"-A\", \"demo\", \"worker\", \"-Q\", \"slow\", \"--concurrency\", \"1\", \"--hostname\", \"slow@%h\"]\n",
+        ),
+    );
+    h.write("root/opt/demo/venvs/x/bin/celery", "");
+    h.install(&[]).success();
+    let unit = h.read("root/etc/systemd/system/demo-slow-worker.service");
+    for want in [
+        "User=demo",
+        "WorkingDirectory=/opt/demo/current",
+        "KillMode=mixed",
+        "ProtectSystem=strict",
+        "-Q slow --concurrency 1 --hostname slow@%%h",
+    ] {
+        assert!(unit.contains(want), "{want} not in {unit}");
+    }
+    assert!(h.commands().contains("demo-slow-worker"), "never started");
+    let out = h
+        .keel()
+        .args(["verify", "--output", "json"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("[[process]] units active: demo-slow-worker"),
+        "{out}"
+    );
+    // A deploy stops it warmly with the worker, and starts it again after the switch.
+    let src = crate::deploy::app_copy(&h, "v2", "demo-home-v2");
+    let before = h.commands().len();
+    h.keel()
+        .args(["deploy", "--source", src.to_str().unwrap()])
+        .assert()
+        .success();
+    let cmds = h.commands()[before..].to_string();
+    assert!(
+        cmds.contains("systemctl stop --no-block demo-worker demo-slow-worker"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("systemctl restart demo-worker demo-slow-worker"),
+        "{cmds}"
+    );
+    // Out of the config: stopped and removed.
+    h.write("keel.toml", &crate::fakehost::config(""));
+    h.install(&[]).success();
+    assert!(!crate::fakehost::exists(
+        &h.path("root/etc/systemd/system/demo-slow-worker.service")
+    ));
+    assert!(h.commands().contains("disable --now demo-slow-worker"));
+}

@@ -15,13 +15,22 @@ fn now_secs() -> u64 {
     crate::paths::unix_now() as u64
 }
 
-/// The queues a worker of this config consumes.
+/// The queues the workers of this config consume: the worker's, and those a [[process]]
+/// names with -Q/--queues.
 pub fn consumed(ctx: &Ctx) -> Vec<String> {
-    if ctx.cfg.celery.queues.is_empty() {
+    let mut v = if ctx.cfg.celery.queues.is_empty() {
         vec!["celery".into()]
     } else {
         ctx.cfg.celery.queues.clone()
+    };
+    for p in &ctx.cfg.processes {
+        for q in crate::process::queues(&p.command) {
+            if !v.contains(&q) {
+                v.push(q);
+            }
+        }
     }
+    v
 }
 
 /// The Redis database the app's broker URL names (its .env), 0 by default.

@@ -270,6 +270,26 @@ fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'st
     )]
 }
 
+/// The uploads: how many files and how much, in every backup.
+fn uploads_check(ctx: &Arc<Ctx>) -> (String, bool, CheckFn<'static>) {
+    let media = ctx.host(&ctx.cfg.shared_dir().join("media").display().to_string());
+    (
+        "uploads".into(),
+        false,
+        Box::new(move || match uploads_size(&media) {
+            None => not_checked(
+                "the uploads directory cannot be read",
+                "see ls -ld on shared/media",
+            ),
+            Some((files, bytes, whole)) => ok(format!(
+                "{}{files} files, {:.1} MB in shared/media (in every backup)",
+                if whole { "" } else { "at least " },
+                bytes as f64 / 1_048_576.0
+            )),
+        }),
+    )
+}
+
 /// The uploads' file count and size, from metadata only (no link followed, nothing read),
 /// and whether all of it was counted (the walk stops at 200,000 entries).
 fn uploads_size(dir: &std::path::Path) -> Option<(u64, u64, bool)> {
@@ -323,6 +343,22 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             }
         }),
     ));
+    if !ctx.cfg.processes.is_empty() {
+        let c = ctx.clone();
+        v.push((
+            "processes".into(),
+            true,
+            Box::new(move || {
+                let units = steps::services::process_units(&c.cfg);
+                for u in &units {
+                    if let Err(e) = crate::systemd::require_active(&c, "health", u) {
+                        return error(e.msg, e.hint);
+                    }
+                }
+                ok(format!("[[process]] units active: {}", units.join(", ")))
+            }),
+        ));
+    }
     let c = ctx.clone();
     v.push((
         "queues".into(),
@@ -411,22 +447,7 @@ fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             ))
         }),
     ));
-    let media = ctx.host(&ctx.cfg.shared_dir().join("media").display().to_string());
-    v.push((
-        "uploads".into(),
-        false,
-        Box::new(move || match uploads_size(&media) {
-            None => not_checked(
-                "the uploads directory cannot be read",
-                "see ls -ld on shared/media",
-            ),
-            Some((files, bytes, whole)) => ok(format!(
-                "{}{files} files, {:.1} MB in shared/media (in every backup)",
-                if whole { "" } else { "at least " },
-                bytes as f64 / 1_048_576.0
-            )),
-        }),
-    ));
+    v.push(uploads_check(ctx));
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
     v.push((
         "disk".into(),

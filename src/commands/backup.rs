@@ -45,12 +45,13 @@ pub fn run(cli: &Cli) -> Result<()> {
 
 fn units(ctx: &Ctx) -> Vec<String> {
     let app = &ctx.cfg.app.name;
-    vec![
-        format!("{app}-web.socket"),
-        format!("{app}-web.service"),
-        format!("{app}-worker.service"),
-        format!("{app}-beat.service"),
-    ]
+    let mut v = vec![format!("{app}-web.socket")];
+    v.extend(
+        crate::steps::services::app_units(&ctx.cfg)
+            .into_iter()
+            .map(|u| format!("{u}.service")),
+    );
+    v
 }
 
 /// `systemctl ACTION` over the app's socket and units, in one call.

@@ -16,12 +16,74 @@ pub fn unit_names(ctx: &Ctx) -> Vec<String> {
     app_units(&ctx.cfg)
 }
 
-/// The app's units (without suffix): web, worker, beat.
+/// The app's units (without suffix): web, worker, beat, then each [[process]].
 pub fn app_units(cfg: &crate::config::Config) -> Vec<String> {
     KINDS
         .iter()
         .map(|k| format!("{}-{k}", cfg.app.name))
+        .chain(process_units(cfg))
         .collect()
+}
+
+/// The [[process]] units (without suffix).
+pub fn process_units(cfg: &crate::config::Config) -> Vec<String> {
+    cfg.processes
+        .iter()
+        .map(|p| crate::process::unit(&cfg.app.name, &p.name))
+        .collect()
+}
+
+/// What marks a unit file as a [[process]] of keel's.
+const PROCESS_MARK: &str = "# Managed by keel. [[process]] ";
+
+/// Each [[process]] unit file with its text.
+fn process_files(ctx: &Ctx) -> StepResult<Vec<(std::path::PathBuf, String)>> {
+    let c = &ctx.cfg;
+    let venv_bin = c.venv_dir().join("bin");
+    let mut out = vec![];
+    for p in &c.processes {
+        let first = super::python_env::venv_program(ctx, &venv_bin, &p.command[0]);
+        let exec: Vec<String> = std::iter::once(first.as_str())
+            .chain(p.command[1..].iter().map(String::as_str))
+            .map(crate::schedule::exec_arg)
+            .collect();
+        let mut v = vars(ctx);
+        v["name"] = p.name.clone().into();
+        v["command_shown"] = p.command.join(" ").into();
+        v["exec"] = exec.join(" ").into();
+        let text = crate::render::render("process.service", &v)
+            .map_err(|e| StepError::permanent(e, ""))?;
+        let unit = crate::process::unit(&c.app.name, &p.name);
+        out.push((
+            ctx.host(&format!("/etc/systemd/system/{unit}.service")),
+            text,
+        ));
+    }
+    Ok(out)
+}
+
+/// [[process]] units of this app on disk that the config no longer names.
+fn process_orphans(ctx: &Ctx) -> Vec<String> {
+    let prefix = format!("{}-", ctx.cfg.app.name);
+    let wanted = process_units(&ctx.cfg);
+    let dir = ctx.host("/etc/systemd/system");
+    std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    let u = n.strip_suffix(".service")?.to_string();
+                    let ours = n.starts_with(&prefix)
+                        && !wanted.contains(&u)
+                        && crate::fsx::read_text_nofollow(&e.path(), 4096)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|t| t.starts_with(PROCESS_MARK));
+                    ours.then_some(u)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The socket unit Gunicorn is started from.
@@ -97,6 +159,12 @@ impl Step for Services {
                     ctx.cfg.health.timer, ctx.cfg.health.interval_minutes
                 ),
             )
+            .template("process.service")
+            .value(
+                "processes",
+                serde_json::to_string(&ctx.cfg.processes).unwrap_or_default(),
+            )
+            .value("process orphans", process_orphans(ctx).join(" "))
             .value("app tree", super::app_code::tree_hash(ctx))
             .step(ctx, &super::app_env::AppEnv)
     }
@@ -110,6 +178,18 @@ impl Step for Services {
             changed |= tx
                 .write(&path, text.as_bytes(), 0o644, None)
                 .map_err(io_err(&path))?;
+        }
+        for (path, text) in process_files(ctx)? {
+            changed |= tx
+                .write(&path, text.as_bytes(), 0o644, None)
+                .map_err(io_err(&path))?;
+        }
+        for unit in process_orphans(ctx) {
+            let _ = systemctl(ctx, ID, &["disable", "--now", &unit]);
+            let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
+            changed |= tx.remove(&path).map_err(io_err(&path))?;
+            ctx.ui
+                .step_note(ID, &format!("removed {unit} (no longer in [[process]])"));
         }
         let sock_unit = web_socket(ctx);
         let text =
@@ -204,6 +284,7 @@ impl Step for Services {
                 out.push((ctx.host(&format!("/etc/systemd/system/{unit}.service")), t));
             }
         }
+        out.extend(process_files(ctx).unwrap_or_default());
         if let Ok(t) = crate::render::render("web.socket", &v) {
             out.push((
                 ctx.host(&format!("/etc/systemd/system/{}", web_socket(ctx))),

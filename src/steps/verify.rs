@@ -134,6 +134,9 @@ pub fn check_ping(ctx: &Ctx) -> StepResult {
 fn check_worker(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
     crate::systemd::require_active(ctx, ID, &format!("{app}-worker"))?;
+    for u in crate::steps::services::process_units(&ctx.cfg) {
+        crate::systemd::require_active(ctx, ID, &u)?;
+    }
     // A task round trip proves more than `inspect ping` (the worker consumes, not only
     // answers its control queue), and costs no Python start-up: the ping only without it.
     if !ctx.cfg.django.celery_ping_path.is_empty() {

@@ -1,6 +1,6 @@
 # Issue: every day after the install. One-off commands as the app (`keel run`, `dbshell`),
-# the logs (`keel logs`, `-f`, `--failed`), env changes, maintenance mode and scheduled
-# commands, on the demo.
+# the logs (`keel logs`, `-f`, `--failed`), env changes, maintenance mode, scheduled
+# commands and more processes, on the demo.
 
 scenario_ops() {
   fresh
@@ -110,8 +110,18 @@ on_calendar = "minutely"
 name = "broken"
 command = ["/bin/false"]
 on_calendar = "minutely"
+
+[[process]]
+name = "slow-worker"
+command = ["celery", "-A", "demo", "worker", "-Q", "slow", "--concurrency", "1", "--hostname", "slow@%h"]
 EOF
   keel install --yes >/dev/null
+  # [[process]]: a second worker consumes a task sent to its queue (the main one does not).
+  vx systemctl is-active demo-slow-worker
+  output_has '^pong$' keel run -- python manage.py shell -c \
+    "from core.tasks import ping; print(ping.apply_async(queue='slow').get(timeout=60))" \
+    || fail "the [[process]] worker did not consume its queue"
+  vx journalctl -u demo-slow-worker --no-pager | grep -q 'core.tasks.ping.*succeeded' || fail "the task did not run in the [[process]] worker"
   wait_for 100 vx test -e /opt/demo/shared/media/sched-mark
   [ "$(vx stat -c %U /opt/demo/shared/media/sched-mark)" = demo ] || fail "the schedule did not run as the app"
   vx grep -q '^ran at [0-9]' /opt/demo/shared/media/sched-mark || fail "the schedule's argument was not passed whole"
