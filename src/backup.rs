@@ -203,29 +203,7 @@ pub fn make(ctx: &Ctx, note: &str) -> StepResult<Entry> {
             }
         }
     }
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    let sum = sha256_file(&tmp).map_err(io(&tmp))?;
-    let sum_path = d.join(format!("{name}.sha256"));
-    crate::fsx::write_atomic(
-        &sum_path,
-        format!("{sum}  {name}\n").as_bytes(),
-        0o600,
-        Some((0, 0)),
-    )
-    .map_err(io(&sum_path))?;
-    let dest = d.join(&name);
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    std::fs::File::open(&d)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&d))?;
-    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    ctx.ui.line(&format!(
-        "[backup] {} ({size} bytes, sha256 {})",
-        dest.display(),
-        &sum[..12]
-    ));
+    let (dest, size) = seal(ctx, &d, &tmp, &name)?;
     // The uploads belong to the rows: a backup without them is a failed one.
     let media = archive_media(ctx, &d, &name)?;
     // A restore's safety backup prunes nothing: the file being restored must stay.
@@ -314,23 +292,7 @@ fn archive_media(ctx: &Ctx, d: &Path, name: &str) -> StepResult<Option<(String, 
             "[backup] uploads: a file changed while it was archived (it is in the next backup)",
         );
     }
-    let sum = sha256_file(&tmp).map_err(io(&tmp))?;
-    let sum_path = d.join(format!("{mname}.sha256"));
-    crate::fsx::write_atomic(
-        &sum_path,
-        format!("{sum}  {mname}\n").as_bytes(),
-        0o600,
-        Some((0, 0)),
-    )
-    .map_err(io(&sum_path))?;
-    let dest = d.join(&mname);
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    ctx.ui.line(&format!(
-        "[backup] {} ({size} bytes, sha256 {})",
-        dest.display(),
-        &sum[..12]
-    ));
+    let (_, size) = seal(ctx, d, &tmp, &mname)?;
     Ok(Some((mname, size)))
 }
 
@@ -417,6 +379,36 @@ pub fn put_back_media(ctx: &Ctx, safety: &Path) -> StepResult {
     std::fs::rename(&live, &failed).map_err(io(&live))?;
     std::fs::rename(safety, &live).map_err(io(safety))?;
     Ok(())
+}
+
+/// A written `.partial` file made final: synced, its SHA-256 beside it (`sha256sum -c`
+/// format), renamed to `name` (a half-written backup never has the final name), the
+/// directory synced. Returns the final path and size.
+fn seal(ctx: &Ctx, d: &Path, tmp: &Path, name: &str) -> StepResult<(PathBuf, u64)> {
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(tmp))?;
+    let sum = sha256_file(tmp).map_err(io(tmp))?;
+    let sum_path = d.join(format!("{name}.sha256"));
+    crate::fsx::write_atomic(
+        &sum_path,
+        format!("{sum}  {name}\n").as_bytes(),
+        0o600,
+        Some((0, 0)),
+    )
+    .map_err(io(&sum_path))?;
+    let dest = d.join(name);
+    std::fs::rename(tmp, &dest).map_err(io(&dest))?;
+    std::fs::File::open(d)
+        .and_then(|f| f.sync_all())
+        .map_err(io(d))?;
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    ctx.ui.line(&format!(
+        "[backup] {} ({size} bytes, sha256 {})",
+        dest.display(),
+        &sum[..12]
+    ));
+    Ok((dest, size))
 }
 
 /// Record a run's outcome for `keel verify`.

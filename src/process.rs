@@ -46,19 +46,13 @@ pub fn check(list: &[Process]) -> Result<(), (String, String, String)> {
     let mut seen = std::collections::HashSet::new();
     for (i, p) in list.iter().enumerate() {
         let key = |f: &str| format!("process[{i}].{f}");
-        let ok_name = !p.name.is_empty()
-            && p.name.len() <= 32
-            && p.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !p.name.starts_with('-');
-        if !ok_name {
-            return Err((
-                key("name"),
-                format!("{:?} is not a process name", p.name),
-                "lowercase letters, digits and '-', at most 32 (the unit is <app>-<name>)".into(),
-            ));
-        }
+        crate::schedule::check_entry(
+            "process",
+            &p.name,
+            &p.command,
+            "[\"celery\", \"-A\", \"proj\", \"worker\", \"-Q\", \"slow\"]",
+        )
+        .map_err(|(f, m, h)| (key(f), m, h))?;
         if RESERVED.contains(&p.name.as_str()) || p.name.starts_with("schedule-") {
             return Err((
                 key("name"),
@@ -71,16 +65,6 @@ pub fn check(list: &[Process]) -> Result<(), (String, String, String)> {
                 key("name"),
                 format!("{:?} is named twice", p.name),
                 "give each [[process]] its own name".into(),
-            ));
-        }
-        if p.command.is_empty() || p.command[0].is_empty() {
-            return Err((key("command"), "is empty".into(), "the command and its arguments, e.g. [\"celery\", \"-A\", \"proj\", \"worker\", \"-Q\", \"slow\"]".into()));
-        }
-        if let Some(a) = p.command.iter().find(|a| a.chars().any(|c| c.is_control())) {
-            return Err((
-                key("command"),
-                format!("{a:?} has a control character"),
-                "plain arguments only".into(),
             ));
         }
     }

@@ -43,40 +43,62 @@ pub fn units(app: &str, name: &str) -> (String, String) {
     )
 }
 
+/// A name that becomes part of unit names (`[[schedule]]`, `[[process]]`) and a command
+/// given as an argument list: (field, message, hint) for the first problem.
+pub fn check_entry(
+    what: &str,
+    name: &str,
+    command: &[String],
+    example: &str,
+) -> Result<(), (&'static str, String, String)> {
+    let ok_name = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-');
+    if !ok_name {
+        return Err((
+            "name",
+            format!("{name:?} is not a {what} name"),
+            "lowercase letters, digits and '-', at most 32 (it names the units)".into(),
+        ));
+    }
+    if command.is_empty() || command[0].is_empty() {
+        return Err((
+            "command",
+            "is empty".into(),
+            format!("the command and its arguments, e.g. {example}"),
+        ));
+    }
+    if let Some(a) = command.iter().find(|a| a.chars().any(|c| c.is_control())) {
+        return Err((
+            "command",
+            format!("{a:?} has a control character"),
+            "plain arguments only".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Every schedule checked as the config is loaded: (key, message, hint) for the first
 /// problem.
 pub fn check(list: &[Schedule]) -> Result<(), (String, String, String)> {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in list.iter().enumerate() {
         let key = |f: &str| format!("schedule[{i}].{f}");
-        let ok_name = !s.name.is_empty()
-            && s.name.len() <= 32
-            && s.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !s.name.starts_with('-');
-        if !ok_name {
-            return Err((
-                key("name"),
-                format!("{:?} is not a schedule name", s.name),
-                "lowercase letters, digits and '-', at most 32 (it names the units)".into(),
-            ));
-        }
+        check_entry(
+            "schedule",
+            &s.name,
+            &s.command,
+            "[\"python\", \"manage.py\", \"clearsessions\"]",
+        )
+        .map_err(|(f, m, h)| (key(f), m, h))?;
         if !seen.insert(s.name.clone()) {
             return Err((
                 key("name"),
                 format!("{:?} is named twice", s.name),
                 "give each [[schedule]] its own name".into(),
-            ));
-        }
-        if s.command.is_empty() || s.command[0].is_empty() {
-            return Err((key("command"), "is empty".into(), "the command and its arguments, e.g. [\"python\", \"manage.py\", \"clearsessions\"]".into()));
-        }
-        if let Some(a) = s.command.iter().find(|a| a.chars().any(|c| c.is_control())) {
-            return Err((
-                key("command"),
-                format!("{a:?} has a control character"),
-                "plain arguments only".into(),
             ));
         }
         if let Err(e) = crate::validate::calendar(&s.on_calendar) {
