@@ -104,6 +104,28 @@ pub fn restarts(ctx: &Ctx, step: &str, unit: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Every exit of `unit`'s main process in its recent journal is one of systemd's own
+/// codes for a process that never ran (200-243: `status=219/CGROUP`), and there is one.
+fn setup_failures_only(ctx: &Ctx, step: &str, unit: &str) -> bool {
+    let Some(text) = ctx.exec.journal(step, unit, 200) else {
+        return false;
+    };
+    let codes: Vec<u32> = text
+        .lines()
+        .filter(|l| l.contains("Main process exited"))
+        .filter_map(|l| {
+            let s = l.split("status=").nth(1)?;
+            s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect();
+    // A crash (a signal, or the app's own exit code) has no status of systemd's range.
+    let crashes = text
+        .lines()
+        .filter(|l| l.contains("Main process exited"))
+        .count();
+    !codes.is_empty() && codes.len() == crashes && codes.iter().all(|c| (200..=243).contains(c))
+}
+
 /// Active now, and still active a moment later without having restarted: a unit that
 /// crashes at start-up (Restart=on-failure) looks active for an instant.
 pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
@@ -114,6 +136,15 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
     for u in units {
         require_active(ctx, step, u)?;
         let n = restarts(ctx, step, u);
+        if n > 0 && setup_failures_only(ctx, step, u) {
+            // systemd could not set the process up (exit 200-243: a cgroup it could not
+            // make under load, seen in containers); the app never ran, and runs now.
+            ctx.ui.step_note(
+                step,
+                &format!("{u} was restarted {n} time(s) after systemd could not set it up (not the app's failure)"),
+            );
+            continue;
+        }
         if n > 0 {
             return Err(StepError::permanent(
                 format!("unit {u} restarted {n} time(s) since it started"),

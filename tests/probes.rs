@@ -359,3 +359,22 @@ fn the_audit_reads_djangos_effective_settings() {
         "{m}"
     );
 }
+
+/// A unit systemd restarted because it could not set the process up (exit 219/CGROUP, seen
+/// in containers under load) is not the app crashing: the services step passes, with a
+/// note; a restart after the app's own exit still fails it.
+#[test]
+fn a_restart_after_a_systemd_setup_failure_is_not_a_crash() {
+    let h = Host::new();
+    h.rule("show -p NRestarts --value demo-worker\t0\t0\t\t1");
+    h.rule("journalctl -u demo-worker -n 200\t0\t0\t\tStarted demo-worker.service.\\ndemo-worker.service: Main process exited, code=exited, status=219/CGROUP\\ndemo-worker.service: Failed with result 'exit-code'.\\nStarted demo-worker.service.");
+    h.install(&[])
+        .success()
+        .stderr(contains("after systemd could not set it up"));
+    let h = Host::new();
+    h.rule("show -p NRestarts --value demo-worker\t0\t0\t\t1");
+    h.rule("journalctl -u demo-worker -n 200\t0\t0\t\tdemo-worker.service: Main process exited, code=exited, status=219/CGROUP\\ndemo-worker.service: Main process exited, code=exited, status=1/FAILURE");
+    h.install(&[])
+        .code(1)
+        .stdout(contains("unit demo-worker restarted 1 time(s)"));
+}
