@@ -170,7 +170,7 @@ uv_floor() {
   t0=$(now)
   $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $UVPKGS >/dev/null \
     && python3 -m venv /root/tools && /root/tools/bin/pip install -q uv==$UVVER \
-    && cd /root/uvshop && UV_PROJECT_ENVIRONMENT=/root/venv /root/tools/bin/uv sync -q --frozen --no-dev --python /usr/bin/python3 \
+    && cd /root/uvshop && UV_SYSTEM_CERTS=1 UV_PROJECT_ENVIRONMENT=/root/venv /root/tools/bin/uv sync -q --frozen --no-dev --python /usr/bin/python3 \
     && runuser -u postgres -- psql -q -c \"CREATE ROLE shop LOGIN PASSWORD 'pw'\" && runuser -u postgres -- createdb -O shop shop \
     && DJANGO_SETTINGS_MODULE=config.settings.production DATABASE_URL=postgres://shop:pw@127.0.0.1/shop CELERY_BROKER_URL=redis://127.0.0.1/0 \
        DJANGO_SECRET_KEY=x SHOP_NAME=x /root/venv/bin/python manage.py migrate -v0"
