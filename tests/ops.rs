@@ -414,7 +414,7 @@ fn schedules_are_timers_run_as_the_app_and_failures_are_events() {
     );
     // What `keel schedules` shows, from systemd's own record of the last run.
     h.rule("show --timestamp=unix -p Result,ExecMainStatus,ExecMainExitTimestamp,ActiveState demo-schedule-clearsessions.service\t0\t0\t\tResult=exit-code\\nExecMainStatus=3\\nExecMainExitTimestamp=@1796292000\\nActiveState=failed");
-    h.rule("show --timestamp=unix -p NextElapseUSecRealtime,LastTriggerUSec,ActiveState demo-schedule-clearsessions.timer\t0\t0\t\tNextElapseUSecRealtime=@1796292900\\nActiveState=active");
+    h.rule("list-timers --all --output=json demo-schedule-clearsessions.timer\t0\t0\t\t[{\"next\":1796292900000000,\"last\":0,\"unit\":\"demo-schedule-clearsessions.timer\"}]");
     let out = h.keel().arg("schedules").output().unwrap();
     let out = String::from_utf8(out.stdout).unwrap();
     let line = out

@@ -40,6 +40,21 @@ fn when(secs: Option<&String>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// When the timer fires next, in Unix seconds: `systemctl show` prints this one as a date
+/// whatever --timestamp says, `list-timers --output=json` as microseconds.
+fn next_run(ctx: &Ctx, timer: &str) -> Option<String> {
+    let out = ctx
+        .exec
+        .probe(
+            LOG,
+            &Cmd::new("systemctl").args(["list-timers", "--all", "--output=json", timer]),
+        )
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).ok()?;
+    let us = v.as_array()?.iter().find(|t| t["unit"] == timer)?["next"].as_u64()?;
+    Some((us / 1_000_000).to_string())
+}
+
 pub fn run(cli: &Cli) -> Result<()> {
     let cfg = Config::load(&cli.config)?;
     let mut o = CtxOptions::new(cli, "schedules");
@@ -53,11 +68,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             &svc,
             "Result,ExecMainStatus,ExecMainExitTimestamp,ActiveState",
         );
-        let tv = show(
-            &ctx,
-            &timer,
-            "NextElapseUSecRealtime,LastTriggerUSec,ActiveState",
-        );
+        let tv = show(&ctx, &timer, "ActiveState");
         let ran = sv
             .get("ExecMainExitTimestamp")
             .is_some_and(|t| !t.is_empty() && t != "0");
@@ -73,8 +84,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 None => "unknown".into(),
             },
         };
-        // NextElapseUSecRealtime is in microseconds (as unix: seconds).
-        let next = tv.get("NextElapseUSecRealtime").cloned();
+        let next = next_run(&ctx, &timer);
         rows.push(json!({
             "name": s.name,
             "on_calendar": s.on_calendar,
