@@ -193,14 +193,12 @@ fn read_stdin_value() -> Result<String> {
 
 /// The app must be installed: the values go into its .env through the install's steps.
 fn installed(cli: &Cli) -> Result<()> {
-    let st = super::context::load_state(&cli.state_file)?;
-    if st.step("services").status == crate::state::Status::Completed {
-        return Ok(());
-    }
-    Err(Error::usage(
+    super::install::require_completed(
+        cli,
+        "services",
         "keel env set/unset: the app is not installed on this host",
         "install first (keel install), or put the value in keel.toml's [env]",
-    ))
+    )
 }
 
 /// The live .env, each value masked when it is a secret, with where it comes from.

@@ -47,6 +47,16 @@ fn check_calendars(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Refused (exit 2) unless `step` completed on this host: commands that change what an
+/// install set up (`maintenance`, `env set`) never set it up themselves.
+pub fn require_completed(cli: &Cli, step: &str, msg: &str, hint: &str) -> Result<()> {
+    let st = super::context::load_state(&cli.state_file)?;
+    if st.step(step).status == Status::Completed {
+        return Ok(());
+    }
+    Err(Error::usage(msg, hint))
+}
+
 /// `keel install STEP...` on behalf of another command (`maintenance`, `env set`): quiet,
 /// unattended, with the caller's config and state file.
 pub fn run_targets(cli: &Cli, targets: &[&str], rollback: crate::cli::RollbackMode) -> Result<()> {

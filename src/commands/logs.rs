@@ -406,20 +406,19 @@ fn failed(ctx: &Ctx, json: bool) -> Result<()> {
             .probe(LOG, &cmd)
             .map(|o| o.stdout)
             .unwrap_or_default();
-        let out = ctx.exec.redactor.redact(&crate::exec::strip_controls(&out));
-        if json {
-            println!(
-                "{}",
-                json!({"failed": {"event": event, "log": unit, "run_id": run, "at": f["ts"], "error": error, "output": out}})
-            );
-        } else {
-            println!(
-                "{} {event} ({unit}): {error}",
-                f["ts"].as_str().unwrap_or("")
-            );
-            println!("--- journalctl -u {unit}:");
-            print!("{out}");
-        }
+        let head = format!(
+            "{} {event} ({unit}): {error}",
+            f["ts"].as_str().unwrap_or("")
+        );
+        show_failure(
+            ctx,
+            json,
+            f,
+            unit,
+            &head,
+            &format!("--- journalctl -u {unit}:"),
+            &out,
+        );
         return Ok(());
     }
     let path = ctx.paths.log_dir().join("steps").join(format!("{log}.log"));
@@ -439,19 +438,27 @@ fn failed(ctx: &Ctx, json: bool) -> Result<()> {
             out.push('\n');
         }
     }
-    let out = ctx.exec.redactor.redact(&crate::exec::strip_controls(&out));
+    let head = format!(
+        "{} {event} ({log}, run {run}): {error}",
+        f["ts"].as_str().unwrap_or("")
+    );
+    let from = format!("--- {} from {start}:", ctx.paths.unhost(&path).display());
+    show_failure(ctx, json, f, &log, &head, &from, &out);
+    Ok(())
+}
+
+/// A failure's output, masked and without control characters: one JSON document, or a
+/// head line, where the output comes from, and the output.
+fn show_failure(ctx: &Ctx, json: bool, f: &Value, log: &str, head: &str, from: &str, out: &str) {
+    let out = ctx.exec.redactor.redact(&crate::exec::strip_controls(out));
     if json {
         println!(
             "{}",
-            json!({"failed": {"event": event, "log": log, "run_id": run, "at": f["ts"], "error": error, "output": out}})
+            json!({"failed": {"event": f["event"], "log": log, "run_id": f["run_id"], "at": f["ts"], "error": f["error"].as_str().unwrap_or(""), "output": out}})
         );
     } else {
-        println!(
-            "{} {event} ({log}, run {run}): {error}",
-            f["ts"].as_str().unwrap_or("")
-        );
-        println!("--- {} from {start}:", ctx.paths.unhost(&path).display());
+        println!("{head}");
+        println!("{from}");
         print!("{out}");
     }
-    Ok(())
 }

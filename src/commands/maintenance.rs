@@ -89,14 +89,12 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
 
 /// The site is keel's already: `maintenance on` changes it, it never sets up nginx.
 fn installed(cli: &Cli) -> Result<()> {
-    let st = super::context::load_state(&cli.state_file)?;
-    if st.step("nginx").status == crate::state::Status::Completed {
-        return Ok(());
-    }
-    Err(Error::usage(
+    super::install::require_completed(
+        cli,
+        "nginx",
         "keel maintenance on: keel's site is not installed on this host",
         "install first (keel install); maintenance mode changes the site keel set up",
-    ))
+    )
 }
 
 /// The nginx step (and what it needs), as `keel install nginx` runs it.
