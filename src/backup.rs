@@ -414,11 +414,22 @@ fn seal(ctx: &Ctx, d: &Path, tmp: &Path, name: &str) -> StepResult<(PathBuf, u64
 /// Record a run's outcome for `keel verify`.
 pub fn record(ctx: &Ctx, result: &StepResult<Entry>) {
     let v = match result {
-        Ok(e) => json!({"at": crate::paths::now(), "ok": true, "file": e.name, "size": e.size}),
+        Ok(e) => {
+            crate::notify::resolve(ctx, "backup-failed");
+            json!({"at": crate::paths::now(), "ok": true, "file": e.name, "size": e.size})
+        }
         Err(e) => {
             // For `keel logs --failed` (and whoever reads keel's events).
             ctx.events
                 .emit("backup-failed", None, json!({"error": e.msg}));
+            // Until a backup succeeds, one notification a day.
+            crate::notify::raise(
+                ctx,
+                "backup-failed",
+                "backup-failed",
+                &format!("the backup failed: {}", e.msg),
+                json!({}),
+            );
             json!({"at": crate::paths::now(), "ok": false, "error": ctx.exec.redactor.redact(&e.msg)})
         }
     };

@@ -58,6 +58,22 @@ pub enum EnvAction {
 }
 
 #[derive(Debug, Clone, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test notification through every channel now, and say how each went.
+    Test,
+    /// What is waiting in the outbox, the open problems, the last heartbeat.
+    Status,
+    /// Deliver what is due in the outbox now (keel-notify.timer does it every minute).
+    Flush,
+    /// Set an SMTP password (the keel secret notify-NAME), read from stdin or asked for.
+    Password {
+        /// The email channel's password_secret (default "smtp").
+        #[arg(default_value = "smtp")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
 pub enum MaintenanceAction {
     /// Turn it on (again, to change the message or the addresses).
     On {
@@ -156,6 +172,9 @@ pub enum Command {
         /// Run the checks one after another (for benchmarks).
         #[arg(long, hide = true)]
         sequential: bool,
+        /// Then send what changed ([notify]) and ping the heartbeat (the verify timer does).
+        #[arg(long, hide = true)]
+        notify: bool,
     },
     /// Write a diagnostics report (secrets masked) under /var/log/keel/.
     #[command(
@@ -248,6 +267,14 @@ pub enum Command {
         /// The output of the last failed install step, deploy or backup.
         #[arg(long)]
         failed: bool,
+    },
+    /// Notifications ([notify]): test the channels, see the outbox, set the SMTP password.
+    #[command(
+        after_help = "Examples:\n  keel notify test\n  keel notify status --output json\n  printf '%s' \"$SMTP_PASSWORD\" | keel notify password smtp"
+    )]
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
     },
     /// The [[schedule]] commands: calendar, last run and its result, next run.
     #[command(after_help = "Examples:\n  keel schedules\n  keel schedules --output json")]

@@ -54,6 +54,9 @@ pub struct Config {
     /// `[[schedule]]`: commands on a calendar (timers).
     #[serde(default, rename = "schedule")]
     pub schedules: Vec<crate::schedule::Schedule>,
+    /// `[notify]`: webhooks, e-mail and a command for what goes wrong, and a heartbeat.
+    #[serde(default)]
+    pub notify: crate::notify::Notify,
     /// Extra or overriding values for the app's .env (highest priority).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -817,6 +820,7 @@ impl Config {
         }
         crate::schedule::check(&self.schedules).map_err(|(k, m, h)| self.err(&k, m, h))?;
         crate::process::check(&self.processes).map_err(|(k, m, h)| self.err(&k, m, h))?;
+        crate::notify::check(&self.notify).map_err(|(k, m, h)| self.err(&k, m, h))?;
         self.validate_env()
     }
 
@@ -1634,6 +1638,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// What root runs or reads for notifications, on this host (see `notify::check_host`).
+    pub fn check_notify_host(&self, root: &Path) -> Result<()> {
+        crate::notify::check_host(&self.notify, root).map_err(|(k, m, h)| self.err(&k, m, h))
     }
 
     /// mode = "files": the certificate and key must be root's regular files that no other

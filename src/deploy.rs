@@ -267,6 +267,13 @@ pub fn deploy(
         st.save(state_path)?;
         ctx.events
             .emit("deploy-failed", None, json!({"release": id, "error": msg}));
+        crate::notify::raise(
+            ctx,
+            "deploy-failed",
+            &format!("deploy-failed-{id}"),
+            &format!("release {id} failed to build and was not switched to: {msg}"),
+            json!({"release": id, "source": rel.source}),
+        );
         return Ok(outcome(
             "failed",
             Some(format!("{msg} (the release was not switched to)")),
@@ -282,12 +289,28 @@ pub fn deploy(
         finish(ctx, graph, st, state_path)?;
         ctx.events
             .emit("deploy-finished", None, json!({"release": id}));
+        crate::notify::raise(
+            ctx,
+            "deploy-succeeded",
+            &format!("deploy-succeeded-{id}"),
+            &format!("release {id} is live"),
+            json!({"release": id, "source": rel.source, "revision": rel.revision}),
+        );
         return Ok(outcome("deployed", None));
     };
     let msg = ctx.exec.redactor.redact(&e.msg);
     set_status(st, &id, ReleaseStatus::Failed, Some(msg.clone()));
     st.save(state_path)?;
     let Some(prev) = previous.clone() else {
+        crate::notify::raise(
+            ctx,
+            "deploy-failed",
+            &format!("deploy-failed-{id}"),
+            &format!(
+                "release {id} failed its checks (no earlier release to switch back to): {msg}"
+            ),
+            json!({"release": id, "source": rel.source}),
+        );
         return Ok(outcome("failed", Some(msg)));
     };
     ctx.ui.line(&format!(
@@ -299,6 +322,20 @@ pub fn deploy(
         "deploy-rolled-back",
         None,
         json!({"release": id, "to": prev, "error": msg, "previous_healthy": back.is_ok()}),
+    );
+    crate::notify::raise(
+        ctx,
+        "deploy-rolled-back",
+        &format!("deploy-rolled-back-{id}"),
+        &format!(
+            "release {id} failed its checks and keel switched back to {prev} ({}): {msg}",
+            if back.is_ok() {
+                "healthy"
+            } else {
+                "NOT healthy either"
+            }
+        ),
+        json!({"release": id, "to": prev, "previous_healthy": back.is_ok()}),
     );
     let note = match back {
         Ok(()) => format!("{msg}; switched back to {prev}, which is healthy"),

@@ -553,6 +553,59 @@ impl Exec {
         }
     }
 
+    /// An HTTP request to an outside URL (a notification's webhook, the heartbeat): the
+    /// status. The fake host answers from `net:http METHOD URL` rules (EXIT = the status; no
+    /// rule = connection refused) and appends what was sent to DIR/sent.log.
+    pub fn http_send(
+        &self,
+        log: &str,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        timeout: Duration,
+    ) -> std::io::Result<u16> {
+        match &self.mode {
+            Mode::Real => crate::system::send::http(method, url, body, timeout),
+            Mode::Fake(dir) => {
+                let line = format!("{method} {url}");
+                let o = fake_net(dir, log, "net:http", &line, &self.redactor)
+                    .ok_or(std::io::ErrorKind::ConnectionRefused)?;
+                fake_sent(dir, &line, body.unwrap_or(""));
+                Ok(o.code as u16)
+            }
+        }
+    }
+
+    /// A mail over SMTP. The fake host answers from a `net:smtp SMTP HOST:PORT` rule (EXIT 0
+    /// = accepted) and appends the mail to DIR/sent.log.
+    pub fn send_mail(
+        &self,
+        log: &str,
+        m: &crate::system::send::Mail,
+        timeout: Duration,
+    ) -> std::io::Result<()> {
+        match &self.mode {
+            Mode::Real => crate::system::send::smtp(m, timeout),
+            Mode::Fake(dir) => {
+                let line = format!(
+                    "SMTP {}:{} tls={} login={} to={}",
+                    m.host,
+                    m.port,
+                    m.tls,
+                    m.login.as_ref().map_or("-", |l| l.0.as_str()),
+                    m.to.join(",")
+                );
+                let o = fake_net(dir, log, "net:smtp", &line, &self.redactor)
+                    .ok_or(std::io::ErrorKind::ConnectionRefused)?;
+                if o.code != 0 {
+                    return Err(std::io::Error::other(o.stderr));
+                }
+                fake_sent(dir, &line, &format!("Subject: {}\n{}", m.subject, m.body));
+                Ok(())
+            }
+        }
+    }
+
     /// The certificate 127.0.0.1:`port` serves for SNI `host`: (leaf PEM, the verify result
     /// against the system trust store, e.g. "0 (ok)"). The fake host answers from a
     /// `net:tls 127.0.0.1:PORT SNI HOST` rule (STDOUT = the PEM, STDERR = the verify result).
@@ -1137,6 +1190,17 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
 /// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.
 fn fake_net(dir: &Path, log: &str, kind: &str, line: &str, redactor: &Redactor) -> Option<Output> {
     fake_answer(dir, log, &format!("{kind} {line}"), "", redactor)
+}
+
+/// What the fake host "sent" (a webhook's body, a mail), one record per delivery.
+fn fake_sent(dir: &Path, line: &str, body: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sent.log"))
+    {
+        let _ = f.write_all(format!("=== {line}\n{body}\n").as_bytes());
+    }
 }
 
 /// `openssl s_client` to 127.0.0.1:`port` with SNI `host`: the TLS probes' transport.

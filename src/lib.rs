@@ -22,6 +22,7 @@ pub mod fsx;
 pub mod graph;
 pub mod html;
 pub mod maintenance;
+pub mod notify;
 pub mod paths;
 pub mod process;
 pub mod project;

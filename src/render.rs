@@ -69,6 +69,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/systemd/keel-schedule-failed.service.j2"),
     ),
     (
+        "keel-notify.service",
+        include_str!("../templates/systemd/keel-notify.service.j2"),
+    ),
+    (
+        "keel-notify.timer",
+        include_str!("../templates/systemd/keel-notify.timer.j2"),
+    ),
+    (
         "keel-firewall.service",
         include_str!("../templates/systemd/keel-firewall.service.j2"),
     ),

@@ -290,6 +290,61 @@ fn uploads_check(ctx: &Arc<Ctx>) -> (String, bool, CheckFn<'static>) {
     )
 }
 
+/// Notifications: degraded while one has waited in the outbox through 3 attempts or more
+/// (a receiver that is down for minutes, a wrong password), or the last heartbeat failed.
+fn notify_check(ctx: &Arc<Ctx>) -> (String, bool, CheckFn<'static>) {
+    let c = ctx.clone();
+    (
+        "notify".into(),
+        false,
+        Box::new(move || {
+            let s = crate::notify::status(&c);
+            let n = c.cfg.notify.channels().len();
+            let stuck: Vec<String> = s
+                .pending
+                .iter()
+                .filter(|p| p["attempts"].as_u64().unwrap_or(0) >= 3)
+                .map(|p| {
+                    format!(
+                        "{} via {}: {}",
+                        p["event"].as_str().unwrap_or(""),
+                        p["channel"].as_str().unwrap_or(""),
+                        p["last_error"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            let beat = s.heartbeat.as_ref().filter(|h| h["ok"] == false);
+            if let Some(first) = stuck.first() {
+                warn(
+                    format!(
+                        "{} notification(s) not delivered after 3 tries; {first}",
+                        stuck.len()
+                    ),
+                    "keel notify status; keel notify test (they are retried with backoff)",
+                )
+            } else if let Some(h) = beat {
+                warn(
+                    format!(
+                        "the last heartbeat failed: {}",
+                        h["error"].as_str().unwrap_or("")
+                    ),
+                    "check notify.heartbeat_url and that the host reaches it",
+                )
+            } else {
+                ok(format!(
+                    "{n} channel(s); {} waiting in the outbox; heartbeat {}",
+                    s.pending.len(),
+                    match &s.heartbeat {
+                        Some(h) => format!("ok at {}", h["at"].as_str().unwrap_or("")),
+                        None if c.cfg.notify.heartbeat_url.is_empty() => "not set".into(),
+                        None => "not pinged yet".into(),
+                    }
+                ))
+            }
+        }),
+    )
+}
+
 /// The uploads' file count and size, from metadata only (no link followed, nothing read),
 /// and whether all of it was counted (the walk stops at 200,000 entries).
 fn uploads_size(dir: &std::path::Path) -> Option<(u64, u64, bool)> {
@@ -448,6 +503,9 @@ fn host_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         }),
     ));
     v.push(uploads_check(ctx));
+    if ctx.cfg.notify.on() {
+        v.push(notify_check(ctx));
+    }
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
     v.push((
         "disk".into(),

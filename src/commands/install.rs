@@ -117,6 +117,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     crate::project::check_host(&cfg, &Paths::from_env().root)?;
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
+    cfg.check_notify_host(&Paths::from_env().root)?;
     check_calendars(&cfg)?;
     let checked = super::context::load_state(&cli.state_file)?;
     // The cut run's selection, as --resume will use it, names steps this keel has.

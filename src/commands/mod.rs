@@ -9,6 +9,7 @@ pub mod init;
 pub mod install;
 pub mod logs;
 pub mod maintenance;
+pub mod notify;
 pub mod plan;
 pub mod preflight;
 pub mod releases;
@@ -39,6 +40,7 @@ fn outputs(c: &Command) -> &'static [Output] {
         | Command::Restore { .. }
         | Command::Logs { .. }
         | Command::Maintenance { .. }
+        | Command::Notify { .. }
         | Command::Schedules => &[Human, Json],
         _ => &[Human],
     }
@@ -120,6 +122,7 @@ pub fn run(cli: Cli) -> Result<()> {
             watch,
             fail_on_degraded,
             sequential,
+            notify,
         } => verify::run(
             &cli,
             verify::Opts {
@@ -127,6 +130,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 watch: *watch,
                 fail_on_degraded: *fail_on_degraded,
                 sequential: *sequential,
+                notify: *notify,
             },
         ),
         Command::Diagnose => diagnose::run(&cli),
@@ -158,6 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
             },
         ),
         Command::Maintenance { action } => maintenance::run(&cli, action),
+        Command::Notify { action } => notify::run(&cli, action),
         Command::Schedules => schedules::run(&cli),
         Command::ScheduleFailed { unit } => schedules::failed(&cli, unit),
         Command::Shell { args } => passed(run::run(&cli, run::What::Shell(args))),

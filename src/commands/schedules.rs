@@ -152,5 +152,16 @@ pub fn failed(cli: &Cli, unit: &str) -> Result<()> {
             "error": format!("[[schedule]] {name} failed ({})", sv.get("Result").map(String::as_str).unwrap_or("?")),
         }),
     );
+    crate::notify::raise(
+        &ctx,
+        "schedule-failed",
+        &format!("schedule-failed-{name}"),
+        &format!(
+            "[[schedule]] {name} failed ({}, exit status {}): keel logs --failed",
+            sv.get("Result").map(String::as_str).unwrap_or("?"),
+            sv.get("ExecMainStatus").map(String::as_str).unwrap_or("?")
+        ),
+        json!({"schedule": name, "unit": unit}),
+    );
     Ok(())
 }

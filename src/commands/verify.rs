@@ -38,6 +38,7 @@ pub struct Opts {
     pub watch: Option<u64>,
     pub fail_on_degraded: bool,
     pub sequential: bool,
+    pub notify: bool,
 }
 
 pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
@@ -46,6 +47,7 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
         watch,
         fail_on_degraded,
         sequential,
+        notify,
     } = opts;
     let cfg = Config::load(&cli.config)?;
     let ctx = Arc::new(build_ctx(cfg, CtxOptions::new(cli, "verify")));
@@ -59,6 +61,9 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
             }
         }
         print(cli, &report, &healed);
+        if notify {
+            crate::notify::after_verify(&ctx, &report);
+        }
         match watch {
             Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
             None => {

@@ -113,23 +113,33 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
     })
 }
 
-/// keel-verify.service/.timer when `[health] timer = true`; removed when it is turned off.
-fn health_timer(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
-    let mut v = crate::paths::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
-    v.insert("minutes".into(), ctx.cfg.health.interval_minutes.into());
-    let mut files = vec![];
-    for name in ["keel-verify.service", "keel-verify.timer"] {
-        let text = crate::render::render(name, &v).map_err(|e| StepError::permanent(e, ""))?;
-        files.push((ctx.host(&format!("/etc/systemd/system/{name}")), text));
+/// keel's own timers: keel-verify (`[health] timer = true`, every interval_minutes) and
+/// keel-notify (`[notify]` has a channel: the outbox every minute), with whether each is on.
+fn keel_timers(ctx: &Ctx) -> [(&'static str, bool, u64); 2] {
+    [
+        (
+            "keel-verify",
+            ctx.cfg.health.timer,
+            ctx.cfg.health.interval_minutes.into(),
+        ),
+        ("keel-notify", !ctx.cfg.notify.channels().is_empty(), 1),
+    ]
+}
+
+/// Each of keel's timers written when on, removed when turned off.
+fn timers(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
+    let mut changed = false;
+    for (base, on, minutes) in keel_timers(ctx) {
+        let mut v = crate::paths::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
+        v.insert("minutes".into(), minutes.into());
+        let mut files = vec![];
+        for name in [format!("{base}.service"), format!("{base}.timer")] {
+            let text = crate::render::render(&name, &v).map_err(|e| StepError::permanent(e, ""))?;
+            files.push((ctx.host(&format!("/etc/systemd/system/{name}")), text));
+        }
+        changed |= crate::systemd::timer_files(ctx, ID, tx, &format!("{base}.timer"), &files, on)?;
     }
-    crate::systemd::timer_files(
-        ctx,
-        ID,
-        tx,
-        "keel-verify.timer",
-        &files,
-        ctx.cfg.health.timer,
-    )
+    Ok(changed)
 }
 
 impl Step for Services {
@@ -152,13 +162,9 @@ impl Step for Services {
         i.template("web.socket")
             .template("keel-verify.service")
             .template("keel-verify.timer")
-            .value(
-                "health timer",
-                format!(
-                    "{} {}",
-                    ctx.cfg.health.timer, ctx.cfg.health.interval_minutes
-                ),
-            )
+            .template("keel-notify.service")
+            .template("keel-notify.timer")
+            .value("keel timers", format!("{:?}", keel_timers(ctx)))
             .template("process.service")
             .value(
                 "processes",
@@ -198,13 +204,15 @@ impl Step for Services {
         changed |= tx
             .write(&path, text.as_bytes(), 0o644, None)
             .map_err(io_err(&path))?;
-        changed |= health_timer(ctx, tx)?;
+        changed |= timers(ctx, tx)?;
         if changed {
             tx.reapply("daemon-reload", "");
             systemctl(ctx, ID, &["daemon-reload"])?;
         }
-        if ctx.cfg.health.timer {
-            crate::systemd::enable_timer(ctx, ID, tx, "keel-verify.timer")?;
+        for (base, on, _) in keel_timers(ctx) {
+            if on {
+                crate::systemd::enable_timer(ctx, ID, tx, &format!("{base}.timer"))?;
+            }
         }
         // The socket first: Gunicorn takes it from systemd. A web unit of an older keel that
         // bound the socket itself is stopped so the socket unit can take the path.
@@ -237,8 +245,10 @@ impl Step for Services {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        if ctx.cfg.health.timer {
-            crate::systemd::require_active(ctx, ID, "keel-verify.timer")?;
+        for (base, on, _) in keel_timers(ctx) {
+            if on {
+                crate::systemd::require_active(ctx, ID, &format!("{base}.timer"))?;
+            }
         }
         crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
         if !ctx.host(&socket(&ctx.cfg)).exists() {
@@ -254,17 +264,20 @@ impl Step for Services {
         let units: Vec<String> = unit_names(ctx)
             .into_iter()
             .map(|u| format!("{u}.service"))
-            .chain([
-                web_socket(ctx),
-                "keel-verify.timer".into(),
-                "keel-verify.service".into(),
-            ])
+            .chain([web_socket(ctx)])
+            .chain(
+                keel_timers(ctx)
+                    .iter()
+                    .flat_map(|(b, _, _)| [format!("{b}.timer"), format!("{b}.service")]),
+            )
             .collect();
         // Running: the socket and the app's three units (and the health timer if on).
         let mut active: Vec<String> = vec![web_socket(ctx)];
         active.extend(unit_names(ctx).into_iter().map(|u| format!("{u}.service")));
-        if ctx.cfg.health.timer {
-            active.push("keel-verify.timer".into());
+        for (base, on, _) in keel_timers(ctx) {
+            if on {
+                active.push(format!("{base}.timer"));
+            }
         }
         Managed {
             files: units

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 pub mod fcntl;
 pub mod net;
+pub mod send;
 
 use std::path::Path;
 
