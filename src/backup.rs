@@ -415,7 +415,7 @@ fn seal(ctx: &Ctx, d: &Path, tmp: &Path, name: &str) -> StepResult<(PathBuf, u64
 pub fn record(ctx: &Ctx, result: &StepResult<Entry>) {
     let v = match result {
         Ok(e) => {
-            crate::notify::resolve(ctx, "backup-failed");
+            crate::outbox::resolve(ctx, "backup-failed");
             json!({"at": crate::paths::now(), "ok": true, "file": e.name, "size": e.size})
         }
         Err(e) => {
@@ -423,7 +423,7 @@ pub fn record(ctx: &Ctx, result: &StepResult<Entry>) {
             ctx.events
                 .emit("backup-failed", None, json!({"error": e.msg}));
             // Until a backup succeeds, one notification a day.
-            crate::notify::raise(
+            crate::outbox::raise(
                 ctx,
                 "backup-failed",
                 "backup-failed",

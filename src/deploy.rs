@@ -252,28 +252,7 @@ pub fn deploy(
         error,
     };
     if let Err(e) = build(ctx, source, &mut rel) {
-        // The worker may have been stopped for the migrations: the old release's again.
-        if let Err(w) = start_worker(ctx) {
-            ctx.ui.line(&format!(
-                "[deploy] the worker did not start again: {}",
-                w.msg
-            ));
-        }
-        let msg = ctx.exec.redactor.redact(&e.msg);
-        if let Some(r) = st.releases.get_mut(&id) {
-            r.revision = rel.revision.clone();
-        }
-        set_status(st, &id, ReleaseStatus::Failed, Some(msg.clone()));
-        st.save(state_path)?;
-        ctx.events
-            .emit("deploy-failed", None, json!({"release": id, "error": msg}));
-        crate::notify::raise(
-            ctx,
-            "deploy-failed",
-            &format!("deploy-failed-{id}"),
-            &format!("release {id} failed to build and was not switched to: {msg}"),
-            json!({"release": id, "source": rel.source}),
-        );
+        let msg = build_failed(ctx, st, state_path, &rel, &e)?;
         return Ok(outcome(
             "failed",
             Some(format!("{msg} (the release was not switched to)")),
@@ -289,27 +268,18 @@ pub fn deploy(
         finish(ctx, graph, st, state_path)?;
         ctx.events
             .emit("deploy-finished", None, json!({"release": id}));
-        crate::notify::raise(
-            ctx,
-            "deploy-succeeded",
-            &format!("deploy-succeeded-{id}"),
-            &format!("release {id} is live"),
-            json!({"release": id, "source": rel.source, "revision": rel.revision}),
-        );
+        tell(ctx, "deploy-succeeded", &rel, "is live".into());
         return Ok(outcome("deployed", None));
     };
     let msg = ctx.exec.redactor.redact(&e.msg);
     set_status(st, &id, ReleaseStatus::Failed, Some(msg.clone()));
     st.save(state_path)?;
     let Some(prev) = previous.clone() else {
-        crate::notify::raise(
+        tell(
             ctx,
             "deploy-failed",
-            &format!("deploy-failed-{id}"),
-            &format!(
-                "release {id} failed its checks (no earlier release to switch back to): {msg}"
-            ),
-            json!({"release": id, "source": rel.source}),
+            &rel,
+            format!("failed its checks (no release to switch back to): {msg}"),
         );
         return Ok(outcome("failed", Some(msg)));
     };
@@ -323,19 +293,16 @@ pub fn deploy(
         None,
         json!({"release": id, "to": prev, "error": msg, "previous_healthy": back.is_ok()}),
     );
-    crate::notify::raise(
+    let state = if back.is_ok() {
+        "healthy"
+    } else {
+        "NOT healthy either"
+    };
+    tell(
         ctx,
         "deploy-rolled-back",
-        &format!("deploy-rolled-back-{id}"),
-        &format!(
-            "release {id} failed its checks and keel switched back to {prev} ({}): {msg}",
-            if back.is_ok() {
-                "healthy"
-            } else {
-                "NOT healthy either"
-            }
-        ),
-        json!({"release": id, "to": prev, "previous_healthy": back.is_ok()}),
+        &rel,
+        format!("failed its checks; switched back to {prev} ({state}): {msg}"),
     );
     let note = match back {
         Ok(()) => format!("{msg}; switched back to {prev}, which is healthy"),
@@ -402,4 +369,40 @@ fn finish(ctx: &Ctx, graph: &Graph, st: &mut State, state_path: &Path) -> Result
         }
     }
     st.save(state_path)
+}
+
+/// A build that failed: the old release's worker started again, the release marked failed,
+/// the admin told. The error, redacted.
+fn build_failed(
+    ctx: &Ctx,
+    st: &mut State,
+    state_path: &Path,
+    rel: &Release,
+    e: &StepError,
+) -> Result<String> {
+    // The worker may have been stopped for the migrations: the old release's again.
+    if let Err(w) = start_worker(ctx) {
+        ctx.ui.line(&format!(
+            "[deploy] the worker did not start again: {}",
+            w.msg
+        ));
+    }
+    let (id, msg) = (&rel.id, ctx.exec.redactor.redact(&e.msg));
+    if let Some(r) = st.releases.get_mut(id) {
+        r.revision = rel.revision.clone();
+    }
+    set_status(st, id, ReleaseStatus::Failed, Some(msg.clone()));
+    st.save(state_path)?;
+    ctx.events
+        .emit("deploy-failed", None, json!({"release": id, "error": msg}));
+    let what = format!("failed to build and was not switched to: {msg}");
+    tell(ctx, "deploy-failed", rel, what);
+    Ok(msg)
+}
+
+/// A deploy's notification ([notify]): one per release and event.
+fn tell(ctx: &Ctx, event: &str, rel: &Release, what: String) {
+    let text = format!("release {} from {} {what}", rel.id, rel.source);
+    let details = json!({"release": rel.id, "source": rel.source, "revision": rel.revision});
+    crate::outbox::raise(ctx, event, &format!("{event}-{}", rel.id), &text, details);
 }

@@ -570,7 +570,10 @@ impl Exec {
                 let line = format!("{method} {url}");
                 let o = fake_net(dir, log, "net:http", &line, &self.redactor)
                     .ok_or(std::io::ErrorKind::ConnectionRefused)?;
-                fake_sent(dir, &line, body.unwrap_or(""));
+                // What a receiver accepted (a 2xx) is what it got.
+                if (200..300).contains(&o.code) {
+                    fake_sent(dir, &line, body.unwrap_or(""));
+                }
                 Ok(o.code as u16)
             }
         }

@@ -12,6 +12,7 @@ mod drift;
 mod engine;
 mod fakehost;
 mod firewall;
+mod notify;
 mod ops;
 mod probes;
 mod projects;

@@ -298,7 +298,7 @@ fn notify_check(ctx: &Arc<Ctx>) -> (String, bool, CheckFn<'static>) {
         "notify".into(),
         false,
         Box::new(move || {
-            let s = crate::notify::status(&c);
+            let s = crate::outbox::status(&c);
             let n = c.cfg.notify.channels().len();
             let stuck: Vec<String> = s
                 .pending

@@ -26,7 +26,7 @@ pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
     match action {
         NotifyAction::Test => test(cli, &ctx),
         NotifyAction::Flush => {
-            let f = crate::notify::flush(&ctx, true);
+            let f = crate::outbox::flush(&ctx, true);
             match cli.output {
                 Output::Json => println!("{}", json!(f)),
                 _ => println!(
@@ -47,7 +47,7 @@ pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
 /// One test message through every channel, delivered now (not queued): each channel's
 /// result is printed, and any failure is exit 1.
 fn test(cli: &Cli, ctx: &crate::step::Ctx) -> Result<()> {
-    let m = crate::notify::Message::new(
+    let m = crate::outbox::Message::new(
         ctx,
         "test",
         "This is a test notification from keel notify test: this channel works.",
@@ -55,7 +55,7 @@ fn test(cli: &Cli, ctx: &crate::step::Ctx) -> Result<()> {
     );
     let mut results = vec![];
     for (name, ch) in ctx.cfg.notify.channels() {
-        let r = crate::notify::deliver(ctx, &ch, &m);
+        let r = crate::outbox::deliver(ctx, &ch, &m);
         results.push(json!({"channel": name, "ok": r.is_ok(), "error": r.as_ref().err()}));
         if cli.output == Output::Human {
             match &r {
@@ -87,7 +87,7 @@ fn test(cli: &Cli, ctx: &crate::step::Ctx) -> Result<()> {
 }
 
 fn status(cli: &Cli, ctx: &crate::step::Ctx) {
-    let s = crate::notify::status(ctx);
+    let s = crate::outbox::status(ctx);
     if cli.output == Output::Json {
         println!("{}", json!(s));
         return;

@@ -152,7 +152,7 @@ pub fn failed(cli: &Cli, unit: &str) -> Result<()> {
             "error": format!("[[schedule]] {name} failed ({})", sv.get("Result").map(String::as_str).unwrap_or("?")),
         }),
     );
-    crate::notify::raise(
+    crate::outbox::raise(
         &ctx,
         "schedule-failed",
         &format!("schedule-failed-{name}"),

@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
         }
         print(cli, &report, &healed);
         if notify {
-            crate::notify::after_verify(&ctx, &report);
+            crate::health_notify::after_verify(&ctx, &report);
         }
         match watch {
             Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
