@@ -4,9 +4,9 @@
 #                                  matrix on Debian 13 (KEEL_E2E_TRIXIE=0: without it)
 #   scripts/e2e.sh NAME...         only these (see tests/e2e/*.sh); NAME@trixie: on Debian 13
 #   KEEL_E2E_JOBS=N                at most N containers at once (default 3; 1 = one by one)
-# Lane 0 shares this machine's network (the scenarios that need it: HOST_ONLY below) and
-# runs one scenario at a time; every other lane boots its container in a network namespace
-# of its own (slirp4netns for the registries), so their ports never collide. Every
+# Only the scenarios that need this machine's network share it (HOST_ONLY below, on lane 0,
+# one at a time); every other container boots in a network namespace of its own (slirp4netns
+# for the registries), so their ports never collide with each other or with this machine. Every
 # container is powered off when its scenario ends, passed or failed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +52,9 @@ run_one() {
   case $w in *@*) suite=${w#*@} ;; esac
   log="$logs/${w/@/-}.log"
   export BOX="keel-e2e-$slot" KEEL_E2E_SUITE=$suite
-  if [ "$slot" = 0 ]; then export KEEL_E2E_NET=host; else export KEEL_E2E_NET=ns; fi
+  # Only the scenarios that need this machine's network get it (lane 0 runs them): the
+  # others' servers (postfix, a webhook receiver) must never bind this machine's ports.
+  if [ "$slot" = 0 ] && [[ $HOST_ONLY == *" $s "* ]]; then export KEEL_E2E_NET=host; else export KEEL_E2E_NET=ns; fi
   local start rc; start=$(date +%s)
   # Not inside `if`: bash ignores set -e in a tested context, and a failed assertion would pass.
   set +e
