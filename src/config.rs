@@ -287,7 +287,8 @@ pub struct Health {
     pub path: String,
     /// The statuses that mean "the app answers" there: 200, or a redirect to a login page.
     pub statuses: Vec<u16>,
-    /// Install keel-verify.timer: `keel verify --heal` every `interval_minutes`.
+    /// Install keel-verify.timer: `keel verify --heal` every `interval_minutes` (on anyway
+    /// when `[notify]` has a channel or a heartbeat: it sends what the checks find).
     pub timer: bool,
     pub interval_minutes: u32,
     /// Bound for each health check (they run in parallel).

@@ -404,5 +404,6 @@ fn build_failed(
 fn tell(ctx: &Ctx, event: &str, rel: &Release, what: String) {
     let text = format!("release {} from {} {what}", rel.id, rel.source);
     let details = json!({"release": rel.id, "source": rel.source, "revision": rel.revision});
-    crate::outbox::raise(ctx, event, &format!("{event}-{}", rel.id), &text, details);
+    // A release's outcome happens once: not a problem that stays open.
+    crate::outbox::raise(ctx, event, "", &text, details);
 }

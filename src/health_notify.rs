@@ -40,11 +40,10 @@ pub fn after_verify(ctx: &Ctx, r: &crate::checks::health::Report) {
             );
         } else if before.trim() == "unhealthy" {
             resolve(ctx, "host-unhealthy");
-            let key = format!("host-recovered-{}", crate::paths::unix_now() as u64);
             raise(
                 ctx,
                 "host-recovered",
-                &key,
+                "",
                 "keel verify is no longer unhealthy",
                 json!({}),
             );

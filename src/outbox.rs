@@ -43,7 +43,7 @@ impl Message {
             subject: format!("[keel] {} on {host}: {about}", ctx.cfg.app.name),
             host,
             at: crate::paths::now(),
-            text: ctx.exec.redactor.redact(text),
+            text: readable(&ctx.exec.redactor.redact(text)),
             details,
         }
     }
@@ -70,6 +70,28 @@ impl Message {
             self.text, self.event, self.app, self.host, self.at
         )
     }
+}
+
+/// A notification's text for people: a long command line quoted in an error (a transient
+/// unit's forty properties) shortened to its program and last words, at most 3000 characters.
+fn readable(text: &str) -> String {
+    let mut out = String::new();
+    let mut parts = text.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, p) in parts.enumerate() {
+        out.push('`');
+        let quoted = i % 2 == 0;
+        if quoted && p.chars().count() > 160 {
+            let words: Vec<&str> = p.split_whitespace().collect();
+            let tail = words[words.len().saturating_sub(4)..].join(" ");
+            out.push_str(&format!("{} ... {tail}", words.first().unwrap_or(&"")));
+        } else {
+            out.push_str(p);
+        }
+    }
+    out.chars().take(3000).collect()
 }
 
 /// An outbox entry: one message for one channel.
@@ -129,8 +151,8 @@ pub fn write_json(p: &Path, v: &impl Serialize) -> std::io::Result<()> {
     crate::fsx::write_atomic(p, text.as_bytes(), 0o600, Some((0, 0))).map_err(std::io::Error::other)
 }
 
-/// Report `event` about the problem `key`: queued for every channel unless the same open
-/// problem was sent less than a day ago, then delivered at once where it can be. Never
+/// Report `event` about the problem `key` ("" for a one-off event): queued for every
+/// channel unless the same open problem was sent less than a day ago, then delivered at once where it can be. Never
 /// fails: what it reports keeps its own outcome.
 pub fn raise(ctx: &Ctx, event: &str, key: &str, text: &str, details: Value) {
     let n = &ctx.cfg.notify;
@@ -170,7 +192,7 @@ fn queue(n: &Notify, d: &Path, key: &str, msg: &Message) -> std::io::Result<bool
         write_json(&open_path, &open)?;
         return Ok(false);
     }
-    // One-off keys (a release's failure) are forgotten after a week.
+    // A problem not seen for a week is forgotten (it will be news again).
     open.retain(|_, o| t < o.sent + 7 * RESEND_SECS);
     let id = crate::secrets::random_token(6).replace(['/', '+', '='], "x");
     for (name, _) in n.channels() {
@@ -184,13 +206,16 @@ fn queue(n: &Notify, d: &Path, key: &str, msg: &Message) -> std::io::Result<bool
         };
         write_json(&d.join("outbox").join(format!("{t}-{id}-{name}.json")), &e)?;
     }
-    open.insert(
-        key.into(),
-        Open {
-            sent: t,
-            repeats: 0,
-        },
-    );
+    // An empty key is an event, not a problem that stays open (a release's failure).
+    if !key.is_empty() {
+        open.insert(
+            key.into(),
+            Open {
+                sent: t,
+                repeats: 0,
+            },
+        );
+    }
     write_json(&open_path, &open)?;
     Ok(true)
 }
@@ -424,6 +449,19 @@ pub fn status(ctx: &Ctx) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_command_lines_are_shortened_for_people() {
+        let long = format!(
+            "`systemd-run {} -- /venv/bin/python manage.py shell --no-startup` exited with status 1: boom",
+            "-p X=y ".repeat(40)
+        );
+        assert_eq!(
+            readable(&format!("the settings do not load: {long}")),
+            "the settings do not load: `systemd-run ... /venv/bin/python manage.py shell --no-startup` exited with status 1: boom"
+        );
+        assert_eq!(readable("`pg_dump -Fc` failed"), "`pg_dump -Fc` failed");
+    }
 
     #[test]
     fn backoff_doubles_from_a_minute_to_an_hour() {

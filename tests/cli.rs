@@ -865,3 +865,23 @@ fn refusals_change_nothing() {
     std::fs::create_dir_all(h.path("state.json.lock")).unwrap();
     refused(&h, &["install", "--yes"], "state.json.lock");
 }
+
+/// A reader that stops early (`keel completions bash | head -1`) closes the pipe: keel
+/// leaves with SIGPIPE's status and no panic text (71 KB of completions overflow the pipe).
+#[test]
+fn a_reader_that_stops_early_is_not_a_crash() {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("keel"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

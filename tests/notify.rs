@@ -83,6 +83,8 @@ fn a_failed_backup_arrives_once_through_every_channel_until_one_succeeds() {
     printf_password(&h, "s3cret-pw");
     h.install(&[]).success();
     assert!(h.path("root/etc/systemd/system/keel-notify.timer").exists());
+    // [health] timer is off in the test config: [notify] turns the verify timer on.
+    assert!(h.path("root/etc/systemd/system/keel-verify.timer").exists());
     h.rule("pg_dump --format=custom\t1\t0\tpg_dump: error: connection to server failed");
     // Rules match a command's stdin too, and the notification quotes the failed pg_dump:
     // the command channel's own rule goes first again.

@@ -119,7 +119,9 @@ fn keel_timers(ctx: &Ctx) -> [(&'static str, bool, u64); 2] {
     [
         (
             "keel-verify",
-            ctx.cfg.health.timer,
+            // [notify] needs it: health changes, the heartbeat and the measured problems
+            // are the verify timer's to send.
+            ctx.cfg.health.timer || ctx.cfg.notify.on(),
             ctx.cfg.health.interval_minutes.into(),
         ),
         ("keel-notify", !ctx.cfg.notify.channels().is_empty(), 1),

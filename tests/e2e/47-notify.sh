@@ -63,6 +63,8 @@ EOF
   receiver_up
   hooks() { vx sh -c "grep -c -- '$1' /root/hooks.log || true"; }
   mails() { vx sh -c "grep -c -- '^Subject: .*$1' /var/mail/root 2>/dev/null || true"; }
+  # at_least N FN ARG: FN ARG counts N or more (for wait_for).
+  at_least() { [ "$("$2" "$3")" -ge "$1" ]; }
   # notify test: through every channel, now; the mail over STARTTLS with the CA.
   keel notify test
   wait_for 30 vx grep -q 'test notification' /var/mail/root
@@ -74,7 +76,7 @@ EOF
   echo 'raise RuntimeError("notify-broken on purpose")' >>"$root/srv-broken/demo/settings.py"
   local rc_up=0; keel deploy --source /srv-broken >/dev/null 2>&1 || rc_up=$?
   [ "$rc_up" = 1 ] || fail "the broken deploy exited $rc_up"
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c '^Subject: .*a deploy failed' /var/mail/root || true\")\" -ge 1 ]"
+  wait_for 30 at_least 1 mails 'a deploy failed'
   sleep 3
   echo "deploy-failed: JSON $(hooks '"event":"deploy-failed"'), Slack $(hooks 'POST /slack.*deploy-failed'), mail $(mails 'a deploy failed')"
   [ "$(hooks '"event":"deploy-failed"')" = 1 ] || fail "the JSON webhook got the failed deploy $(hooks '"event":"deploy-failed"') times"
@@ -86,13 +88,13 @@ EOF
   expect_rc 1 keel backup
   expect_rc 1 keel backup
   vx systemctl start postgresql
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c '^Subject: .*a backup run failed' /var/mail/root || true\")\" -ge 1 ]"
+  wait_for 30 at_least 1 mails 'a backup run failed'
   sleep 3
   echo "backup-failed: JSON $(hooks '"event":"backup-failed"'), Slack $(hooks 'POST /slack.*backup-failed'), mail $(mails 'a backup run failed')"
   [ "$(hooks '"event":"backup-failed"')" = 1 ] || fail "the JSON webhook got the failed backup $(hooks '"event":"backup-failed"') times"
   [ "$(hooks 'POST /slack.*backup-failed')" = 1 ] || fail "the Slack webhook did not get the failed backup once"
   [ "$(mails 'a backup run failed')" = 1 ] || fail "the failed backup was mailed $(mails 'a backup run failed') times"
-  keel notify status | grep -q 'backup-failed (1 repeat' || fail "status does not show the repeat held back"
+  output_has 'backup-failed \(1 repeat' keel notify status || fail "status does not show the repeat held back"
   # The receiver down: the deploy's exit status is unchanged, the webhooks wait in the
   # outbox, and keel-notify.timer delivers them once the receiver is back.
   vx systemctl stop hook-receiver
@@ -101,13 +103,13 @@ EOF
   echo "broken deploy with the receiver down: exit $rc_down in $(( $(date +%s) - t0 ))s (up: exit $rc_up)"
   [ "$rc_down" = "$rc_up" ] || fail "with the receiver down the deploy exited $rc_down, not $rc_up"
   keel notify status
-  keel notify status | grep -q 'outbox: 2 waiting' || fail "the two webhooks are not in the outbox"
+  output_has 'outbox: 2 waiting' keel notify status || fail "the two webhooks are not in the outbox"
   receiver_up
   t0=$(date +%s)
-  wait_for 240 sh -c "[ \"\$(vx sh -c \"grep -c '\\\"event\\\":\\\"deploy-failed\\\"' /root/hooks.log\")\" = 2 ]"
+  wait_for 240 at_least 2 hooks '"event":"deploy-failed"'
   echo "the outbox delivered $(( $(date +%s) - t0 ))s after the receiver came back"
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c 'POST /slack.*deploy-failed' /root/hooks.log\")\" = 2 ]"
-  keel notify status | grep -q 'outbox: 0 waiting' || fail "the outbox is not empty"
+  wait_for 30 at_least 2 hooks 'POST /slack.*deploy-failed'
+  output_has 'outbox: 0 waiting' keel notify status || fail "the outbox is not empty"
   [ "$(mails 'a deploy failed')" = 2 ] || fail "the second failed deploy was not mailed once"
   # The heartbeat: pinged by the verify timer's run while healthy, not while unhealthy
   # (Gunicorn masked: healing cannot start it); the change is told both ways.
@@ -121,13 +123,13 @@ EOF
   vx systemctl start keel-verify.service && fail "verify with Gunicorn masked was not unhealthy"
   vx systemctl start keel-verify.service || true
   [ "$(beats)" = $((b0 + 1)) ] || fail "the heartbeat was pinged while unhealthy"
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c '\\\"event\\\":\\\"host-unhealthy\\\"' /root/hooks.log\")\" = 1 ]"
+  wait_for 30 at_least 1 hooks '"event":"host-unhealthy"'
   vx systemctl unmask --runtime demo-web.service
   vx systemctl start demo-web.socket demo-web.service
   vx systemctl start keel-verify.service || true
   [ "$(beats)" = $((b0 + 2)) ] || fail "the heartbeat did not resume after recovery"
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c '\\\"event\\\":\\\"host-recovered\\\"' /root/hooks.log\")\" = 1 ]"
-  wait_for 30 sh -c "[ \"\$(vx sh -c \"grep -c '^Subject: .*no longer unhealthy' /var/mail/root || true\")\" = 1 ]"
+  wait_for 30 at_least 1 hooks '"event":"host-recovered"'
+  wait_for 30 at_least 1 mails 'no longer unhealthy'
   [ "$(hooks '"event":"host-unhealthy"')" = 1 ] || fail "host-unhealthy was sent more than once"
   # The webhook's secret path is in none of keel's logs; the notify check is fine.
   ! vx grep -rqF e2e-secret-path /var/log/keel/ || fail "the webhook's secret path is in keel's logs"
