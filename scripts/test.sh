@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 # Architecture: no import cycle, nothing imports upward, size limits, fakes and spawning in
 # their one module (see the script's header).
 python3 scripts/layers.py
-cargo test --all-targets
+# The fake host is a cargo feature: the tests have it, the release binary must not.
+cargo test --all-targets --features fake-host
 if [ "${KEEL_E2E:-1}" != 0 ]; then
   cargo build --release
+  n=$(strings target/release/keel | grep -c -e 'fake host rule' -e KEEL_FAKE_HOST || true)
+  [ "$n" = 0 ] || { echo "the release binary holds the fake host ($n strings)" >&2; exit 1; }
   # Every scenario on Debian 12, and the second row of the matrix on Debian 13 (the app,
   # HTTPS, the package), side by side in KEEL_E2E_JOBS lanes (see the script's header).
   scripts/e2e.sh "$@"

@@ -301,7 +301,9 @@ pub struct ExecError {
 #[derive(Debug, Clone)]
 pub enum Mode {
     Real,
-    /// Record commands in DIR/commands.log; answer from DIR/rules (see tests/README).
+    /// Record commands in DIR/commands.log; answer from DIR/rules (see tests/README). Only
+    /// in a build with the `fake-host` feature (the tests'): never in the release binary.
+    #[cfg(feature = "fake-host")]
     Fake(PathBuf),
 }
 
@@ -514,6 +516,7 @@ impl Exec {
     /// GET `path` from 127.0.0.1:`port` as `host`: (status, body). The fake host answers
     /// from its rules (`net:http GET http://127.0.0.1:PORT/PATH Host: HOST`, EXIT = status,
     /// STDOUT = body; no rule = connection refused).
+    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn http_get(
         &self,
         log: &str,
@@ -524,6 +527,7 @@ impl Exec {
     ) -> std::io::Result<(u16, String)> {
         match &self.mode {
             Mode::Real => crate::system::net::http_get(port, host, path, timeout),
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => fake_get(dir, log, "http", port, host, path, &self.redactor),
         }
     }
@@ -549,6 +553,7 @@ impl Exec {
                     std::io::Error::other(format!("{e}; openssl: {}", tail(&o.stderr, 2)))
                 })
             }
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => fake_get(dir, log, "https", port, host, path, &self.redactor),
         }
     }
@@ -556,6 +561,7 @@ impl Exec {
     /// An HTTP request to an outside URL (a notification's webhook, the heartbeat): the
     /// status. The fake host answers from `net:http METHOD URL` rules (EXIT = the status; no
     /// rule = connection refused) and appends what was sent to DIR/sent.log.
+    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn http_send(
         &self,
         log: &str,
@@ -566,6 +572,7 @@ impl Exec {
     ) -> std::io::Result<u16> {
         match &self.mode {
             Mode::Real => crate::system::send::http(method, url, body, timeout),
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let line = format!("{method} {url}");
                 let o = fake_net(dir, log, "net:http", &line, &self.redactor)
@@ -581,6 +588,7 @@ impl Exec {
 
     /// A mail over SMTP. The fake host answers from a `net:smtp SMTP HOST:PORT` rule (EXIT 0
     /// = accepted) and appends the mail to DIR/sent.log.
+    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn send_mail(
         &self,
         log: &str,
@@ -589,6 +597,7 @@ impl Exec {
     ) -> std::io::Result<()> {
         match &self.mode {
             Mode::Real => crate::system::send::smtp(m, timeout),
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let line = format!(
                     "SMTP {}:{} tls={} login={} to={}",
@@ -637,6 +646,7 @@ impl Exec {
                     .to_string();
                 Ok((pem.to_string(), verify))
             }
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let line = format!("127.0.0.1:{port} SNI {host}");
                 match fake_net(dir, log, "net:tls", &line, &self.redactor) {
@@ -651,6 +661,7 @@ impl Exec {
     /// One Redis connection to 127.0.0.1:`port`, the commands sent in order; each reply as
     /// text ("+OK", "-ERR ...", ":1", a bulk string). The fake host answers each from its rules
     /// (`net:redis PORT [anon] CMD ARGS`, STDOUT = reply; `anon` before AUTH was sent).
+    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn redis(
         &self,
         log: &str,
@@ -663,6 +674,7 @@ impl Exec {
                 let mut c = crate::system::net::Resp::connect(port, timeout)?;
                 cmds.iter().map(|a| c.cmd(a)).collect()
             }
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let mut authed = false;
                 let mut out = vec![];
@@ -747,6 +759,7 @@ impl Exec {
         }
         let start = Instant::now();
         let code = match &self.mode {
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let out = fake_run(dir, log, cmd, &self.redactor);
                 print!("{}", strip_controls(&out.stdout));
@@ -790,61 +803,52 @@ impl Exec {
     /// Each line `cmd` prints on stdout, as it prints it (`journalctl -f`), until the
     /// command ends or `on_line` returns false (the command is then killed). Control
     /// characters are taken out. The fake host answers once, from its rules.
+    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn follow(
         &self,
         log: &str,
         cmd: &Cmd,
         on_line: &mut dyn FnMut(&str) -> bool,
     ) -> Result<(), ExecError> {
-        let lines: Box<dyn Iterator<Item = String>> = match &self.mode {
-            Mode::Fake(dir) => {
-                let out = fake_run(dir, log, cmd, &self.redactor);
-                Box::new(
-                    out.stdout
-                        .lines()
-                        .map(String::from)
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                )
-            }
-            Mode::Real => {
-                let argv = cmd.argv();
-                let reader = duct::cmd(&argv[0], &argv[1..])
-                    .stderr_null()
-                    .before_spawn(|c| {
-                        crate::system::fcntl::new_session(c);
-                        Ok(())
-                    })
-                    .reader()
-                    .map_err(|e| ExecError {
-                        cmd: self.redactor.redact(&cmd.display()),
-                        code: None,
-                        timed_out: false,
-                        elapsed: Duration::ZERO,
-                        stderr_tail: format!("could not start: {e}"),
-                        stdout: String::new(),
-                    })?;
-                let reader = std::sync::Arc::new(reader);
-                let r2 = reader.clone();
-                let it = std::io::BufRead::lines(std::io::BufReader::new(ArcReader(r2)))
-                    .map_while(Result::ok);
-                let mut stopped = false;
-                for l in it {
-                    if !on_line(&strip_controls(&l)) {
-                        stopped = true;
-                        break;
-                    }
+        #[cfg(feature = "fake-host")]
+        if let Mode::Fake(dir) = &self.mode {
+            let out = fake_run(dir, log, cmd, &self.redactor);
+            for l in out.stdout.lines() {
+                if !on_line(&strip_controls(l)) {
+                    break;
                 }
-                if stopped {
-                    let _ = reader.kill();
-                }
-                return Ok(());
             }
-        };
-        for l in lines {
+            return Ok(());
+        }
+        let argv = cmd.argv();
+        let reader = duct::cmd(&argv[0], &argv[1..])
+            .stderr_null()
+            .before_spawn(|c| {
+                crate::system::fcntl::new_session(c);
+                Ok(())
+            })
+            .reader()
+            .map_err(|e| ExecError {
+                cmd: self.redactor.redact(&cmd.display()),
+                code: None,
+                timed_out: false,
+                elapsed: Duration::ZERO,
+                stderr_tail: format!("could not start: {e}"),
+                stdout: String::new(),
+            })?;
+        let reader = std::sync::Arc::new(reader);
+        let r2 = reader.clone();
+        let it =
+            std::io::BufRead::lines(std::io::BufReader::new(ArcReader(r2))).map_while(Result::ok);
+        let mut stopped = false;
+        for l in it {
             if !on_line(&strip_controls(&l)) {
+                stopped = true;
                 break;
             }
+        }
+        if stopped {
+            let _ = reader.kill();
         }
         Ok(())
     }
@@ -853,6 +857,7 @@ impl Exec {
     /// nothing goes to keel's logs. None when it could not run.
     pub fn check(&self, cmd: &Cmd) -> Option<Output> {
         match &self.mode {
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => Some(fake_run(dir, "check", cmd, &self.redactor)),
             Mode::Real => self.real_run(cmd).ok().map(|(o, _)| o),
         }
@@ -880,6 +885,7 @@ impl Exec {
         }
         let start = Instant::now();
         let res = match &self.mode {
+            #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => Ok((fake_run(dir, log, cmd, &self.redactor), false)),
             Mode::Real => self.real_run_sandbox_retried(cmd),
         };
@@ -1142,6 +1148,7 @@ impl Exec {
     }
 }
 
+#[cfg(feature = "fake-host")]
 /// Fake host: each command line is appended to DIR/commands.log; DIR/rules holds lines
 /// `SUBSTRING<TAB>EXIT<TAB>TIMES<TAB>STDERR[<TAB>STDOUT]`: the first rule whose substring is
 /// in the command line (or its stdin) answers, TIMES times (0 = always); `\n` in fields is a
@@ -1190,11 +1197,13 @@ fn fake_run(dir: &Path, log: &str, cmd: &Cmd, redactor: &Redactor) -> Output {
     out
 }
 
+#[cfg(feature = "fake-host")]
 /// A network probe on the fake host: logged as `[log] KIND LINE`, answered by a rule.
 fn fake_net(dir: &Path, log: &str, kind: &str, line: &str, redactor: &Redactor) -> Option<Output> {
     fake_answer(dir, log, &format!("{kind} {line}"), "", redactor)
 }
 
+#[cfg(feature = "fake-host")]
 /// What the fake host "sent" (a webhook's body, a mail), one record per delivery.
 fn fake_sent(dir: &Path, line: &str, body: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -1215,6 +1224,7 @@ fn s_client(port: u16, host: &str, timeout: Duration) -> Cmd {
         .timeout(timeout)
 }
 
+#[cfg(feature = "fake-host")]
 /// An HTTP(S) GET on the fake host: `net:SCHEME GET SCHEME://127.0.0.1:PORT/PATH Host: HOST`
 /// (EXIT = status, STDOUT = body; no rule = connection refused).
 fn fake_get(
@@ -1233,6 +1243,7 @@ fn fake_get(
     }
 }
 
+#[cfg(feature = "fake-host")]
 /// Log `line` (redacted: it may hold a password) and answer from the first matching rule,
 /// matched against the line or the command's stdin (never logged).
 fn fake_answer(
@@ -1493,6 +1504,7 @@ mod tests {
         assert!(log.contains("bad ********"), "{log}");
     }
 
+    #[cfg(feature = "fake-host")]
     #[test]
     fn fake_rules_answer_then_expire() {
         let d = tempfile::tempdir().unwrap();

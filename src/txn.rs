@@ -286,7 +286,8 @@ impl Drop for Txn {
     }
 }
 
-#[cfg(test)]
+// The journal's tests run commands on the fake host.
+#[cfg(all(test, feature = "fake-host"))]
 mod tests {
     use super::*;
 

@@ -69,13 +69,17 @@ impl CtxOptions {
     }
 }
 
-/// The one command runner: the real host, or the fake one when KEEL_FAKE_HOST names its
-/// directory (tests, and tools outside the crate, drive keel that way).
+/// The one command runner: the real host; in a test build (the `fake-host` feature), the
+/// fake one when KEEL_FAKE_HOST names its directory. The release binary has no fake: a stray
+/// variable cannot turn a production run into one that changes nothing.
 pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> exec::Exec {
+    #[cfg(feature = "fake-host")]
     let mode = match std::env::var_os("KEEL_FAKE_HOST") {
         Some(d) => exec::Mode::Fake(d.into()),
         None => exec::Mode::Real,
     };
+    #[cfg(not(feature = "fake-host"))]
+    let mode = exec::Mode::Real;
     exec::Exec {
         mode,
         log_dir: paths.log_dir(),

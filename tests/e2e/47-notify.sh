@@ -51,6 +51,9 @@ EOF
   vx chmod 0644 /etc/keel/smtp-ca.pem
   keel install --yes >/dev/null
   vx systemctl is-active keel-notify.timer
+  # [notify] turned the verify timer on; it is run by hand below, where each run is counted.
+  vx systemctl is-active keel-verify.timer
+  vx systemctl stop keel-verify.timer
   # Postfix for local mail, STARTTLS with a certificate for localhost from that CA.
   vx sh -c 'printf "postfix postfix/main_mailer_type select Local only\npostfix postfix/mailname string localhost\n" | debconf-set-selections'
   vx env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix >/dev/null
@@ -112,19 +115,19 @@ EOF
   output_has 'outbox: 0 waiting' keel notify status || fail "the outbox is not empty"
   [ "$(mails 'a deploy failed')" = 2 ] || fail "the second failed deploy was not mailed once"
   # The heartbeat: pinged by the verify timer's run while healthy, not while unhealthy
-  # (Gunicorn masked: healing cannot start it); the change is told both ways.
-  vx systemctl stop keel-verify.timer
+  # (Gunicorn made to fail: healing cannot start it); the change is told both ways.
   local beats; beats() { hooks 'GET /hb/e2e-ping-uuid'; }
   local b0; b0=$(beats)
   vx systemctl start keel-verify.service || true
   [ "$(beats)" = $((b0 + 1)) ] || { keel verify || true; fail "a healthy verify run did not ping the heartbeat"; }
-  vx systemctl mask --runtime demo-web.service
+  # A drop-in in /run (on top of keel's unit in /etc) makes Gunicorn fail to start.
+  vx sh -c 'mkdir -p /run/systemd/system/demo-web.service.d && printf "[Service]\nExecStartPre=/bin/false\n" > /run/systemd/system/demo-web.service.d/e2e-break.conf && systemctl daemon-reload'
   vx systemctl stop demo-web.socket demo-web.service
-  vx systemctl start keel-verify.service && fail "verify with Gunicorn masked was not unhealthy"
+  vx systemctl start keel-verify.service && fail "verify with Gunicorn failing was not unhealthy"
   vx systemctl start keel-verify.service || true
   [ "$(beats)" = $((b0 + 1)) ] || fail "the heartbeat was pinged while unhealthy"
   wait_for 30 at_least 1 hooks '"event":"host-unhealthy"'
-  vx systemctl unmask --runtime demo-web.service
+  vx sh -c 'rm -r /run/systemd/system/demo-web.service.d && systemctl daemon-reload'
   vx systemctl start demo-web.socket demo-web.service
   vx systemctl start keel-verify.service || true
   [ "$(beats)" = $((b0 + 2)) ] || fail "the heartbeat did not resume after recovery"
