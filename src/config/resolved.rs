@@ -1,0 +1,155 @@
+//! Values derived from the config (users, paths, names, packages): one place for each.
+use super::{Config, FirewallMode, TlsMode};
+use std::path::{Path, PathBuf};
+
+impl Config {
+    /// The app source directory, resolved against the config file's directory.
+    pub fn app_source(&self) -> Option<PathBuf> {
+        let s = self.django.source.as_ref()?;
+        Some(if s.is_absolute() {
+            s.clone()
+        } else {
+            self.source.parent().unwrap_or(Path::new(".")).join(s)
+        })
+    }
+
+    /// The TLS mode in force: `mode` if set; otherwise "acme" once an ACME e-mail is
+    /// configured, else "off" (see the README: a CA must be able to reach the host first).
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.mode.unwrap_or(if self.tls.email.is_some() {
+            TlsMode::Acme
+        } else {
+            TlsMode::Off
+        })
+    }
+
+    pub fn tls_on(&self) -> bool {
+        self.tls_mode() != TlsMode::Off
+    }
+
+    /// The system packages: the configured ones, plus what the TLS mode runs (certbot for
+    /// ACME, openssl to make and probe certificates).
+    pub fn system_packages(&self) -> Vec<String> {
+        let mut v = self.packages.install.clone();
+        // Rotation of keel's own logs; security updates unless turned off.
+        let mut extra: Vec<&str> = vec!["logrotate"];
+        if self.host.security_updates {
+            extra.push("unattended-upgrades");
+        }
+        if self.firewall.mode != FirewallMode::Off {
+            // netbase (/etc/services, /etc/protocols) came as nftables' Recommends.
+            extra.extend(["nftables", "netbase"]);
+        }
+        let tls: &[&str] = match self.tls_mode() {
+            TlsMode::Off => &[],
+            TlsMode::Acme => &["certbot", "openssl"],
+            TlsMode::Files | TlsMode::SelfSigned => &["openssl"],
+        };
+        extra.extend(tls);
+        for p in extra {
+            if !v.iter().any(|x| x == p) {
+                v.push(p.to_string());
+            }
+        }
+        v
+    }
+
+    /// Every name the site serves and its certificate covers: app.domain first.
+    pub fn tls_names(&self) -> Vec<String> {
+        let mut v = vec![self.app.domain.clone()];
+        v.extend(self.tls.domains.iter().cloned());
+        v
+    }
+
+    /// Gunicorn's socket (systemd holds it open; nginx proxies to it).
+    pub fn web_socket_path(&self) -> String {
+        format!("/run/{}/gunicorn.sock", self.app.name)
+    }
+
+    /// The release being served: `current`, a link keel swaps atomically on each deploy.
+    pub fn app_dir(&self) -> PathBuf {
+        self.base_dir().join("current")
+    }
+
+    pub fn venv_dir(&self) -> PathBuf {
+        self.app_dir().join("venv")
+    }
+
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/backups/keel").join(&self.app.name))
+    }
+
+    /// How old the newest backup may be before `keel verify` is degraded.
+    pub fn backup_max_age_hours(&self) -> u64 {
+        self.backup
+            .max_age_hours
+            .unwrap_or(match self.backup.schedule.as_str() {
+                "hourly" => 2,
+                "weekly" => 2 * 168,
+                _ => 48,
+            })
+    }
+
+    /// What every release shares: the .env and the uploads.
+    pub fn shared_dir(&self) -> PathBuf {
+        self.base_dir().join("shared")
+    }
+
+    pub fn wsgi(&self) -> String {
+        self.django
+            .wsgi
+            .clone()
+            .unwrap_or_else(|| format!("{}.wsgi:application", self.app.name.replace('-', "_")))
+    }
+
+    pub fn celery_app(&self) -> String {
+        self.django
+            .celery_app
+            .clone()
+            .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+
+    pub fn admin_email(&self) -> String {
+        self.django
+            .admin_email
+            .clone()
+            .unwrap_or_else(|| format!("admin@{}", self.app.domain))
+    }
+
+    /// The identity that builds the app's virtualenv: it owns the venv, the app's runtime
+    /// user only reads it.
+    pub fn build_user(&self) -> String {
+        format!("{}-build", self.app_user())
+    }
+
+    pub fn app_user(&self) -> String {
+        self.app
+            .user
+            .clone()
+            .unwrap_or_else(|| self.app.name.clone())
+    }
+
+    pub fn base_dir(&self) -> PathBuf {
+        self.app
+            .base_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/opt").join(&self.app.name))
+    }
+
+    pub fn db_name(&self) -> String {
+        self.database
+            .name
+            .clone()
+            .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+
+    pub fn db_user(&self) -> String {
+        self.database
+            .user
+            .clone()
+            .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+}
