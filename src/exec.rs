@@ -318,6 +318,8 @@ pub struct Exec {
     pub children_dir: PathBuf,
     /// `-v`: print each command (redacted) on stderr as it starts.
     pub echo: bool,
+    /// One of keel's standard streams is a terminal (as the invocation found them).
+    pub terminal: bool,
 }
 
 /// A child process group that a killed keel left running.
@@ -745,10 +747,7 @@ impl Exec {
     /// (TIOCSTI) or read what is typed after it ends. Otherwise the pipes and files are
     /// passed on (`--pipe`). Logged as other commands are, without the output.
     pub fn attached(&self, log: &str, cmd: &Cmd) -> Result<i32, ExecError> {
-        use std::io::IsTerminal;
-        let tty = std::io::stdin().is_terminal()
-            || std::io::stdout().is_terminal()
-            || std::io::stderr().is_terminal();
+        let tty = self.terminal;
         let mut argv = cmd.argv();
         if cmd.sandbox.is_some() && tty {
             for a in argv.iter_mut() {
@@ -1304,6 +1303,7 @@ mod tests {
             default_timeout: Duration::from_secs(10),
             children_dir: dir.join("children"),
             echo: false,
+            terminal: false,
         }
     }
 

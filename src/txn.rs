@@ -299,6 +299,7 @@ mod tests {
             default_timeout: std::time::Duration::from_secs(5),
             children_dir: dir.join("children"),
             echo: false,
+            terminal: false,
         }
     }
 

@@ -1,7 +1,6 @@
 //! Progress on a TTY (indicatif), plain timestamped lines otherwise (cloud-init logs, CI).
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,8 +25,9 @@ pub struct Ui {
 impl Ui {
     /// `plain` when stdout carries JSON: progress still goes to stderr, as plain lines. No
     /// colours are ever used (so NO_COLOR holds); `-q` and `-v` print plain lines too.
-    pub fn new(plain: bool, verbosity: Verbosity) -> Ui {
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("KEEL_PLAIN").is_none();
+    /// `stderr_tty`: whether stderr is a terminal (the invocation detected it once).
+    pub fn new(plain: bool, verbosity: Verbosity, stderr_tty: bool) -> Ui {
+        let tty = stderr_tty && std::env::var_os("KEEL_PLAIN").is_none();
         Ui {
             multi: (tty && !plain && verbosity == Verbosity::Normal).then(MultiProgress::new),
             overall: std::sync::OnceLock::new(),

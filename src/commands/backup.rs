@@ -1,7 +1,6 @@
 //! `keel backup` and `keel restore FILE`.
-use super::context::{CtxOptions, build_ctx, confirm};
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx, confirm};
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::state::RunLock;
 use crate::step::{Ctx, StepError};
@@ -9,7 +8,8 @@ use std::path::Path;
 
 /// Backups take their own lock (beside the state file's): the timer's backup never waits
 /// for, or blocks, an install.
-fn backup_lock(cli: &Cli, ctx: &Ctx) -> Result<RunLock> {
+fn backup_lock(inv: &Invocation, ctx: &Ctx) -> Result<RunLock> {
+    let cli = &inv.cli;
     let p = cli
         .state_file
         .with_file_name(format!("backup-{}", ctx.cfg.app.name));
@@ -24,13 +24,14 @@ fn failed(step: &str, e: StepError) -> Error {
     }
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
     cfg.check_backup_host(&crate::paths::Paths::from_env().root)?;
-    let mut o = CtxOptions::new(cli, "backup");
+    let mut o = CtxOptions::new(inv, "backup");
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
-    let _lock = backup_lock(cli, &ctx)?;
+    let _lock = backup_lock(inv, &ctx)?;
     let r = crate::backup::make(&ctx, "");
     crate::backup::record(&ctx, &r);
     let e = r.map_err(|e| failed("backup", e))?;
@@ -85,16 +86,17 @@ fn load_and_check(
     crate::steps::verify::check_stack_retried(ctx)
 }
 
-pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn restore(inv: &Invocation, file: &Path) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
     cfg.check_backup_host(&crate::paths::Paths::from_env().root)?;
     let file = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
     super::context::load_state(&cli.state_file)?;
-    let mut o = CtxOptions::new(cli, "restore");
+    let mut o = CtxOptions::new(inv, "restore");
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let host_file = ctx.host(&file.display().to_string());
-    super::context::can_confirm(cli, "keel restore")?;
+    super::context::can_confirm(inv, "keel restore")?;
     // Opened once and checked before anything is asked, locked or stopped.
     let usage = |e: StepError| Error::Usage {
         msg: format!("keel restore {}: {}", file.display(), e.msg),
@@ -104,7 +106,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
     crate::backup::check_file(&ctx, &archive).map_err(usage)?;
     let media = crate::backup::open_media(&ctx, &host_file).map_err(usage)?;
     if !confirm(
-        cli,
+        inv,
         &format!(
             "Replace the contents of database {} with {}? (the app is stopped meanwhile; a safety backup is taken first)",
             ctx.cfg.db_name(),
@@ -114,7 +116,7 @@ pub fn restore(cli: &Cli, file: &Path) -> Result<()> {
         return Err(Error::usage("restore cancelled", "nothing was changed"));
     }
     let _lock = RunLock::acquire(&cli.state_file)?;
-    let _backup = backup_lock(cli, &ctx)?;
+    let _backup = backup_lock(inv, &ctx)?;
     ctx.ui
         .line("[restore] safety backup of the database as it is");
     let safety = crate::backup::make(&ctx, "pre-restore").map_err(|e| failed("restore", e))?;

@@ -38,6 +38,71 @@ pub fn load_state(path: &std::path::Path) -> Result<crate::state::State> {
     Ok(st)
 }
 
+/// Which of the standard streams are terminals: detected once, when the command starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl Terminal {
+    pub fn detect() -> Terminal {
+        let is = |t: &dyn IsTerminal| t.is_terminal();
+        Terminal {
+            stdin: is(&std::io::stdin()),
+            stdout: is(&std::io::stdout()),
+            stderr: is(&std::io::stderr()),
+        }
+    }
+    /// A question can be asked (stderr) and answered (stdin).
+    pub fn can_ask(&self) -> bool {
+        self.stdin && self.stderr
+    }
+}
+
+/// One command's inputs, resolved once: the command line, the terminal, and the config
+/// (read on first use, then the same value for the whole command).
+pub struct Invocation {
+    pub cli: crate::cli::Cli,
+    pub terminal: Terminal,
+    config: std::cell::OnceCell<Config>,
+}
+
+impl Invocation {
+    pub fn new(cli: crate::cli::Cli) -> Invocation {
+        Invocation {
+            cli,
+            terminal: Terminal::detect(),
+            config: Default::default(),
+        }
+    }
+
+    /// keel.toml, loaded and checked once (the one `Config::load` of a command).
+    pub fn config(&self) -> Result<Config> {
+        if let Some(c) = self.config.get() {
+            return Ok(c.clone());
+        }
+        let c = Config::load(&self.cli.config)?;
+        Ok(self.config.get_or_init(|| c).clone())
+    }
+
+    /// Another command line in the same invocation (a command that runs an install on its
+    /// behalf): the same terminal, the same config.
+    pub fn with_cli(&self, cli: crate::cli::Cli) -> Invocation {
+        Invocation {
+            cli,
+            terminal: self.terminal,
+            config: self.config.clone(),
+        }
+    }
+
+    /// Questions may be asked: a terminal to ask on, and no --yes.
+    pub fn interactive(&self) -> bool {
+        !self.cli.yes && self.terminal.can_ask()
+    }
+}
+
 /// How a command wants its context: named fields instead of positional bools.
 #[derive(Debug, Clone)]
 pub struct CtxOptions {
@@ -50,11 +115,14 @@ pub struct CtxOptions {
     /// May prompt (a TTY on stdin and stderr, and no --yes).
     pub interactive: bool,
     pub state_file: std::path::PathBuf,
+    pub terminal: Terminal,
 }
 
 impl CtxOptions {
-    pub fn new(cli: &crate::cli::Cli, run_id: &str) -> CtxOptions {
+    pub fn new(inv: &Invocation, run_id: &str) -> CtxOptions {
+        let cli = &inv.cli;
         CtxOptions {
+            terminal: inv.terminal,
             quiet: cli.output != crate::cli::Output::Human,
             verbosity: match (cli.quiet, cli.verbose) {
                 (true, _) => ui::Verbosity::Quiet,
@@ -87,6 +155,7 @@ pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> e
         default_timeout: timeout,
         children_dir: paths.host("/run/keel/children"),
         echo: false,
+        terminal: false,
     }
 }
 
@@ -122,12 +191,13 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         Duration::from_secs(cfg.timeouts.command_secs),
     );
     exec.echo = o.verbosity == ui::Verbosity::Verbose;
+    exec.terminal = o.terminal.stdin || o.terminal.stdout || o.terminal.stderr;
     let events = events::Events::new(paths.events_file(), o.run_id.clone(), redactor);
     Ctx {
         cfg,
         exec,
         secrets,
-        ui: ui::Ui::new(o.quiet, o.verbosity),
+        ui: ui::Ui::new(o.quiet, o.verbosity, o.terminal.stderr),
         events,
         apt: Default::default(),
         ignore_preflight: o.ignore_preflight,
@@ -163,8 +233,8 @@ pub fn reap_leftovers(ctx: &Ctx) {
 
 /// Refused at once when a question will have to be asked and there is no terminal to ask
 /// on: before any check runs or any file (a lock, a log) is made.
-pub fn can_confirm(cli: &crate::cli::Cli, question: &str) -> Result<()> {
-    if cli.yes || (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+pub fn can_confirm(inv: &Invocation, question: &str) -> Result<()> {
+    if inv.cli.yes || inv.terminal.can_ask() {
         return Ok(());
     }
     Err(Error::usage(
@@ -173,11 +243,11 @@ pub fn can_confirm(cli: &crate::cli::Cli, question: &str) -> Result<()> {
     ))
 }
 
-pub fn confirm(cli: &crate::cli::Cli, question: &str) -> Result<bool> {
-    if cli.yes {
+pub fn confirm(inv: &Invocation, question: &str) -> Result<bool> {
+    if inv.cli.yes {
         return Ok(true);
     }
-    can_confirm(cli, question)?;
+    can_confirm(inv, question)?;
     dialoguer::Confirm::new()
         .with_prompt(question)
         .default(false)

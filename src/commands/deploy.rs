@@ -1,7 +1,7 @@
 //! `keel deploy [--source DIR | --ref REF | --rollback [ID]]`: validate, lock, hand over to
 //! `crate::deploy`, say what happened.
-use super::context::{CtxOptions, build_ctx, reap_leftovers};
-use crate::cli::{Cli, Command, Output};
+use super::context::{CtxOptions, Invocation, build_ctx, reap_leftovers};
+use crate::cli::{Command, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -62,7 +62,8 @@ fn source(
     })
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
     let Command::Deploy {
         source: dir,
         git_ref,
@@ -71,7 +72,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     else {
         unreachable!("deploy::run is called for `deploy`")
     };
-    let cfg = Config::load(&cli.config)?;
+    let cfg = inv.config()?;
     cfg.check_users(&Paths::from_env().root)?;
     let src = match rollback {
         Some(_) => None,
@@ -92,7 +93,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         ));
     }
     let id = crate::paths::run_id();
-    let mut o = CtxOptions::new(cli, &id);
+    let mut o = CtxOptions::new(inv, &id);
     o.quiet = cli.output == Output::Json;
     let ctx = build_ctx(cfg, o);
     let graph = crate::steps::graph();

@@ -1,15 +1,14 @@
 //! `keel diagnose`: write the report (text and JSON, secrets masked).
-use super::context::{CtxOptions, build_ctx};
-use crate::cli::Cli;
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx};
 use crate::error::Result;
 
-pub fn run(cli: &Cli) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
     // A state file keel cannot read is refused before any check runs (a check may create a
     // missing secret).
     super::context::load_state(&cli.state_file)?;
-    let mut o = CtxOptions::new(cli, &crate::paths::run_id());
+    let mut o = CtxOptions::new(inv, &crate::paths::run_id());
     o.quiet = true;
     let ctx = std::sync::Arc::new(build_ctx(cfg, o));
     // Every check but the one that runs the app's code (as the app's user).

@@ -1,12 +1,13 @@
 //! `keel env --example FILE --out FILE`: render a .env as the app-env step does.
-use crate::cli::{Cli, Output};
+use super::context::Invocation;
+use crate::cli::Output;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use serde_json::json;
-use std::io::IsTerminal;
 
 /// `keel env --example FILE --out FILE`.
-pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Result<()> {
+pub fn run(inv: &Invocation, example: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let cli = &inv.cli;
     let text = crate::fsx::read_regular(example, crate::fsx::MAX_INPUT)
         .and_then(|b| String::from_utf8(b).map_err(|_| std::io::Error::other("not UTF-8 text")))
         .map_err(|e| {
@@ -32,11 +33,11 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
     // A config that exists but does not load is an error, never silently skipped.
     let cfg = match crate::fsx::lstat(&cli.config) {
         Ok(None) => None,
-        _ => Some(Config::load(&cli.config)?),
+        _ => Some(inv.config()?),
     };
-    let interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let interactive = inv.interactive();
     let ctx = cfg.map(|c| {
-        let mut o = super::context::CtxOptions::new(cli, "env");
+        let mut o = super::context::CtxOptions::new(inv, "env");
         o.quiet = true;
         super::context::build_ctx(c, o)
     });
@@ -94,15 +95,16 @@ pub fn run(cli: &Cli, example: &std::path::Path, out: &std::path::Path) -> Resul
 }
 
 /// `keel env set|unset|list`.
-pub fn action(cli: &Cli, a: &crate::cli::EnvAction) -> Result<()> {
+pub fn action(inv: &Invocation, a: &crate::cli::EnvAction) -> Result<()> {
+    let _cli = &inv.cli;
     use crate::cli::EnvAction;
-    let cfg = Config::load(&cli.config)?;
+    let cfg = inv.config()?;
     let paths = crate::paths::Paths::from_env();
     let app = cfg.app.name.clone();
     let before = crate::envset::read(&paths, &app);
     let mut after = before.clone();
     match a {
-        EnvAction::List => return list(cli, cfg, &before),
+        EnvAction::List => return list(inv, cfg, &before),
         EnvAction::Set { pairs } => {
             let mut from_stdin = false;
             for p in pairs {
@@ -144,7 +146,7 @@ pub fn action(cli: &Cli, a: &crate::cli::EnvAction) -> Result<()> {
             }
         }
     }
-    installed(cli)?;
+    installed(inv)?;
     if after == before {
         println!("keel: nothing to change");
         return Ok(());
@@ -153,7 +155,7 @@ pub fn action(cli: &Cli, a: &crate::cli::EnvAction) -> Result<()> {
         .map_err(|e| Error::io(crate::envset::path(&paths, &app), e))?;
     // The .env is written again and the units restart (Gunicorn while systemd holds its
     // socket: no request is refused); a failure puts everything back.
-    if let Err(e) = super::install::run_targets(cli, &["services"], crate::cli::RollbackMode::Run) {
+    if let Err(e) = super::install::run_targets(inv, &["services"], crate::cli::RollbackMode::Run) {
         let _ = crate::envset::write(&paths, &app, &before);
         return Err(e);
     }
@@ -192,9 +194,10 @@ fn read_stdin_value() -> Result<String> {
 }
 
 /// The app must be installed: the values go into its .env through the install's steps.
-fn installed(cli: &Cli) -> Result<()> {
+fn installed(inv: &Invocation) -> Result<()> {
+    let _cli = &inv.cli;
     super::install::require_completed(
-        cli,
+        inv,
         "services",
         "keel env set/unset: the app is not installed on this host",
         "install first (keel install), or put the value in keel.toml's [env]",
@@ -202,8 +205,13 @@ fn installed(cli: &Cli) -> Result<()> {
 }
 
 /// The live .env, each value masked when it is a secret, with where it comes from.
-fn list(cli: &Cli, cfg: Config, set: &std::collections::BTreeMap<String, String>) -> Result<()> {
-    let mut o = super::context::CtxOptions::new(cli, "env");
+fn list(
+    inv: &Invocation,
+    cfg: Config,
+    set: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let cli = &inv.cli;
+    let mut o = super::context::CtxOptions::new(inv, "env");
     o.quiet = true;
     let ctx = super::context::build_ctx(cfg, o);
     let path = ctx.host(

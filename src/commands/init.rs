@@ -1,13 +1,11 @@
 //! `keel init`: a wizard that reads the Django project first, then asks only what it cannot
 //! find out (name, domain, HTTPS, e-mails, the .env.example values nothing can derive),
 //! shows the config and `keel plan`, and writes keel.toml once the user agrees.
-use super::context::{CtxOptions, build_ctx, runner};
-use crate::cli::Cli;
+use super::context::{CtxOptions, Invocation, build_ctx, runner};
 use crate::config::{Config, TlsMode};
 use crate::dotenv::{self, Line};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -1036,8 +1034,9 @@ fn ask_env(
     Ok(secrets)
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
+    if !inv.terminal.can_ask() {
         return Err(Error::usage(
             "keel init needs a terminal",
             "write keel.toml yourself (see examples/demo.toml) for unattended use",
@@ -1078,7 +1077,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         path.display()
     );
     let ctx = build_ctx(cfg, {
-        let mut o = CtxOptions::new(cli, "init");
+        let mut o = CtxOptions::new(inv, "init");
         o.quiet = true;
         o
     });

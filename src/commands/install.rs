@@ -1,6 +1,6 @@
 //! `keel install [STEP...]`: validate everything, take the lock, run the planned steps, write
 //! the diagnostics report, say what happened.
-use super::context::{CtxOptions, build_ctx, reap_leftovers};
+use super::context::{CtxOptions, Invocation, build_ctx, reap_leftovers};
 use crate::cli::{Cli, Command, Output};
 use crate::config::Config;
 use crate::engine::{InstallOpts, RunReport};
@@ -9,7 +9,6 @@ use crate::paths::Paths;
 use crate::state::{RunLock, State, Status};
 use crate::step::Ctx;
 use crate::{engine, resume, steps};
-use std::io::IsTerminal;
 
 /// Each [[schedule]]'s calendar as systemd reads it (`systemd-analyze calendar`), before the
 /// first write: keel's own check at load only keeps odd characters out.
@@ -49,7 +48,8 @@ fn check_calendars(cfg: &Config) -> Result<()> {
 
 /// Refused (exit 2) unless `step` completed on this host: commands that change what an
 /// install set up (`maintenance`, `env set`) never set it up themselves.
-pub fn require_completed(cli: &Cli, step: &str, msg: &str, hint: &str) -> Result<()> {
+pub fn require_completed(inv: &Invocation, step: &str, msg: &str, hint: &str) -> Result<()> {
+    let cli = &inv.cli;
     let st = super::context::load_state(&cli.state_file)?;
     if st.step(step).status == Status::Completed {
         return Ok(());
@@ -59,7 +59,12 @@ pub fn require_completed(cli: &Cli, step: &str, msg: &str, hint: &str) -> Result
 
 /// `keel install STEP...` on behalf of another command (`maintenance`, `env set`): quiet,
 /// unattended, with the caller's config and state file.
-pub fn run_targets(cli: &Cli, targets: &[&str], rollback: crate::cli::RollbackMode) -> Result<()> {
+pub fn run_targets(
+    inv: &Invocation,
+    targets: &[&str],
+    rollback: crate::cli::RollbackMode,
+) -> Result<()> {
+    let cli = &inv.cli;
     let install = Cli {
         config: cli.config.clone(),
         state_file: cli.state_file.clone(),
@@ -77,10 +82,11 @@ pub fn run_targets(cli: &Cli, targets: &[&str], rollback: crate::cli::RollbackMo
             resume: false,
         },
     };
-    run(&install)
+    run(&inv.with_cli(install))
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
     let Command::Install {
         steps: targets,
         retry_step,
@@ -95,7 +101,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     };
     // Everything is checked before the first write: the config and what it points to, the
     // step names and the state file. A run refused here leaves no lock, unit or secret.
-    let cfg = Config::load(&cli.config)?;
+    let cfg = inv.config()?;
     let graph = steps::graph();
     graph.check_selection(targets, retry_step, skip)?;
     if let Some(s) = retry_step.iter().find(|s| skip.contains(s)) {
@@ -131,10 +137,10 @@ pub fn run(cli: &Cli) -> Result<()> {
             })?;
     }
     let id = crate::paths::run_id();
-    let mut o = CtxOptions::new(cli, &id);
+    let mut o = CtxOptions::new(inv, &id);
     o.quiet = cli.output == Output::Json;
     o.ignore_preflight = ignore_preflight_errors.clone();
-    o.interactive = !cli.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    o.interactive = inv.interactive();
     let ctx = build_ctx(cfg, o);
     let mut opts = InstallOpts {
         targets: targets.clone(),

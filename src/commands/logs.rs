@@ -1,8 +1,7 @@
 //! `keel logs [PROCESS...] [-f] [-n N] [--since WHEN] [--failed]`: the app's processes,
 //! nginx and keel's own runs, interleaved by time with the process named.
-use super::context::{CtxOptions, build_ctx};
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx};
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::step::Ctx;
@@ -31,7 +30,8 @@ struct Entry {
     message: String,
 }
 
-pub fn run(cli: &Cli, o: Opts) -> Result<()> {
+pub fn run(inv: &Invocation, o: Opts) -> Result<()> {
+    let cli = &inv.cli;
     let names: Vec<String> = if o.processes.is_empty() {
         DEFAULT.iter().map(|s| s.to_string()).collect()
     } else {
@@ -49,8 +49,8 @@ pub fn run(cli: &Cli, o: Opts) -> Result<()> {
             "run keel logs --failed alone",
         ));
     }
-    let cfg = Config::load(&cli.config)?;
-    let mut co = CtxOptions::new(cli, "logs");
+    let cfg = inv.config()?;
+    let mut co = CtxOptions::new(inv, "logs");
     co.quiet = true;
     let ctx = build_ctx(cfg, co);
     let json = cli.output == Output::Json;

@@ -1,20 +1,21 @@
 //! `keel maintenance on|off|status`: the mode is recorded, then the nginx step renders the
 //! site from it (checked with `nginx -t`, then a reload; the app is not restarted).
-use crate::cli::{Cli, MaintenanceAction, Output};
-use crate::config::Config;
+use super::context::Invocation;
+use crate::cli::{MaintenanceAction, Output};
 use crate::error::{Error, Result};
 use crate::maintenance::{self, Maintenance};
 use crate::paths::Paths;
 use serde_json::json;
 
-pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn run(inv: &Invocation, action: &MaintenanceAction) -> Result<()> {
+    let _cli = &inv.cli;
+    let cfg = inv.config()?;
     let paths = Paths::from_env();
     let app = cfg.app.name.clone();
     let now = maintenance::read(&paths, &app);
     match action {
         MaintenanceAction::Status => {
-            status(cli, now.as_ref());
+            status(inv, now.as_ref());
             Ok(())
         }
         MaintenanceAction::On {
@@ -43,7 +44,7 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
                     "give 1 to 86400 seconds",
                 ));
             }
-            installed(cli)?;
+            installed(inv)?;
             let m = Maintenance {
                 message,
                 allow,
@@ -55,7 +56,7 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
             };
             maintenance::write(&paths, &app, &m)
                 .map_err(|e| Error::io(maintenance::path(&paths, &app), e))?;
-            if let Err(e) = apply(cli) {
+            if let Err(e) = apply(inv) {
                 // The site was left as it was: so is the mode.
                 match &now {
                     Some(old) => {
@@ -67,30 +68,31 @@ pub fn run(cli: &Cli, action: &MaintenanceAction) -> Result<()> {
                 }
                 return Err(e);
             }
-            status(cli, Some(&m));
+            status(inv, Some(&m));
             Ok(())
         }
         MaintenanceAction::Off => {
             let Some(old) = now else {
-                status(cli, None);
+                status(inv, None);
                 return Ok(());
             };
             maintenance::remove(&paths, &app)
                 .map_err(|e| Error::io(maintenance::path(&paths, &app), e))?;
-            if let Err(e) = apply(cli) {
+            if let Err(e) = apply(inv) {
                 let _ = maintenance::write(&paths, &app, &old);
                 return Err(e);
             }
-            status(cli, None);
+            status(inv, None);
             Ok(())
         }
     }
 }
 
 /// The site is keel's already: `maintenance on` changes it, it never sets up nginx.
-fn installed(cli: &Cli) -> Result<()> {
+fn installed(inv: &Invocation) -> Result<()> {
+    let _cli = &inv.cli;
     super::install::require_completed(
-        cli,
+        inv,
         "nginx",
         "keel maintenance on: keel's site is not installed on this host",
         "install first (keel install); maintenance mode changes the site keel set up",
@@ -98,11 +100,13 @@ fn installed(cli: &Cli) -> Result<()> {
 }
 
 /// The nginx step (and what it needs), as `keel install nginx` runs it.
-fn apply(cli: &Cli) -> Result<()> {
-    super::install::run_targets(cli, &["nginx"], crate::cli::RollbackMode::Step)
+fn apply(inv: &Invocation) -> Result<()> {
+    let _cli = &inv.cli;
+    super::install::run_targets(inv, &["nginx"], crate::cli::RollbackMode::Step)
 }
 
-fn status(cli: &Cli, m: Option<&Maintenance>) {
+fn status(inv: &Invocation, m: Option<&Maintenance>) {
+    let cli = &inv.cli;
     if cli.output == Output::Json {
         println!("{}", json!({"maintenance": m}));
         return;

@@ -78,6 +78,8 @@ fn passed(r: Result<i32>) -> Result<()> {
 
 pub fn run(cli: Cli) -> Result<()> {
     check_output(&cli)?;
+    let inv = context::Invocation::new(cli);
+    let (cli, inv) = (&inv.cli, &inv);
     match &cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -102,21 +104,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status {
             wait: true,
             timeout,
-        } => status::wait(&cli, *timeout),
-        Command::Status { .. } => status::run(&cli),
+        } => status::wait(inv, *timeout),
+        Command::Status { .. } => status::run(inv),
         Command::Env {
             action: Some(a), ..
-        } => env::action(&cli, a),
+        } => env::action(inv, a),
         Command::Env {
             example: Some(example),
             out: Some(out),
             ..
-        } => env::run(&cli, example, out),
+        } => env::run(inv, example, out),
         Command::Env { .. } => Err(crate::error::Error::usage(
             "keel env: --example and --out go together",
             "keel env --example FILE --out FILE, or keel env set|unset|list",
         )),
-        Command::Init => init::run(&cli),
+        Command::Init => init::run(inv),
         Command::Verify {
             heal,
             watch,
@@ -124,7 +126,7 @@ pub fn run(cli: Cli) -> Result<()> {
             sequential,
             notify,
         } => verify::run(
-            &cli,
+            inv,
             verify::Opts {
                 heal: *heal,
                 watch: *watch,
@@ -133,18 +135,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 notify: *notify,
             },
         ),
-        Command::Diagnose => diagnose::run(&cli),
-        Command::Plan => plan::run(&cli),
+        Command::Diagnose => diagnose::run(inv),
+        Command::Plan => plan::run(inv),
         Command::Preflight {
             ignore_preflight_errors,
-        } => preflight::run(&cli, ignore_preflight_errors),
-        Command::Install { .. } => install::run(&cli),
-        Command::Rollback => rollback::run(&cli),
-        Command::Deploy { .. } => deploy::run(&cli),
-        Command::Releases => releases::run(&cli),
-        Command::Backup => backup::run(&cli),
-        Command::Restore { file } => backup::restore(&cli, file),
-        Command::Run { command } => passed(run::run(&cli, run::What::Command(command))),
+        } => preflight::run(inv, ignore_preflight_errors),
+        Command::Install { .. } => install::run(inv),
+        Command::Rollback => rollback::run(inv),
+        Command::Deploy { .. } => deploy::run(inv),
+        Command::Releases => releases::run(inv),
+        Command::Backup => backup::run(inv),
+        Command::Restore { file } => backup::restore(inv, file),
+        Command::Run { command } => passed(run::run(inv, run::What::Command(command))),
         Command::Logs {
             processes,
             follow,
@@ -152,7 +154,7 @@ pub fn run(cli: Cli) -> Result<()> {
             since,
             failed,
         } => logs::run(
-            &cli,
+            inv,
             logs::Opts {
                 processes,
                 follow: *follow,
@@ -161,11 +163,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 failed: *failed,
             },
         ),
-        Command::Maintenance { action } => maintenance::run(&cli, action),
-        Command::Notify { action } => notify::run(&cli, action),
-        Command::Schedules => schedules::run(&cli),
-        Command::ScheduleFailed { unit } => schedules::failed(&cli, unit),
-        Command::Shell { args } => passed(run::run(&cli, run::What::Shell(args))),
-        Command::Dbshell { args } => passed(run::run(&cli, run::What::DbShell(args))),
+        Command::Maintenance { action } => maintenance::run(inv, action),
+        Command::Notify { action } => notify::run(inv, action),
+        Command::Schedules => schedules::run(inv),
+        Command::ScheduleFailed { unit } => schedules::failed(inv, unit),
+        Command::Shell { args } => passed(run::run(inv, run::What::Shell(args))),
+        Command::Dbshell { args } => passed(run::run(inv, run::What::DbShell(args))),
     }
 }

@@ -1,17 +1,17 @@
 //! `keel notify test|status|flush|password`: the channels tried now, the outbox shown, what
 //! is due delivered, an SMTP password stored as a keel secret (never on a command line).
-use super::context::{CtxOptions, build_ctx};
-use crate::cli::{Cli, NotifyAction, Output};
+use super::context::{CtxOptions, Invocation, build_ctx};
+use crate::cli::{NotifyAction, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use serde_json::json;
-use std::io::IsTerminal;
 
-pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn run(inv: &Invocation, action: &NotifyAction) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
     // Checked before anything is read or written (a password name, the channels).
     if let NotifyAction::Password { name } = action {
-        return password(cli, cfg, name);
+        return password(inv, cfg, name);
     }
     if matches!(action, NotifyAction::Test | NotifyAction::Flush)
         && cfg.notify.channels().is_empty()
@@ -22,9 +22,9 @@ pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
         ));
     }
     cfg.check_notify_host(&crate::paths::Paths::from_env().root)?;
-    let ctx = build_ctx(cfg, CtxOptions::new(cli, &crate::paths::run_id()));
+    let ctx = build_ctx(cfg, CtxOptions::new(inv, &crate::paths::run_id()));
     match action {
-        NotifyAction::Test => test(cli, &ctx),
+        NotifyAction::Test => test(inv, &ctx),
         NotifyAction::Flush => {
             let f = crate::outbox::flush(&ctx, true);
             match cli.output {
@@ -37,7 +37,7 @@ pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
             Ok(())
         }
         NotifyAction::Status => {
-            status(cli, &ctx);
+            status(inv, &ctx);
             Ok(())
         }
         NotifyAction::Password { .. } => unreachable!("handled above"),
@@ -46,7 +46,8 @@ pub fn run(cli: &Cli, action: &NotifyAction) -> Result<()> {
 
 /// One test message through every channel, delivered now (not queued): each channel's
 /// result is printed, and any failure is exit 1.
-fn test(cli: &Cli, ctx: &crate::step::Ctx) -> Result<()> {
+fn test(inv: &Invocation, ctx: &crate::step::Ctx) -> Result<()> {
+    let cli = &inv.cli;
     let m = crate::outbox::Message::new(
         ctx,
         "test",
@@ -86,7 +87,8 @@ fn test(cli: &Cli, ctx: &crate::step::Ctx) -> Result<()> {
     }
 }
 
-fn status(cli: &Cli, ctx: &crate::step::Ctx) {
+fn status(inv: &Invocation, ctx: &crate::step::Ctx) {
+    let cli = &inv.cli;
     let s = crate::outbox::status(ctx);
     if cli.output == Output::Json {
         println!("{}", json!(s));
@@ -142,7 +144,8 @@ fn status(cli: &Cli, ctx: &crate::step::Ctx) {
 
 /// The password from stdin (a pipe) or asked for (a terminal), stored 0600 as the keel
 /// secret notify-NAME.
-fn password(cli: &Cli, cfg: Config, name: &str) -> Result<()> {
+fn password(inv: &Invocation, cfg: Config, name: &str) -> Result<()> {
+    let cli = &inv.cli;
     let ok = !name.is_empty()
         && name.len() <= 40
         && name
@@ -154,7 +157,7 @@ fn password(cli: &Cli, cfg: Config, name: &str) -> Result<()> {
             "the email channel's password_secret: lowercase letters, digits and '-'",
         ));
     }
-    let value = if std::io::stdin().is_terminal() {
+    let value = if inv.terminal.stdin {
         if cli.yes {
             return Err(Error::usage(
                 "keel notify password: --yes, and no password piped in",
@@ -185,7 +188,7 @@ fn password(cli: &Cli, cfg: Config, name: &str) -> Result<()> {
             "give the password on one line",
         ));
     }
-    let ctx = build_ctx(cfg, CtxOptions::new(cli, &crate::paths::run_id()));
+    let ctx = build_ctx(cfg, CtxOptions::new(inv, &crate::paths::run_id()));
     let secret = format!("notify-{name}");
     ctx.secrets
         .set(&secret, &value)

@@ -1,8 +1,7 @@
 //! `keel plan`: the step graph in order, with what the next install would do; and the
 //! dry-run table of `install --dry-run`.
-use super::context::{CtxOptions, build_ctx};
+use super::context::{CtxOptions, Invocation, build_ctx};
 use crate::cli::{Cli, Output};
-use crate::config::Config;
 use crate::engine::{self, InstallOpts};
 use crate::error::Result;
 use crate::graph::{Graph, Reason};
@@ -133,7 +132,8 @@ fn app_summary(ctx: &Ctx) -> Vec<(&'static str, String)> {
     out
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
     let graph = steps::graph();
     if cli.output == Output::Dot {
         print!("{}", graph.dot());
@@ -142,10 +142,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     // The plan reads the config only to tell what an install would do; without one it still
     // prints the graph.
     let st = super::context::load_state(&cli.state_file)?;
-    let cfg = Config::load(&cli.config);
+    let cfg = inv.config();
     let reasons: Vec<(&str, Option<Reason>)> = match cfg {
         Ok(cfg) => {
-            let mut o = CtxOptions::new(cli, &crate::paths::run_id());
+            let mut o = CtxOptions::new(inv, &crate::paths::run_id());
             o.quiet = true;
             let ctx = build_ctx(cfg, o);
             let fp = |s: &dyn Step| engine::fingerprint(&ctx, s);

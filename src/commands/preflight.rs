@@ -1,17 +1,17 @@
 //! `keel preflight`: the checks alone, as a table or JSON.
-use super::context::{CtxOptions, build_ctx};
+use super::context::{CtxOptions, Invocation, build_ctx};
 use crate::checks;
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use serde_json::json;
 
-pub fn run(cli: &Cli, ignore: &[String]) -> Result<()> {
+pub fn run(inv: &Invocation, ignore: &[String]) -> Result<()> {
+    let cli = &inv.cli;
     let json_out = cli.output == Output::Json;
-    let cfg = Config::load(&cli.config)?;
+    let cfg = inv.config()?;
     checks::preflight::check_ignore_names(&cfg, &crate::paths::Paths::from_env().root, ignore)
         .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
-    let mut o = CtxOptions::new(cli, &crate::paths::run_id());
+    let mut o = CtxOptions::new(inv, &crate::paths::run_id());
     o.ignore_preflight = ignore.to_vec();
     let ctx = build_ctx(cfg, o);
     let (results, blocking) = checks::preflight::run(&ctx.cfg, &ctx.paths.root, ignore);

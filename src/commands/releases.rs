@@ -1,8 +1,10 @@
 //! `keel releases`: the releases recorded in the state file, newest first.
-use crate::cli::{Cli, Output};
+use super::context::Invocation;
+use crate::cli::Output;
 use crate::error::Result;
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
     let st = super::context::load_state(&cli.state_file)?;
     let current = st.releases.current.as_deref();
     if cli.output == Output::Json {

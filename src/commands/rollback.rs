@@ -1,23 +1,23 @@
 //! `keel rollback`: undo everything keel set up, keeping data.
-use super::context::{CtxOptions, build_ctx, confirm, reap_leftovers};
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx, confirm, reap_leftovers};
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::state::{RunLock, Status};
 use crate::{engine, resume, steps};
 use serde_json::json;
 
-pub fn run(cli: &Cli) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
     let graph = steps::graph();
     let id = crate::paths::run_id();
     // Validated before the lock file is created beside it.
     super::context::load_state(&cli.state_file)?;
-    let mut o = CtxOptions::new(cli, &id);
+    let mut o = CtxOptions::new(inv, &id);
     o.quiet = cli.output == Output::Json;
     // Asked before the lock is taken: a refusal (no terminal, or no) leaves nothing behind.
     if !confirm(
-        cli,
+        inv,
         "Undo everything keel set up (databases, secrets and the app directory are kept)?",
     )? {
         return Err(Error::usage("rollback cancelled", "nothing was changed"));

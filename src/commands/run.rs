@@ -1,9 +1,7 @@
 //! `keel run -- CMD...`, `keel shell`, `keel dbshell`: one-off commands in the current
 //! release, as the app's user, with its `.env`, settings and venv, in the sandbox of its
 //! units. The command's exit status is keel's.
-use super::context::{CtxOptions, build_ctx};
-use crate::cli::Cli;
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Sandbox};
 use crate::step::Ctx;
@@ -18,15 +16,16 @@ pub enum What<'a> {
 
 const LOG: &str = "run";
 
-pub fn run(cli: &Cli, what: What) -> Result<i32> {
+pub fn run(inv: &Invocation, what: What) -> Result<i32> {
+    let _cli = &inv.cli;
     if let What::Command([]) = what {
         return Err(Error::usage(
             "keel run: no command given",
             "name one after --, e.g. keel run -- python manage.py showmigrations",
         ));
     }
-    let cfg = Config::load(&cli.config)?;
-    let mut o = CtxOptions::new(cli, "run");
+    let cfg = inv.config()?;
+    let mut o = CtxOptions::new(inv, "run");
     o.quiet = true;
     let ctx = build_ctx(cfg, o);
     let release = current_release(&ctx)?;

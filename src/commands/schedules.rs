@@ -1,8 +1,7 @@
 //! `keel schedules`: each `[[schedule]]` with its last run and its next; and the hidden
 //! `keel schedule-failed UNIT` that a failed run's OnFailure= unit calls (an event).
-use super::context::{CtxOptions, build_ctx};
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use super::context::{CtxOptions, Invocation, build_ctx};
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
 use crate::step::Ctx;
@@ -55,9 +54,10 @@ fn next_run(ctx: &Ctx, timer: &str) -> Option<String> {
     Some((us / 1_000_000).to_string())
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
-    let mut o = CtxOptions::new(cli, "schedules");
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
+    let cfg = inv.config()?;
+    let mut o = CtxOptions::new(inv, "schedules");
     o.quiet = true;
     let ctx = build_ctx(cfg, o);
     let mut rows = vec![];
@@ -123,8 +123,9 @@ pub fn run(cli: &Cli) -> Result<()> {
 }
 
 /// Called by `keel-schedule-failed-<app>@UNIT.service`: records the failure as an event.
-pub fn failed(cli: &Cli, unit: &str) -> Result<()> {
-    let cfg = Config::load(&cli.config)?;
+pub fn failed(inv: &Invocation, unit: &str) -> Result<()> {
+    let _cli = &inv.cli;
+    let cfg = inv.config()?;
     let name = cfg
         .schedules
         .iter()
@@ -139,7 +140,7 @@ pub fn failed(cli: &Cli, unit: &str) -> Result<()> {
                 "systemd calls this (OnFailure=); there is nothing to run by hand",
             )
         })?;
-    let ctx = build_ctx(cfg, CtxOptions::new(cli, &crate::paths::run_id()));
+    let ctx = build_ctx(cfg, CtxOptions::new(inv, &crate::paths::run_id()));
     let sv = show(&ctx, unit, "Result,ExecMainStatus");
     ctx.events.emit(
         "schedule-failed",

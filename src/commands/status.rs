@@ -1,6 +1,7 @@
 //! `keel status` (each step's record) and `keel status --wait` (block until the run ends,
 //! like `cloud-init status --wait`).
-use crate::cli::{Cli, Output};
+use super::context::Invocation;
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use crate::state::{RunLock, RunOutcome, Status};
 use crate::{engine, resume, state, steps};
@@ -8,8 +9,9 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Exit 0 when the run completed, 1 otherwise.
-pub fn wait(cli: &Cli, timeout: Option<u64>) -> Result<()> {
-    match wait_code(cli, timeout)? {
+pub fn wait(inv: &Invocation, timeout: Option<u64>) -> Result<()> {
+    let _cli = &inv.cli;
+    match wait_code(inv, timeout)? {
         0 => Ok(()),
         _ => Err(Error::Unhealthy(
             "the last keel run did not complete".into(),
@@ -18,7 +20,8 @@ pub fn wait(cli: &Cli, timeout: Option<u64>) -> Result<()> {
 }
 
 /// `keel status --wait`: like `cloud-init status --wait`. Returns the exit code.
-fn wait_code(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
+fn wait_code(inv: &Invocation, timeout: Option<u64>) -> Result<i32> {
+    let cli = &inv.cli;
     let start = Instant::now();
     let deadline = timeout.map(Duration::from_secs);
     let mut said = false;
@@ -111,7 +114,8 @@ fn wait_code(cli: &Cli, timeout: Option<u64>) -> Result<i32> {
     }
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(inv: &Invocation) -> Result<()> {
+    let cli = &inv.cli;
     let graph = steps::graph();
     let st = super::context::load_state(&cli.state_file)?;
     let running = RunLock::is_held(&cli.state_file);

@@ -1,16 +1,16 @@
 //! `keel verify`: run the health checks (optionally healing), print them for humans,
 //! machines or Prometheus, and exit by the verdict.
-use super::context::{CtxOptions, build_ctx};
+use super::context::{CtxOptions, Invocation, build_ctx};
 use crate::checks::health::{Report, Verdict, evaluate, heal, prometheus};
 use crate::checks::{self, CheckResult};
-use crate::cli::{Cli, Output};
-use crate::config::Config;
+use crate::cli::Output;
 use crate::error::{Error, Result};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn print(cli: &Cli, r: &Report, healed: &[String]) {
+fn print(inv: &Invocation, r: &Report, healed: &[String]) {
+    let cli = &inv.cli;
     match cli.output {
         Output::Json | Output::Dot => {
             let checks: Vec<_> = r.checks.iter().map(|(c, crit)| json!({"name": c.name, "critical": crit, "level": c.level, "message": c.message, "hint": c.hint, "duration_ms": c.duration_ms})).collect();
@@ -41,7 +41,8 @@ pub struct Opts {
     pub notify: bool,
 }
 
-pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
+pub fn run(inv: &Invocation, opts: Opts) -> Result<()> {
+    let _cli = &inv.cli;
     let Opts {
         heal: do_heal,
         watch,
@@ -49,8 +50,8 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
         sequential,
         notify,
     } = opts;
-    let cfg = Config::load(&cli.config)?;
-    let ctx = Arc::new(build_ctx(cfg, CtxOptions::new(cli, "verify")));
+    let cfg = inv.config()?;
+    let ctx = Arc::new(build_ctx(cfg, CtxOptions::new(inv, "verify")));
     loop {
         let mut report = evaluate(&ctx, sequential);
         let mut healed = vec![];
@@ -60,7 +61,7 @@ pub fn run(cli: &Cli, opts: Opts) -> Result<()> {
                 report = evaluate(&ctx, sequential);
             }
         }
-        print(cli, &report, &healed);
+        print(inv, &report, &healed);
         if notify {
             crate::health_notify::after_verify(&ctx, &report);
         }
