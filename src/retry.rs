@@ -74,7 +74,11 @@ pub fn retry<T, E>(
     notify: impl FnMut(&E, Duration),
 ) -> Result<T, E> {
     op.retry(policy(cfg))
-        .sleep(std::thread::sleep)
+        // Blocking retries wait in real time (no runner here to ask).
+        .sleep(
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep,
+        )
         .when(is_transient)
         .notify(notify)
         .call()

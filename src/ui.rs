@@ -27,7 +27,10 @@ impl Ui {
     /// colours are ever used (so NO_COLOR holds); `-q` and `-v` print plain lines too.
     /// `stderr_tty`: whether stderr is a terminal (the invocation detected it once).
     pub fn new(plain: bool, verbosity: Verbosity, stderr_tty: bool) -> Ui {
-        let tty = stderr_tty && std::env::var_os("KEEL_PLAIN").is_none();
+        // Read once, as the UI is made: plain lines even on a terminal.
+        #[allow(clippy::disallowed_methods)]
+        let plain_env = std::env::var_os("KEEL_PLAIN").is_some();
+        let tty = stderr_tty && !plain_env;
         Ui {
             multi: (tty && !plain && verbosity == Verbosity::Normal).then(MultiProgress::new),
             overall: std::sync::OnceLock::new(),

@@ -711,7 +711,7 @@ pub fn heal(ctx: &Ctx) -> Vec<String> {
             },
             || {
                 crate::systemd::systemctl(ctx, "heal", &["restart", &u])?;
-                std::thread::sleep(Duration::from_millis(700));
+                ctx.exec.pause(Duration::from_millis(700));
                 crate::systemd::require_active(ctx, "heal", &u)
             },
             |_| true,

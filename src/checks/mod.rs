@@ -158,6 +158,7 @@ mod tests {
             (
                 "hangs".into(),
                 Box::new(|| {
+                    #[allow(clippy::disallowed_methods)] // a check that hangs, on purpose
                     std::thread::sleep(Duration::from_secs(30));
                     ok("never")
                 }),

@@ -110,6 +110,7 @@ fn wait_code(inv: &Invocation, timeout: Option<u64>) -> Result<i32> {
             );
             said = true;
         }
+        #[allow(clippy::disallowed_methods)] // --wait polls in real time, by definition
         std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -66,6 +66,7 @@ pub fn run(inv: &Invocation, opts: Opts) -> Result<()> {
             crate::health_notify::after_verify(&ctx, &report);
         }
         match watch {
+            #[allow(clippy::disallowed_methods)] // --watch waits in real time, by definition
             Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
             None => {
                 return match report.verdict {

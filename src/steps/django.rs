@@ -139,6 +139,7 @@ mod tests {
         )
         .unwrap();
         let script = super::admin_script(&cfg, "pa'ss\"word");
+        #[allow(clippy::disallowed_methods)] // the test runs the script it checks
         let mut child = std::process::Command::new("python3")
             .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
             .stdin(std::process::Stdio::piped())

@@ -35,6 +35,8 @@ pub fn wait_for_dpkg_lock(ctx: &Ctx, step: &str) -> StepResult {
             );
             last_note = Some(Instant::now());
         }
+        // The lock's holder is a real process, even under the fake host's tests.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(500));
     }
     if system::dpkg_interrupted(&ctx.paths.root) {

@@ -343,6 +343,7 @@ mod tests {
         std::fs::write(&p, "").unwrap();
         assert!(dpkg_lock_holder(d.path()).is_none());
         // A child holds an fcntl lock like apt does (F_GETLK does not see our own locks).
+        #[allow(clippy::disallowed_methods)] // a real lock holder, as apt is
         let mut child = std::process::Command::new("python3")
             .args(["-c", &format!("import fcntl,time;f=open('{}','w');fcntl.lockf(f,fcntl.LOCK_EX);print('x',flush=True);time.sleep(5)", p.display())])
             .stdout(std::process::Stdio::piped())
