@@ -332,7 +332,7 @@ pub fn restore_media(ctx: &Ctx, archive: &Archive) -> StepResult<Option<PathBuf>
     let shared = ctx.host(&ctx.cfg.shared_dir().display().to_string());
     let stamp = crate::paths::stamp();
     let outer = shared.join(format!(".media-restore-{stamp}"));
-    let app = crate::steps::app_code::app_user_ids(ctx)?;
+    let app = crate::app::app_user_ids(ctx)?;
     crate::fsx::mkdir(&outer, 0o755, Some((0, 0))).map_err(io(&outer))?;
     let inner = outer.join("media");
     crate::fsx::mkdir(&inner, 0o755, Some(app)).map_err(io(&inner))?;

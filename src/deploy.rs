@@ -1,13 +1,13 @@
 //! `keel deploy`: a new release built beside the running one (code, venv, checks,
 //! migrations, static files), then one atomic switch of `current`, graceful restarts, and
 //! the verify step's checks. When those fail, keel switches back by itself.
+use crate::app::as_app_in;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::release;
 use crate::state::{Release, ReleaseStatus, State};
 use crate::step::{Ctx, StepError, StepResult};
 use crate::steps::app_code::Source;
-use crate::steps::python_env::as_app_in;
 use crate::txn::Txn;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ fn unit(ctx: &Ctx, process: &str) -> String {
 /// The units that stop warmly (running tasks finish): the worker and each [[process]].
 fn warm_units(ctx: &Ctx) -> Vec<String> {
     std::iter::once(unit(ctx, "worker"))
-        .chain(crate::steps::services::process_units(&ctx.cfg))
+        .chain(ctx.cfg.process_units())
         .collect()
 }
 
@@ -190,7 +190,7 @@ fn restart(ctx: &Ctx) -> StepResult {
 
 /// The verify step's checks, retried as the verify step retries them (units just started).
 fn check(ctx: &Ctx) -> StepResult {
-    crate::steps::verify::check_stack_retried(ctx)
+    crate::stack::check_stack_retried(ctx)
 }
 
 fn switch_to(ctx: &Ctx, st: &mut State, state_path: &Path, id: &str) -> Result<()> {

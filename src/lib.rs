@@ -2,6 +2,7 @@
 //! Debian/Ubuntu host into a Django + Celery production stack. This file is only the module
 //! list; the layers, from the bottom (each imports only from below it), are drawn in the
 //! README and checked by scripts/layers.py.
+pub mod app;
 pub mod backup;
 pub mod certs;
 pub mod checks;
@@ -38,6 +39,7 @@ pub mod resume;
 pub mod retry;
 pub mod schedule;
 pub mod secrets;
+pub mod stack;
 pub mod state;
 pub mod step;
 pub mod steps;

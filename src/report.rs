@@ -189,7 +189,7 @@ fn permissions(ctx: &Ctx) -> Section {
         crate::system::user_name(&ctx.paths.root, uid).unwrap_or_else(|| uid.to_string())
     };
     let secrets = ctx.paths.unhost(&ctx.paths.secrets_dir());
-    let env = crate::steps::app_env::env_file(&ctx.cfg);
+    let env = ctx.cfg.env_file();
     let items: Vec<(PathBuf, Option<u32>)> = vec![
         (ctx.cfg.base_dir(), None),
         (ctx.cfg.app_dir(), None),

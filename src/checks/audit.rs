@@ -170,9 +170,9 @@ pub fn parse_django(stdout: &str) -> Django {
 
 fn django<'a>(c: &Ctx, shared: &'a Shared) -> &'a Result<Django, String> {
     shared.get_or_init(|| {
-        let python = crate::steps::python_env::venv_bin(c, "python");
+        let python = crate::app::venv_bin(c, "python");
         // As the app, in its sandbox, with its .env as its units get it (EnvironmentFile).
-        let cmd = crate::steps::python_env::as_app(c, &python)
+        let cmd = crate::app::as_app(c, &python)
             .args(["manage.py", "shell", "--no-startup"])
             .stdin(SETTINGS_SCRIPT.to_string())
             .timeout(Duration::from_secs(c.cfg.health.check_timeout_secs.max(1)));
@@ -269,14 +269,8 @@ fn explained(ctx: &Ctx, id: &str) -> bool {
 }
 
 pub fn checks(ctx: &Arc<Ctx>, app_code: bool) -> Vec<Check> {
-    let env_path = ctx.host(
-        &crate::steps::app_env::env_file(&ctx.cfg)
-            .display()
-            .to_string(),
-    );
-    let file = crate::steps::app_env::env_file(&ctx.cfg)
-        .display()
-        .to_string();
+    let env_path = ctx.host(&ctx.cfg.env_file().display().to_string());
+    let file = ctx.cfg.env_file().display().to_string();
     let text = crate::fsx::read_text_nofollow(&env_path, crate::fsx::MAX_INPUT)
         .ok()
         .flatten();
@@ -306,7 +300,7 @@ pub fn checks(ctx: &Arc<Ctx>, app_code: bool) -> Vec<Check> {
         }),
     ));
     let example = crate::steps::app_env::env_source_in(
-        &ctx.host(&crate::steps::app_code::live_dir(ctx).display().to_string()),
+        &ctx.host(&crate::app::live_dir(ctx).display().to_string()),
     )
     .and_then(|s| crate::dotenv::parse(&s.text).ok())
     .unwrap_or_default();

@@ -35,11 +35,7 @@ pub fn consumed(ctx: &Ctx) -> Vec<String> {
 
 /// The Redis database the app's broker URL names (its .env), 0 by default.
 fn broker_db(ctx: &Ctx) -> String {
-    let env = ctx.host(
-        &crate::steps::app_env::env_file(&ctx.cfg)
-            .display()
-            .to_string(),
-    );
+    let env = ctx.host(&ctx.cfg.env_file().display().to_string());
     let values = crate::fsx::read_text_nofollow(&env, crate::fsx::MAX_INPUT)
         .ok()
         .flatten()
@@ -214,7 +210,7 @@ pub fn check_queues(ctx: &Ctx) -> (Level, String, String) {
 /// Beat without the app's heartbeat page: its journal since it started shows whether it
 /// sends due tasks ("Sending due task").
 pub fn beat_by_journal(ctx: &Ctx, unit: &str) -> (Level, String, String) {
-    let Some(since) = crate::steps::verify::active_since(ctx, unit) else {
+    let Some(since) = crate::stack::active_since(ctx, unit) else {
         return not_checked(format!("{unit} is active; its start time is unknown"), "");
     };
     // The last hour at most (a beat up for weeks has a long journal).

@@ -37,7 +37,7 @@ pub fn units(cfg: &Config) -> Vec<String> {
     let mut u: Vec<String> = ["postgresql", "redis-server", "nginx"]
         .map(String::from)
         .to_vec();
-    u.extend(steps::services::app_units(cfg));
+    u.extend(cfg.app_units());
     u
 }
 
@@ -114,7 +114,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             // The verify step's own check: one implementation of "the app answers".
-            let r = steps::verify::check_home(&c);
+            let r = crate::stack::check_home(&c);
             let h = &c.cfg.health;
             from(
                 r,
@@ -387,12 +387,12 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             // answering `celery inspect ping` through Redis (no code of the app's needed).
             if c.cfg.django.celery_ping_path.is_empty() {
                 from(
-                    steps::verify::inspect_ping(&c, "health"),
+                    crate::stack::inspect_ping(&c, "health"),
                     "worker active; it answers celery inspect ping through Redis (a task round trip needs django.celery_ping_path)",
                 )
             } else {
                 from(
-                    steps::verify::check_ping(&c),
+                    crate::stack::check_ping(&c),
                     "worker active; a task round-trips through Redis",
                 )
             }
@@ -404,7 +404,7 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             "processes".into(),
             true,
             Box::new(move || {
-                let units = steps::services::process_units(&c.cfg);
+                let units = c.cfg.process_units();
                 for u in &units {
                     if let Err(e) = crate::systemd::require_active(&c, "health", u) {
                         return error(e.msg, e.hint);
@@ -434,7 +434,7 @@ fn app_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
             }
             let r = (|| {
                 let path = &c.cfg.django.heartbeat_path;
-                let (code, body) = steps::verify::get(&c, path)?;
+                let (code, body) = crate::stack::get(&c, path)?;
                 let hb = serde_json::from_str::<serde_json::Value>(body.trim())
                     .ok()
                     .and_then(|v| v["heartbeat"].as_f64());

@@ -48,7 +48,8 @@ fn units(ctx: &Ctx) -> Vec<String> {
     let app = &ctx.cfg.app.name;
     let mut v = vec![format!("{app}-web.socket")];
     v.extend(
-        crate::steps::services::app_units(&ctx.cfg)
+        ctx.cfg
+            .app_units()
             .into_iter()
             .map(|u| format!("{u}.service")),
     );
@@ -83,7 +84,7 @@ fn load_and_check(
     });
     app_units(ctx, "start")?;
     loaded?;
-    crate::steps::verify::check_stack_retried(ctx)
+    crate::stack::check_stack_retried(ctx)
 }
 
 pub fn restore(inv: &Invocation, file: &Path) -> Result<()> {

@@ -180,7 +180,7 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
     for v in cfg.notify.secret_parts() {
         redactor.add(&v);
     }
-    let env_file = paths.host(&crate::steps::app_env::env_file(&cfg).display().to_string());
+    let env_file = paths.host(&cfg.env_file().display().to_string());
     if let Ok(Some(text)) = crate::fsx::read_text_nofollow(&env_file, crate::fsx::MAX_INPUT) {
         for v in redact::secret_values(&crate::dotenv::values(&text)) {
             redactor.add(&v);

@@ -214,11 +214,7 @@ fn list(
     let mut o = super::context::CtxOptions::new(inv, "env");
     o.quiet = true;
     let ctx = super::context::build_ctx(cfg, o);
-    let path = ctx.host(
-        &crate::steps::app_env::env_file(&ctx.cfg)
-            .display()
-            .to_string(),
-    );
+    let path = ctx.host(&ctx.cfg.env_file().display().to_string());
     let text = crate::fsx::read_text_nofollow(&path, crate::fsx::MAX_INPUT)
         .map_err(|e| Error::io(&path, e))?
         .ok_or_else(|| {

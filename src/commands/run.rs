@@ -73,17 +73,13 @@ fn command(ctx: &Ctx, release: &Path, argv: &[String], env_file: Option<&Path>) 
     let venv_bin = release.join("venv/bin");
     // systemd looks a bare name up in its own fixed path, not the unit's PATH: `python` and
     // `celery` would miss the venv. A name the venv has is given by its path.
-    let program = crate::steps::python_env::venv_program(ctx, &venv_bin, &argv[0]);
+    let program = crate::app::venv_program(ctx, &venv_bin, &argv[0]);
     let sandbox = Sandbox {
         unit: crate::exec::transient_unit(&user),
         group: user.clone(),
         env_file: Some(match env_file {
             Some(f) => f.to_path_buf(),
-            None => ctx.host(
-                &crate::steps::app_env::env_file(&ctx.cfg)
-                    .display()
-                    .to_string(),
-            ),
+            None => ctx.host(&ctx.cfg.env_file().display().to_string()),
         }),
         read_write: vec![ctx.host(&ctx.cfg.shared_dir().join("media").display().to_string())],
         jit: false,

@@ -152,4 +152,25 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.app.name.replace('-', "_"))
     }
+    /// The app's `.env` (root's, readable by the app's group), shared by every release.
+    pub fn env_file(&self) -> PathBuf {
+        self.shared_dir().join(".env")
+    }
+
+    /// The app's units (without suffix): web, worker, beat, then each [[process]].
+    pub fn app_units(&self) -> Vec<String> {
+        ["web", "worker", "beat"]
+            .iter()
+            .map(|k| format!("{}-{k}", self.app.name))
+            .chain(self.process_units())
+            .collect()
+    }
+
+    /// The [[process]] units (without suffix).
+    pub fn process_units(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .map(|p| crate::process::unit(&self.app.name, &p.name))
+            .collect()
+    }
 }

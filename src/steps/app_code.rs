@@ -1,3 +1,4 @@
+use crate::app::{app_user_ids, live_dir};
 use crate::exec::Cmd;
 use crate::state::{Release, ReleaseStatus};
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
@@ -58,30 +59,6 @@ pub fn app_file(ctx: &Ctx, rel: &str) -> Option<String> {
         .ok()
         .flatten(),
     }
-}
-
-/// The live release's own directory (as the services see paths): keel's file operations
-/// never go through a link, so they use this rather than `current`.
-pub fn live_dir(ctx: &Ctx) -> PathBuf {
-    let base = ctx.cfg.base_dir();
-    match crate::release::current_on_disk(&ctx.host(&base.display().to_string())) {
-        Some(id) => crate::release::dir(&base, &id),
-        None => ctx.cfg.app_dir(),
-    }
-}
-
-pub fn app_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
-    ids_of(ctx, &ctx.cfg.app_user())
-}
-
-/// uid and gid of one of the app's users (made by the system-user step).
-pub fn ids_of(ctx: &Ctx, user: &str) -> StepResult<(u32, u32)> {
-    crate::system::user_ids(&ctx.paths.root, user).ok_or_else(|| {
-        StepError::permanent(
-            format!("user {user} does not exist"),
-            "keel install --retry-step system-user",
-        )
-    })
 }
 
 /// The largest single file keel copies from an app source.

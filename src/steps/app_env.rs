@@ -1,4 +1,4 @@
-use super::app_code::app_user_ids;
+use crate::app::app_user_ids;
 use crate::config::Config;
 use crate::dotenv::{self, Ask, Inputs, Line, SecretKind};
 use crate::secrets::Secrets;
@@ -9,10 +9,6 @@ use std::path::Path;
 
 pub struct AppEnv;
 const ID: &str = "app-env";
-
-pub fn env_file(cfg: &Config) -> std::path::PathBuf {
-    cfg.shared_dir().join(".env")
-}
 
 /// Where a .env value keel keeps as a secret lives: generated ones, and those `keel init`
 /// asked for (hidden) and stored rather than put in keel.toml.
@@ -157,7 +153,7 @@ pub fn env_source_in(dir: &Path) -> Option<crate::envsource::Source> {
 pub fn app_env_source(ctx: &Ctx) -> Option<crate::envsource::Source> {
     match ctx.cfg.app_source() {
         Some(src) => env_source_in(&src),
-        None => env_source_in(&ctx.host(&super::app_code::live_dir(ctx).display().to_string())),
+        None => env_source_in(&ctx.host(&crate::app::live_dir(ctx).display().to_string())),
     }
 }
 
@@ -382,8 +378,8 @@ impl Step for AppEnv {
             .value("mode", "0640 root:app")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
-        let dir = ctx.host(&super::app_code::live_dir(ctx).display().to_string());
+        let path = ctx.host(&ctx.cfg.env_file().display().to_string());
+        let dir = ctx.host(&crate::app::live_dir(ctx).display().to_string());
         // With no declaration at all, the .env holds what keel.toml and keel give it.
         let source = env_source_in(&dir).unwrap_or(crate::envsource::Source {
             from: "no .env.example, .envs/.production or env reads in the settings".into(),
@@ -420,7 +416,7 @@ impl Step for AppEnv {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let path = ctx.host(&env_file(&ctx.cfg).display().to_string());
+        let path = ctx.host(&ctx.cfg.env_file().display().to_string());
         let st = crate::fsx::lstat(&path)
             .map_err(|e| StepError::permanent(format!("{}: {e}", path.display()), ""))?
             .ok_or_else(|| {

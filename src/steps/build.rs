@@ -2,7 +2,7 @@
 //! `[build] commands`, run as the build user in a scratch copy of the release that it may
 //! write. What the build made is copied back into the release, root's, never through a
 //! link. And the release commands: as the app, with its .env, once per release.
-use super::python_env::build_user_ids;
+use crate::app::build_user_ids;
 use crate::exec::{Cmd, Sandbox};
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult, io_err};
 use crate::txn::Txn;
@@ -82,7 +82,7 @@ fn as_builder(ctx: &Ctx, dir: &Path, line: &str, writable: Vec<PathBuf>) -> Cmd 
         .sandbox(Sandbox {
             unit: crate::exec::transient_unit(&user),
             group: user,
-            env_file: Some(host(super::app_env::env_file(&ctx.cfg))),
+            env_file: Some(host(ctx.cfg.env_file())),
             read_write: rw,
             jit: true,
         })
@@ -280,7 +280,7 @@ pub fn run_release_commands(ctx: &Ctx, release: &Path, log: &str) -> StepResult 
     let py = release.join("venv/bin/python").display().to_string();
     for line in &ctx.cfg.release.commands {
         ctx.ui.line(&format!("[{log}] release: {line}"));
-        let cmd = super::python_env::as_app_in(ctx, release, "sh")
+        let cmd = crate::app::as_app_in(ctx, release, "sh")
             .args(["-c", line])
             .env("PATH", &path_in(release))
             .env("PYTHON", &py)
@@ -320,6 +320,6 @@ impl Step for Build {
             )
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        run_build(ctx, tx, &super::app_code::live_dir(ctx), ID)
+        run_build(ctx, tx, &crate::app::live_dir(ctx), ID)
     }
 }

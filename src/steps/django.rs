@@ -1,4 +1,4 @@
-use super::python_env::{as_app, venv_bin};
+use crate::app::{as_app, venv_bin};
 use crate::step::{Ctx, Deps, Inputs, Step, StepError, StepResult};
 use crate::txn::Txn;
 use std::time::Duration;
@@ -82,7 +82,7 @@ impl Step for Django {
             e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
         })?;
         collected?;
-        super::build::run_release_commands(ctx, &super::app_code::live_dir(ctx), ID)?;
+        super::build::run_release_commands(ctx, &crate::app::live_dir(ctx), ID)?;
         if ctx.cfg.django.admin_user.is_empty() {
             ctx.ui
                 .step_note(ID, "no admin user (django.admin_user is empty)");

@@ -1,3 +1,4 @@
+use crate::app::{as_app_in, as_build, build_user_ids};
 use crate::config::Installer;
 use crate::deps::Form;
 use crate::exec::Cmd;
@@ -24,88 +25,6 @@ pub const UV_WHEEL_SHA256: &[&str] = &[
 pub const TOOLS: &str = "/var/lib/keel/tools";
 /// Written into a venv once its packages are all in: a venv without it is rebuilt.
 const COMPLETE: &str = ".keel-complete";
-
-/// A command run as the app user, in the current release (migrate, collectstatic, checks).
-pub fn as_app(ctx: &Ctx, program: &str) -> Cmd {
-    as_app_in(ctx, &super::app_code::live_dir(ctx), program)
-}
-
-/// A command run as the app user in release directory `dir` (a deploy's checks and
-/// migrations run in the new release before it is current).
-pub fn as_app_in(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
-    let user = ctx.cfg.app_user();
-    let host = |p: PathBuf| ctx.host(&p.display().to_string());
-    let sandbox = crate::exec::Sandbox {
-        unit: crate::exec::transient_unit(&user),
-        group: user.clone(),
-        env_file: Some(host(super::app_env::env_file(&ctx.cfg))),
-        read_write: vec![
-            host(dir.join("staticfiles")),
-            host(ctx.cfg.shared_dir().join("media")),
-        ],
-        jit: false,
-    };
-    as_user(ctx, &user, ctx.cfg.base_dir(), dir, program).sandbox(sandbox)
-}
-
-/// A command run as the build user, which owns the virtualenvs (pip or uv and the packages'
-/// build scripts run as neither root nor the app).
-pub fn as_build(ctx: &Ctx, dir: &Path, program: &str) -> Cmd {
-    let venvs = crate::release::venvs_dir(&ctx.cfg.base_dir());
-    as_user(ctx, &ctx.cfg.build_user(), venvs.clone(), dir, program)
-        .nice(10)
-        .env(
-            "UV_CACHE_DIR",
-            &venvs.join(".uv-cache").display().to_string(),
-        )
-        .env(
-            "PIP_CACHE_DIR",
-            &venvs.join(".pip-cache").display().to_string(),
-        )
-        // Never a Python from the network: the venv is built on Debian's python3.
-        .env("UV_PYTHON_DOWNLOADS", "never")
-        .env("UV_NO_PROGRESS", "1")
-        // The OS trust store, as Debian's pip uses: a CA the admin added with
-        // update-ca-certificates (a proxy's, a private index's) works for uv too.
-        .env("UV_SYSTEM_CERTS", "1")
-}
-
-fn as_user(ctx: &Ctx, user: &str, home: PathBuf, dir: &Path, program: &str) -> Cmd {
-    Cmd::new(program)
-        .user(user)
-        .dir(ctx.host(&dir.display().to_string()))
-        .env("HOME", &home.display().to_string())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-}
-
-pub fn build_user_ids(ctx: &Ctx) -> StepResult<(u32, u32)> {
-    super::app_code::ids_of(ctx, &ctx.cfg.build_user())
-}
-
-/// The program for a command's first word run with the app's venv: a bare name the venv
-/// has (always `python` and `python3`) is the venv's, since systemd looks bare names up in
-/// its own path, not the unit's PATH. Only looked at, never opened or run by root (`venv`
-/// is keel's link to the build user's venv, so the path is followed).
-pub fn venv_program(ctx: &Ctx, venv_bin: &Path, first: &str) -> String {
-    let has = |n: &str| {
-        matches!(n, "python" | "python3")
-            || std::fs::symlink_metadata(ctx.host(&venv_bin.join(n).display().to_string())).is_ok()
-    };
-    if !first.contains('/') && has(first) {
-        venv_bin.join(first).display().to_string()
-    } else {
-        first.to_string()
-    }
-}
-
-pub fn venv_bin(ctx: &Ctx, tool: &str) -> String {
-    ctx.cfg
-        .venv_dir()
-        .join("bin")
-        .join(tool)
-        .display()
-        .to_string()
-}
 
 /// The app's project as read from a tree (`read` gives a file by relative path).
 pub fn project_of(ctx: &Ctx, read: &dyn Fn(&str) -> Option<String>) -> StepResult<Project> {
@@ -266,7 +185,7 @@ fn seed(ctx: &Ctx, key: &str, label: &str) -> Option<PathBuf> {
     if ctx.cfg.deploy.installer != Installer::Uv {
         return None;
     }
-    let live = super::app_code::live_dir(ctx);
+    let live = crate::app::live_dir(ctx);
     let target = std::fs::read_link(ctx.host(&live.join("venv").display().to_string())).ok()?;
     let old = target.file_name()?.to_str()?;
     let venv = crate::release::venvs_dir(&ctx.cfg.base_dir()).join(old);
@@ -620,11 +539,11 @@ impl Step for PythonEnv {
             .step(ctx, &super::app_code::AppCode)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        ensure_venv(ctx, tx, &super::app_code::live_dir(ctx))?;
+        ensure_venv(ctx, tx, &crate::app::live_dir(ctx))?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        check_imports(ctx, &super::app_code::live_dir(ctx))
+        check_imports(ctx, &crate::app::live_dir(ctx))
     }
     // Undo keeps the virtualenvs: they live in the app's base directory (data).
 }

@@ -25,7 +25,7 @@ fn rendered(ctx: &Ctx) -> StepResult<Vec<(PathBuf, String)>> {
     };
     for s in &c.schedules {
         let venv_bin = c.venv_dir().join("bin");
-        let first = super::python_env::venv_program(ctx, &venv_bin, &s.command[0]);
+        let first = crate::app::venv_program(ctx, &venv_bin, &s.command[0]);
         let argv: Vec<String> = std::iter::once(first.as_str())
             .chain(s.command[1..].iter().map(String::as_str))
             .map(crate::schedule::exec_arg)
@@ -36,7 +36,7 @@ fn rendered(ctx: &Ctx) -> StepResult<Vec<(PathBuf, String)>> {
             "command_shown": s.command.join(" "),
             "user": c.app_user(),
             "app_dir": c.app_dir(),
-            "env_file": super::app_env::env_file(c),
+            "env_file": c.env_file(),
             "venv": c.venv_dir(),
             "media_dir": c.shared_dir().join("media"),
             "exec": argv.join(" "),

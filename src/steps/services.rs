@@ -13,24 +13,7 @@ pub fn socket(cfg: &crate::config::Config) -> String {
 }
 
 pub fn unit_names(ctx: &Ctx) -> Vec<String> {
-    app_units(&ctx.cfg)
-}
-
-/// The app's units (without suffix): web, worker, beat, then each [[process]].
-pub fn app_units(cfg: &crate::config::Config) -> Vec<String> {
-    KINDS
-        .iter()
-        .map(|k| format!("{}-{k}", cfg.app.name))
-        .chain(process_units(cfg))
-        .collect()
-}
-
-/// The [[process]] units (without suffix).
-pub fn process_units(cfg: &crate::config::Config) -> Vec<String> {
-    cfg.processes
-        .iter()
-        .map(|p| crate::process::unit(&cfg.app.name, &p.name))
-        .collect()
+    ctx.cfg.app_units()
 }
 
 /// What marks a unit file as a [[process]] of keel's.
@@ -42,7 +25,7 @@ fn process_files(ctx: &Ctx) -> StepResult<Vec<(std::path::PathBuf, String)>> {
     let venv_bin = c.venv_dir().join("bin");
     let mut out = vec![];
     for p in &c.processes {
-        let first = super::python_env::venv_program(ctx, &venv_bin, &p.command[0]);
+        let first = crate::app::venv_program(ctx, &venv_bin, &p.command[0]);
         let exec: Vec<String> = std::iter::once(first.as_str())
             .chain(p.command[1..].iter().map(String::as_str))
             .map(crate::schedule::exec_arg)
@@ -65,7 +48,7 @@ fn process_files(ctx: &Ctx) -> StepResult<Vec<(std::path::PathBuf, String)>> {
 /// [[process]] units of this app on disk that the config no longer names.
 fn process_orphans(ctx: &Ctx) -> Vec<String> {
     let prefix = format!("{}-", ctx.cfg.app.name);
-    let wanted = process_units(&ctx.cfg);
+    let wanted = ctx.cfg.process_units();
     let dir = ctx.host("/etc/systemd/system");
     std::fs::read_dir(&dir)
         .map(|rd| {
@@ -99,7 +82,7 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "base_dir": c.base_dir(),
         "app_dir": c.app_dir(),
         "venv": c.venv_dir(),
-        "env_file": super::app_env::env_file(c),
+        "env_file": c.env_file(),
         "media_dir": c.shared_dir().join("media"),
         "socket": socket(&ctx.cfg),
         "workers": c.django.web_workers,
