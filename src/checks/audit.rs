@@ -299,11 +299,10 @@ pub fn checks(ctx: &Arc<Ctx>, app_code: bool) -> Vec<Check> {
             Err(e) => warn(e.msg, e.hint),
         }),
     ));
-    let example = crate::steps::app_env::env_source_in(
-        &ctx.host(&crate::app::live_dir(ctx).display().to_string()),
-    )
-    .and_then(|s| crate::dotenv::parse(&s.text).ok())
-    .unwrap_or_default();
+    let example =
+        crate::appenv::env_source_in(&ctx.host(&crate::app::live_dir(ctx).display().to_string()))
+            .and_then(|s| crate::dotenv::parse(&s.text).ok())
+            .unwrap_or_default();
     let keys: Vec<String> = example
         .iter()
         .filter_map(|l| match l {

@@ -119,7 +119,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
     cfg.check_users(&Paths::from_env().root)?;
     cfg.check_source()?;
     crate::project::check_tree(&cfg)?;
-    crate::steps::app_env::check_env_refs(&cfg)?;
+    crate::appenv::check_env_refs(&cfg)?;
     crate::project::check_host(&cfg, &Paths::from_env().root)?;
     cfg.check_tls_files(&Paths::from_env().root)?;
     cfg.check_backup_host(&Paths::from_env().root)?;
