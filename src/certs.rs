@@ -151,6 +151,9 @@ pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Debian's certbot renewal timer: keel watches it, it does not own it.
+pub const RENEWAL_TIMER: &str = "certbot.timer";
+
 #[cfg(test)]
 pub mod tests {
     use super::*;

@@ -397,7 +397,7 @@ fn tls(ctx: &Ctx) -> Section {
             "systemctl",
             &[
                 "show",
-                tls::TIMER,
+                crate::certs::RENEWAL_TIMER,
                 "-p",
                 "ActiveState",
                 "-p",
@@ -422,7 +422,7 @@ fn tls(ctx: &Ctx) -> Section {
         );
         body.push_str(&format!(
             "\nrenewal timer ({}):\n{}\nlast renewal run (certbot.service):\n{}",
-            tls::TIMER,
+            crate::certs::RENEWAL_TIMER,
             timer.trim(),
             svc.trim()
         ));

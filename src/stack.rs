@@ -2,6 +2,7 @@
 //! nginx, a Celery task's round trip, beat's heartbeat, the units' state. The verify step,
 //! `keel verify` and a deploy's checks all run these.
 use crate::app::{as_app, venv_bin};
+use crate::certs::CertInfo;
 use crate::step::{Ctx, StepError, StepResult};
 use std::time::{Duration, Instant};
 
@@ -326,4 +327,43 @@ pub fn check_stack_retried(ctx: &Ctx) -> StepResult {
             ))
         },
     )
+}
+
+/// The served certificate, judged: covers every name and has not expired. Ok carries it
+/// and openssl's verdict on its chain.
+pub fn served(ctx: &Ctx, log: &str) -> StepResult<(CertInfo, String)> {
+    let port = ctx.cfg.tls.port;
+    let (pem, verify) = ctx
+        .exec
+        .tls_cert(log, port, &ctx.cfg.app.domain, Duration::from_secs(10))
+        .map_err(|e| {
+            StepError::transient(
+                format!("TLS to 127.0.0.1:{port}: {e}"),
+                "see journalctl -u nginx",
+            )
+        })?;
+    let info = crate::certs::parse_pem(&pem)
+        .map_err(|e| StepError::permanent(format!("the served certificate: {e}"), ""))?;
+    let names = ctx.cfg.tls_names();
+    let missing = info.missing(&names);
+    if !missing.is_empty() {
+        return Err(StepError::permanent(
+            format!(
+                "port {port} serves a certificate for {} (not {})",
+                info.names.join(", "),
+                missing.join(", ")
+            ),
+            "keel install --retry-step tls",
+        ));
+    }
+    if info.expired(crate::certs::now()) {
+        return Err(StepError::permanent(
+            format!(
+                "the served certificate expired ({} days ago)",
+                -info.days_left(crate::certs::now())
+            ),
+            "keel install --retry-step tls; check that certbot.timer runs (systemctl list-timers)",
+        ));
+    }
+    Ok((info, verify))
 }

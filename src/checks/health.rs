@@ -233,7 +233,7 @@ fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'st
         "certificate".into(),
         true,
         Box::new(move || {
-            let (info, chain) = match steps::tls::served(&c, "health") {
+            let (info, chain) = match crate::stack::served(&c, "health") {
                 Ok(x) => x,
                 Err(e) => return error(e.msg, e.hint),
             };
@@ -258,9 +258,10 @@ fn tls_checks(ctx: &Arc<Ctx>, gauges: &Gauges) -> Vec<(String, bool, CheckFn<'st
                         "replace the certificate, then keel install --retry-step tls"
                     },
                 )
-            } else if acme && !crate::systemd::is_active(&c, "health", steps::tls::TIMER) {
+            } else if acme && !crate::systemd::is_active(&c, "health", crate::certs::RENEWAL_TIMER)
+            {
                 warn(
-                    format!("{msg}; but {} is not active", steps::tls::TIMER),
+                    format!("{msg}; but {} is not active", crate::certs::RENEWAL_TIMER),
                     "systemctl enable --now certbot.timer: without it renewals stop",
                 )
             } else {

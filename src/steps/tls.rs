@@ -18,7 +18,6 @@ const ID: &str = "tls";
 /// connections), after `nginx -t`.
 pub const HOOK: &str = "/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx";
 const HOOK_SCRIPT: &str = "#!/bin/sh\n# Managed by keel: after a certificate renewal, reload nginx (never restart: no dropped\n# connections), and only into a configuration that passes nginx -t.\nset -e\n/usr/sbin/nginx -t -q\nexec /usr/bin/systemctl reload nginx\n";
-pub const TIMER: &str = "certbot.timer";
 /// A certificate with fewer days left is replaced (certbot's own renewal threshold).
 const RENEW_DAYS: i64 = 30;
 
@@ -346,45 +345,6 @@ fn self_signed(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
     put_pair(ctx, tx, &cert, &key)
 }
 
-/// The served certificate, judged: covers every name and has not expired. Ok carries it
-/// and openssl's verdict on its chain.
-pub fn served(ctx: &Ctx, log: &str) -> StepResult<(CertInfo, String)> {
-    let port = ctx.cfg.tls.port;
-    let (pem, verify) = ctx
-        .exec
-        .tls_cert(log, port, &ctx.cfg.app.domain, Duration::from_secs(10))
-        .map_err(|e| {
-            StepError::transient(
-                format!("TLS to 127.0.0.1:{port}: {e}"),
-                "see journalctl -u nginx",
-            )
-        })?;
-    let info = crate::certs::parse_pem(&pem)
-        .map_err(|e| StepError::permanent(format!("the served certificate: {e}"), ""))?;
-    let names = ctx.cfg.tls_names();
-    let missing = info.missing(&names);
-    if !missing.is_empty() {
-        return Err(StepError::permanent(
-            format!(
-                "port {port} serves a certificate for {} (not {})",
-                info.names.join(", "),
-                missing.join(", ")
-            ),
-            "keel install --retry-step tls",
-        ));
-    }
-    if info.expired(now()) {
-        return Err(StepError::permanent(
-            format!(
-                "the served certificate expired ({} days ago)",
-                -info.days_left(now())
-            ),
-            "keel install --retry-step tls; check that certbot.timer runs (systemctl list-timers)",
-        ));
-    }
-    Ok((info, verify))
-}
-
 impl Step for Tls {
     fn id(&self) -> &'static str {
         ID
@@ -440,7 +400,7 @@ impl Step for Tls {
                 .write(&hook, HOOK_SCRIPT.as_bytes(), 0o755, Some((0, 0)))
                 .map_err(io_err(&hook))?;
             // Debian's certbot package ships the timer: renewal twice a day.
-            crate::systemd::systemctl(ctx, ID, &["enable", "--now", TIMER])?;
+            crate::systemd::systemctl(ctx, ID, &["enable", "--now", crate::certs::RENEWAL_TIMER])?;
         } else {
             tx.remove(&hook).map_err(io_err(&hook))?;
         }
@@ -455,7 +415,7 @@ impl Step for Tls {
         if !ctx.cfg.tls_on() {
             return Ok(());
         }
-        served(ctx, ID)?;
+        crate::stack::served(ctx, ID)?;
         let port = ctx.cfg.tls.port;
         let (code, _) = ctx
             .exec
@@ -479,7 +439,7 @@ impl Step for Tls {
             ));
         }
         if ctx.cfg.tls_mode() == TlsMode::Acme {
-            crate::systemd::require_active(ctx, ID, TIMER).map_err(|e| {
+            crate::systemd::require_active(ctx, ID, crate::certs::RENEWAL_TIMER).map_err(|e| {
                 e.hint("systemctl enable --now certbot.timer: without it the certificate expires")
             })?;
         }
@@ -490,7 +450,7 @@ impl Step for Tls {
             files: vec![ctx.host(HOOK)],
             after: vec![("reload", "nginx".into())],
             active: if ctx.cfg.tls_mode() == TlsMode::Acme {
-                vec![TIMER.into()]
+                vec![crate::certs::RENEWAL_TIMER.into()]
             } else {
                 vec![]
             },
