@@ -103,6 +103,19 @@ fn problems(ctx: &Ctx, r: &crate::checks::health::Report) {
             failed.then(|| "certbot.service failed: journalctl -u certbot.service".to_string()),
         );
     }
+    // A schedule whose last run succeeded is no longer a problem (its next failure is news).
+    for sch in &ctx.cfg.schedules {
+        let unit = crate::schedule::units(&ctx.cfg.app.name, &sch.name).0;
+        let show =
+            crate::exec::Cmd::new("systemctl").args(["show", "-p", "Result", "--value", &unit]);
+        if ctx
+            .exec
+            .probe("notify", &show)
+            .is_ok_and(|o| o.stdout.trim() == "success")
+        {
+            resolve(ctx, &format!("schedule-failed-{}", sch.name));
+        }
+    }
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
     if let Some((_, free)) = crate::system::disk_free(&base) {
         let used = 100.0 - free;

@@ -283,3 +283,63 @@ fn without_channels_nothing_is_written_or_sent() {
     assert!(!h.path("root/var/lib/keel/notify-demo").exists());
     assert_eq!(h.read("fake/sent.log"), "");
 }
+
+#[test]
+fn a_failed_schedule_and_a_stale_backup_are_told_once_each() {
+    let h = host();
+    let cfg = h.read("keel.toml");
+    h.write(
+        "keel.toml",
+        &format!("{cfg}\n[[schedule]]\nname = \"report\"\ncommand = [\"/usr/bin/true\"]\non_calendar = \"daily\"\n"),
+    );
+    printf_password(&h, "pw");
+    h.rule("is-active --quiet demo-schedule-\t3\t0\t\t");
+    h.install(&[]).success();
+    // systemd's OnFailure= unit reports the failed run, twice: told once (the same problem).
+    for _ in 0..2 {
+        h.keel()
+            .args(["schedule-failed", "demo-schedule-report.service"])
+            .assert()
+            .success();
+    }
+    assert_eq!(sent(&h, "schedule-failed"), (1, 1, 1));
+    assert!(
+        h.read("fake/sent.log")
+            .contains("[[schedule]] report failed")
+    );
+    // No backup at all (the directory emptied): the verify timer's run tells it, once.
+    for e in std::fs::read_dir(h.path("root/var/backups/keel/demo")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    for _ in 0..2 {
+        let _ = h.keel().args(["verify", "--notify"]).output().unwrap();
+    }
+    assert_eq!(sent(&h, "backup-stale"), (1, 1, 1));
+    assert!(
+        h.read("fake/sent.log")
+            .contains("no backup in /var/backups/keel/demo")
+    );
+    // A backup again: resolved, and not told again.
+    h.keel().arg("backup").assert().success();
+    let _ = h.keel().args(["verify", "--notify"]).output().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(
+        &h.keel()
+            .args(["notify", "status", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let open: Vec<&str> = st["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["key"].as_str())
+        .collect();
+    assert_eq!(open, vec!["schedule-failed-report"], "{st}");
+    // The schedule's next run succeeded: that problem is closed too.
+    h.rule("show -p Result --value demo-schedule-report.service\t0\t0\t\tsuccess");
+    let _ = h.keel().args(["verify", "--notify"]).output().unwrap();
+    let st = h.read("root/var/lib/keel/notify-demo/open.json");
+    assert!(!st.contains("schedule-failed-report"), "{st}");
+}
