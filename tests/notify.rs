@@ -61,6 +61,16 @@ fn ran(h: &Host) -> usize {
         .count()
 }
 
+/// `keel notify status --output json`.
+fn status(h: &Host) -> serde_json::Value {
+    let out = h
+        .keel()
+        .args(["notify", "status", "--output", "json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn outbox(h: &Host) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(h.path("root/var/lib/keel/notify-demo/outbox"))
         .map(|r| r.flatten().map(|e| e.path()).collect())
@@ -105,14 +115,7 @@ fn a_failed_backup_arrives_once_through_every_channel_until_one_succeeds() {
     h.keel().arg("backup").assert().code(1);
     assert_eq!(sent(&h, "backup"), (1, 1, 1));
     assert_eq!(ran(&h), 1);
-    let st: serde_json::Value = serde_json::from_slice(
-        &h.keel()
-            .args(["notify", "status", "--output", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let st = status(&h);
     assert_eq!(st["open"][0]["key"], "backup-failed", "{st}");
     assert_eq!(st["open"][0]["repeats"], 1, "{st}");
     // A good backup closes it; the next failure is news again.
@@ -322,14 +325,7 @@ fn a_failed_schedule_and_a_stale_backup_are_told_once_each() {
     // A backup again: resolved, and not told again.
     h.keel().arg("backup").assert().success();
     let _ = h.keel().args(["verify", "--notify"]).output().unwrap();
-    let st: serde_json::Value = serde_json::from_slice(
-        &h.keel()
-            .args(["notify", "status", "--output", "json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let st = status(&h);
     let open: Vec<&str> = st["open"]
         .as_array()
         .unwrap()
