@@ -255,3 +255,16 @@ pub fn confirm(inv: &Invocation, question: &str) -> Result<bool> {
         .interact()
         .map_err(|e| Error::Other(e.into()))
 }
+
+/// One value piped in on stdin (a secret kept off the command line): the whole input, at
+/// most `max` bytes read, one trailing newline taken off. `what` names the command in an
+/// error, `hint` says what to pipe.
+pub fn read_stdin_value(what: &str, max: u64, hint: &str) -> Result<String> {
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .take(max)
+        .read_to_string(&mut s)
+        .map_err(|e| Error::usage(format!("{what}: stdin: {e}"), hint))?;
+    Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}

@@ -123,7 +123,11 @@ pub fn action(inv: &Invocation, a: &crate::cli::EnvAction) -> Result<()> {
                         ));
                     }
                     from_stdin = true;
-                    read_stdin_value()?
+                    super::context::read_stdin_value(
+                        "keel env set",
+                        65_537,
+                        "pipe the value in as UTF-8 text",
+                    )?
                 } else {
                     v.to_string()
                 };
@@ -173,22 +177,6 @@ pub fn action(inv: &Invocation, a: &crate::cli::EnvAction) -> Result<()> {
             .join(", ")
     );
     Ok(())
-}
-
-/// One value from stdin: the whole input, one trailing newline taken off.
-fn read_stdin_value() -> Result<String> {
-    use std::io::Read;
-    let mut s = String::new();
-    std::io::stdin()
-        .take(65_537)
-        .read_to_string(&mut s)
-        .map_err(|e| {
-            Error::usage(
-                format!("keel env set: stdin: {e}"),
-                "pipe the value in as UTF-8 text",
-            )
-        })?;
-    Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
 }
 
 /// The app must be installed: the values go into its .env through the install's steps.

@@ -169,18 +169,11 @@ fn password(inv: &Invocation, cfg: Config, name: &str) -> Result<()> {
             .interact()
             .map_err(|e| Error::Other(e.into()))?
     } else {
-        use std::io::Read;
-        let mut s = String::new();
-        std::io::stdin()
-            .take(4097)
-            .read_to_string(&mut s)
-            .map_err(|e| {
-                Error::usage(
-                    format!("keel notify password: stdin: {e}"),
-                    "pipe the password in as text",
-                )
-            })?;
-        s.strip_suffix('\n').unwrap_or(&s).to_string()
+        super::context::read_stdin_value(
+            "keel notify password",
+            4097,
+            "pipe the password in as text",
+        )?
     };
     if value.is_empty() || value.len() > 4096 || value.chars().any(char::is_control) {
         return Err(Error::usage(
