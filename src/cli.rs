@@ -25,6 +25,11 @@ pub struct Cli {
         env = "KEEL_STATE_FILE"
     )]
     pub state_file: PathBuf,
+    /// The app to act on, when the host has several: its config is
+    /// /etc/keel/apps/NAME.toml and its state /var/lib/keel/apps/NAME/state.json (unless
+    /// --config or --state-file say otherwise). Without it: the host's app, /etc/keel/keel.toml.
+    #[arg(long, global = true, value_name = "NAME", env = "KEEL_APP")]
+    pub app: Option<String>,
     /// Answer yes to confirmations; never prompt (unattended use).
     #[arg(long, short = 'y', global = true, alias = "non-interactive")]
     pub yes: bool,
@@ -279,6 +284,9 @@ pub enum Command {
     /// The [[schedule]] commands: calendar, last run and its result, next run.
     #[command(after_help = "Examples:\n  keel schedules\n  keel schedules --output json")]
     Schedules,
+    /// Every app on this host: its config, state, domain and current release.
+    #[command(after_help = "Example:\n  keel apps\n  keel --app shop deploy")]
+    Apps,
     /// Record a failed [[schedule]] run (called by systemd's OnFailure= unit).
     #[command(
         hide = true,

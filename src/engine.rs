@@ -539,13 +539,29 @@ pub fn rollback_all(
         .map(|(k, _)| k.clone())
         .collect();
     let mut done = vec![];
+    // The host's shared steps stay while another app still needs them.
+    let others = crate::apps::others_installed(&ctx.paths, &ctx.cfg);
     ctx.events.emit("rollback-started", None, json!({}));
     ctx.ui.start_overall("rollback", touched.len() as u64);
     for s in graph.steps.iter().rev() {
-        if touched.contains(s.id()) {
-            undo_step(ctx, s.as_ref(), state, state_path, run_id)?;
-            done.push(s.id().to_string());
+        if !touched.contains(s.id()) {
+            continue;
         }
+        if s.host_wide() && !others.is_empty() {
+            let rec = state.step_mut(s.id());
+            rec.status = Status::RolledBack;
+            rec.fingerprint = None;
+            rec.run_id = Some(run_id.into());
+            ctx.ui.step_done(
+                s.id(),
+                true,
+                &format!("kept: the host's, still used by {}", others.join(", ")),
+            );
+            state.save(state_path)?;
+            continue;
+        }
+        undo_step(ctx, s.as_ref(), state, state_path, run_id)?;
+        done.push(s.id().to_string());
     }
     ctx.events
         .emit("rollback-finished", None, json!({"steps": done}));

@@ -4,6 +4,7 @@
 //! README and checked by scripts/layers.py.
 pub mod app;
 pub mod appenv;
+pub mod apps;
 pub mod backup;
 pub mod certs;
 pub mod checks;

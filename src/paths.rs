@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
+    /// A named app (one of several on the host): its logs go to a directory of its own.
+    pub app: Option<String>,
 }
 
 impl Paths {
@@ -17,7 +19,13 @@ impl Paths {
             root: std::env::var_os("KEEL_ROOT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "/".into()),
+            app: None,
         }
+    }
+    /// The same host, for a named app (None: the host's app).
+    pub fn for_app(mut self, app: Option<&str>) -> Paths {
+        self.app = app.map(String::from);
+        self
     }
     /// A host path under the root.
     pub fn host(&self, p: &str) -> PathBuf {
@@ -28,10 +36,10 @@ impl Paths {
         Path::new("/").join(p.strip_prefix(&self.root).unwrap_or(p))
     }
     pub fn log_dir(&self) -> PathBuf {
-        self.host("/var/log/keel")
-    }
-    pub fn secrets_dir(&self) -> PathBuf {
-        self.host("/etc/keel/secrets")
+        match &self.app {
+            Some(a) => self.host(&format!("/var/log/keel/apps/{a}")),
+            None => self.host("/var/log/keel"),
+        }
     }
     pub fn events_file(&self) -> PathBuf {
         self.log_dir().join("events.jsonl")

@@ -53,6 +53,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("firewall.nft", include_str!("../templates/firewall.nft.j2")),
     (
+        "nginx-catch-all.conf",
+        include_str!("../templates/nginx-catch-all.conf.j2"),
+    ),
+    (
         "process.service",
         include_str!("../templates/systemd/process.service.j2"),
     ),

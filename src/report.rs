@@ -188,7 +188,7 @@ fn permissions(ctx: &Ctx) -> Section {
     let uname = |uid: u32| {
         crate::system::user_name(&ctx.paths.root, uid).unwrap_or_else(|| uid.to_string())
     };
-    let secrets = ctx.paths.unhost(&ctx.paths.secrets_dir());
+    let secrets = std::path::PathBuf::from(ctx.cfg.secrets_dir());
     let env = ctx.cfg.env_file();
     let items: Vec<(PathBuf, Option<u32>)> = vec![
         (ctx.cfg.base_dir(), None),
@@ -220,7 +220,7 @@ fn permissions(ctx: &Ctx) -> Section {
             Err(e) => body.push_str(&format!("missing {} ({e})\n", p.display())),
         }
     }
-    if let Ok(d) = std::fs::read_dir(ctx.paths.secrets_dir()) {
+    if let Ok(d) = std::fs::read_dir(&ctx.secrets.dir) {
         for e in d.flatten() {
             if let Ok(md) = e.metadata() {
                 let mode = md.mode() & 0o777;

@@ -7,15 +7,23 @@ use crate::paths::Paths;
 use crate::state::{RunOutcome, RunRecord};
 use std::path::{Path, PathBuf};
 
-pub const UNIT: &str = "keel-resume.service";
+/// The boot unit: keel-resume.service for the host's app, keel-resume-NAME.service for a
+/// named one (each app resumes its own run).
+pub fn unit(paths: &Paths) -> String {
+    match &paths.app {
+        Some(a) => format!("keel-resume-{a}.service"),
+        None => "keel-resume.service".into(),
+    }
+}
 
 fn unit_path(paths: &Paths) -> PathBuf {
-    paths.host(&format!("/etc/systemd/system/{UNIT}"))
+    paths.host(&format!("/etc/systemd/system/{}", unit(paths)))
 }
 
 fn wants_link(paths: &Paths) -> PathBuf {
     paths.host(&format!(
-        "/etc/systemd/system/multi-user.target.wants/{UNIT}"
+        "/etc/systemd/system/multi-user.target.wants/{}",
+        unit(paths)
     ))
 }
 
@@ -31,14 +39,17 @@ pub fn boot_id(paths: &Paths) -> Option<String> {
 /// Enabling is the `WantedBy` link itself; the running systemd needs no reload for a unit
 /// that only matters at the next boot.
 pub fn arm(paths: &Paths, config: &Path, state_file: &Path) -> std::io::Result<()> {
-    let text = crate::render::render(UNIT, crate::paths::keel_unit_vars(config, state_file))
-        .map_err(std::io::Error::other)?;
-    let unit = unit_path(paths);
-    if std::fs::read_to_string(&unit).ok().as_deref() != Some(text.as_str()) {
-        crate::txn::write_atomic(&unit, text.as_bytes(), 0o644, None)?;
+    let text = crate::render::render(
+        "keel-resume.service",
+        crate::paths::keel_unit_vars(config, state_file),
+    )
+    .map_err(std::io::Error::other)?;
+    let file = unit_path(paths);
+    if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+        crate::txn::write_atomic(&file, text.as_bytes(), 0o644, None)?;
     }
     let link = wants_link(paths);
-    let target = PathBuf::from(format!("/etc/systemd/system/{UNIT}"));
+    let target = PathBuf::from(format!("/etc/systemd/system/{}", unit(paths)));
     if std::fs::read_link(&link).ok() != Some(target.clone()) {
         if let Some(d) = link.parent() {
             std::fs::create_dir_all(d)?;
@@ -83,7 +94,7 @@ pub fn pending(paths: &Paths, exec: &Exec, run: &RunRecord) -> bool {
         "ActiveState",
         "-p",
         "ExecMainStartTimestampMonotonic",
-        UNIT,
+        &unit(paths),
     ]);
     let val = |k: &str| {
         text.lines()

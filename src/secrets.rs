@@ -87,7 +87,13 @@ impl Secrets {
     }
 
     pub fn ensure_dir(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        // Every directory made on the way is root's alone: a named app's secrets sit inside
+        // the host's /etc/keel/secrets.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
         if let Some(parent) = self.dir.parent() {
             let mode = std::fs::metadata(parent)?.permissions().mode() & 0o777;

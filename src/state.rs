@@ -352,6 +352,28 @@ impl RunLock {
         Ok(RunLock { _file: file, path })
     }
 
+    /// The lock, waiting for its holder to finish (`waiting` is told once who that is).
+    pub fn acquire_waiting(state: &Path, waiting: impl FnOnce(&str)) -> Result<RunLock> {
+        match Self::acquire(state) {
+            Err(Error::Locked { file, pid }) => {
+                waiting(&pid);
+                let mut f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&file)
+                    .map_err(|e| Error::io(&file, e))?;
+                f.lock().map_err(|e| Error::io(&file, e))?;
+                f.set_len(0).map_err(|e| Error::io(&file, e))?;
+                writeln!(f, "{}", std::process::id()).map_err(|e| Error::io(&file, e))?;
+                Ok(RunLock {
+                    _file: f,
+                    path: file,
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Is a run holding the lock right now? (for `status --wait`)
     pub fn is_held(state: &Path) -> bool {
         let path = lock_path(state);

@@ -126,6 +126,11 @@ pub trait Step: Send + Sync {
         self.deps().iter().map(|d| d.id()).collect()
     }
     fn about(&self) -> &'static str;
+    /// The step serves every app on the host (packages, baseline, firewall, the PostgreSQL
+    /// server): a rollback of one app leaves its work in place while another is installed.
+    fn host_wide(&self) -> bool {
+        false
+    }
     /// Everything the step's result depends on (config values, templates, app files, other
     /// steps' inputs), declared by name: when it changes, a completed step runs again.
     fn inputs(&self, ctx: &Ctx) -> Inputs;

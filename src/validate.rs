@@ -508,6 +508,17 @@ pub fn https_url(s: &str) -> Check {
     }
 }
 
+/// A keel name (app, user, database): 1 to `max` characters, a lowercase letter first, then
+/// lowercase letters, digits, '_' or '-'. Safe in a path, a unit name and SQL (quoted).
+pub fn ident(val: &str, max: usize) -> bool {
+    !val.is_empty()
+        && val.len() <= max
+        && val.starts_with(|c: char| c.is_ascii_lowercase())
+        && val
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 /// A DNS name a site can serve: valid labels and at least one letter (an IP address is
 /// not a name nginx's server_name or a certificate's DNS entry should hold).
 pub fn dns_name(s: &str) -> bool {

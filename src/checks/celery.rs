@@ -8,9 +8,6 @@ use std::time::Duration;
 
 /// kombu's separator inside a binding set member: routing key, pattern, queue.
 const SEP: &str = "\x06\x16";
-/// Where the oldest waiting task of each queue was first seen (its age survives runs).
-const WATCH: &str = "/var/lib/keel/queue-watch.json";
-
 fn now_secs() -> u64 {
     crate::paths::unix_now() as u64
 }
@@ -128,7 +125,7 @@ pub fn depths(ctx: &Ctx, log: &str) -> Result<Vec<Depth>, String> {
 /// How long the oldest waiting task of each queue has been seen waiting (first seen by this
 /// or an earlier check), and the record kept for the next check.
 fn ages(ctx: &Ctx, depths: &[Depth], now: u64) -> BTreeMap<String, u64> {
-    let path = ctx.host(WATCH);
+    let path = ctx.host(&ctx.cfg.keel_var("queue-watch.json"));
     let before: BTreeMap<String, (String, u64)> =
         crate::fsx::read_text_nofollow(&path, crate::fsx::MAX_INPUT)
             .ok()

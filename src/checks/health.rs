@@ -34,9 +34,7 @@ type Gauges = Arc<std::sync::Mutex<Vec<Gauge>>>;
 
 /// Units keel manages and may restart.
 pub fn units(cfg: &Config) -> Vec<String> {
-    let mut u: Vec<String> = ["postgresql", "redis-server", "nginx"]
-        .map(String::from)
-        .to_vec();
+    let mut u: Vec<String> = vec!["postgresql".into(), cfg.redis_unit(), "nginx".into()];
     u.extend(cfg.app_units());
     u
 }

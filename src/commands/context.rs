@@ -69,13 +69,44 @@ pub struct Invocation {
     config: std::cell::OnceCell<Config>,
 }
 
+/// `--app NAME` as files: the app's config under /etc/keel/apps/ and its own state file
+/// (each unless given). A config given from /etc/keel/apps/ names its app the same way, so
+/// it can never run with the host app's state file.
+fn resolve_app(cli: &mut crate::cli::Cli, paths: &Paths) -> Result<()> {
+    let apps = paths.host(crate::apps::APPS_DIR);
+    if cli.app.is_none() && cli.config.parent() == Some(apps.as_path()) {
+        cli.app = cli
+            .config
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(String::from);
+    }
+    let Some(name) = cli.app.clone() else {
+        return Ok(());
+    };
+    if !crate::validate::ident(&name, 32) {
+        return Err(Error::usage(
+            format!("--app {name:?} is not an app name"),
+            "an app's name as in its keel.toml's app.name: a lowercase letter, then lowercase letters, digits, '_' or '-' (at most 32)",
+        ));
+    }
+    if cli.config == std::path::Path::new(crate::apps::HOST_CONFIG) {
+        cli.config = apps.join(format!("{name}.toml"));
+    }
+    if cli.state_file == std::path::Path::new(crate::apps::HOST_STATE) {
+        cli.state_file = crate::apps::state_file(paths, &name);
+    }
+    Ok(())
+}
+
 impl Invocation {
-    pub fn new(cli: crate::cli::Cli) -> Invocation {
-        Invocation {
+    pub fn new(mut cli: crate::cli::Cli) -> Result<Invocation> {
+        resolve_app(&mut cli, &Paths::from_env())?;
+        Ok(Invocation {
             cli,
             terminal: Terminal::detect(),
             config: Default::default(),
-        }
+        })
     }
 
     /// keel.toml, loaded and checked once (the one `Config::load` of a command).
@@ -83,7 +114,20 @@ impl Invocation {
         if let Some(c) = self.config.get() {
             return Ok(c.clone());
         }
-        let c = Config::load(&self.cli.config)?;
+        let mut c = Config::load(&self.cli.config)?;
+        if let Some(name) = &self.cli.app {
+            if c.app.name != *name {
+                return Err(c.err(
+                    "app.name",
+                    format!(
+                        "is {:?}, but this is app {name:?}'s config (--app {name})",
+                        c.app.name
+                    ),
+                    format!("set app.name = \"{name}\", or name the file after its app"),
+                ));
+            }
+            c.named = true;
+        }
         Ok(self.config.get_or_init(|| c).clone())
     }
 
@@ -161,10 +205,10 @@ pub fn runner(paths: &Paths, redactor: redact::Redactor, timeout: Duration) -> e
 }
 
 pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
-    let paths = Paths::from_env();
+    let paths = Paths::from_env().for_app(cfg.named.then_some(cfg.app.name.as_str()));
     let redactor = redact::Redactor::default();
     let secrets = secrets::Secrets {
-        dir: paths.secrets_dir(),
+        dir: paths.host(&cfg.secrets_dir()),
         redactor: redactor.clone(),
     };
     secrets.load_all();

@@ -74,6 +74,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
     };
     let cfg = inv.config()?;
     cfg.check_users(&Paths::from_env().root)?;
+    crate::apps::check_others(&Paths::from_env(), &cfg)?;
     let src = match rollback {
         Some(_) => None,
         None => Some(source(&cfg, dir, git_ref)?),

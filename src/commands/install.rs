@@ -68,6 +68,7 @@ pub fn run_targets(
     let install = Cli {
         config: cli.config.clone(),
         state_file: cli.state_file.clone(),
+        app: cli.app.clone(),
         yes: true,
         quiet: true,
         verbose: cli.verbose,
@@ -83,6 +84,24 @@ pub fn run_targets(
         },
     };
     run(&inv.with_cli(install))
+}
+
+/// The config against this host and the other apps on it, before the first write.
+fn check_host(cfg: &Config, ignore_preflight_errors: &[String]) -> Result<()> {
+    let paths = Paths::from_env();
+    let root = &paths.root;
+    crate::checks::preflight::check_ignore_names(cfg, root, ignore_preflight_errors)
+        .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
+    cfg.check_users(root)?;
+    cfg.check_source()?;
+    crate::project::check_tree(cfg)?;
+    crate::appenv::check_env_refs(cfg)?;
+    crate::project::check_host(cfg, root)?;
+    cfg.check_tls_files(root)?;
+    cfg.check_backup_host(root)?;
+    cfg.check_notify_host(root)?;
+    crate::apps::check_others(&paths, cfg)?;
+    check_calendars(cfg)
 }
 
 pub fn run(inv: &Invocation) -> Result<()> {
@@ -110,21 +129,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
             "drop one of the two",
         ));
     }
-    crate::checks::preflight::check_ignore_names(
-        &cfg,
-        &Paths::from_env().root,
-        ignore_preflight_errors,
-    )
-    .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
-    cfg.check_users(&Paths::from_env().root)?;
-    cfg.check_source()?;
-    crate::project::check_tree(&cfg)?;
-    crate::appenv::check_env_refs(&cfg)?;
-    crate::project::check_host(&cfg, &Paths::from_env().root)?;
-    cfg.check_tls_files(&Paths::from_env().root)?;
-    cfg.check_backup_host(&Paths::from_env().root)?;
-    cfg.check_notify_host(&Paths::from_env().root)?;
-    check_calendars(&cfg)?;
+    check_host(&cfg, ignore_preflight_errors)?;
     let checked = super::context::load_state(&cli.state_file)?;
     // The cut run's selection, as --resume will use it, names steps this keel has.
     if *resume && let Some(last) = crate::resume::interrupted(checked.last_run.as_ref()) {
@@ -164,6 +169,13 @@ pub fn run(inv: &Invocation) -> Result<()> {
         }
         other => other?,
     };
+    // The steps every app shares run for one app at a time; this app's own lock (above)
+    // still lets another app deploy meanwhile.
+    let _host = RunLock::acquire_waiting(&ctx.paths.host(crate::apps::HOST_LOCK), |pid| {
+        ctx.ui.line(&format!(
+            "waiting for another app's keel install (pid {pid}) to finish"
+        ))
+    })?;
     let mut st = super::context::load_state(&cli.state_file)?;
     if *resume && !resume_selection(&ctx, &st, &mut opts) {
         return Ok(());
@@ -171,7 +183,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
     if let Err(e) = resume::arm(&ctx.paths, &cli.config, &cli.state_file) {
         ctx.ui.line(&format!(
             "warning: could not set up {} (a reboot during this run will need a manual re-run): {e}",
-            resume::UNIT
+            resume::unit(&ctx.paths)
         ));
     }
     reap_leftovers(&ctx);

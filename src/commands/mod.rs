@@ -1,5 +1,6 @@
 //! One file per subcommand, as cargo and just do; `run` only dispatches. Commands sit at the
 //! top of the crate: nothing below imports them.
+pub mod apps;
 pub mod backup;
 pub mod context;
 pub mod deploy;
@@ -41,7 +42,8 @@ fn outputs(c: &Command) -> &'static [Output] {
         | Command::Logs { .. }
         | Command::Maintenance { .. }
         | Command::Notify { .. }
-        | Command::Schedules => &[Human, Json],
+        | Command::Schedules
+        | Command::Apps => &[Human, Json],
         _ => &[Human],
     }
 }
@@ -78,7 +80,7 @@ fn passed(r: Result<i32>) -> Result<()> {
 
 pub fn run(cli: Cli) -> Result<()> {
     check_output(&cli)?;
-    let inv = context::Invocation::new(cli);
+    let inv = context::Invocation::new(cli)?;
     let (cli, inv) = (&inv.cli, &inv);
     match &cli.command {
         Command::Completions { shell } => {
@@ -166,6 +168,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Maintenance { action } => maintenance::run(inv, action),
         Command::Notify { action } => notify::run(inv, action),
         Command::Schedules => schedules::run(inv),
+        Command::Apps => apps::run(inv),
         Command::ScheduleFailed { unit } => schedules::failed(inv, unit),
         Command::Shell { args } => passed(run::run(inv, run::What::Shell(args))),
         Command::Dbshell { args } => passed(run::run(inv, run::What::DbShell(args))),

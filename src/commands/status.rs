@@ -26,7 +26,7 @@ fn wait_code(inv: &Invocation, timeout: Option<u64>) -> Result<i32> {
     let deadline = timeout.map(Duration::from_secs);
     let mut said = false;
     let mut said_resume = false;
-    let paths = crate::paths::Paths::from_env();
+    let paths = crate::paths::Paths::from_env().for_app(cli.app.as_deref());
     let exec = super::context::runner(&paths, Default::default(), Duration::from_secs(10));
     loop {
         let running = RunLock::is_held(&cli.state_file);
@@ -46,7 +46,7 @@ fn wait_code(inv: &Invocation, timeout: Option<u64>) -> Result<i32> {
                     eprintln!(
                         "{} keel: waiting for {} to resume run {} (a reboot cut it)",
                         crate::paths::now(),
-                        crate::resume::UNIT,
+                        crate::resume::unit(&paths),
                         run.id
                     );
                     said_resume = true;
@@ -147,7 +147,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
             println!(
                 "  it was cut short (killed or rebooted): `keel install --resume` continues it \
                  (at boot, {} does)",
-                resume::UNIT
+                resume::unit(&crate::paths::Paths::from_env().for_app(cli.app.as_deref()))
             );
         }
     } else {

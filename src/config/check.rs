@@ -207,13 +207,7 @@ impl Config {
     pub(super) fn validate_names(&self) -> Result<()> {
         use crate::validate as v;
         let ident = |key: &str, val: &str, max: usize| -> Result<()> {
-            let ok = !val.is_empty()
-                && val.len() <= max
-                && val.starts_with(|c: char| c.is_ascii_lowercase())
-                && val
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-            if ok {
+            if v::ident(val, max) {
                 Ok(())
             } else {
                 Err(self.err(

@@ -9,6 +9,7 @@ mod host;
 mod resolved;
 mod schema;
 mod schema_ops;
+mod siblings;
 pub use schema::*;
 pub use schema_ops::*;
 

@@ -173,4 +173,42 @@ impl Config {
             .map(|p| crate::process::unit(&self.app.name, &p.name))
             .collect()
     }
+
+    /// The app's secrets (root's alone): the host's app keeps /etc/keel/secrets itself, a
+    /// named app has a directory of its own inside it.
+    pub fn secrets_dir(&self) -> String {
+        if self.named {
+            format!("/etc/keel/secrets/{}", self.app.name)
+        } else {
+            "/etc/keel/secrets".into()
+        }
+    }
+
+    /// The app's Redis server: Debian's default instance for the host's app, an instance
+    /// of its own (`redis-server@NAME`, /etc/redis/redis-NAME.conf) for a named app.
+    pub fn redis_unit(&self) -> String {
+        if self.named {
+            format!("redis-server@{}", self.app.name)
+        } else {
+            "redis-server".into()
+        }
+    }
+
+    /// A unit of keel's own (keel-verify, keel-notify, keel-resume, ...) for this app.
+    pub fn keel_unit(&self, base: &str) -> String {
+        if self.named {
+            format!("{base}-{}", self.app.name)
+        } else {
+            base.into()
+        }
+    }
+
+    /// keel's files about this app under /var/lib/keel (queue watch, ...).
+    pub fn keel_var(&self, file: &str) -> String {
+        if self.named {
+            format!("/var/lib/keel/apps/{}/{file}", self.app.name)
+        } else {
+            format!("/var/lib/keel/{file}")
+        }
+    }
 }

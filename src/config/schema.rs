@@ -63,6 +63,11 @@ pub struct Config {
     /// Where the config was read from; relative paths in it are resolved against its directory.
     #[serde(skip)]
     pub source: PathBuf,
+    /// One of several apps (`--app`, a config in /etc/keel/apps/): its secrets, Redis and
+    /// keel units are its own by name. The host's app (/etc/keel/keel.toml) keeps the
+    /// single-app layout, so a host set up before several apps existed reads the same.
+    #[serde(skip)]
+    pub named: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -179,6 +179,9 @@ impl Step for Baseline {
     fn about(&self) -> &'static str {
         "host baseline: swap on a small host, security updates, bounded logs"
     }
+    fn host_wide(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("host", format!("{:?}", ctx.cfg.host))

@@ -158,6 +158,9 @@ impl Step for FirewallStep {
     fn about(&self) -> &'static str {
         "firewall: nftables, input dropped but for SSH, HTTP, HTTPS and configured ports"
     }
+    fn host_wide(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value(

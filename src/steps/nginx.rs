@@ -54,6 +54,7 @@ impl Step for Nginx {
         Inputs::new()
             .value("vars", site::config_vars(&ctx.cfg))
             .template("nginx-site.conf")
+            .template("nginx-catch-all.conf")
             .template("placeholder.html")
             .template("maintenance.html")
             .value("disable_default_site", ctx.cfg.nginx.disable_default_site)
@@ -99,6 +100,11 @@ impl Step for Nginx {
         if ctx.cfg.nginx.disable_default_site {
             let default = ctx.host("/etc/nginx/sites-enabled/default");
             changed |= tx.remove(&default).map_err(io_err(&default))?;
+        }
+        for (path, text) in site::catch_alls(ctx) {
+            changed |= tx
+                .write(&path, text.as_bytes(), 0o644, None)
+                .map_err(io_err(&path))?;
         }
         // Never reload into a broken configuration: a failure here rolls the files back and
         // nginx keeps serving the old ones.
@@ -158,18 +164,24 @@ impl Step for Nginx {
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         let p = paths(ctx);
+        let mut files = vec![p.enabled, p.available, p.webroot.join("index.html")];
+        // The default servers are the host's: the last app on it takes them away.
+        if crate::apps::others_installed(&ctx.paths, &ctx.cfg).is_empty() {
+            files.extend(site::catch_alls(ctx).into_iter().map(|(p, _)| p));
+        }
         Managed {
-            files: vec![p.enabled, p.available, p.webroot.join("index.html")],
+            files,
             after: vec![("reload", UNIT.into())],
             active: vec![UNIT.into()],
             ..Managed::default()
         }
     }
     fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
-        match site::render(ctx, "drift") {
-            Ok(conf) => vec![(paths(ctx).available, conf)],
-            Err(_) => vec![],
+        let mut v = site::catch_alls(ctx);
+        if let Ok(conf) = site::render(ctx, "drift") {
+            v.push((paths(ctx).available, conf));
         }
+        v
     }
     fn undo(&self, ctx: &Ctx) -> StepResult {
         let _ = std::fs::remove_dir(paths(ctx).webroot);
@@ -177,6 +189,7 @@ impl Step for Nginx {
         let avail = ctx.host("/etc/nginx/sites-available/default");
         let enabled = ctx.host("/etc/nginx/sites-enabled/default");
         if ctx.cfg.nginx.disable_default_site
+            && crate::apps::others_installed(&ctx.paths, &ctx.cfg).is_empty()
             && avail.exists()
             && std::fs::symlink_metadata(&enabled).is_err()
         {

@@ -255,6 +255,9 @@ impl Step for Apt {
     fn about(&self) -> &'static str {
         self.about
     }
+    fn host_wide(&self) -> bool {
+        true
+    }
     fn uses_apt(&self) -> bool {
         true
     }

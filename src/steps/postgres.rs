@@ -181,6 +181,9 @@ impl Step for Postgres {
     fn about(&self) -> &'static str {
         "PostgreSQL: loopback only, app role and database"
     }
+    fn host_wide(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("db", ctx.cfg.db_name())

@@ -6,9 +6,18 @@ use std::time::Duration;
 
 pub struct Redis;
 const ID: &str = "redis";
-const UNIT: &str = "redis-server";
 const MAIN: &str = "/etc/redis/redis.conf";
 const OURS: &str = "/etc/redis/keel.conf";
+
+/// keel's Redis config: included by Debian's redis.conf for the host's app; a named app's
+/// instance reads its own file whole (Debian's redis-server@.service: redis-NAME.conf).
+fn conf_path(ctx: &Ctx) -> String {
+    if ctx.cfg.named {
+        format!("/etc/redis/redis-{}.conf", ctx.cfg.app.name)
+    } else {
+        OURS.into()
+    }
+}
 
 fn include_line() -> String {
     format!("include {OURS}")
@@ -26,7 +35,10 @@ fn suffix() -> String {
 fn conf(ctx: &Ctx) -> StepResult<String> {
     let password = ctx.secrets.get_or_create("redis_password")?;
     let sha = crate::step::sha256_hex(password.as_bytes());
-    crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha}))
+    // A named app's instance: its own pid file, dump and log (the journal), so two
+    // instances never share a file.
+    let instance = ctx.cfg.named.then(|| ctx.cfg.app.name.clone());
+    crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha, "instance": instance}))
         .map_err(|e| StepError::permanent(e, ""))
 }
 
@@ -47,6 +59,24 @@ impl Step for Redis {
             .template("redis.conf")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
+        let unit = ctx.cfg.redis_unit();
+        let unit = unit.as_str();
+        if ctx.cfg.named {
+            let ours = ctx.host(&conf_path(ctx));
+            let changed = tx
+                .write(
+                    &ours,
+                    conf(ctx)?.as_bytes(),
+                    0o640,
+                    crate::step::owner(ctx, "redis"),
+                )
+                .map_err(io_err(&ours))?;
+            ensure_running(ctx, ID, unit, tx)?;
+            if changed {
+                apply(ctx, ID, "restart", unit, tx)?;
+            }
+            return Ok(());
+        }
         let main = ctx.host(MAIN);
         let text = std::fs::read_to_string(&main).map_err(|e| {
             StepError::permanent(
@@ -55,7 +85,7 @@ impl Step for Redis {
             )
         })?;
         let conf = conf(ctx)?;
-        let ours = ctx.host(OURS);
+        let ours = ctx.host(&conf_path(ctx));
         // Readable by redis only: it holds the ACL (the password's SHA-256).
         let mut changed = tx
             .write(
@@ -83,22 +113,23 @@ impl Step for Redis {
                 )
                 .map_err(io_err(&main))?;
         }
-        ensure_running(ctx, ID, UNIT, tx)?;
+        ensure_running(ctx, ID, unit, tx)?;
         if changed {
-            apply(ctx, ID, "restart", UNIT, tx)?;
+            apply(ctx, ID, "restart", unit, tx)?;
         }
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        require_active(ctx, ID, UNIT)?;
+        let unit = ctx.cfg.redis_unit();
+        let unit = unit.as_str();
+        require_active(ctx, ID, unit)?;
         let port = ctx.cfg.redis.port;
-        require_loopback_listener(ctx, port, UNIT)?;
+        require_loopback_listener(ctx, port, unit)?;
+        let journal = format!("see journalctl -u {unit}");
+        let conf = conf_path(ctx);
         let t = Duration::from_secs(3);
         let net = |e: std::io::Error| {
-            StepError::transient(
-                format!("redis on 127.0.0.1:{port}: {e}"),
-                "see journalctl -u redis-server",
-            )
+            StepError::transient(format!("redis on 127.0.0.1:{port}: {e}"), journal.clone())
         };
         let anon = ctx.exec.redis(ID, port, &[&["PING"]], t).map_err(net)?;
         if !anon[0].starts_with("-NOAUTH") {
@@ -107,7 +138,9 @@ impl Step for Redis {
                     "a client without the password got {:?} instead of NOAUTH",
                     anon[0]
                 ),
-                "the ACL is not in effect; check that /etc/redis/redis.conf includes /etc/redis/keel.conf",
+                format!(
+                    "the ACL is not in effect; check that {unit} reads {conf} (for the host's app, /etc/redis/redis.conf includes it)"
+                ),
             ));
         }
         let password = ctx.secrets.get_or_create("redis_password")?;
@@ -132,9 +165,11 @@ impl Step for Redis {
                 return Err(StepError::permanent(
                     format!("redis {what}: expected {want:?}, got {got:?}"),
                     if *want == "-NOPERM" {
-                        "the ACL in /etc/redis/keel.conf is not in effect; check for a later `user default` or aclfile line"
+                        format!(
+                            "the ACL in {conf} is not in effect; check for a later `user default` or aclfile line"
+                        )
                     } else {
-                        "see journalctl -u redis-server"
+                        journal.clone()
                     },
                 ));
             }
@@ -143,20 +178,33 @@ impl Step for Redis {
     }
     fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
         conf(ctx)
-            .map(|c| vec![(ctx.host(OURS), c)])
+            .map(|c| vec![(ctx.host(&conf_path(ctx)), c)])
             .unwrap_or_default()
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         // The dump (data) and the password secret are kept; keel's settings are removed.
+        let unit = ctx.cfg.redis_unit();
         Managed {
-            files: vec![ctx.host(OURS)],
-            after: vec![("restart", UNIT.into())],
-            active: vec![UNIT.into()],
+            files: vec![ctx.host(&conf_path(ctx))],
+            // A named app's instance is stopped by undo (it goes); the host's is restarted
+            // without keel's settings.
+            after: if ctx.cfg.named {
+                vec![]
+            } else {
+                vec![("restart", unit.clone())]
+            },
+            active: vec![unit],
             ..Managed::default()
         }
     }
     /// Take keel's include line out of redis.conf (a file keel edits but does not own).
     fn undo(&self, ctx: &Ctx) -> StepResult {
+        if ctx.cfg.named {
+            // The instance goes with its config; its dump (data) is kept.
+            let _ =
+                crate::systemd::systemctl(ctx, ID, &["disable", "--now", &ctx.cfg.redis_unit()]);
+            return Ok(());
+        }
         let main = ctx.host(MAIN);
         if let Ok(text) = std::fs::read_to_string(&main)
             && text.lines().any(|l| l.trim() == include_line())

@@ -42,6 +42,7 @@ fn rendered(ctx: &Ctx) -> StepResult<Vec<(PathBuf, String)>> {
             "exec": argv.join(" "),
             "timeout": s.timeout_secs,
             "on_calendar": s.on_calendar,
+            "redis_unit": c.redis_unit(),
         });
         let (svc, timer) = crate::schedule::units(&c.app.name, &s.name);
         out.push((unit_path(ctx, &svc), r("schedule.service", &v)?));

@@ -93,6 +93,7 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "wsgi": c.wsgi(),
         "celery_app": c.celery_app(),
         "worker_stop_timeout": c.deploy.worker_stop_timeout_secs,
+        "redis_unit": c.redis_unit(),
     })
 }
 
@@ -118,11 +119,24 @@ fn timers(ctx: &Ctx, tx: &mut Txn) -> StepResult<bool> {
         let mut v = crate::paths::keel_unit_vars(&ctx.cfg.source, &ctx.state_file);
         v.insert("minutes".into(), minutes.into());
         let mut files = vec![];
-        for name in [format!("{base}.service"), format!("{base}.timer")] {
-            let text = crate::render::render(&name, &v).map_err(|e| StepError::permanent(e, ""))?;
-            files.push((ctx.host(&format!("/etc/systemd/system/{name}")), text));
+        // A named app's timers carry its name (keel-verify-shop.timer).
+        let unit = ctx.cfg.keel_unit(base);
+        for kind in ["service", "timer"] {
+            let text = crate::render::render(&format!("{base}.{kind}"), &v)
+                .map_err(|e| StepError::permanent(e, ""))?;
+            files.push((
+                ctx.host(&format!("/etc/systemd/system/{unit}.{kind}")),
+                text,
+            ));
         }
-        changed |= crate::systemd::timer_files(ctx, ID, tx, &format!("{base}.timer"), &files, on)?;
+        changed |= crate::systemd::timer_files(
+            ctx,
+            ID,
+            tx,
+            &format!("{}.timer", ctx.cfg.keel_unit(base)),
+            &files,
+            on,
+        )?;
     }
     Ok(changed)
 }
@@ -196,7 +210,12 @@ impl Step for Services {
         }
         for (base, on, _) in keel_timers(ctx) {
             if on {
-                crate::systemd::enable_timer(ctx, ID, tx, &format!("{base}.timer"))?;
+                crate::systemd::enable_timer(
+                    ctx,
+                    ID,
+                    tx,
+                    &format!("{}.timer", ctx.cfg.keel_unit(base)),
+                )?;
             }
         }
         // The socket first: Gunicorn takes it from systemd. A web unit of an older keel that
@@ -232,7 +251,11 @@ impl Step for Services {
     fn verify(&self, ctx: &Ctx) -> StepResult {
         for (base, on, _) in keel_timers(ctx) {
             if on {
-                crate::systemd::require_active(ctx, ID, &format!("{base}.timer"))?;
+                crate::systemd::require_active(
+                    ctx,
+                    ID,
+                    &format!("{}.timer", ctx.cfg.keel_unit(base)),
+                )?;
             }
         }
         crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
@@ -253,7 +276,8 @@ impl Step for Services {
             .chain(
                 keel_timers(ctx)
                     .iter()
-                    .flat_map(|(b, _, _)| [format!("{b}.timer"), format!("{b}.service")]),
+                    .map(|(b, _, _)| ctx.cfg.keel_unit(b))
+                    .flat_map(|u| [format!("{u}.timer"), format!("{u}.service")]),
             )
             .collect();
         // Running: the socket and the app's three units (and the health timer if on).
@@ -261,7 +285,7 @@ impl Step for Services {
         active.extend(unit_names(ctx).into_iter().map(|u| format!("{u}.service")));
         for (base, on, _) in keel_timers(ctx) {
             if on {
-                active.push(format!("{base}.timer"));
+                active.push(format!("{}.timer", ctx.cfg.keel_unit(base)));
             }
         }
         Managed {

@@ -23,6 +23,35 @@ pub fn paths(ctx: &Ctx) -> SitePaths {
     }
 }
 
+/// The host's default servers (one file per port, the same for every app that listens
+/// there): unknown host names get no app. None while the distribution's default site is
+/// kept (it stays the default server).
+pub fn catch_alls(ctx: &Ctx) -> Vec<(PathBuf, String)> {
+    let cfg = &ctx.cfg;
+    if !cfg.nginx.disable_default_site {
+        return vec![];
+    }
+    let mut ports = vec![(cfg.nginx.port, false)];
+    if cfg.tls_on() {
+        ports.push((cfg.tls.port, true));
+    }
+    ports
+        .into_iter()
+        .filter_map(|(port, ssl)| {
+            let name = format!(
+                "keel-catch-all-{port}{}.conf",
+                if ssl { "-ssl" } else { "" }
+            );
+            let text = crate::render::render(
+                "nginx-catch-all.conf",
+                serde_json::json!({"port": port, "ssl": ssl}),
+            )
+            .ok()?;
+            Some((ctx.host(&format!("/etc/nginx/sites-enabled/{name}")), text))
+        })
+        .collect()
+}
+
 pub fn webroot(cfg: &Config) -> String {
     format!("/var/www/keel-{}", cfg.app.name)
 }
@@ -82,8 +111,6 @@ pub fn config_vars(cfg: &Config) -> serde_json::Value {
         "media_url": cfg.django.media_url,
         "media_root": cfg.shared_dir().join("media"),
         "var": cfg.app.name.replace('-', "_"),
-        // With the distribution's default site kept, it stays the default server.
-        "catch_all": cfg.nginx.disable_default_site,
         "tls_mode": cfg.tls_mode().as_str(),
         "tls_port": t.port,
         "hsts": hsts,
@@ -223,7 +250,15 @@ mod tests {
             s.contains("server_name demo.example.com localhost 127.0.0.1 [::1];"),
             "{s}"
         );
-        assert!(s.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{s}");
+        // The default server is the host's (one file per port, shared by every app), never
+        // in an app's site: two sites with it would fail nginx -t.
+        assert!(!s.contains("default_server"), "{s}");
+        let all = crate::render::render(
+            "nginx-catch-all.conf",
+            serde_json::json!({"port": 80, "ssl": false}),
+        )
+        .unwrap();
+        assert!(all.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{all}");
         assert!(
             s.contains("X-Content-Type-Options \"nosniff\" always"),
             "{s}"
@@ -277,7 +312,14 @@ mod tests {
             "{https}"
         );
         assert!(!https.contains("ssl_stapling"), "{https}");
-        assert!(s.contains("ssl_reject_handshake on;"), "{s}");
+        assert!(!s.contains("default_server"), "{s}");
+        let all = crate::render::render(
+            "nginx-catch-all.conf",
+            serde_json::json!({"port": 443, "ssl": true}),
+        )
+        .unwrap();
+        assert!(all.contains("listen 443 ssl default_server;"), "{all}");
+        assert!(all.contains("ssl_reject_handshake on;"), "{all}");
         // nginx >= 1.25.1 spells HTTP/2 `http2 on;`.
         let mut t2 = t;
         t2["http2_directive"] = true.into();
