@@ -130,3 +130,11 @@ pub fn check_others(paths: &Paths, cfg: &Config) -> Result<()> {
     let refs: Vec<(&Path, &Config)> = loaded.iter().map(|(p, c)| (p.as_path(), c)).collect();
     cfg.check_siblings(&refs)
 }
+
+/// Does another app on this host (installed or about to be) want `f`: a file of the host's
+/// that one app must not take away from another (certbot's renewal hook).
+pub fn another_wants(paths: &Paths, cfg: &Config, f: impl Fn(&Config) -> bool) -> bool {
+    others(paths, cfg)
+        .into_iter()
+        .any(|(_, c)| c.as_ref().is_ok_and(&f))
+}

@@ -201,6 +201,81 @@ fn malformed_state_files_are_refused_and_left_as_they_are() {
     report(all.len(), failures);
 }
 
+/// A second app ("shop", /etc/keel/apps/shop.toml) beside the host's ("demo",
+/// /etc/keel/keel.toml): every collision or disagreement is refused before anything is
+/// written, naming the key and the other app.
+#[test]
+fn apps_that_collide_are_refused_and_change_nothing() {
+    let all = cases("apps.cases");
+    assert!(all.len() >= 14, "{} cases", all.len());
+    let mut failures = vec![];
+    for (name, want, body) in &all {
+        let h = Host::new();
+        h.write("root/etc/keel/keel.toml", &crate::fakehost::config(""));
+        let shop = crate::fakehost::config("[redis]\nport = 6380\n")
+            .replace("name = \"demo\"", "name = \"shop\"")
+            .replace("demo.localhost", "shop.localhost")
+            .replace("/opt/demo", "/opt/shop");
+        let mut base: toml::Table = toml::from_str(&shop).unwrap();
+        let over: toml::Table = match toml::from_str(body) {
+            Ok(t) => t,
+            Err(e) => {
+                failures.push(format!("{name}: the case itself is not TOML: {e}"));
+                continue;
+            }
+        };
+        deep_merge(&mut base, over);
+        h.write(
+            "root/etc/keel/apps/shop.toml",
+            &toml::to_string(&base).unwrap(),
+        );
+        let mut want = want.clone();
+        want.push("shop.toml".into());
+        if let Err(e) = refused_app(&h, name, &want) {
+            failures.push(e);
+        }
+    }
+    report(all.len(), failures);
+}
+
+/// `refused`, for `keel --app shop install --yes` (its files from --app, not --config).
+fn refused_app(h: &Host, name: &str, want: &[String]) -> Result<(), String> {
+    let before = snapshot(h.dir.path());
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("keel"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEEL_ROOT", h.path("root"))
+        .env("KEEL_FAKE_HOST", h.path("fake"))
+        .args(["--app", "shop", "install", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut problems = vec![];
+    if out.status.code() != Some(2) {
+        problems.push(format!("exit {:?}, want 2", out.status.code()));
+    }
+    problems.extend(
+        want.iter()
+            .filter(|w| !stderr.contains(w.as_str()))
+            .map(|w| format!("stderr lacks {w:?}")),
+    );
+    if !stderr.contains("hint:") {
+        problems.push("no hint".into());
+    }
+    if snapshot(h.dir.path()) != before {
+        problems.push("the host changed".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: {} | stderr: {}",
+            problems.join("; "),
+            stderr.trim()
+        ))
+    }
+}
+
 /// A copy of the demo app with `example` as its .env.example, configured as the source.
 fn app_with_example(h: &Host, example: &[u8]) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-app");

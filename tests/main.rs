@@ -5,6 +5,7 @@
 // clippy.toml keeps out of keel's own modules.
 #![allow(clippy::disallowed_methods)]
 
+mod apps;
 mod attacks;
 mod backup;
 mod baseline;

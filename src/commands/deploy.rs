@@ -73,8 +73,8 @@ pub fn run(inv: &Invocation) -> Result<()> {
         unreachable!("deploy::run is called for `deploy`")
     };
     let cfg = inv.config()?;
-    cfg.check_users(&Paths::from_env().root)?;
     crate::apps::check_others(&Paths::from_env(), &cfg)?;
+    cfg.check_users(&Paths::from_env().root)?;
     let src = match rollback {
         Some(_) => None,
         None => Some(source(&cfg, dir, git_ref)?),

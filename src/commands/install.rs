@@ -92,6 +92,8 @@ fn check_host(cfg: &Config, ignore_preflight_errors: &[String]) -> Result<()> {
     let root = &paths.root;
     crate::checks::preflight::check_ignore_names(cfg, root, ignore_preflight_errors)
         .map_err(|m| Error::usage(m, "name a check from `keel preflight`, or all"))?;
+    // Another app's names first: "is app demo's" says more than "exists".
+    crate::apps::check_others(&paths, cfg)?;
     cfg.check_users(root)?;
     cfg.check_source()?;
     crate::project::check_tree(cfg)?;
@@ -100,7 +102,6 @@ fn check_host(cfg: &Config, ignore_preflight_errors: &[String]) -> Result<()> {
     cfg.check_tls_files(root)?;
     cfg.check_backup_host(root)?;
     cfg.check_notify_host(root)?;
-    crate::apps::check_others(&paths, cfg)?;
     check_calendars(cfg)
 }
 

@@ -91,7 +91,8 @@ impl Config {
     pub fn check_siblings(&self, others: &[(&Path, &Config)]) -> Result<()> {
         let mine = claims(self);
         for (file, other) in others {
-            let who = format!("app {:?} ({})", other.app.name, file.display());
+            let who = format!("app {:?}", other.app.name);
+            let at = format!("in {}", file.display());
             for (a, b) in mine.iter().zip(claims(other)) {
                 // A directory inside another app's is as bad as the same one.
                 let nested = |x: &String, y: &String| {
@@ -105,7 +106,7 @@ impl Config {
                 {
                     return Err(self.err(
                         a.key,
-                        format!("{} {v:?} is also {who}'s", a.what),
+                        format!("{} {v:?} is already {who}'s ({at})", a.what),
                         format!(
                             "every app on a host has its own {}: choose another{}",
                             a.what,

@@ -19,7 +19,7 @@ const LOGROTATE: &str = "/etc/logrotate.d/keel";
 const AUTO: &str = "/etc/apt/apt.conf.d/21keel-auto-upgrades";
 const ORIGINS: &str = "/etc/apt/apt.conf.d/52keel-unattended-upgrades";
 
-const LOGROTATE_CONF: &str = "# Managed by keel: its own logs (reports are pruned by keel: 20 kept).\n/var/log/keel/*.jsonl /var/log/keel/steps/*.log {\n    weekly\n    maxsize 10M\n    rotate 8\n    compress\n    delaycompress\n    missingok\n    notifempty\n    copytruncate\n    su root root\n}\n";
+const LOGROTATE_CONF: &str = "# Managed by keel: its own logs (reports are pruned by keel: 20 kept).\n/var/log/keel/*.jsonl /var/log/keel/steps/*.log /var/log/keel/apps/*/*.jsonl /var/log/keel/apps/*/steps/*.log {\n    weekly\n    maxsize 10M\n    rotate 8\n    compress\n    delaycompress\n    missingok\n    notifempty\n    copytruncate\n    su root root\n}\n";
 const AUTO_CONF: &str = "// Managed by keel: refresh the lists and run unattended-upgrades daily.\nAPT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n";
 /// Security origins only: the distribution's lists are cleared first (apt.conf lists
 /// append), then Debian's and Ubuntu's security suites are named.

@@ -16,6 +16,11 @@ pub struct Tls;
 const ID: &str = "tls";
 /// certbot runs every script here after a renewal: nginx reloads (a restart would drop
 /// connections), after `nginx -t`.
+/// Another app on the host renews through certbot: the reload hook is its too.
+fn acme_elsewhere(ctx: &Ctx) -> bool {
+    crate::apps::another_wants(&ctx.paths, &ctx.cfg, |c| c.tls_mode() == TlsMode::Acme)
+}
+
 pub const HOOK: &str = "/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx";
 const HOOK_SCRIPT: &str = "#!/bin/sh\n# Managed by keel: after a certificate renewal, reload nginx (never restart: no dropped\n# connections), and only into a configuration that passes nginx -t.\nset -e\n/usr/sbin/nginx -t -q\nexec /usr/bin/systemctl reload nginx\n";
 /// A certificate with fewer days left is replaced (certbot's own renewal threshold).
@@ -401,7 +406,7 @@ impl Step for Tls {
                 .map_err(io_err(&hook))?;
             // Debian's certbot package ships the timer: renewal twice a day.
             crate::systemd::systemctl(ctx, ID, &["enable", "--now", crate::certs::RENEWAL_TIMER])?;
-        } else {
+        } else if !acme_elsewhere(ctx) {
             tx.remove(&hook).map_err(io_err(&hook))?;
         }
         if changed {
@@ -447,7 +452,11 @@ impl Step for Tls {
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         Managed {
-            files: vec![ctx.host(HOOK)],
+            files: if acme_elsewhere(ctx) {
+                vec![]
+            } else {
+                vec![ctx.host(HOOK)]
+            },
             after: vec![("reload", "nginx".into())],
             active: if ctx.cfg.tls_mode() == TlsMode::Acme {
                 vec![crate::certs::RENEWAL_TIMER.into()]
