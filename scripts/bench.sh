@@ -14,7 +14,10 @@
 #   6. the uv fixture (tests/projects/uvshop: uv.lock, psycopg built from source, an npm
 #      build): keel's fresh install against its own floor (apt-get of the same packages,
 #      then `uv sync --frozen --no-dev` and `migrate`, in sequence), alternating rounds,
-#      then a deploy with the lock unchanged.
+#      then a deploy with the lock unchanged;
+#   7. memory: the idle footprint (PSS) of one app's processes, of the host's shared
+#      services, and of the whole host with one app and with three (the demo and two named
+#      copies). `scripts/bench.sh memory` runs this part alone.
 # Prints the figures and the ratios against the targets. Needs what scripts/test.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -92,6 +95,68 @@ for i in $(seq "$ROUNDS"); do
     floor_round
   fi
 done
+# The idle PSS (kB) of the units named, and of every process (the host), inside the box.
+mem_sample() {
+  $V exec $B python3 - "$@" <<'PYEND2'
+import os, subprocess, sys
+def pss(pid):
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def unit(u):
+    cg = subprocess.run(["systemctl", "show", "-p", "ControlGroup", "--value", u],
+                        capture_output=True, text=True).stdout.strip()
+    try:
+        return sum(pss(p) for p in open(f"/sys/fs/cgroup{cg}/cgroup.procs").read().split()) if cg else 0
+    except OSError:
+        return 0
+out = [str(unit(u)) for u in sys.argv[1:]]
+out.append(str(sum(pss(p) for p in os.listdir("/proc") if p.isdigit())))
+print(" ".join(out))
+PYEND2
+}
+
+memory_bench() {
+  export VPS=$V BOX=$B KEEL_BIN=target/release/keel
+  . tests/e2e/lib.sh
+  . tests/e2e/88-apps.sh
+  fresh >/dev/null
+  keel install --yes >/dev/null
+  sleep 30
+  local units="demo-web demo-worker demo-beat redis-server postgresql@15-main nginx"
+  read -r web worker beat redis pg nginx one <<<"$(mem_sample $units)"
+  named_app shop 6380; named_app blog 6381
+  vx keel --app shop install --yes >/dev/null
+  vx keel --app blog install --yes >/dev/null
+  sleep 30
+  read -r sweb sworker sbeat sredis pg3 nginx3 three <<<"$(mem_sample shop-web shop-worker shop-beat redis-server@shop postgresql@15-main nginx)"
+  $V down $B >/dev/null
+  python3 - "$web" "$worker" "$beat" "$redis" "$pg" "$nginx" "$one" "$sweb" "$sworker" "$sbeat" "$sredis" "$pg3" "$nginx3" "$three" <<'PYEND3'
+import sys
+(web, worker, beat, redis, pg, nginx, one, sweb, sworker, sbeat, sredis, pg3, nginx3, three) = [int(x) / 1024 for x in sys.argv[1:]]
+app = web + worker + beat + redis
+print()
+print("| memory, idle (PSS) | one app (demo, the host's) | a named app (shop), beside two others |")
+print("|---|---|---|")
+print(f"| Gunicorn (2 workers) | {web:.0f} MB | {sweb:.0f} MB |")
+print(f"| Celery worker (concurrency 2) | {worker:.0f} MB | {sworker:.0f} MB |")
+print(f"| Celery beat | {beat:.0f} MB | {sbeat:.0f} MB |")
+print(f"| its Redis | {redis:.0f} MB | {sredis:.0f} MB |")
+print(f"| the app's processes | {app:.0f} MB | {sweb + sworker + sbeat + sredis:.0f} MB |")
+print(f"| PostgreSQL (shared; the apps' connections included) | {pg:.0f} MB | {pg3:.0f} MB with 3 apps |")
+print(f"| nginx (shared) | {nginx:.0f} MB | {nginx3:.0f} MB with 3 apps |")
+print(f"| the whole host (every process) | {one:.0f} MB with 1 app | {three:.0f} MB with 3 apps: {(three - one) / 2:.0f} MB per added app |")
+PYEND3
+}
+if [ "${1:-}" = memory ]; then
+  memory_bench
+  exit 0
+fi
+
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 FLOOR=$(median "${FLOORS[@]}"); FRESH=$(median "${FRESHES[@]}"); DJANGO_S=$(median "${DJANGOS[@]}")
 # Each round's ratio (its keel run over its own floor + Django's commands, back to back), and
@@ -225,3 +290,4 @@ print(f"| first import of Django + Celery + Gunicorn in the deployed venv | {imp
 print(f"| uv fixture: keel fresh install vs apt + uv sync + migrate | median of the rounds' ratios {uvratio:.2f} × floor | ≤ 0.95 × floor: {'met' if uvratio <= 0.95 else 'NOT met'} |")
 print(f"| uv fixture: keel deploy, lock unchanged | {uvdeploy:.1f} s (npm build, checks, restarts) | ≤ 5 s: {'met' if uvdeploy <= 5 else 'NOT met'} |")
 PY
+memory_bench

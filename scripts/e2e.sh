@@ -39,6 +39,15 @@ for w in $wanted; do
 done
 "$VPS" rootfs
 if grep -qwE 'package|cloud_init' <<<"$wanted"; then scripts/package.sh >/dev/null; fi
+# The upgrade scenario starts from the last release with one app per host (its source from
+# git, built once into target/prev; a debug build: the same behaviour, compiled in half the time).
+KEEL_PREV_REF=${KEEL_PREV_REF:-bbe3b16}
+export KEEL_PREV_BIN="$here/target/prev/debug/keel"
+if grep -qw 'apps_upgrade' <<<"$wanted" && [ ! -x "$KEEL_PREV_BIN" ]; then
+  rm -rf target/prev-src && mkdir -p target/prev-src
+  git archive "$KEEL_PREV_REF" | tar -x -C target/prev-src
+  (cd target/prev-src && cargo build --quiet --target-dir "$here/target/prev")
+fi
 
 logs="$here/target/e2e/logs"
 mkdir -p "$logs"

@@ -181,3 +181,39 @@ scenario_apps() {
   [ "$code2" = 000 ] || fail "shop.localhost still answers ($code2) after its rollback"
   vx keel apps
 }
+
+# A host that the previous keel (one app per host) set up, upgraded in place by this keel
+# under a request loop; then a second app beside it.
+scenario_apps_upgrade() {
+  fresh
+  local root; root=$("$VPS" root "$BOX")
+  install -m 0755 "$KEEL_PREV_BIN" "$root/usr/local/bin/keel-prev"
+  vx keel-prev --config /etc/keel/keel.toml install --yes >/dev/null
+  vx keel-prev --version
+  vx grep -q 'default_server' /etc/nginx/sites-available/keel-demo.conf || fail "the previous keel's site has no catch-all: not the previous layout"
+  local pg='PGPASSWORD=$(cat /etc/keel/secrets/postgres_password) psql -X -h 127.0.0.1 -U demo -d demo'
+  vx sh -c "$pg -c 'create table keep_me (x int); insert into keep_me values (7)'" >/dev/null
+  local secrets; secrets=$(vx sh -c 'sha256sum /etc/keel/secrets/*')
+  apps_loop_script >"$root/usr/local/bin/keel-apps-load"; chmod 0755 "$root/usr/local/bin/keel-apps-load"
+  vx rm -f /tmp/up.stop /tmp/up.log
+  vx sh -c 'nohup keel-apps-load /tmp/up.log /tmp/up.stop demo.localhost "demo-home: " >/dev/null 2>&1 &'
+  wait_for 20 vx grep -q '^ok' /tmp/up.log
+  local out; out=$(keel install --yes 2>&1) || { echo "$out"; fail "the upgrade install failed"; }
+  echo "$out" | tail -3
+  sleep 1
+  vx touch /tmp/up.stop; sleep 0.5
+  loop_result /tmp/up.log
+  [ "$(vx sh -c 'sha256sum /etc/keel/secrets/*')" = "$secrets" ] || fail "the upgrade changed the secrets"
+  [ "$(vx sh -c "$pg -Atc 'select x from keep_me'")" = 7 ] || fail "the upgrade lost rows"
+  if vx grep -q 'default_server' /etc/nginx/sites-available/keel-demo.conf; then fail "the site still holds the catch-all"; fi
+  vx test -s /etc/nginx/sites-enabled/keel-catch-all-80.conf || fail "no catch-all of the host's"
+  # Exactly once: the next run has nothing to do.
+  out=$(keel install --yes 2>&1)
+  grep -q "0 step(s) run" <<<"$out" || { echo "$out"; fail "a second install after the upgrade is not a no-op"; }
+  keel verify >/dev/null || fail "demo is not healthy after the upgrade"
+  # The upgraded host takes a second app.
+  named_app shop 6380
+  vx keel --app shop install --yes >/dev/null
+  output_has 'demo-home shop: ' page_of shop.localhost || fail "shop is not served on the upgraded host"
+  output_has 'demo-home: ' page_of demo.localhost || fail "demo is not served beside shop"
+}
