@@ -36,65 +36,6 @@ $V up $B >/dev/null
 $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only $PKGS >/dev/null"
 $V down $B
 
-# Fresh installs vary by seconds from one container to the next (the disk, the mirror's
-# answers): floor and keel alternate, ROUNDS each, and the medians are compared.
-ROUNDS=${KEEL_BENCH_ROUNDS:-5}
-[ $((ROUNDS % 2)) = 1 ] || { echo "KEEL_BENCH_ROUNDS must be odd" >&2; exit 2; }
-ART=target/bench; mkdir -p "$ART"
-FLOORS=(); FRESHES=(); DJANGOS=()
-dpkg_conf() { (cd "$1" && find etc/dpkg etc/apt/apt.conf.d -type f ! -name '*keel*' -exec sha256sum {} + | sort); }
-keel_round() { # a fresh install in a fresh container; leaves it up
-  $V up $B >/dev/null
-  root=$($V root $B)
-  install -m 0755 target/release/keel "$root/usr/local/bin/keel"
-  mkdir -p "$root/etc/keel" && cp -r examples/. "$root/etc/keel/" && cp examples/demo.toml "$root/etc/keel/keel.toml"
-  sync
-  # Sample keel's peak RSS (VmHWM) from this side while it runs.
-  ( peak=0; while :; do for p in $(pgrep -x keel); do h=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$peak" ] && peak=$h && echo "$peak" >/tmp/keel-bench-rss; done; sleep 0.05; done ) &
-  SAMPLER=$!
-  t0=$(now)
-  $V exec $B keel --config /etc/keel/keel.toml install --yes >/tmp/keel-bench.log 2>&1 || { tail -30 /tmp/keel-bench.log; exit 1; }
-  t1=$(now); FRESHES+=("$(secs "$t0" "$t1")")
-  kill $SAMPLER 2>/dev/null || true
-  # dpkg's and apt's configuration as the plain install leaves it (keel's own baseline
-  # files aside): nothing keel did for speed stays behind.
-  [ "$(dpkg_conf "$root")" = "$FLOOR_DPKG" ] || { echo "dpkg/apt configuration differs from the floor's:"; diff <(echo "$FLOOR_DPKG") <(dpkg_conf "$root"); exit 1; }
-  # Django's own work, one command after another (what a plain setup runs): the django
-  # step's migrate, collectstatic and admin-user commands, from its log.
-  DJANGOS+=("$(awk '/\$ .*manage.py (migrate --noinput|collectstatic|shell)/ {want=1; next} want && /^--- exit 0 in/ {sub("s","",$5); t+=$5; want=0} END {printf "%.2f", t}' "$root/var/log/keel/steps/django.log")")
-  cp "$root/var/log/keel/events.jsonl" "$ART/keel-events.jsonl"
-  cp "$root/var/log/dpkg.log" "$ART/keel-dpkg.log"
-  echo "keel fresh: ${FRESHES[-1]}s (Django's commands ${DJANGOS[-1]} s)"
-}
-floor_round() {
-  $V up $B >/dev/null
-  root=$($V root $B); cp examples/demo-app/requirements.txt "$root/root/requirements.txt"
-  sync
-  t0=$(now)
-  $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null \
-    && python3 -m venv /root/venv && /root/venv/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt gunicorn"
-  t1=$(now); FLOORS+=("$(secs "$t0" "$t1")")
-  cp "$root/var/log/dpkg.log" "$ART/floor-dpkg.log"
-  FLOOR_DPKG=$(dpkg_conf "$root")
-  $V down $B
-  echo "floor: ${FLOORS[-1]}s"
-}
-# Odd rounds floor then keel, even rounds keel then floor (what a previous container's
-# teardown leaves to the disk falls on both sides alike); the last round ends with keel's
-# container up for the measurements below.
-for i in $(seq "$ROUNDS"); do
-  if [ $((i % 2)) = 1 ]; then
-    echo "== round $i/$ROUNDS: floor (apt-get install + pip install), then keel's fresh install"
-    floor_round
-    keel_round
-    [ "$i" = "$ROUNDS" ] || $V down $B
-  else
-    echo "== round $i/$ROUNDS: keel's fresh install, then the floor"
-    keel_round
-    $V down $B
-    floor_round
-  fi
-done
 # The idle PSS (kB) of the units named, and of every process (the host), inside the box.
 mem_sample() {
   $V exec $B python3 - "$@" <<'PYEND2'
@@ -156,6 +97,67 @@ if [ "${1:-}" = memory ]; then
   memory_bench
   exit 0
 fi
+
+
+# Fresh installs vary by seconds from one container to the next (the disk, the mirror's
+# answers): floor and keel alternate, ROUNDS each, and the medians are compared.
+ROUNDS=${KEEL_BENCH_ROUNDS:-5}
+[ $((ROUNDS % 2)) = 1 ] || { echo "KEEL_BENCH_ROUNDS must be odd" >&2; exit 2; }
+ART=target/bench; mkdir -p "$ART"
+FLOORS=(); FRESHES=(); DJANGOS=()
+dpkg_conf() { (cd "$1" && find etc/dpkg etc/apt/apt.conf.d -type f ! -name '*keel*' -exec sha256sum {} + | sort); }
+keel_round() { # a fresh install in a fresh container; leaves it up
+  $V up $B >/dev/null
+  root=$($V root $B)
+  install -m 0755 target/release/keel "$root/usr/local/bin/keel"
+  mkdir -p "$root/etc/keel" && cp -r examples/. "$root/etc/keel/" && cp examples/demo.toml "$root/etc/keel/keel.toml"
+  sync
+  # Sample keel's peak RSS (VmHWM) from this side while it runs.
+  ( peak=0; while :; do for p in $(pgrep -x keel); do h=$(awk '/VmHWM/ {print $2}' /proc/$p/status 2>/dev/null || echo 0); [ "${h:-0}" -gt "$peak" ] && peak=$h && echo "$peak" >/tmp/keel-bench-rss; done; sleep 0.05; done ) &
+  SAMPLER=$!
+  t0=$(now)
+  $V exec $B keel --config /etc/keel/keel.toml install --yes >/tmp/keel-bench.log 2>&1 || { tail -30 /tmp/keel-bench.log; exit 1; }
+  t1=$(now); FRESHES+=("$(secs "$t0" "$t1")")
+  kill $SAMPLER 2>/dev/null || true
+  # dpkg's and apt's configuration as the plain install leaves it (keel's own baseline
+  # files aside): nothing keel did for speed stays behind.
+  [ "$(dpkg_conf "$root")" = "$FLOOR_DPKG" ] || { echo "dpkg/apt configuration differs from the floor's:"; diff <(echo "$FLOOR_DPKG") <(dpkg_conf "$root"); exit 1; }
+  # Django's own work, one command after another (what a plain setup runs): the django
+  # step's migrate, collectstatic and admin-user commands, from its log.
+  DJANGOS+=("$(awk '/\$ .*manage.py (migrate --noinput|collectstatic|shell)/ {want=1; next} want && /^--- exit 0 in/ {sub("s","",$5); t+=$5; want=0} END {printf "%.2f", t}' "$root/var/log/keel/steps/django.log")")
+  cp "$root/var/log/keel/events.jsonl" "$ART/keel-events.jsonl"
+  cp "$root/var/log/dpkg.log" "$ART/keel-dpkg.log"
+  echo "keel fresh: ${FRESHES[-1]}s (Django's commands ${DJANGOS[-1]} s)"
+}
+floor_round() {
+  $V up $B >/dev/null
+  root=$($V root $B); cp examples/demo-app/requirements.txt "$root/root/requirements.txt"
+  sync
+  t0=$(now)
+  $V exec $B sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKGS >/dev/null \
+    && python3 -m venv /root/venv && /root/venv/bin/pip install -q --disable-pip-version-check -r /root/requirements.txt gunicorn"
+  t1=$(now); FLOORS+=("$(secs "$t0" "$t1")")
+  cp "$root/var/log/dpkg.log" "$ART/floor-dpkg.log"
+  FLOOR_DPKG=$(dpkg_conf "$root")
+  $V down $B
+  echo "floor: ${FLOORS[-1]}s"
+}
+# Odd rounds floor then keel, even rounds keel then floor (what a previous container's
+# teardown leaves to the disk falls on both sides alike); the last round ends with keel's
+# container up for the measurements below.
+for i in $(seq "$ROUNDS"); do
+  if [ $((i % 2)) = 1 ]; then
+    echo "== round $i/$ROUNDS: floor (apt-get install + pip install), then keel's fresh install"
+    floor_round
+    keel_round
+    [ "$i" = "$ROUNDS" ] || $V down $B
+  else
+    echo "== round $i/$ROUNDS: keel's fresh install, then the floor"
+    keel_round
+    $V down $B
+    floor_round
+  fi
+done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 FLOOR=$(median "${FLOORS[@]}"); FRESH=$(median "${FRESHES[@]}"); DJANGO_S=$(median "${DJANGOS[@]}")

@@ -59,7 +59,7 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     let built = crate::steps::build::run_build(ctx, &mut tx, &dir, LOG);
     tx.commit();
     built?;
-    crate::steps::postgres::ensure_extensions(ctx, LOG)?;
+    crate::pg::ensure_extensions(ctx, LOG)?;
     // One Python for the import check, `check`, `migrate` (before the switch, against the
     // live database: see the README on migrations the previous release cannot run
     // against) and collectstatic: each start of Django costs about a second.

@@ -4,7 +4,7 @@
 use crate::checks::{CheckResult, Level};
 use crate::error::{Error, Result};
 use crate::exec::Cmd;
-use crate::step::{Ctx, Step};
+use crate::step::Ctx;
 
 /// Reports kept; older ones are pruned.
 const KEEP: usize = 20;
@@ -305,8 +305,8 @@ fn python(ctx: &Ctx) -> Section {
 }
 
 fn connectivity(ctx: &Ctx) -> Section {
-    let pg = crate::steps::postgres::app_sql(ctx, "diagnose", "SELECT version();");
-    let rd = crate::steps::redis::Redis.verify(ctx);
+    let pg = crate::pg::app_sql(ctx, "diagnose", "SELECT version();");
+    let rd = crate::probe::redis(ctx);
     let mut body = String::new();
     body.push_str(&match &pg {
         Ok(v) => format!("postgres: ok, {}\n", v.trim()),
@@ -341,7 +341,7 @@ fn nginx(ctx: &Ctx) -> Section {
 
 /// The certificate in place, its issuer and expiry, and the renewal timer's last result.
 fn tls(ctx: &Ctx) -> Section {
-    use crate::steps::{site, tls};
+    use crate::site;
     let cfg = &ctx.cfg;
     let mode = cfg.tls_mode();
     if !cfg.tls_on() {
@@ -434,8 +434,8 @@ fn tls(ctx: &Ctx) -> Section {
         }
         body.push_str(&format!(
             "\nrenewal hook: {} ({})",
-            tls::HOOK,
-            if ctx.host(tls::HOOK).exists() {
+            site::RENEWAL_HOOK,
+            if ctx.host(site::RENEWAL_HOOK).exists() {
                 "present"
             } else {
                 "missing"

@@ -4,8 +4,7 @@
 use crate::checks::{CheckFn, CheckResult, Level, error, not_checked, ok, run_parallel, warn};
 use crate::config::Config;
 use crate::exec::Cmd;
-use crate::step::{Ctx, Step, StepError, StepResult};
-use crate::steps;
+use crate::step::{Ctx, StepError, StepResult};
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -72,7 +71,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         Box::new(move || {
             from(
                 crate::systemd::require_active(&c, "health", "postgresql").and_then(|_| {
-                    steps::postgres::app_sql(&c, "health", "SELECT 1;").and_then(|o| {
+                    crate::pg::app_sql(&c, "health", "SELECT 1;").and_then(|o| {
                         if o.trim() == "1" {
                             Ok(())
                         } else {
@@ -90,7 +89,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                steps::redis::Redis.verify(&c),
+                crate::probe::redis(&c),
                 "loopback only; refuses no password; PING/SET/GET with it",
             )
         }),
@@ -101,7 +100,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                steps::nginx::Nginx.verify(&c),
+                crate::probe::nginx(&c),
                 "unit active; nginx -t ok; keel's site answers",
             )
         }),

@@ -211,4 +211,14 @@ impl Config {
             format!("/var/lib/keel/{file}")
         }
     }
+
+    /// keel's Redis config for the app: included by Debian's redis.conf for the host's app;
+    /// read whole by a named app's instance (redis-server@NAME reads redis-NAME.conf).
+    pub fn redis_conf(&self) -> String {
+        if self.named {
+            format!("/etc/redis/redis-{}.conf", self.app.name)
+        } else {
+            "/etc/redis/keel.conf".into()
+        }
+    }
 }

@@ -19,7 +19,6 @@ pub mod redis;
 pub mod schedules;
 pub mod secrets;
 pub mod services;
-pub mod site;
 pub mod system_user;
 pub mod tls;
 pub mod verify;

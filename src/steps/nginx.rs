@@ -1,44 +1,15 @@
-use super::site::{self, paths};
-use crate::exec::Cmd;
+use crate::site::{self, paths};
+use crate::probe::config_test;
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
-use crate::systemd::{apply, ensure_running, require_active};
+use crate::systemd::{apply, ensure_running};
 use crate::txn::Txn;
-use std::time::Duration;
 
 pub struct Nginx;
 const ID: &str = "nginx";
 const UNIT: &str = "nginx";
 
-/// `nginx -t`; on failure the error names the broken file from nginx's own message.
-pub fn config_test(ctx: &Ctx, step: &str) -> StepResult {
-    let o = ctx.exec.probe(step, &Cmd::new("nginx").arg("-t"))?;
-    if o.code == 0 {
-        return Ok(());
-    }
-    let text = format!("{}{}", o.stderr, o.stdout);
-    let emerg = text
-        .lines()
-        .find(|l| l.contains("[emerg]"))
-        .unwrap_or_else(|| text.lines().last().unwrap_or(""))
-        .trim()
-        .to_string();
-    let file = emerg
-        .rsplit_once(" in ")
-        .map(|(_, f)| f.rsplit_once(':').map(|(p, _)| p).unwrap_or(f).to_string());
-    Err(StepError::permanent(
-        format!("nginx -t failed (exit {}): {emerg}", o.code),
-        match file {
-            Some(f) => format!(
-                "fix or remove {f}, then keel install --retry-step nginx; nginx keeps serving its previous configuration"
-            ),
-            None => {
-                "run nginx -t to see the problem; nginx keeps serving its previous configuration"
-                    .into()
-            }
-        },
-    ))
-}
+
 
 impl Step for Nginx {
     fn id(&self) -> &'static str {
@@ -116,51 +87,7 @@ impl Step for Nginx {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        require_active(ctx, ID, UNIT)?;
-        config_test(ctx, ID)?;
-        let port = ctx.cfg.nginx.port;
-        let get = |path: &str| {
-            ctx.exec
-                .http_get(ID, port, &ctx.cfg.app.domain, path, Duration::from_secs(10))
-                .map_err(|e| {
-                    StepError::transient(
-                        format!("HTTP to 127.0.0.1:{port}{path}: {e}"),
-                        "see journalctl -u nginx",
-                    )
-                })
-        };
-        // A reload is asynchronous: give the new workers a moment before calling it a failure.
-        let mut answer = get("/keel-health")?;
-        for _ in 0..15 {
-            if answer.0 == 200 {
-                break;
-            }
-            ctx.exec.pause(Duration::from_millis(200));
-            answer = get("/keel-health")?;
-        }
-        let (code, body) = answer;
-        if code != 200 || body.trim() != "ok" {
-            return Err(StepError::transient(
-                format!(
-                    "GET /keel-health on port {port} answered {code}: keel's site is not the one serving"
-                ),
-                "check for another server block with default_server on this port",
-            ));
-        }
-        // The app if it runs (a status [health] accepts), keel's placeholder page until then
-        // (503); or, with HTTPS up, the redirect to it.
-        let path = &ctx.cfg.health.path;
-        let (code, body) = get(path)?;
-        let https = ctx.cfg.tls_on() && site::installed(ctx).is_some();
-        let placeholder = code == 503 && body.contains("keel-placeholder");
-        let accepted = ctx.cfg.health.statuses.contains(&code);
-        if !(accepted || placeholder || https && code == 301) {
-            return Err(StepError::transient(
-                format!("GET {path} on port {port} answered {code}"),
-                format!("check /var/log/nginx/{}.error.log", ctx.cfg.app.name),
-            ));
-        }
-        Ok(())
+        crate::probe::nginx(ctx)
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         let p = paths(ctx);

@@ -1,175 +1,12 @@
-use crate::exec::Cmd;
+use crate::pg::{admin_sql, cluster_dir, quote_literal, scram_verifier, wait_ready};
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
 use crate::txn::Txn;
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 pub struct Postgres;
 const ID: &str = "postgres";
 const UNIT: &str = "postgresql";
-
-/// The newest cluster's config directory, e.g. /etc/postgresql/15/main.
-fn cluster_dir(ctx: &Ctx) -> StepResult<PathBuf> {
-    let base = ctx.host("/etc/postgresql");
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(&base)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("main"))))
-        .filter(|(_, p): &(u32, PathBuf)| p.is_dir())
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p).ok_or_else(|| {
-        StepError::permanent(
-            format!("no PostgreSQL cluster under {}", base.display()),
-            "install the postgresql package (keel install packages)",
-        )
-    })
-}
-
-/// A SCRAM-SHA-256 verifier as PostgreSQL stores it (RFC 5802/7677, 4096 iterations):
-/// `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`. keel's passwords are ASCII, for
-/// which SASLprep changes nothing.
-pub fn scram_verifier(password: &str, salt: &[u8]) -> String {
-    use base64::Engine;
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-    const ITER: u32 = 4096;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, ITER, &mut salted);
-    let hmac = |key: &[u8], msg: &[u8]| {
-        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-        m.update(msg);
-        m.finalize().into_bytes()
-    };
-    let client_key = hmac(&salted, b"Client Key");
-    let stored_key = Sha256::digest(client_key);
-    let server_key = hmac(&salted, b"Server Key");
-    format!(
-        "SCRAM-SHA-256${ITER}:{}${}:{}",
-        b64(salt),
-        b64(&stored_key),
-        b64(&server_key)
-    )
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Run SQL as the postgres superuser over the local socket; the SQL (and any password in
-/// it) goes through stdin.
-fn admin_sql(ctx: &Ctx, sql: &str) -> StepResult<String> {
-    admin_sql_in(ctx, ID, sql)
-}
-
-/// `admin_sql`, logged under `log` (a deploy's extensions go to the deploy's log).
-fn admin_sql_in(ctx: &Ctx, log: &str, sql: &str) -> StepResult<String> {
-    let out = ctx.run(
-        log,
-        &Cmd::new("psql")
-            .user("postgres")
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                "postgres",
-                "-f",
-                "-",
-            ])
-            .stdin(sql.as_bytes().to_vec()),
-    )?;
-    Ok(out.stdout)
-}
-
-fn wait_ready(ctx: &Ctx) -> StepResult {
-    let start = Instant::now();
-    loop {
-        let o = ctx.exec.probe(
-            ID,
-            &Cmd::new("pg_isready")
-                .user("postgres")
-                .args(["-q", "-t", "2"]),
-        )?;
-        if o.code == 0 {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(StepError::transient(
-                "PostgreSQL did not become ready within 60s",
-                "see journalctl -u postgresql@*-main",
-            ));
-        }
-        ctx.exec.pause(Duration::from_millis(300));
-    }
-}
-
-/// The schema extensions live in: the superuser's, never the app's (an extension's script
-/// runs as the superuser and must not meet objects the app's role could plant). The role
-/// finds it on its search_path.
-pub const EXTENSIONS_SCHEMA: &str = "keel_extensions";
-
-/// The SQL that makes `[database] extensions` exist in the app's database, as the superuser:
-/// checked against pg_available_extensions first (a missing one names its package).
-pub fn extensions_sql(db: &str, user: &str, exts: &[String]) -> String {
-    let list: Vec<String> = exts.iter().map(|e| quote_literal(e)).collect();
-    let mut sql = format!(
-        "\\connect \"{db}\"\n         DO $$ DECLARE missing text; BEGIN\n         SELECT string_agg(n, ', ') INTO missing FROM unnest(ARRAY[{list}]::text[]) AS n WHERE n NOT IN (SELECT name FROM pg_available_extensions);\n         IF missing IS NOT NULL THEN RAISE EXCEPTION 'keel: extension(s) not available in this PostgreSQL: %', missing; END IF; END $$;\n         CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION postgres;\n         REVOKE CREATE ON SCHEMA {s} FROM PUBLIC;\n         GRANT USAGE ON SCHEMA {s} TO \"{user}\";\n",
-        list = list.join(", "),
-        s = EXTENSIONS_SCHEMA,
-    );
-    for e in exts {
-        sql.push_str(&format!(
-            "CREATE EXTENSION IF NOT EXISTS \"{e}\" SCHEMA {EXTENSIONS_SCHEMA};\n"
-        ));
-    }
-    sql.push_str(&format!(
-        "ALTER ROLE \"{user}\" IN DATABASE \"{db}\" SET search_path = \"$user\", public, {EXTENSIONS_SCHEMA};\n"
-    ));
-    sql
-}
-
-/// Create the configured extensions (install, and every deploy before its migrations).
-pub fn ensure_extensions(ctx: &Ctx, log: &str) -> StepResult {
-    let exts = &ctx.cfg.database.extensions;
-    if exts.is_empty() {
-        return Ok(());
-    }
-    let sql = extensions_sql(&ctx.cfg.db_name(), &ctx.cfg.db_user(), exts);
-    admin_sql_in(ctx, log, &sql).map_err(|e| {
-        if e.msg.contains("not available") {
-            StepError::permanent(
-                e.msg.clone(),
-                "install the extension's package under packages.install (pg_trgm, bloom, citext, unaccent come with PostgreSQL; postgis: postgresql-<version>-postgis-3)",
-            )
-        } else {
-            e
-        }
-    })?;
-    ctx.ui
-        .step_note(log, &format!("extensions: {}", exts.join(", ")));
-    Ok(())
-}
-
-/// Run SQL as the app role over TCP, as the app does: a real login with the stored password,
-/// read from a 0600 file (not argv, not the environment).
-pub fn app_sql(ctx: &Ctx, log: &str, sql: &str) -> StepResult<String> {
-    let password = ctx.secrets.get_or_create("postgres_password")?;
-    let (db, user, port) = (ctx.cfg.db_name(), ctx.cfg.db_user(), ctx.cfg.postgres.port);
-    let mut pass = tempfile::NamedTempFile::new()?;
-    writeln!(pass, "127.0.0.1:{port}:{db}:{user}:{password}")?;
-    let out = ctx
-        .run(log, &Cmd::new("psql").args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-w", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", &user, "-d", &db, "-f", "-"]).env("PGPASSFILE", &pass.path().display().to_string()).stdin(sql.to_string()))
-        .map_err(|e| e.hint(format!("the {user} role could not log in over TCP with the stored password (/etc/keel/secrets/postgres_password); check pg_hba.conf")))?;
-    Ok(out.stdout)
-}
 
 impl Step for Postgres {
     fn id(&self) -> &'static str {
@@ -213,8 +50,8 @@ impl Step for Postgres {
         if changed {
             // listen_addresses and port need a restart; the rest of keel.conf only a reload.
             // A fresh cluster already listens where keel wants it: reloading saves seconds.
-            wait_ready(ctx)?;
-            let now = admin_sql(ctx, "SHOW listen_addresses;\nSHOW port;\n")?;
+            wait_ready(ctx, ID)?;
+            let now = admin_sql(ctx, ID, "SHOW listen_addresses;\nSHOW port;\n")?;
             let want = format!("localhost\n{}", ctx.cfg.postgres.port);
             let action = if now.trim() == want {
                 "reload"
@@ -223,7 +60,7 @@ impl Step for Postgres {
             };
             apply(ctx, ID, action, UNIT, tx)?;
         }
-        wait_ready(ctx)?;
+        wait_ready(ctx, ID)?;
         let password = ctx.secrets.get_or_create("postgres_password")?;
         let (db, user) = (ctx.cfg.db_name(), ctx.cfg.db_user());
         // The server gets a SCRAM verifier computed here, never the password: not in the
@@ -243,15 +80,15 @@ impl Step for Postgres {
                 &crate::secrets::random_bytes(16)
             )),
         );
-        admin_sql(ctx, &sql)?;
-        ensure_extensions(ctx, ID)?;
+        admin_sql(ctx, ID, &sql)?;
+        crate::pg::ensure_extensions(ctx, ID)?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
         require_active(ctx, ID, UNIT)?;
         require_loopback_listener(ctx, ctx.cfg.postgres.port, UNIT)?;
         let table = format!("keel_probe_{}", std::process::id());
-        let out = app_sql(
+        let out = crate::pg::app_sql(
             ctx,
             ID,
             &format!(
@@ -276,37 +113,5 @@ impl Step for Postgres {
             active: vec![UNIT.into()],
             ..Managed::default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// RFC 7677's test vector: user "user", password "pencil", salt W22ZaJ0SNY7soEsUEjb6gQ==.
-    #[test]
-    fn scram_verifier_matches_rfc_7677() {
-        use base64::Engine;
-        let salt = base64::engine::general_purpose::STANDARD
-            .decode("W22ZaJ0SNY7soEsUEjb6gQ==")
-            .unwrap();
-        let v = super::scram_verifier("pencil", &salt);
-        assert_eq!(
-            v,
-            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
-        );
-    }
-
-    /// Extensions go in the superuser's own schema, checked as available first; the role
-    /// gets USAGE and a search_path, never more.
-    #[test]
-    fn extensions_are_the_superusers_in_their_own_schema() {
-        let sql = super::extensions_sql("shop", "shop", &["pg_trgm".into(), "bloom".into()]);
-        assert!(sql.starts_with("\\connect \"shop\"\n"), "{sql}");
-        assert!(sql.contains("ARRAY['pg_trgm', 'bloom']"));
-        assert!(
-            sql.contains("CREATE SCHEMA IF NOT EXISTS keel_extensions AUTHORIZATION postgres;")
-        );
-        assert!(sql.contains("CREATE EXTENSION IF NOT EXISTS \"bloom\" SCHEMA keel_extensions;"));
-        assert!(sql.contains("GRANT USAGE ON SCHEMA keel_extensions TO \"shop\";"));
-        assert!(!sql.to_ascii_uppercase().contains("SUPERUSER"));
     }
 }

@@ -1,23 +1,12 @@
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
-use crate::systemd::{apply, ensure_running, require_active, require_loopback_listener};
+use crate::systemd::{apply, ensure_running};
 use crate::txn::Txn;
-use std::time::Duration;
 
 pub struct Redis;
 const ID: &str = "redis";
 const MAIN: &str = "/etc/redis/redis.conf";
 const OURS: &str = "/etc/redis/keel.conf";
-
-/// keel's Redis config: included by Debian's redis.conf for the host's app; a named app's
-/// instance reads its own file whole (Debian's redis-server@.service: redis-NAME.conf).
-fn conf_path(ctx: &Ctx) -> String {
-    if ctx.cfg.named {
-        format!("/etc/redis/redis-{}.conf", ctx.cfg.app.name)
-    } else {
-        OURS.into()
-    }
-}
 
 fn include_line() -> String {
     format!("include {OURS}")
@@ -62,7 +51,7 @@ impl Step for Redis {
         let unit = ctx.cfg.redis_unit();
         let unit = unit.as_str();
         if ctx.cfg.named {
-            let ours = ctx.host(&conf_path(ctx));
+            let ours = ctx.host(&ctx.cfg.redis_conf());
             let changed = tx
                 .write(
                     &ours,
@@ -85,7 +74,7 @@ impl Step for Redis {
             )
         })?;
         let conf = conf(ctx)?;
-        let ours = ctx.host(&conf_path(ctx));
+        let ours = ctx.host(&ctx.cfg.redis_conf());
         // Readable by redis only: it holds the ACL (the password's SHA-256).
         let mut changed = tx
             .write(
@@ -120,72 +109,18 @@ impl Step for Redis {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let unit = ctx.cfg.redis_unit();
-        let unit = unit.as_str();
-        require_active(ctx, ID, unit)?;
-        let port = ctx.cfg.redis.port;
-        require_loopback_listener(ctx, port, unit)?;
-        let journal = format!("see journalctl -u {unit}");
-        let conf = conf_path(ctx);
-        let t = Duration::from_secs(3);
-        let net = |e: std::io::Error| {
-            StepError::transient(format!("redis on 127.0.0.1:{port}: {e}"), journal.clone())
-        };
-        let anon = ctx.exec.redis(ID, port, &[&["PING"]], t).map_err(net)?;
-        if !anon[0].starts_with("-NOAUTH") {
-            return Err(StepError::permanent(
-                format!(
-                    "a client without the password got {:?} instead of NOAUTH",
-                    anon[0]
-                ),
-                format!(
-                    "the ACL is not in effect; check that {unit} reads {conf} (for the host's app, /etc/redis/redis.conf includes it)"
-                ),
-            ));
-        }
-        let password = ctx.secrets.get_or_create("redis_password")?;
-        let key = format!("keel:probe:{}", std::process::id());
-        let steps: [(&[&str], &str, &str); 6] = [
-            (&["AUTH", &password], "+OK", "AUTH with the stored password"),
-            (&["PING"], "+PONG", "PING"),
-            (&["SET", &key, "42"], "+OK", "SET"),
-            (&["GET", &key], "42", "GET"),
-            (&["DEL", &key], ":1", "DEL"),
-            // The ACL holds: the app's credentials cannot reconfigure the server.
-            (
-                &["CONFIG", "GET", "maxmemory"],
-                "-NOPERM",
-                "CONFIG (must be refused)",
-            ),
-        ];
-        let cmds: Vec<&[&str]> = steps.iter().map(|(c, _, _)| *c).collect();
-        let replies = ctx.exec.redis(ID, port, &cmds, t).map_err(net)?;
-        for ((_, want, what), got) in steps.iter().zip(&replies) {
-            if !got.starts_with(want) || (*want != "-NOPERM" && got != want) {
-                return Err(StepError::permanent(
-                    format!("redis {what}: expected {want:?}, got {got:?}"),
-                    if *want == "-NOPERM" {
-                        format!(
-                            "the ACL in {conf} is not in effect; check for a later `user default` or aclfile line"
-                        )
-                    } else {
-                        journal.clone()
-                    },
-                ));
-            }
-        }
-        Ok(())
+        crate::probe::redis(ctx)
     }
     fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
         conf(ctx)
-            .map(|c| vec![(ctx.host(&conf_path(ctx)), c)])
+            .map(|c| vec![(ctx.host(&ctx.cfg.redis_conf()), c)])
             .unwrap_or_default()
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         // The dump (data) and the password secret are kept; keel's settings are removed.
         let unit = ctx.cfg.redis_unit();
         Managed {
-            files: vec![ctx.host(&conf_path(ctx))],
+            files: vec![ctx.host(&ctx.cfg.redis_conf())],
             // A named app's instance is stopped by undo (it goes); the host's is restarted
             // without keel's settings.
             after: if ctx.cfg.named {

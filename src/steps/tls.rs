@@ -2,8 +2,8 @@
 //! the admin's own files, or self-signed), then the site switched to 443 in one checked
 //! reload. Until a certificate is in place nothing changes: a failed issuance leaves the
 //! site serving HTTP exactly as before.
-use super::nginx::config_test;
-use super::site::{self, cert_paths, installed, paths};
+use crate::probe::config_test;
+use crate::site::{self, cert_paths, installed, paths};
 use crate::certs::{CertInfo, now};
 use crate::config::TlsMode;
 use crate::exec::Cmd;
@@ -21,7 +21,7 @@ fn acme_elsewhere(ctx: &Ctx) -> bool {
     crate::apps::another_wants(&ctx.paths, &ctx.cfg, |c| c.tls_mode() == TlsMode::Acme)
 }
 
-pub const HOOK: &str = "/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx";
+use crate::site::RENEWAL_HOOK as HOOK;
 const HOOK_SCRIPT: &str = "#!/bin/sh\n# Managed by keel: after a certificate renewal, reload nginx (never restart: no dropped\n# connections), and only into a configuration that passes nginx -t.\nset -e\n/usr/sbin/nginx -t -q\nexec /usr/bin/systemctl reload nginx\n";
 /// A certificate with fewer days left is replaced (certbot's own renewal threshold).
 const RENEW_DAYS: i64 = 30;

@@ -7,6 +7,9 @@ use crate::exec::Cmd;
 use crate::step::Ctx;
 use std::path::PathBuf;
 
+/// certbot's deploy hook that keel installs: `nginx -t`, then a reload.
+pub const RENEWAL_HOOK: &str = "/etc/letsencrypt/renewal-hooks/deploy/keel-reload-nginx";
+
 pub struct SitePaths {
     pub available: PathBuf,
     pub enabled: PathBuf,
