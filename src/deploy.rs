@@ -2,12 +2,12 @@
 //! migrations, static files), then one atomic switch of `current`, graceful restarts, and
 //! the verify step's checks. When those fail, keel switches back by itself.
 use crate::app::as_app_in;
+use crate::app::code::Source;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::release;
 use crate::state::{Release, ReleaseStatus, State};
 use crate::step::{Ctx, StepError, StepResult};
-use crate::steps::app_code::Source;
 use crate::txn::Txn;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -43,20 +43,20 @@ fn manage(ctx: &Ctx, release: &Path, args: &[&str]) -> crate::exec::Cmd {
 /// Everything before the switch; any failure leaves `current` as it was.
 fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     let mut tx = Txn::new(&ctx.exec, LOG);
-    let built = crate::steps::app_code::build(ctx, &mut tx, source, &rel.id, "deploy");
+    let built = crate::app::code::build(ctx, &mut tx, source, &rel.id, "deploy");
     // A failed release stays for inspection: nothing of it is rolled back.
     tx.commit();
     let b = built?;
     rel.revision = b.revision;
     let dir = ctx.cfg.base_dir().join("releases").join(&rel.id);
     let t = Instant::now();
-    let key = crate::steps::python_env::ensure_venv(ctx, &mut tx, &dir)?;
+    let key = crate::app::venv::ensure_venv(ctx, &mut tx, &dir)?;
     tx.commit();
     ctx.ui.line(&format!(
         "[deploy] venv {key} ready in {:.1} s",
         t.elapsed().as_secs_f64()
     ));
-    let built = crate::steps::build::run_build(ctx, &mut tx, &dir, LOG);
+    let built = crate::app::build::run_build(ctx, &mut tx, &dir, LOG);
     tx.commit();
     built?;
     crate::pg::ensure_extensions(ctx, LOG)?;
@@ -86,7 +86,7 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
             ),
         }
     })?;
-    crate::steps::build::run_release_commands(ctx, &dir, LOG)?;
+    crate::app::build::run_release_commands(ctx, &dir, LOG)?;
     Ok(())
 }
 
@@ -221,7 +221,7 @@ pub fn deploy(
     let t = Instant::now();
     let base = base(ctx);
     let previous = st.releases.current.clone();
-    let existing = crate::steps::app_code::existing_ids(&base);
+    let existing = crate::app::code::existing_ids(&base);
     let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
     let id = release::new_id(&refs);
     let mut rel = Release {

@@ -3,8 +3,8 @@
 //! list; the layers, from the bottom (each imports only from below it), are drawn in the
 //! README and checked by scripts/layers.py.
 pub mod app;
-pub mod appenv;
 pub mod apps;
+pub mod apt;
 pub mod backup;
 pub mod certs;
 pub mod checks;

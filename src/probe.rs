@@ -37,7 +37,7 @@ pub fn config_test(ctx: &Ctx, step: &str) -> StepResult {
 /// The app's Redis: active, on loopback only, refusing a client without the password,
 /// a round trip with it, and the ACL keeping CONFIG from it.
 pub fn redis(ctx: &Ctx) -> StepResult {
-const ID: &str = "redis";
+    const ID: &str = "redis";
     let unit = ctx.cfg.redis_unit();
     let unit = unit.as_str();
     require_active(ctx, ID, unit)?;
@@ -98,8 +98,8 @@ const ID: &str = "redis";
 /// nginx: active, `nginx -t` clean, keel's site the one serving the app's name, and the
 /// app (or keel's placeholder, or the redirect to HTTPS) behind it.
 pub fn nginx(ctx: &Ctx) -> StepResult {
-const ID: &str = "nginx";
-const UNIT: &str = "nginx";
+    const ID: &str = "nginx";
+    const UNIT: &str = "nginx";
     require_active(ctx, ID, UNIT)?;
     config_test(ctx, ID)?;
     let port = ctx.cfg.nginx.port;

@@ -287,7 +287,7 @@ fn backups(ctx: &Ctx) -> Section {
 
 fn python(ctx: &Ctx) -> Section {
     let venv = ctx.host(&ctx.cfg.venv_dir().display().to_string());
-    match crate::steps::python_env::packages(&venv) {
+    match crate::app::venv::packages(&venv) {
         Ok(p) if !p.is_empty() => section(
             "python packages",
             Level::Ok,

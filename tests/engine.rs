@@ -128,12 +128,10 @@ fn full_install_then_noop() {
             && cmds.contains("--no-deps --require-hashes -r /dev/stdin"),
         "{cmds}"
     );
-    assert!(
-        keel::steps::python_env::uv_requirement().starts_with(&format!(
-            "uv=={} --hash=sha256:",
-            keel::steps::python_env::UV_VERSION
-        ))
-    );
+    assert!(keel::app::venv::uv_requirement().starts_with(&format!(
+        "uv=={} --hash=sha256:",
+        keel::app::venv::UV_VERSION
+    )));
     h.install(&[]).success().stdout(contains(format!(
         "0 step(s) run, {} already done",
         keel::steps::graph().ids().len()

@@ -3,7 +3,7 @@
 //! a readable .env, a key of .env.example missing, Celery in eager mode) and Django's own
 //! `manage.py check --deploy`. Non-critical: a failure makes the verdict degraded.
 use crate::checks::{CheckFn, Level, not_checked, ok, warn};
-use crate::step::{Ctx, Step};
+use crate::step::Ctx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -294,13 +294,13 @@ pub fn checks(ctx: &Arc<Ctx>, app_code: bool) -> Vec<Check> {
     v.push((
         "audit-env-file".into(),
         false,
-        Box::new(move || match crate::steps::app_env::AppEnv.verify(&c) {
+        Box::new(move || match crate::app::env::verify(&c) {
             Ok(()) => ok(format!("{f}: 0640 root:{}", c.cfg.app_user())),
             Err(e) => warn(e.msg, e.hint),
         }),
     ));
     let example =
-        crate::appenv::env_source_in(&ctx.host(&crate::app::live_dir(ctx).display().to_string()))
+        crate::app::env::env_source_in(&ctx.host(&crate::app::live_dir(ctx).display().to_string()))
             .and_then(|s| crate::dotenv::parse(&s.text).ok())
             .unwrap_or_default();
     let keys: Vec<String> = example

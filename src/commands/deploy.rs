@@ -1,12 +1,12 @@
 //! `keel deploy [--source DIR | --ref REF | --rollback [ID]]`: validate, lock, hand over to
 //! `crate::deploy`, say what happened.
 use super::context::{CtxOptions, Invocation, build_ctx, reap_leftovers};
+use crate::app::code::Source;
 use crate::cli::{Command, Output};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::state::{RunLock, State, Status};
-use crate::steps::app_code::Source;
 use std::path::Path;
 
 /// The source to deploy, checked before anything is written.

@@ -43,29 +43,29 @@ pub fn run(inv: &Invocation, example: &std::path::Path, out: &std::path::Path) -
     });
     let provided = ctx
         .as_ref()
-        .map(|c| crate::appenv::extra_values(&c.cfg))
+        .map(|c| crate::app::env::extra_values(&c.cfg))
         .unwrap_or_default();
     // Unattended, a required value that is missing is found by a trial render first (stand-ins
     // for keel's passwords, stored secrets read, none created): a refused run stores nothing.
     if !interactive {
-        let trial = ctx.as_ref().map(|c| crate::appenv::derived_trial(&c.cfg));
-        crate::appenv::build_with(
+        let trial = ctx.as_ref().map(|c| crate::app::env::derived_trial(&c.cfg));
+        crate::app::env::build_with(
             &text,
             &example.display().to_string(),
             existing.as_deref(),
             (&provided, &trial.unwrap_or_default()),
             ctx.as_ref().map(|c| &c.secrets),
-            crate::appenv::SecretUse::Trial,
+            crate::app::env::SecretUse::Trial,
             false,
         )
         .map_err(|e| Error::usage(e.msg, e.hint))?;
     }
     let derived = match &ctx {
-        Some(c) => crate::appenv::derived(&c.cfg, Some(&c.secrets))
+        Some(c) => crate::app::env::derived(&c.cfg, Some(&c.secrets))
             .map_err(|e| Error::usage(e.msg, e.hint))?,
         None => Default::default(),
     };
-    let r = crate::appenv::build(
+    let r = crate::app::env::build(
         &text,
         &example.display().to_string(),
         existing.as_deref(),
@@ -210,7 +210,7 @@ fn list(
             )
         })?;
     let values = crate::dotenv::values(&text);
-    let derived = crate::appenv::derived_keys(&ctx.cfg);
+    let derived = crate::app::env::derived_keys(&ctx.cfg);
     let rows: Vec<(String, String, &str)> = values
         .iter()
         .map(|(k, v)| {

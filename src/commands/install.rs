@@ -97,7 +97,7 @@ fn check_host(cfg: &Config, ignore_preflight_errors: &[String]) -> Result<()> {
     cfg.check_users(root)?;
     cfg.check_source()?;
     crate::project::check_tree(cfg)?;
-    crate::appenv::check_env_refs(cfg)?;
+    crate::app::env::check_env_refs(cfg)?;
     crate::project::check_host(cfg, root)?;
     cfg.check_tls_files(root)?;
     cfg.check_backup_host(root)?;

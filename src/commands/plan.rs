@@ -114,7 +114,7 @@ fn app_summary(ctx: &Ctx) -> Vec<(&'static str, String)> {
             format!("{python}; asked: {}", asked.join(", "))
         },
     ));
-    let detected = crate::steps::packages::detected_build(ctx);
+    let detected = crate::apt::detected_build(ctx);
     if !detected.is_empty() {
         let list: Vec<String> = detected
             .iter()
@@ -123,7 +123,7 @@ fn app_summary(ctx: &Ctx) -> Vec<(&'static str, String)> {
         out.push(("build packages", list.join(", ")));
     }
     let files = crate::tree::walk(&src).unwrap_or_default();
-    for c in crate::steps::build::commands(&ctx.cfg, &read, &files) {
+    for c in crate::app::build::commands(&ctx.cfg, &read, &files) {
         out.push(("build", format!("{} ({})", c.line, c.what)));
     }
     for c in &ctx.cfg.release.commands {

@@ -1,5 +1,5 @@
 use crate::app::app_user_ids;
-use crate::appenv::{app_env_source, build, derived, env_source_in, extra_values};
+use crate::app::env::{app_env_source, build, derived, env_source_in, extra_values};
 use crate::step::{self, Ctx, Deps, Step, StepError, StepResult};
 use crate::txn::Txn;
 
@@ -76,27 +76,7 @@ impl Step for AppEnv {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        let path = ctx.host(&ctx.cfg.env_file().display().to_string());
-        let st = crate::fsx::lstat(&path)
-            .map_err(|e| StepError::permanent(format!("{}: {e}", path.display()), ""))?
-            .ok_or_else(|| {
-                StepError::permanent(
-                    format!("{} is missing", path.display()),
-                    "keel install --retry-step app-env",
-                )
-            })?;
-        let (_, gid) = app_user_ids(ctx)?;
-        if st.st_mode & 0o170777 != 0o100640 || st.st_uid != 0 || st.st_gid != gid {
-            return Err(StepError::permanent(
-                format!(
-                    "{} must be a 0640 file owned by root, group {}",
-                    path.display(),
-                    ctx.cfg.app_user()
-                ),
-                "keel install --retry-step app-env",
-            ));
-        }
-        Ok(())
+        crate::app::env::verify(ctx)
     }
     // Undo keeps .env: it holds values the user supplied.
 }

@@ -61,7 +61,7 @@ impl Step for Django {
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
-            .value("app tree", super::app_code::tree_hash(ctx))
+            .value("app tree", crate::app::code::tree_hash(ctx))
             .value("admin_user", &ctx.cfg.django.admin_user)
             .value("admin_email", ctx.cfg.admin_email())
             .value("release commands", ctx.cfg.release.commands.join("\n"))
@@ -82,7 +82,7 @@ impl Step for Django {
             e.hint("see /var/log/keel/steps/django.log; the database settings come from .env")
         })?;
         collected?;
-        super::build::run_release_commands(ctx, &crate::app::live_dir(ctx), ID)?;
+        crate::app::build::run_release_commands(ctx, &crate::app::live_dir(ctx), ID)?;
         if ctx.cfg.django.admin_user.is_empty() {
             ctx.ui
                 .step_note(ID, "no admin user (django.admin_user is empty)");

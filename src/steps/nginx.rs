@@ -1,5 +1,5 @@
-use crate::site::{self, paths};
 use crate::probe::config_test;
+use crate::site::{self, paths};
 use crate::step::io_err;
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult};
 use crate::systemd::{apply, ensure_running};
@@ -8,8 +8,6 @@ use crate::txn::Txn;
 pub struct Nginx;
 const ID: &str = "nginx";
 const UNIT: &str = "nginx";
-
-
 
 impl Step for Nginx {
     fn id(&self) -> &'static str {

@@ -170,7 +170,7 @@ impl Step for Services {
                 serde_json::to_string(&ctx.cfg.processes).unwrap_or_default(),
             )
             .value("process orphans", process_orphans(ctx).join(" "))
-            .value("app tree", super::app_code::tree_hash(ctx))
+            .value("app tree", crate::app::code::tree_hash(ctx))
             .step(ctx, &super::app_env::AppEnv)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {

@@ -2,11 +2,11 @@
 //! the admin's own files, or self-signed), then the site switched to 443 in one checked
 //! reload. Until a certificate is in place nothing changes: a failed issuance leaves the
 //! site serving HTTP exactly as before.
-use crate::probe::config_test;
-use crate::site::{self, cert_paths, installed, paths};
 use crate::certs::{CertInfo, now};
 use crate::config::TlsMode;
 use crate::exec::Cmd;
+use crate::probe::config_test;
+use crate::site::{self, cert_paths, installed, paths};
 use crate::step::{Ctx, Deps, Inputs, Managed, Step, StepError, StepResult, io_err};
 use crate::systemd::apply;
 use crate::txn::Txn;

@@ -344,3 +344,28 @@ pub fn build_with(
     }
     Ok(r)
 }
+
+/// The live .env: a 0640 file of root's, group the app's (never a link or another's).
+pub fn verify(ctx: &Ctx) -> crate::step::StepResult {
+    let path = ctx.host(&ctx.cfg.env_file().display().to_string());
+    let st = crate::fsx::lstat(&path)
+        .map_err(|e| crate::step::StepError::permanent(format!("{}: {e}", path.display()), ""))?
+        .ok_or_else(|| {
+            crate::step::StepError::permanent(
+                format!("{} is missing", path.display()),
+                "keel install --retry-step app-env",
+            )
+        })?;
+    let (_, gid) = crate::app::app_user_ids(ctx)?;
+    if st.st_mode & 0o170777 != 0o100640 || st.st_uid != 0 || st.st_gid != gid {
+        return Err(crate::step::StepError::permanent(
+            format!(
+                "{} must be a 0640 file owned by root, group {}",
+                path.display(),
+                ctx.cfg.app_user()
+            ),
+            "keel install --retry-step app-env",
+        ));
+    }
+    Ok(())
+}

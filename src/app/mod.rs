@@ -2,6 +2,10 @@
 //! the app (sandboxed as its units) or as the build user, its venv's programs, its users.
 //! Steps, deploys, checks and one-off commands all use these; none of them reaches into a
 //! step for it.
+pub mod build;
+pub mod code;
+pub mod env;
+pub mod venv;
 use crate::exec::Cmd;
 use crate::step::{Ctx, StepError, StepResult};
 use std::path::{Path, PathBuf};
