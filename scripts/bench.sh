@@ -51,10 +51,13 @@ def pss(pid):
 def unit(u):
     cg = subprocess.run(["systemctl", "show", "-p", "ControlGroup", "--value", u],
                         capture_output=True, text=True).stdout.strip()
-    try:
-        return sum(pss(p) for p in open(f"/sys/fs/cgroup{cg}/cgroup.procs").read().split()) if cg else 0
-    except OSError:
-        return 0
+    # cgroup v2, or the hybrid layout a container may see (systemd's own hierarchy).
+    for top in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+        try:
+            return sum(pss(p) for p in open(f"{top}{cg}/cgroup.procs").read().split()) if cg else 0
+        except OSError:
+            pass
+    return 0
 out = [str(unit(u)) for u in sys.argv[1:]]
 out.append(str(sum(pss(p) for p in os.listdir("/proc") if p.isdigit())))
 print(" ".join(out))

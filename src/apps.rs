@@ -63,9 +63,7 @@ pub fn list(paths: &Paths) -> Vec<Entry> {
 impl Entry {
     /// The app's config, checked as its own commands would load it.
     pub fn load(&self) -> Result<Config> {
-        let mut c = Config::load(&self.config)?;
-        c.named = self.name.is_some();
-        Ok(c)
+        Config::load_other(&self.config, self.name.is_some())
     }
 
     /// Installed (some step completed and not rolled back since): its shared steps' work is

@@ -43,14 +43,14 @@ fn manage(ctx: &Ctx, release: &Path, args: &[&str]) -> crate::exec::Cmd {
 /// Everything before the switch; any failure leaves `current` as it was.
 fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     let mut tx = Txn::new(&ctx.exec, LOG);
-    let built = crate::app::code::build(ctx, &mut tx, source, &rel.id, "deploy");
+    let built = crate::app::code::build(ctx, &mut tx, source, &rel.id, "deploy", LOG);
     // A failed release stays for inspection: nothing of it is rolled back.
     tx.commit();
     let b = built?;
     rel.revision = b.revision;
     let dir = ctx.cfg.base_dir().join("releases").join(&rel.id);
     let t = Instant::now();
-    let key = crate::app::venv::ensure_venv(ctx, &mut tx, &dir)?;
+    let key = crate::app::venv::ensure_venv(ctx, &mut tx, &dir, LOG)?;
     tx.commit();
     ctx.ui.line(&format!(
         "[deploy] venv {key} ready in {:.1} s",
@@ -361,10 +361,10 @@ fn finish(ctx: &Ctx, graph: &Graph, st: &mut State, state_path: &Path) -> Result
             "[deploy] removed release {id} (deploy.keep_releases = {keep})"
         ));
     }
-    for id in ["app-code", "python-env", "build", "django", "services"] {
-        let Some(step) = graph.get(id) else { continue };
+    for step in graph.steps.iter().filter(|s| s.of_release()) {
+        let id = step.id();
         if st.step(id).status == crate::state::Status::Completed {
-            let fp = crate::engine::fingerprint(ctx, step);
+            let fp = crate::engine::fingerprint(ctx, step.as_ref());
             st.step_mut(id).fingerprint = Some(fp);
         }
     }

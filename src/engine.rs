@@ -576,9 +576,9 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-pub fn step_failed_error(report: &RunReport) -> Option<Error> {
+pub fn step_failed_error(graph: &Graph, report: &RunReport) -> Option<Error> {
     report.failed.as_ref().map(|(id, e)| {
-        if id == "preflight" {
+        if graph.get(id).is_some_and(|s| s.checks_the_host()) {
             Error::Preflight {
                 failed: e.msg.clone(),
             }

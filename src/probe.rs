@@ -36,11 +36,10 @@ pub fn config_test(ctx: &Ctx, step: &str) -> StepResult {
 }
 /// The app's Redis: active, on loopback only, refusing a client without the password,
 /// a round trip with it, and the ACL keeping CONFIG from it.
-pub fn redis(ctx: &Ctx) -> StepResult {
-    const ID: &str = "redis";
+pub fn redis(ctx: &Ctx, log: &str) -> StepResult {
     let unit = ctx.cfg.redis_unit();
     let unit = unit.as_str();
-    require_active(ctx, ID, unit)?;
+    require_active(ctx, log, unit)?;
     let port = ctx.cfg.redis.port;
     require_loopback_listener(ctx, port, unit)?;
     let journal = format!("see journalctl -u {unit}");
@@ -49,7 +48,7 @@ pub fn redis(ctx: &Ctx) -> StepResult {
     let net = |e: std::io::Error| {
         StepError::transient(format!("redis on 127.0.0.1:{port}: {e}"), journal.clone())
     };
-    let anon = ctx.exec.redis(ID, port, &[&["PING"]], t).map_err(net)?;
+    let anon = ctx.exec.redis(log, port, &[&["PING"]], t).map_err(net)?;
     if !anon[0].starts_with("-NOAUTH") {
         return Err(StepError::permanent(
             format!(
@@ -77,7 +76,7 @@ pub fn redis(ctx: &Ctx) -> StepResult {
         ),
     ];
     let cmds: Vec<&[&str]> = steps.iter().map(|(c, _, _)| *c).collect();
-    let replies = ctx.exec.redis(ID, port, &cmds, t).map_err(net)?;
+    let replies = ctx.exec.redis(log, port, &cmds, t).map_err(net)?;
     for ((_, want, what), got) in steps.iter().zip(&replies) {
         if !got.starts_with(want) || (*want != "-NOPERM" && got != want) {
             return Err(StepError::permanent(
@@ -97,15 +96,20 @@ pub fn redis(ctx: &Ctx) -> StepResult {
 
 /// nginx: active, `nginx -t` clean, keel's site the one serving the app's name, and the
 /// app (or keel's placeholder, or the redirect to HTTPS) behind it.
-pub fn nginx(ctx: &Ctx) -> StepResult {
-    const ID: &str = "nginx";
+pub fn nginx(ctx: &Ctx, log: &str) -> StepResult {
     const UNIT: &str = "nginx";
-    require_active(ctx, ID, UNIT)?;
-    config_test(ctx, ID)?;
+    require_active(ctx, log, UNIT)?;
+    config_test(ctx, log)?;
     let port = ctx.cfg.nginx.port;
     let get = |path: &str| {
         ctx.exec
-            .http_get(ID, port, &ctx.cfg.app.domain, path, Duration::from_secs(10))
+            .http_get(
+                log,
+                port,
+                &ctx.cfg.app.domain,
+                path,
+                Duration::from_secs(10),
+            )
             .map_err(|e| {
                 StepError::transient(
                     format!("HTTP to 127.0.0.1:{port}{path}: {e}"),

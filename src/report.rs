@@ -306,7 +306,7 @@ fn python(ctx: &Ctx) -> Section {
 
 fn connectivity(ctx: &Ctx) -> Section {
     let pg = crate::pg::app_sql(ctx, "diagnose", "SELECT version();");
-    let rd = crate::probe::redis(ctx);
+    let rd = crate::probe::redis(ctx, "diagnose");
     let mut body = String::new();
     body.push_str(&match &pg {
         Ok(v) => format!("postgres: ok, {}\n", v.trim()),

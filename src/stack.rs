@@ -7,16 +7,17 @@ use crate::step::{Ctx, StepError, StepResult};
 use std::time::{Duration, Instant};
 
 /// The log these checks write to (the verify step's).
-const ID: &str = "verify";
+/// The log of the end-to-end checks (the verify step, deploys and restores run them).
+const LOG: &str = "stack";
 
 /// GET `path` from nginx on loopback, as the app's domain: over HTTPS when TLS is on (the
 /// way visitors come), plain HTTP otherwise.
 pub fn get(ctx: &Ctx, path: &str) -> StepResult<(u16, String)> {
     let (host, t) = (&ctx.cfg.app.domain, Duration::from_secs(15));
     let answer = if ctx.cfg.tls_on() {
-        ctx.exec.https_get(ID, ctx.cfg.tls.port, host, path, t)
+        ctx.exec.https_get(LOG, ctx.cfg.tls.port, host, path, t)
     } else {
-        ctx.exec.http_get(ID, ctx.cfg.nginx.port, host, path, t)
+        ctx.exec.http_get(LOG, ctx.cfg.nginx.port, host, path, t)
     };
     answer.map_err(|e| {
         StepError::transient(
@@ -49,7 +50,7 @@ pub fn active_since(ctx: &Ctx, unit: &str) -> Option<f64> {
     let o = ctx
         .exec
         .probe(
-            ID,
+            LOG,
             &crate::exec::Cmd::new("systemctl").args([
                 "show",
                 "--timestamp=unix",
@@ -98,7 +99,7 @@ pub fn check_home(ctx: &Ctx) -> StepResult {
 fn last_app_error(ctx: &Ctx) -> Option<String> {
     let unit = format!("{}-web", ctx.cfg.app.name);
     ctx.exec
-        .journal(ID, &unit, 60)?
+        .journal(LOG, &unit, 60)?
         .lines()
         .rev()
         .map(str::trim)
@@ -136,9 +137,9 @@ pub fn check_ping(ctx: &Ctx) -> StepResult {
 
 fn check_worker(ctx: &Ctx) -> StepResult {
     let app = &ctx.cfg.app.name;
-    crate::systemd::require_active(ctx, ID, &format!("{app}-worker"))?;
+    crate::systemd::require_active(ctx, LOG, &format!("{app}-worker"))?;
     for u in ctx.cfg.process_units() {
-        crate::systemd::require_active(ctx, ID, &u)?;
+        crate::systemd::require_active(ctx, LOG, &u)?;
     }
     // A task round trip proves more than `inspect ping` (the worker consumes, not only
     // answers its control queue), and costs no Python start-up: the ping only without it.
@@ -148,10 +149,10 @@ fn check_worker(ctx: &Ctx) -> StepResult {
     // A worker that (re)started moments ago and logged Celery's "ready." since has
     // connected to the broker and consumes: a second Python start for `inspect ping`
     // would prove nothing more.
-    if wait_ready(ctx, ID, &format!("{app}-worker")) == Ready::Logged {
+    if wait_ready(ctx, LOG, &format!("{app}-worker")) == Ready::Logged {
         return Ok(());
     }
-    ping_node(ctx, ID)
+    ping_node(ctx, LOG)
 }
 
 #[derive(PartialEq)]
@@ -233,7 +234,7 @@ fn wait_ready(ctx: &Ctx, log: &str, unit: &str) -> Ready {
 /// Beat is active and its heartbeat advanced since beat (re)started.
 fn check_beat(ctx: &Ctx) -> StepResult {
     let unit = format!("{}-beat", ctx.cfg.app.name);
-    crate::systemd::require_active(ctx, ID, &unit)?;
+    crate::systemd::require_active(ctx, LOG, &unit)?;
     if ctx.cfg.django.heartbeat_path.is_empty() {
         return Ok(());
     }

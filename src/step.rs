@@ -131,6 +131,15 @@ pub trait Step: Send + Sync {
     fn host_wide(&self) -> bool {
         false
     }
+    /// It builds or serves the release: a deploy, which does its work for a new release,
+    /// records its fingerprint as current so the next install keeps the deployed release.
+    fn of_release(&self) -> bool {
+        false
+    }
+    /// Its failure means the host is not fit for keel (exit 3), not that a step broke.
+    fn checks_the_host(&self) -> bool {
+        false
+    }
     /// Everything the step's result depends on (config values, templates, app files, other
     /// steps' inputs), declared by name: when it changes, a completed step runs again.
     fn inputs(&self, ctx: &Ctx) -> Inputs;

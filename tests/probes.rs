@@ -34,7 +34,7 @@ fn a_healthy_fake_stack_passes_every_check_and_keel_verify() {
     let cmds = h.commands();
     for probe in [
         "[nginx] net:http GET http://127.0.0.1:80/keel-health Host: demo.localhost",
-        "[verify] net:http GET http://127.0.0.1:80/celery-ping/",
+        "[stack] net:http GET http://127.0.0.1:80/celery-ping/",
         "[redis] net:redis 6379 anon PING",
         "[redis] net:redis 6379 CONFIG GET maxmemory",
     ] {

@@ -6,7 +6,6 @@ use crate::txn::Txn;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub(crate) const ID: &str = "build";
 /// Written into a release once its release commands succeeded: they run once per release.
 pub(crate) const RELEASED: &str = ".keel-released";
 /// Links a release has to what releases share; the scratch copy gets the same ones.
@@ -143,7 +142,12 @@ pub(crate) fn copy_back(tx: &mut Txn, scratch: &Path, release: &Path) -> StepRes
 
 /// node_modules for a package lock, made once by `npm ci` in a directory of its own under
 /// the venvs (keyed by the lock's hash, as venvs are), then hard-linked into the scratch.
-pub(crate) fn node_modules(ctx: &Ctx, scratch_host: &Path, scratch: &Path) -> StepResult<String> {
+pub(crate) fn node_modules(
+    ctx: &Ctx,
+    scratch_host: &Path,
+    scratch: &Path,
+    log: &str,
+) -> StepResult<String> {
     let owner = build_user_ids(ctx)?;
     let read = |f: &str| {
         crate::fsx::read_nofollow(&scratch_host.join(f), 64 << 20)
@@ -183,13 +187,13 @@ pub(crate) fn node_modules(ctx: &Ctx, scratch_host: &Path, scratch: &Path) -> St
             None => "npm install --no-audit --no-fund --include=dev",
         };
         ctx.ui
-            .step_note(ID, &format!("{install} (node_modules {key})"));
-        ctx.run(ID, &as_builder(ctx, &cache, install, vec![cache.clone()]))
+            .step_note(log, &format!("{install} (node_modules {key})"));
+        ctx.run(log, &as_builder(ctx, &cache, install, vec![cache.clone()]))
             .map_err(|e| e.hint("npm could not install the app's Node packages: see /var/log/keel/steps/build.log"))?;
         crate::fsx::write_atomic(&done, b"", 0o644, Some(owner))?;
     } else {
         ctx.ui.step_note(
-            ID,
+            log,
             &format!("package lock unchanged: node_modules {key} reused"),
         );
     }
@@ -197,7 +201,7 @@ pub(crate) fn node_modules(ctx: &Ctx, scratch_host: &Path, scratch: &Path) -> St
     if crate::fsx::lstat(&ctx.host(&nm.display().to_string()))?.is_some() {
         let line = format!("cp -al -- '{}' node_modules", nm.display());
         ctx.run(
-            ID,
+            log,
             &as_builder(ctx, scratch, &line, vec![scratch.to_path_buf()]),
         )?;
     }
@@ -230,14 +234,14 @@ pub fn run_build(ctx: &Ctx, tx: &mut Txn, release: &Path, log: &str) -> StepResu
         for c in &cmds {
             if c.what == "package.json" {
                 // The release links to its cache, so pruning keeps it while the release stays.
-                let cache = node_modules(ctx, &scratch_host, &scratch)?;
+                let cache = node_modules(ctx, &scratch_host, &scratch, log)?;
                 let link = release_host.join(crate::release::NODE_LINK);
                 tx.symlink(&Path::new("../../venvs").join(cache), &link)?;
             }
             ctx.ui
                 .line(&format!("[{log}] build: {} ({})", c.line, c.what));
             ctx.run(
-                ID,
+                log,
                 &as_builder(ctx, &scratch, &c.line, vec![scratch.clone()]),
             )
             .map_err(|e| {

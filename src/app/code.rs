@@ -17,7 +17,6 @@ pub fn existing_ids(base: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub(crate) const ID: &str = "app-code";
 pub use crate::project::walk;
 
 /// Hash of the app source (local tree contents, or git URL + ref), once per run.
@@ -195,12 +194,18 @@ pub fn git(args: &[&str]) -> Cmd {
 /// A git checkout made by root in root's directory: git never runs in a repository another
 /// user controls (its hooks and config would run as root), and every option comes before
 /// `--`, so a URL or ref can never be read as an option. Returns the commit.
-pub(crate) fn fetch_git(ctx: &Ctx, url: &str, git_ref: &str, dest: &Path) -> StepResult<String> {
+pub(crate) fn fetch_git(
+    ctx: &Ctx,
+    url: &str,
+    git_ref: &str,
+    dest: &Path,
+    log: &str,
+) -> StepResult<String> {
     let d = dest.display().to_string();
-    ctx.run(ID, &git(&["init", "-q", "--", &d]))?;
-    ctx.run(ID, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
+    ctx.run(log, &git(&["init", "-q", "--", &d]))?;
+    ctx.run(log, &git(&["-C", &d, "remote", "add", "--", "origin", url]))?;
     ctx.run(
-        ID,
+        log,
         &git(&[
             "-C", &d, "fetch", "-q", "--depth", "1", "--", "origin", git_ref,
         ]),
@@ -209,25 +214,32 @@ pub(crate) fn fetch_git(ctx: &Ctx, url: &str, git_ref: &str, dest: &Path) -> Ste
         e.hint("check django.git / django.git_ref (or --ref), and that this host can reach the repository")
     })?;
     ctx.run(
-        ID,
+        log,
         &git(&["-C", &d, "checkout", "-q", "-f", "FETCH_HEAD", "--"]),
     )?;
-    let out = ctx.run(ID, &git(&["-C", &d, "rev-parse", "HEAD"]))?;
+    let out = ctx.run(log, &git(&["-C", &d, "rev-parse", "HEAD"]))?;
     Ok(out.stdout.trim().chars().take(12).collect())
 }
 
 /// Build release `id` from `source` under <base>/releases: the code (root's), the links to
 /// what releases share, and staticfiles for collectstatic. The venv is python-env's.
-pub fn build(ctx: &Ctx, tx: &mut Txn, source: &Source, id: &str, by: &str) -> StepResult<Release> {
+pub fn build(
+    ctx: &Ctx,
+    tx: &mut Txn,
+    source: &Source,
+    id: &str,
+    by: &str,
+    log: &str,
+) -> StepResult<Release> {
     let app_ids = app_user_ids(ctx)?;
     let base = ctx.host(&ctx.cfg.base_dir().display().to_string());
-    layout(ctx, tx, &base, app_ids)?;
+    layout(ctx, tx, &base, app_ids, log)?;
     let dest = crate::release::dir(&base, id);
     tx.ensure_dir_owned(&dest, 0o755, Some((0, 0)))
         .map_err(crate::step::io_err(&dest))?;
     let revision = match source {
         Source::Dir(src) => copy_source(ctx, tx, src, &dest)?,
-        Source::Git { url, git_ref } => fetch_git(ctx, url, git_ref, &dest)?,
+        Source::Git { url, git_ref } => fetch_git(ctx, url, git_ref, &dest, log)?,
     };
     let static_dir = dest.join("staticfiles");
     tx.ensure_dir_owned(&static_dir, 0o755, Some(app_ids))
@@ -257,7 +269,13 @@ pub fn build(ctx: &Ctx, tx: &mut Txn, source: &Source, id: &str, by: &str) -> St
 
 /// The directories every release shares, and the move from keel's older layout (code in
 /// <base>/app, the venv in <base>/venv): its .env and uploads go to shared/.
-pub(crate) fn layout(ctx: &Ctx, tx: &mut Txn, base: &Path, app_ids: (u32, u32)) -> StepResult {
+pub(crate) fn layout(
+    ctx: &Ctx,
+    tx: &mut Txn,
+    base: &Path,
+    app_ids: (u32, u32),
+    log: &str,
+) -> StepResult {
     let shared = base.join("shared");
     for (d, owner) in [
         (base.to_path_buf(), (0, 0)),
@@ -273,8 +291,10 @@ pub(crate) fn layout(ctx: &Ctx, tx: &mut Txn, base: &Path, app_ids: (u32, u32)) 
     let is_file = |p: &Path| matches!(crate::fsx::lstat(p), Ok(Some(st)) if crate::fsx::kind(&st) == rustix::fs::FileType::RegularFile);
     if is_file(&from) && !is_file(&to) {
         std::fs::rename(&from, &to).map_err(crate::step::io_err(&from))?;
-        ctx.ui
-            .step_note(ID, &format!("moved {} to {}", from.display(), to.display()));
+        ctx.ui.step_note(
+            log,
+            &format!("moved {} to {}", from.display(), to.display()),
+        );
     }
     let old_media = old.join("media");
     if matches!(crate::fsx::owner_of(&old_media), Ok(Some(o)) if o == app_ids) {
@@ -287,7 +307,7 @@ pub(crate) fn layout(ctx: &Ctx, tx: &mut Txn, base: &Path, app_ids: (u32, u32)) 
             std::fs::remove_dir(&new_media).map_err(crate::step::io_err(&new_media))?;
             std::fs::rename(&old_media, &new_media).map_err(crate::step::io_err(&old_media))?;
             ctx.ui.step_note(
-                ID,
+                log,
                 &format!(
                     "moved the uploads in {} to {}",
                     old_media.display(),

@@ -10,8 +10,6 @@ use crate::txn::Txn;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub(crate) const ID: &str = "python-env";
-
 /// uv, pinned: a release's venv must not change with whatever uv is newest that day.
 pub const UV_VERSION: &str = "0.13.9";
 /// The sha256 of each uv wheel keel accepts (x86_64 and aarch64 manylinux, as the package
@@ -77,21 +75,21 @@ pub fn uv_requirement() -> String {
 
 /// uv in keel's tools directory: a venv of root's, made once, with uv from the Python
 /// package index (binary wheels only: nothing is built as root).
-pub(crate) fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
+pub(crate) fn ensure_uv(ctx: &Ctx, log: &str) -> StepResult<String> {
     let uv = format!("{TOOLS}/bin/uv");
     let marker = ctx.host(&format!("{TOOLS}/.uv-{UV_VERSION}"));
     if crate::fsx::lstat(&marker)?.is_some() && ctx.host(&uv).exists() {
         return Ok(uv);
     }
     ctx.ui
-        .step_note(ID, &format!("installing uv {UV_VERSION} into {TOOLS}"));
+        .step_note(log, &format!("installing uv {UV_VERSION} into {TOOLS}"));
     // No pip inside the tools venv (ensurepip would install pip and setuptools there: seconds
     // of CPU beside dpkg on a fresh host): Debian's own pip wheel (python3-pip-whl, which
     // python3-venv brings; root's, from the package) runs once to put uv in.
     // -I: root's Python reads no PYTHON* variable, no user site, and puts no directory of
     // anyone's first on sys.path.
     ctx.run(
-        ID,
+        log,
         &Cmd::new("python3").args(["-I", "-m", "venv", "--clear", "--without-pip", TOOLS]),
     )
     .map_err(|e| {
@@ -113,7 +111,7 @@ pub(crate) fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
         )
     })?;
     ctx.run(
-        ID,
+        log,
         &Cmd::new(&format!("{TOOLS}/bin/python"))
             .args([
                 "-I",
@@ -140,7 +138,7 @@ pub(crate) fn ensure_uv(ctx: &Ctx) -> StepResult<String> {
 /// Make sure release `release` (a path on the host as the services see it) has its venv:
 /// <base>/venvs/<key>, built by the build user unless a complete one exists, and the
 /// release's `venv` link to it. Returns the key.
-pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String> {
+pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path, log: &str) -> StepResult<String> {
     let project = release_project(ctx, release)?;
     let interp = interpreter(ctx, &project)?;
     let label = interp_label(ctx, &interp);
@@ -154,7 +152,7 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
     let venv_host = ctx.host(&venv.display().to_string());
     if crate::fsx::lstat(&venv_host.join(COMPLETE))?.is_some() {
         ctx.ui
-            .step_note(ID, &format!("dependencies unchanged: venv {key} reused"));
+            .step_note(log, &format!("dependencies unchanged: venv {key} reused"));
     } else {
         if crate::fsx::lstat(&venv_host)?.is_some() {
             // Half built (a killed run): derived data, rebuilt. Never follows a link.
@@ -164,6 +162,7 @@ pub fn ensure_venv(ctx: &Ctx, tx: &mut Txn, release: &Path) -> StepResult<String
         crate::fsx::mkdir(&venv_host, 0o755, Some(build)).map_err(io_err(&venv_host))?;
         let seed = seed(ctx, &key, &label);
         let job = Job {
+            log,
             release,
             venv: &venv,
             project: &project,
@@ -256,6 +255,8 @@ pub fn install_failure_hint(msg: &str) -> String {
 
 /// What one venv build works from.
 pub(crate) struct Job<'a> {
+    /// The log its commands go to: the python-env step's, or the deploy's.
+    log: &'a str,
     release: &'a Path,
     venv: &'a Path,
     project: &'a Project,
@@ -295,7 +296,7 @@ impl Reqs {
             Reqs::Text(t) => {
                 let path = job.venv.join("keel-requirements.txt").display().to_string();
                 ctx.run(
-                    ID,
+                    job.log,
                     &as_build(ctx, job.release, "sh")
                         .args([
                             "-c",
@@ -321,14 +322,15 @@ pub(crate) fn requirements(ctx: &Ctx, job: &Job) -> StepResult<Reqs> {
     if p.form != Form::UvLock {
         return Ok(Reqs::File(job.release.join(&p.file).display().to_string()));
     }
-    let uv = ensure_uv(ctx)?;
+    let uv = ensure_uv(ctx, job.log)?;
     let dir = job
         .release
         .join(p.file.rsplit_once('/').map(|(d, _)| d).unwrap_or(""));
-    ctx.ui.step_note(ID, &format!("uv export of {}", p.file));
+    ctx.ui
+        .step_note(job.log, &format!("uv export of {}", p.file));
     let out = ctx
         .run(
-            ID,
+            job.log,
             &as_build(ctx, &dir, &uv).args(crate::deps::uv_export_args(&p.selection)),
         )
         .map_err(|e| {
@@ -347,7 +349,7 @@ pub(crate) fn make_venv(ctx: &Ctx, job: &Job, uv: Option<&str>) -> StepResult {
     let pip_seed = ctx.cfg.deploy.installer == Installer::Pip;
     match (job.interp, uv) {
         (Interp::Os, Some(uv)) if !pip_seed => ctx.run(
-            ID,
+            job.log,
             &as_build(ctx, job.release, uv).args([
                 "venv",
                 "-q",
@@ -359,15 +361,15 @@ pub(crate) fn make_venv(ctx: &Ctx, job: &Job, uv: Option<&str>) -> StepResult {
         ),
         (Interp::Os, _) => ctx
             .run(
-                ID,
+                job.log,
                 &as_build(ctx, job.release, "python3").args(["-m", "venv", &v]),
             )
             .map_err(|e| e.hint("python3-venv must be in packages.python")),
         (Interp::Managed(request), _) => {
-            let uv = ensure_uv(ctx)?;
+            let uv = ensure_uv(ctx, job.log)?;
             ctx.ui
-                .step_note(ID, &format!("uv-managed CPython {request}"));
-            ctx.run(ID, &managed_venv(ctx, job.release, &uv, request, &v, pip_seed))
+                .step_note(job.log, &format!("uv-managed CPython {request}"));
+            ctx.run(job.log, &managed_venv(ctx, job.release, &uv, request, &v, pip_seed))
                 .map_err(|e| {
                     e.hint(format!(
                         "uv could not get a CPython for {request}{}: check python.mirror and this host's network, or set python.managed = false and use an OS release whose python3 fits",
@@ -416,20 +418,20 @@ pub(crate) fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
     let apart = reqs.hashed(job.project) && !reqs.names_gunicorn(job.project);
     let with_gunicorn = !apart && !reqs.names_gunicorn(job.project);
     ctx.ui
-        .step_note(ID, &format!("installing {}", job.project.file));
+        .step_note(job.log, &format!("installing {}", job.project.file));
     let uv = match ctx.cfg.deploy.installer {
-        Installer::Uv => Some(ensure_uv(ctx)?),
+        Installer::Uv => Some(ensure_uv(ctx, job.log)?),
         Installer::Pip => None,
     };
     match (&uv, seed) {
         (Some(_), Some(s)) => {
             ctx.ui.step_note(
-                ID,
+                job.log,
                 &format!("venv from {} plus what changed (uv)", s.display()),
             );
             let s = s.display().to_string();
             ctx.run(
-                ID,
+                job.log,
                 &as_build(ctx, job.release, "sh").args(["-c", SEED_SCRIPT, "sh", &s, &v]),
             )?;
         }
@@ -460,9 +462,9 @@ pub(crate) fn install(ctx: &Ctx, job: &Job, seed: Option<&Path>) -> StepResult {
         c.args(extra.iter().copied()).timeout(timeout)
     };
     let g: &[&str] = if with_gunicorn { &["gunicorn"] } else { &[] };
-    ctx.run(ID, &pip_install(g, Some(&r))).map_err(hint)?;
+    ctx.run(job.log, &pip_install(g, Some(&r))).map_err(hint)?;
     if apart {
-        ctx.run(ID, &pip_install(&["gunicorn"], None))
+        ctx.run(job.log, &pip_install(&["gunicorn"], None))
             .map_err(hint)?;
     }
     Ok(())
@@ -491,10 +493,10 @@ pub fn packages(venv_host: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// Check that a release's venv has what the services run.
-pub fn check_imports(ctx: &Ctx, release: &Path) -> StepResult {
+pub fn check_imports(ctx: &Ctx, release: &Path, log: &str) -> StepResult {
     let py = release.join("venv/bin/python").display().to_string();
     ctx.run(
-        ID,
+        log,
         &as_app_in(ctx, release, &py).args(["-c", "import django, celery, gunicorn"]),
     )
     .map_err(|e| {

@@ -89,7 +89,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                crate::probe::redis(&c),
+                crate::probe::redis(&c, "health"),
                 "loopback only; refuses no password; PING/SET/GET with it",
             )
         }),
@@ -100,7 +100,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         true,
         Box::new(move || {
             from(
-                crate::probe::nginx(&c),
+                crate::probe::nginx(&c, "health"),
                 "unit active; nginx -t ok; keel's site answers",
             )
         }),

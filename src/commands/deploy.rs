@@ -143,7 +143,8 @@ pub fn run(inv: &Invocation) -> Result<()> {
 
 /// A deploy needs a host keel installed: the services running from a release.
 fn check_installed(st: &State, file: &Path, target: Option<&str>) -> Result<()> {
-    if st.step("services").status != Status::Completed || st.releases.current.is_none() {
+    if st.step(crate::steps::SERVICES).status != Status::Completed || st.releases.current.is_none()
+    {
         return Err(Error::usage(
             format!("{}: no installed release to deploy beside", file.display()),
             "run keel install first (it makes the first release)",

@@ -157,7 +157,11 @@ pub fn action(inv: &Invocation, a: &crate::cli::EnvAction) -> Result<()> {
         .map_err(|e| Error::io(crate::envset::path(&paths, &app), e))?;
     // The .env is written again and the units restart (Gunicorn while systemd holds its
     // socket: no request is refused); a failure puts everything back.
-    if let Err(e) = super::install::run_targets(inv, &["services"], crate::cli::RollbackMode::Run) {
+    if let Err(e) = super::install::run_targets(
+        inv,
+        &[crate::steps::SERVICES],
+        crate::cli::RollbackMode::Run,
+    ) {
         let _ = crate::envset::write(&paths, &app, &before);
         return Err(e);
     }
@@ -184,7 +188,7 @@ fn installed(inv: &Invocation) -> Result<()> {
     let _cli = &inv.cli;
     super::install::require_completed(
         inv,
-        "services",
+        crate::steps::SERVICES,
         "keel env set/unset: the app is not installed on this host",
         "install first (keel install), or put the value in keel.toml's [env]",
     )

@@ -208,7 +208,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
     } else {
         print_outcome(&ctx, &report);
     }
-    match engine::step_failed_error(&report) {
+    match engine::step_failed_error(&graph, &report) {
         Some(e) => Err(e),
         None => Ok(()),
     }

@@ -93,7 +93,7 @@ fn installed(inv: &Invocation) -> Result<()> {
     let _cli = &inv.cli;
     super::install::require_completed(
         inv,
-        "nginx",
+        crate::steps::NGINX,
         "keel maintenance on: keel's site is not installed on this host",
         "install first (keel install); maintenance mode changes the site keel set up",
     )
@@ -102,7 +102,7 @@ fn installed(inv: &Invocation) -> Result<()> {
 /// The nginx step (and what it needs), as `keel install nginx` runs it.
 fn apply(inv: &Invocation) -> Result<()> {
     let _cli = &inv.cli;
-    super::install::run_targets(inv, &["nginx"], crate::cli::RollbackMode::Step)
+    super::install::run_targets(inv, &[crate::steps::NGINX], crate::cli::RollbackMode::Step)
 }
 
 fn status(inv: &Invocation, m: Option<&Maintenance>) {

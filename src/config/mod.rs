@@ -28,6 +28,14 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// Another app's config on this host, as its own commands would load it (`named`: one
+    /// from /etc/keel/apps/): for the checks of one app against the others.
+    pub fn load_other(path: &Path, named: bool) -> Result<Config> {
+        let mut c = Self::load(path)?;
+        c.named = named;
+        Ok(c)
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let syntax = |e: toml::de::Error| Error::Config {

@@ -23,6 +23,9 @@ impl Step for AppCode {
     fn about(&self) -> &'static str {
         "put the app's code under the base directory"
     }
+    fn of_release(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("app tree", crate::app::code::tree_hash(ctx))
@@ -41,7 +44,7 @@ impl Step for AppCode {
         let existing = existing_ids(&base);
         let refs: Vec<&str> = existing.iter().map(String::as_str).collect();
         let id = crate::release::new_id(&refs);
-        let mut rel = build(ctx, tx, &source, &id, "install")?;
+        let mut rel = build(ctx, tx, &source, &id, "install", ID)?;
         // Journaled: a later failure in this run points `current` back where it was.
         tx.symlink(
             &Path::new("releases").join(&id),

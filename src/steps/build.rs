@@ -19,6 +19,9 @@ impl Step for Build {
     fn about(&self) -> &'static str {
         "the app's build: npm run build, compilemessages, build.commands (as the build user)"
     }
+    fn of_release(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("app tree", crate::app::code::tree_hash(ctx))

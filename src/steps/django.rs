@@ -59,6 +59,9 @@ impl Step for Django {
     fn about(&self) -> &'static str {
         "migrate, collectstatic, admin user"
     }
+    fn of_release(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("app tree", crate::app::code::tree_hash(ctx))

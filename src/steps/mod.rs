@@ -23,6 +23,11 @@ pub mod system_user;
 pub mod tls;
 pub mod verify;
 
+/// The steps other layers name (commands that run one on the admin's behalf, or ask whether
+/// it completed): the strings live here, with the steps.
+pub const NGINX: &str = "nginx";
+pub const SERVICES: &str = "services";
+
 pub fn graph() -> Graph {
     Graph::new(registry()).expect("the registry is a DAG in dependency order (steps::tests)")
 }

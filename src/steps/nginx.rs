@@ -6,7 +6,7 @@ use crate::systemd::{apply, ensure_running};
 use crate::txn::Txn;
 
 pub struct Nginx;
-const ID: &str = "nginx";
+const ID: &str = super::NGINX;
 const UNIT: &str = "nginx";
 
 impl Step for Nginx {
@@ -85,7 +85,7 @@ impl Step for Nginx {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        crate::probe::nginx(ctx)
+        crate::probe::nginx(ctx, ID)
     }
     fn manages(&self, ctx: &Ctx) -> Managed {
         let p = paths(ctx);

@@ -14,6 +14,9 @@ impl Step for Preflight {
     fn about(&self) -> &'static str {
         "check the host: OS, resources, ports, network"
     }
+    fn checks_the_host(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value("preflight", format!("{:?}", ctx.cfg.preflight))

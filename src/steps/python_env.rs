@@ -15,6 +15,9 @@ impl Step for PythonEnv {
     fn about(&self) -> &'static str {
         "the release's virtualenv: the app's requirements and Gunicorn (uv or pip)"
     }
+    fn of_release(&self) -> bool {
+        true
+    }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()
             .value(
@@ -35,11 +38,11 @@ impl Step for PythonEnv {
             .step(ctx, &super::app_code::AppCode)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
-        ensure_venv(ctx, tx, &crate::app::live_dir(ctx))?;
+        ensure_venv(ctx, tx, &crate::app::live_dir(ctx), ID)?;
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        check_imports(ctx, &crate::app::live_dir(ctx))
+        check_imports(ctx, &crate::app::live_dir(ctx), ID)
     }
     // Undo keeps the virtualenvs: they live in the app's base directory (data).
 }

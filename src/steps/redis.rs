@@ -109,7 +109,7 @@ impl Step for Redis {
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
-        crate::probe::redis(ctx)
+        crate::probe::redis(ctx, ID)
     }
     fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
         conf(ctx)

@@ -5,7 +5,7 @@ use crate::systemd::{is_active, systemctl};
 use crate::txn::Txn;
 
 pub struct Services;
-const ID: &str = "services";
+const ID: &str = super::SERVICES;
 pub const KINDS: [&str; 3] = ["web", "worker", "beat"];
 
 pub fn socket(cfg: &crate::config::Config) -> String {
@@ -150,6 +150,9 @@ impl Step for Services {
     }
     fn about(&self) -> &'static str {
         "systemd units: Gunicorn, Celery worker, Celery beat"
+    }
+    fn of_release(&self) -> bool {
+        true
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         // Code, settings and units: any change restarts the services.
