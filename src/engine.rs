@@ -40,6 +40,8 @@ pub struct RunReport {
     pub plan: Vec<(&'static str, Reason)>,
     pub failed: Option<(String, StepError)>,
     pub rolled_back: Vec<String>,
+    /// The end-to-end checks the verify step measured in this run (none if it did not run).
+    pub checks: Vec<crate::checks::CheckResult>,
 }
 
 impl RunReport {
@@ -68,6 +70,7 @@ enum Msg {
         attempts: u32,
         elapsed: Duration,
         result: std::result::Result<(), StepError>,
+        produced: Vec<crate::txn::Produced>,
     },
 }
 
@@ -89,63 +92,14 @@ pub fn install(
         .filter(|(_, r)| r.runs())
         .map(|(id, _)| *id)
         .collect();
-
-    state.last_run = Some(RunRecord {
-        id: run_id.into(),
-        command: opts.command.clone(),
-        pid: std::process::id(),
-        started_at: crate::paths::now(),
-        finished_at: None,
-        outcome: RunOutcome::Running,
-        failed_step: None,
-        targets: opts.targets.clone(),
-        skip: opts.skip.clone(),
-        boot_id: crate::resume::boot_id(&ctx.paths),
-    });
-    state.keel_version = env!("CARGO_PKG_VERSION").into();
-    state.save(state_path)?;
-    ctx.events.emit(
-        "run-started",
-        None,
-        json!({"command": opts.command, "steps": to_run}),
-    );
+    start_run(ctx, state, state_path, opts, run_id, &to_run)?;
     for (id, r) in &plan {
-        if !r.runs() {
-            ctx.ui.line(&format!("[{id}] {}", r.describe()));
-        }
-        if *r == Reason::Drifted {
-            // The hand-edited files are copied aside before the step overwrites them.
-            let found = &drift[id];
-            let saved = crate::drift::backup(ctx, run_id, found);
-            for f in found {
-                let b = saved
-                    .iter()
-                    .find(|(src, _)| Some(src) == f.file.as_ref())
-                    .map(|(_, dst)| format!("; backup: {}", dst.display()))
-                    .unwrap_or_default();
-                ctx.ui.line(&format!("[{id}] drifted: {}{b}", f.what));
-            }
-            ctx.events.emit(
-                "step-drifted",
-                Some(id),
-                json!({"findings": found.iter().map(|f| &f.what).collect::<Vec<_>>(), "backups": saved}),
-            );
-        }
-        // A step completed before keel recorded marks gets them now (an upgraded host).
-        if *r == Reason::Completed {
-            let rec = state.step(id);
-            if rec.files.is_empty() && rec.units.is_empty() {
-                let (files, units) = crate::drift::marks(ctx, graph.get(id).expect("step"));
-                let rec = state.step_mut(id);
-                rec.files = files;
-                rec.units = units;
-            }
-        }
+        before_step(ctx, graph, state, id, r, drift.get(*id), run_id);
     }
 
     ctx.ui.start_overall("install", to_run.len() as u64);
     let known: Vec<String> = state.releases.list.iter().map(|r| r.id.clone()).collect();
-    let (done_ok, failed) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
+    let (done_ok, failed, checks) = schedule(ctx, graph, state, state_path, &to_run, opts, run_id)?;
     if let Some((step, e)) = &failed {
         mark_failed_releases(ctx, state, &known, step, &e.msg);
     }
@@ -153,13 +107,9 @@ pub fn install(
     // file (tls switches nginx's site to HTTPS).
     if failed.is_none() {
         for id in &done_ok {
-            let (files, units) = crate::drift::marks(ctx, graph.get(id).expect("step"));
-            let rec = state.step_mut(id);
-            rec.files = files;
-            rec.units = units;
+            record_marks(ctx, graph, state, id);
         }
     }
-
     let mut rolled_back = vec![];
     if failed.is_some() && opts.rollback == RollbackMode::Run && !done_ok.is_empty() {
         ctx.ui.line(&format!(
@@ -188,7 +138,88 @@ pub fn install(
         plan,
         failed,
         rolled_back,
+        checks,
     })
+}
+
+/// The run's record, saved before any step runs (a kill from here on is a cut run).
+fn start_run(
+    ctx: &Ctx,
+    state: &mut State,
+    state_path: &Path,
+    opts: &InstallOpts,
+    run_id: &str,
+    to_run: &[&str],
+) -> Result<()> {
+    state.last_run = Some(RunRecord {
+        id: run_id.into(),
+        command: opts.command.clone(),
+        pid: std::process::id(),
+        started_at: crate::paths::now(),
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        failed_step: None,
+        targets: opts.targets.clone(),
+        skip: opts.skip.clone(),
+        boot_id: crate::resume::boot_id(&ctx.paths),
+    });
+    state.keel_version = env!("CARGO_PKG_VERSION").into();
+    state.save(state_path)?;
+    ctx.events.emit(
+        "run-started",
+        None,
+        json!({"command": opts.command, "steps": to_run}),
+    );
+    Ok(())
+}
+
+/// Before the run, per planned step: why it does not run, the hand-edited files a drifted
+/// one will overwrite (copied aside first), and marks for one completed before keel
+/// recorded them (an upgraded host).
+fn before_step(
+    ctx: &Ctx,
+    graph: &Graph,
+    state: &mut State,
+    id: &str,
+    r: &Reason,
+    drift: Option<&Vec<crate::drift::Finding>>,
+    run_id: &str,
+) {
+    if !r.runs() {
+        ctx.ui.line(&format!("[{id}] {}", r.describe()));
+    }
+    if *r == Reason::Drifted
+        && let Some(found) = drift
+    {
+        let saved = crate::drift::backup(ctx, run_id, found);
+        for f in found {
+            let b = saved
+                .iter()
+                .find(|(src, _)| Some(src) == f.file.as_ref())
+                .map(|(_, dst)| format!("; backup: {}", dst.display()))
+                .unwrap_or_default();
+            ctx.ui.line(&format!("[{id}] drifted: {}{b}", f.what));
+        }
+        ctx.events.emit(
+            "step-drifted",
+            Some(id),
+            json!({"findings": found.iter().map(|f| &f.what).collect::<Vec<_>>(), "backups": saved}),
+        );
+    }
+    if *r == Reason::Completed {
+        let rec = state.step(id);
+        if rec.files.is_empty() && rec.units.is_empty() {
+            record_marks(ctx, graph, state, id);
+        }
+    }
+}
+
+/// What a completed step left (files and units), for the next run's drift scan.
+fn record_marks(ctx: &Ctx, graph: &Graph, state: &mut State, id: &str) {
+    let (files, units) = crate::drift::marks(ctx, graph.get(id).expect("step"));
+    let rec = state.step_mut(id);
+    rec.files = files;
+    rec.units = units;
 }
 
 /// The run's record: finished now, its outcome and the step that failed.
@@ -228,7 +259,11 @@ fn tidy_releases(ctx: &Ctx, state: &mut State) {
 }
 
 /// The steps completed in a run (in completion order) and its first failure.
-type Scheduled = (Vec<&'static str>, Option<(String, StepError)>);
+type Scheduled = (
+    Vec<&'static str>,
+    Option<(String, StepError)>,
+    Vec<crate::checks::CheckResult>,
+);
 
 /// Run the planned steps, independent ones side by side (at most PARALLEL), each once all its
 /// planned ancestors completed; stop starting new ones after a failure. Returns the steps
@@ -245,6 +280,7 @@ fn schedule(
     let mut pending: Vec<&'static str> = to_run.to_vec();
     let mut done_ok: Vec<&'static str> = vec![];
     let mut failed: Option<(String, StepError)> = None;
+    let mut checks = vec![];
     let in_plan: HashSet<&str> = to_run.iter().copied().collect();
     // What each step must wait for: its planned ancestors, not just its direct deps (a
     // skipped step in between, say python-env, must not let django start beside app-code).
@@ -288,16 +324,17 @@ fn schedule(
                         // A panicking step is a failed step (recorded, rolled back, exit 1),
                         // never a scheduler waiting forever for a message that never comes.
                         // Its transaction, dropped uncommitted while unwinding, undoes itself.
-                        let (attempts, result) =
+                        let (attempts, result, produced) =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 run_step(ctx, step, rollback)
                             }))
-                            .unwrap_or_else(|p| (1, Err(panicked(p))));
+                            .unwrap_or_else(|p| (1, Err(panicked(p)), vec![]));
                         let _ = tx.send(Msg::Done {
                             id,
                             attempts,
                             elapsed: t.elapsed(),
                             result,
+                            produced,
                         });
                     });
                 }
@@ -310,6 +347,7 @@ fn schedule(
                 attempts,
                 elapsed,
                 result,
+                produced,
             }) = rx.recv()
             else {
                 break;
@@ -322,8 +360,8 @@ fn schedule(
                 id,
                 attempts,
                 elapsed,
-                result,
-                &mut failed,
+                (result, produced),
+                (&mut failed, &mut checks),
             ) {
                 done_ok.push(id);
             }
@@ -332,7 +370,7 @@ fn schedule(
         Ok(())
     })?;
 
-    Ok((done_ok, failed))
+    Ok((done_ok, failed, checks))
 }
 
 /// Record a finished step in the state (and events, and on screen); true if it completed.
@@ -344,9 +382,24 @@ fn record(
     id: &'static str,
     attempts: u32,
     elapsed: Duration,
-    result: std::result::Result<(), StepError>,
-    failed: &mut Option<(String, StepError)>,
+    (result, produced): (
+        std::result::Result<(), StepError>,
+        Vec<crate::txn::Produced>,
+    ),
+    (failed, checks): (
+        &mut Option<(String, StepError)>,
+        &mut Vec<crate::checks::CheckResult>,
+    ),
 ) -> bool {
+    // The checks a step measured are the run's, passed or failed (the report shows which
+    // failed); a release counts only once its step completed.
+    let mut made = None;
+    for p in produced {
+        match p {
+            crate::txn::Produced::Checks(c) => *checks = c,
+            crate::txn::Produced::Release(r) => made = Some(r),
+        }
+    }
     let ms = elapsed.as_millis() as u64;
     let rec = state.step_mut(id);
     rec.attempts += attempts;
@@ -358,11 +411,6 @@ fn record(
             let step = graph.get(id).expect("step");
             rec.fingerprint = Some(fingerprint(ctx, step));
             rec.last_error = None;
-            let made = ctx
-                .new_release
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
             if let Some(r) = made {
                 state.releases.current = Some(r.id.clone());
                 state.releases.list.push(r);
@@ -418,7 +466,11 @@ fn run_step(
     ctx: &Ctx,
     step: &dyn Step,
     rollback: RollbackMode,
-) -> (u32, std::result::Result<(), StepError>) {
+) -> (
+    u32,
+    std::result::Result<(), StepError>,
+    Vec<crate::txn::Produced>,
+) {
     let id = step.id();
     let mut tx = Txn::new(&ctx.exec, id).keep(crate::drift::kept_paths(ctx));
     let mut attempts = 0u32;
@@ -454,10 +506,11 @@ fn run_step(
             }
         })
     });
+    let produced = tx.take_produced();
     match result {
         Ok(()) => {
             tx.commit();
-            (attempts, Ok(()))
+            (attempts, Ok(()), produced)
         }
         Err(mut e) => {
             if rollback == RollbackMode::None {
@@ -472,7 +525,7 @@ fn run_step(
                         .push_str(&format!(" (rollback problems: {})", errs.join("; ")));
                 }
             }
-            (attempts, Err(e))
+            (attempts, Err(e), produced)
         }
     }
 }

@@ -456,12 +456,8 @@ pub struct Health {
 
 impl Health {
     /// The verify step's end-to-end checks from this run, if it ran them.
-    pub fn from_run(ctx: &Ctx) -> Option<Health> {
-        let checks = ctx
-            .stack_checks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    pub fn from_run(checks: &[CheckResult]) -> Option<Health> {
+        let checks = checks.to_vec();
         (!checks.is_empty()).then(|| Health {
             verdict: if checks.iter().all(|c| c.level.fine()) {
                 "healthy"

@@ -266,9 +266,13 @@ fn check_beat(ctx: &Ctx) -> StepResult {
     }
 }
 
-/// The whole stack, end to end, as a user would see it; the three parts side by side. Each
-/// part's result and time is kept for the run's report.
+/// The whole stack, end to end, as a user would see it; the three parts side by side.
 pub fn check_stack(ctx: &Ctx) -> StepResult {
+    measure(ctx).1
+}
+
+/// `check_stack`, with each part's result and time (for the run's report).
+pub fn measure(ctx: &Ctx) -> (Vec<crate::checks::CheckResult>, StepResult) {
     let timed = |name: &str, f: &dyn Fn() -> StepResult| {
         let t = std::time::Instant::now();
         let r = f();
@@ -291,7 +295,7 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
             b.join().unwrap_or_else(|_| lost("beat")),
         ]
     });
-    *ctx.stack_checks.lock().unwrap_or_else(|e| e.into_inner()) = parts
+    let results = parts
         .iter()
         .map(|(name, r, ms)| crate::checks::CheckResult {
             name: name.clone(),
@@ -310,7 +314,7 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
         })
         .collect();
     let [(_, home, _), (_, worker, _), (_, beat, _)] = parts;
-    home.and(worker).and(beat)
+    (results, home.and(worker).and(beat))
 }
 
 /// `check_stack` with the verify step's retries: units that just (re)started need a moment.

@@ -30,10 +30,6 @@ pub struct Ctx {
     /// The build packages a local source shows it needs, found once per run (both apt steps
     /// read them in their inputs, run and verify).
     pub build_packages: std::sync::OnceLock<Vec<(String, String)>>,
-    /// The release app-code made in this run, for the engine to record in the state file.
-    pub new_release: Mutex<Option<crate::state::Release>>,
-    /// The verify step's last end-to-end checks, with their timings, for the report.
-    pub stack_checks: Mutex<Vec<crate::checks::CheckResult>>,
 }
 
 impl Ctx {

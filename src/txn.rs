@@ -30,8 +30,19 @@ enum Change {
     Reapply(&'static str, String),
 }
 
+/// What a step made that the engine records when the step completes: its return value,
+/// carried by its transaction (a step's `run` returns only success or an error).
+#[derive(Debug, Clone)]
+pub enum Produced {
+    /// A new release (app-code): recorded in the state file as the current one.
+    Release(crate::state::Release),
+    /// The end-to-end checks (verify), with their times: the run's report shows them.
+    Checks(Vec<crate::checks::CheckResult>),
+}
+
 pub struct Txn {
     journal: Vec<Change>,
+    produced: Vec<Produced>,
     /// Runs the undo commands and unit re-applies, logged under `log`.
     exec: Exec,
     log: String,
@@ -87,6 +98,7 @@ pub fn relink(target: &Path, link: &Path) -> std::io::Result<()> {
 impl Txn {
     pub fn new(exec: &Exec, log: &str) -> Txn {
         Txn {
+            produced: vec![],
             journal: vec![],
             exec: exec.clone(),
             log: log.into(),
@@ -271,6 +283,18 @@ impl Txn {
     }
 
     /// Keep the changes.
+    /// Hand `p` to the engine (a retried attempt's replaces the one before of its kind).
+    pub fn produce(&mut self, p: Produced) {
+        let same = |q: &Produced| std::mem::discriminant(q) == std::mem::discriminant(&p);
+        self.produced.retain(|q| !same(q));
+        self.produced.push(p);
+    }
+
+    /// What the step produced (taken: it is the engine's now).
+    pub fn take_produced(&mut self) -> Vec<Produced> {
+        std::mem::take(&mut self.produced)
+    }
+
     pub fn commit(&mut self) {
         self.journal.clear();
     }

@@ -65,7 +65,8 @@ fn row(e: &crate::apps::Entry) -> serde_json::Value {
         Ok(st) => match &st.last_run {
             _ if v.get("config_error").is_some() => "config error".into(),
             None => "not installed".into(),
-            Some(r) => format!("{:?}", r.outcome).to_lowercase().into(),
+            // As the state file spells it: running, succeeded, failed, rolled-back.
+            Some(r) => serde_json::to_value(r.outcome).unwrap_or_default(),
         },
     };
     v

@@ -250,8 +250,7 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
         state_file: o.state_file,
         app_tree: Default::default(),
         build_packages: Default::default(),
-        new_release: Default::default(),
-        stack_checks: Default::default(),
+
         paths,
     }
 }

@@ -191,7 +191,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
     let report = engine::install(&ctx, &graph, &mut st, &cli.state_file, &opts, &id)?;
     // A report after every run, failed or not; service probes only if something ran.
     let full = report.plan.iter().any(|(_, r)| r.runs());
-    let health = crate::report::Health::from_run(&ctx);
+    let health = crate::report::Health::from_run(&report.checks);
     match crate::report::write_with(&ctx, &st, full, health.as_ref()) {
         Ok((txt, html)) => ctx.ui.line(&format!(
             "diagnostics: {} (and {})",

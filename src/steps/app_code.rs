@@ -53,7 +53,7 @@ impl Step for AppCode {
         rel.status = ReleaseStatus::Ok;
         ctx.ui
             .step_note(ID, &format!("release {id} ({})", rel.revision));
-        *ctx.new_release.lock().unwrap_or_else(|e| e.into_inner()) = Some(rel);
+        tx.produce(crate::txn::Produced::Release(rel));
         Ok(())
     }
     fn verify(&self, ctx: &Ctx) -> StepResult {
