@@ -11,6 +11,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layers import strip_tests  # noqa: E402 (the same reading of test modules)
 IDS = [
     "preflight", "python-packages", "packages", "baseline", "firewall", "system-user",
     "secrets", "postgres", "redis", "nginx", "tls", "app-code", "python-env", "app-env",
@@ -25,24 +26,6 @@ PATTERNS = [
     # a hyphenated id: nothing else is called that
     re.compile(r"\"(" + "|".join(re.escape(i) for i in IDS if "-" in i) + r")\""),
 ]
-
-
-def strip_tests(text):
-    i = text.find("#[cfg(test)]")
-    while i != -1:
-        j = text.find("{", i)
-        depth, k = 0, j
-        while k < len(text):
-            if text[k] == "{":
-                depth += 1
-            elif text[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        text = text[:i] + text[k + 1:]
-        i = text.find("#[cfg(test)]")
-    return text
 
 
 hits = []

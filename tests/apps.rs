@@ -5,11 +5,7 @@ use crate::fakehost::{Host, config};
 
 /// `keel --app NAME ARGS...`: the app's files from --app alone.
 fn keel_app(h: &Host, app: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("keel"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KEEL_ROOT", h.path("root"))
-        .env("KEEL_FAKE_HOST", h.path("fake"))
+    h.keel_bare()
         .args(["--app", app])
         .args(args)
         .output()
@@ -30,11 +26,8 @@ fn ok(o: &std::process::Output) -> String {
 fn two_apps() -> Host {
     let h = Host::new();
     h.write("root/etc/keel/keel.toml", &config(""));
-    let o = std::process::Command::new(assert_cmd::cargo::cargo_bin("keel"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KEEL_ROOT", h.path("root"))
-        .env("KEEL_FAKE_HOST", h.path("fake"))
+    let o = h
+        .keel_bare()
         .args(["--config"])
         .arg(h.path("root/etc/keel/keel.toml"))
         .args(["--state-file"])

@@ -91,13 +91,20 @@ fn deep_merge(base: &mut toml::Table, over: toml::Table) {
 
 /// Run keel, then check exit 2, the expected texts and a hint, and an unchanged host.
 fn refused(h: &Host, name: &str, want: &[String], args: &[&str]) -> Result<(), String> {
+    let mut cmd = h.keel();
+    cmd.args(args).timeout(std::time::Duration::from_secs(20));
+    refused_by(h, name, want, cmd)
+}
+
+/// `refused`, for a command line of the caller's.
+fn refused_by(
+    h: &Host,
+    name: &str,
+    want: &[String],
+    mut cmd: assert_cmd::Command,
+) -> Result<(), String> {
     let before = snapshot(h.dir.path());
-    let out = h
-        .keel()
-        .args(args)
-        .timeout(std::time::Duration::from_secs(20))
-        .output()
-        .unwrap();
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let after = snapshot(h.dir.path());
     let mut problems = vec![];
@@ -240,40 +247,10 @@ fn apps_that_collide_are_refused_and_change_nothing() {
 
 /// `refused`, for `keel --app shop install --yes` (its files from --app, not --config).
 fn refused_app(h: &Host, name: &str, want: &[String]) -> Result<(), String> {
-    let before = snapshot(h.dir.path());
-    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("keel"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KEEL_ROOT", h.path("root"))
-        .env("KEEL_FAKE_HOST", h.path("fake"))
-        .args(["--app", "shop", "install", "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let mut problems = vec![];
-    if out.status.code() != Some(2) {
-        problems.push(format!("exit {:?}, want 2", out.status.code()));
-    }
-    problems.extend(
-        want.iter()
-            .filter(|w| !stderr.contains(w.as_str()))
-            .map(|w| format!("stderr lacks {w:?}")),
-    );
-    if !stderr.contains("hint:") {
-        problems.push("no hint".into());
-    }
-    if snapshot(h.dir.path()) != before {
-        problems.push("the host changed".into());
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name}: {} | stderr: {}",
-            problems.join("; "),
-            stderr.trim()
-        ))
-    }
+    let mut cmd = h.keel_bare();
+    cmd.args(["--app", "shop", "install", "--yes"])
+        .timeout(std::time::Duration::from_secs(20));
+    refused_by(h, name, want, cmd)
 }
 
 /// A copy of the demo app with `example` as its .env.example, configured as the source.

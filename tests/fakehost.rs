@@ -193,15 +193,22 @@ impl Host {
     }
 
     pub fn keel(&self) -> Command {
+        let mut c = self.keel_bare();
+        c.arg("--config")
+            .arg(self.path("keel.toml"))
+            .arg("--state-file")
+            .arg(self.path("state.json"));
+        c
+    }
+
+    /// keel on this host with no --config or --state-file: the files are the host's own
+    /// (`--app NAME` picks an app's).
+    pub fn keel_bare(&self) -> Command {
         let mut c = Command::cargo_bin("keel").unwrap();
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KEEL_ROOT", self.path("root"))
-            .env("KEEL_FAKE_HOST", self.path("fake"))
-            .arg("--config")
-            .arg(self.path("keel.toml"))
-            .arg("--state-file")
-            .arg(self.path("state.json"));
+            .env("KEEL_FAKE_HOST", self.path("fake"));
         c
     }
 

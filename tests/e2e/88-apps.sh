@@ -156,6 +156,16 @@ scenario_apps() {
   output_has 'demo-home shop v2: ' page_of shop.localhost || fail "shop stopped serving its last good site"
   vx keel --app shop install --yes >/dev/null || fail "shop's install after the template was removed"
 
+  # Two apps deploy at once: each has its own lock.
+  rm -rf "${root:?}/srv/blog-v2"; cp -r "$root/etc/keel/apps/blog-app" "$root/srv/blog-v2"
+  sed -i 's/demo-home blog: /demo-home blog v2: /' "$root/srv/blog-v2/core/views.py"
+  vx sh -c 'keel --app blog deploy --source /srv/blog-v2 >/tmp/blog-deploy.log 2>&1; echo $? >/tmp/blog-deploy.rc' &
+  local bg=$!
+  vx keel --app shop deploy --source /srv/shop-v2 >/dev/null || fail "shop's deploy beside blog's failed"
+  wait "$bg"
+  [ "$(vx cat /tmp/blog-deploy.rc)" = 0 ] || { vx cat /tmp/blog-deploy.log; fail "blog's deploy beside shop's failed"; }
+  output_has 'demo-home blog v2: ' page_of blog.localhost https || fail "blog v2 is not served"
+
   # 7. A collision is refused before anything is written: a fourth app on demo's domain.
   named_app dup 6382
   sed -i 's/^domain = "dup.localhost"/domain = "demo.localhost"/' "$root/etc/keel/apps/dup.toml"
