@@ -152,3 +152,20 @@ fn rolling_one_app_back_keeps_the_hosts_shared_steps_and_the_other_app() {
             .exists()
     );
 }
+
+/// A config given from /etc/keel/apps/ (even as a relative path) is that app's: it never
+/// runs with the host app's state file.
+#[test]
+fn a_config_from_the_apps_directory_names_its_app() {
+    let h = two_apps();
+    let host_state = h.read("root/var/lib/keel/state.json");
+    let o = h
+        .keel_bare()
+        .current_dir(h.path("root/etc/keel/apps"))
+        .args(["--config", "shop.toml", "install", "--yes"])
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(h.path("root/var/lib/keel/apps/shop/state.json").is_file());
+    assert_eq!(h.read("root/var/lib/keel/state.json"), host_state);
+}

@@ -74,7 +74,16 @@ pub struct Invocation {
 /// it can never run with the host app's state file.
 fn resolve_app(cli: &mut crate::cli::Cli, paths: &Paths) -> Result<()> {
     let apps = paths.host(crate::apps::APPS_DIR);
-    if cli.app.is_none() && cli.config.parent() == Some(apps.as_path()) {
+    // Compared as real paths: `--config shop.toml` from inside /etc/keel/apps counts too.
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = cli.config.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            p
+        }
+    });
+    if cli.app.is_none() && parent.is_some_and(|p| real(p) == real(&apps)) {
         cli.app = cli
             .config
             .file_stem()
