@@ -521,7 +521,6 @@ impl Exec {
     /// GET `path` from 127.0.0.1:`port` as `host`: (status, body). The fake host answers
     /// from its rules (`net:http GET http://127.0.0.1:PORT/PATH Host: HOST`, EXIT = status,
     /// STDOUT = body; no rule = connection refused).
-    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn http_get(
         &self,
         log: &str,
@@ -531,7 +530,13 @@ impl Exec {
         timeout: Duration,
     ) -> std::io::Result<(u16, String)> {
         match &self.mode {
-            Mode::Real => crate::system::net::http_get(port, host, path, timeout),
+            Mode::Real => {
+                let t = std::time::Instant::now();
+                let r = crate::system::net::http_get(port, host, path, timeout);
+                let what = format!("GET http://127.0.0.1:{port}{path} Host: {host}");
+                self.log_probe(log, &what, &r, |(code, _)| format!("HTTP {code}"), t);
+                r
+            }
             #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => fake_get(dir, log, "http", port, host, path, &self.redactor),
         }
@@ -566,7 +571,6 @@ impl Exec {
     /// An HTTP request to an outside URL (a notification's webhook, the heartbeat): the
     /// status. The fake host answers from `net:http METHOD URL` rules (EXIT = the status; no
     /// rule = connection refused) and appends what was sent to DIR/sent.log.
-    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn http_send(
         &self,
         log: &str,
@@ -576,7 +580,13 @@ impl Exec {
         timeout: Duration,
     ) -> std::io::Result<u16> {
         match &self.mode {
-            Mode::Real => crate::system::send::http(method, url, body, timeout),
+            Mode::Real => {
+                let t = std::time::Instant::now();
+                let r = crate::system::send::http(method, url, body, timeout);
+                let what = format!("{method} {}", crate::validate::redact_userinfo(url));
+                self.log_probe(log, &what, &r, |code| format!("HTTP {code}"), t);
+                r
+            }
             #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let line = format!("{method} {url}");
@@ -593,7 +603,6 @@ impl Exec {
 
     /// A mail over SMTP. The fake host answers from a `net:smtp SMTP HOST:PORT` rule (EXIT 0
     /// = accepted) and appends the mail to DIR/sent.log.
-    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn send_mail(
         &self,
         log: &str,
@@ -601,7 +610,13 @@ impl Exec {
         timeout: Duration,
     ) -> std::io::Result<()> {
         match &self.mode {
-            Mode::Real => crate::system::send::smtp(m, timeout),
+            Mode::Real => {
+                let t = std::time::Instant::now();
+                let r = crate::system::send::smtp(m, timeout);
+                let what = format!("SMTP {}:{} to {}", m.host, m.port, m.to.join(","));
+                self.log_probe(log, &what, &r, |()| "accepted".into(), t);
+                r
+            }
             #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
                 let line = format!(
@@ -666,7 +681,6 @@ impl Exec {
     /// One Redis connection to 127.0.0.1:`port`, the commands sent in order; each reply as
     /// text ("+OK", "-ERR ...", ":1", a bulk string). The fake host answers each from its rules
     /// (`net:redis PORT [anon] CMD ARGS`, STDOUT = reply; `anon` before AUTH was sent).
-    #[cfg_attr(not(feature = "fake-host"), allow(unused_variables))]
     pub fn redis(
         &self,
         log: &str,
@@ -676,8 +690,20 @@ impl Exec {
     ) -> std::io::Result<Vec<String>> {
         match &self.mode {
             Mode::Real => {
-                let mut c = crate::system::net::Resp::connect(port, timeout)?;
-                cmds.iter().map(|a| c.cmd(a)).collect()
+                let t = std::time::Instant::now();
+                let r = crate::system::net::Resp::connect(port, timeout)
+                    .and_then(|mut c| cmds.iter().map(|a| c.cmd(a)).collect());
+                // Names only: arguments may be a password (AUTH) or the app's data.
+                let names: Vec<&str> = cmds.iter().filter_map(|a| a.first().copied()).collect();
+                let what = format!("redis 127.0.0.1:{port} {}", names.join(" "));
+                let replies = |v: &Vec<String>| {
+                    v.iter()
+                        .map(|s| s.chars().take(40).collect::<String>())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                };
+                self.log_probe(log, &what, &r, replies, t);
+                r
             }
             #[cfg(feature = "fake-host")]
             Mode::Fake(dir) => {
@@ -1112,17 +1138,45 @@ impl Exec {
         found
     }
 
-    fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
+    /// Append `text` (already redacted) to the step log `log`. Best effort: logging never
+    /// fails a run.
+    fn append_log(&self, log: &str, text: &str) {
         let dir = self.log_dir.join("steps");
         crate::paths::private_dir(&dir);
         let path = dir.join(format!("{log}.log"));
-        let Ok(mut f) = std::fs::OpenOptions::new()
+        if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-        else {
-            return;
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+
+    /// A network probe in the step log, as a command is: what was asked, what came back.
+    fn log_probe<T>(
+        &self,
+        log: &str,
+        what: &str,
+        r: &std::io::Result<T>,
+        answer: impl Fn(&T) -> String,
+        t: std::time::Instant,
+    ) {
+        let outcome = match r {
+            Ok(v) => answer(v),
+            Err(e) => format!("error: {e}"),
         };
+        let text = format!(
+            "--- {} probe {}\n--- {} in {:.2}s\n",
+            crate::paths::now(),
+            self.redactor.redact(what),
+            self.redactor.redact(&outcome),
+            t.elapsed().as_secs_f64()
+        );
+        self.append_log(log, &text);
+    }
+
+    fn write_log(&self, log: &str, cmd: &Cmd, out: &Output, elapsed: Duration, timed_out: bool) {
         let r = &self.redactor;
         let mut text = format!(
             "--- {} $ {}\n",
@@ -1146,7 +1200,7 @@ impl Exec {
             format!("exit {}", out.code)
         };
         text.push_str(&format!("--- {status} in {:.2}s\n", elapsed.as_secs_f64()));
-        let _ = f.write_all(text.as_bytes());
+        self.append_log(log, &text);
     }
 }
 
@@ -1410,6 +1464,36 @@ mod tests {
             (pid.as_str(), pid.as_str(), "0"),
             "{stat}"
         );
+    }
+
+    /// A real probe is in the step log like a command: what was asked, what came back
+    /// (here: nothing listens, so the error), secrets masked.
+    #[test]
+    fn a_probe_is_logged_in_its_step_log() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = exec(d.path());
+        ex.redactor.add("s3cret-token");
+        // A port nothing listens on: bind one, then let it go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = ex.http_get(
+            "t",
+            port,
+            "s3cret-token.example",
+            "/x",
+            Duration::from_secs(2),
+        );
+        assert!(r.is_err());
+        let log = std::fs::read_to_string(d.path().join("steps/t.log")).unwrap();
+        assert!(
+            log.contains(&format!("probe GET http://127.0.0.1:{port}/x Host: ")),
+            "{log}"
+        );
+        assert!(log.contains("error: "), "{log}");
+        assert!(!log.contains("s3cret-token"), "{log}");
     }
 
     #[test]

@@ -16,12 +16,7 @@ pub fn after_verify(ctx: &Ctx, r: &crate::checks::health::Report) {
         return;
     }
     let unhealthy = r.verdict == Verdict::Unhealthy;
-    let failing: Vec<String> = r
-        .checks
-        .iter()
-        .filter(|(c, _)| !c.level.fine())
-        .map(|(c, _)| format!("{}: {}", c.name, c.message))
-        .collect();
+    let failing = r.failing();
     let d = dir(ctx);
     let health_file = d.join("health");
     let before = crate::fsx::read_text_nofollow(&health_file, 64)

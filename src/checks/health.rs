@@ -28,6 +28,18 @@ pub struct Report {
     pub gauges: Vec<Gauge>,
 }
 
+impl Report {
+    /// The checks that are not fine, each "name: message": the verdict's reasons, as `keel
+    /// verify` exits with them and the verify timer sends them.
+    pub fn failing(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|(c, _)| !c.level.fine())
+            .map(|(c, _)| format!("{}: {}", c.name, c.message))
+            .collect()
+    }
+}
+
 pub type Gauge = (String, String, f64);
 type Gauges = Arc<std::sync::Mutex<Vec<Gauge>>>;
 

@@ -84,10 +84,5 @@ pub fn run(inv: &Invocation, opts: Opts) -> Result<()> {
 }
 
 fn failing(r: &Report) -> String {
-    r.checks
-        .iter()
-        .filter(|(c, _)| !c.level.fine())
-        .map(|(c, _)| format!("{} ({})", c.name, c.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    r.failing().join("; ")
 }
