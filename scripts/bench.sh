@@ -233,7 +233,7 @@ echo "== the uv fixture: keel's fresh install vs apt + uv sync + migrate, then a
 UVROUNDS=${KEEL_BENCH_UV_ROUNDS:-3}
 UVSRC=$(mktemp -d); cp -r tests/projects/uvshop "$UVSRC/uvshop"; scripts/uv-lock.sh "$UVSRC/uvshop"
 UVPKGS="$PKGS build-essential python3-dev libpq-dev nodejs npm"
-UVVER=$(grep -o 'UV_VERSION: &str = "[^"]*"' src/steps/python_env.rs | cut -d'"' -f2)
+UVVER=$(grep -o 'UV_VERSION: &str = "[^"]*"' src/app/venv.rs | cut -d'"' -f2)
 UVFLOORS=(); UVKEELS=()
 uv_floor() {
   $V up $B >/dev/null; root=$($V root $B); cp -r "$UVSRC/uvshop" "$root/root/uvshop"; sync

@@ -4,7 +4,7 @@
 # committed: it names the package index it was resolved against.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-ver=$(grep -o 'UV_VERSION: &str = "[^"]*"' "$here/src/steps/python_env.rs" | cut -d'"' -f2)
+ver=$(grep -o 'UV_VERSION: &str = "[^"]*"' "$here/src/app/venv.rs" | cut -d'"' -f2)
 tool="$here/target/uvtool"
 mkdir -p "$here/target"
 (

@@ -107,7 +107,8 @@ netns_up() {
     "/run/netns/$ns" tap0 >"$run/slirp.log" 2>&1 &
   echo $! >"$run/slirp.pid"
   echo "$ns" >"$run/netns"
-  for _ in $(seq 1 50); do
+  # Up to 30 s: on a loaded machine (builds beside three containers) it has taken over 5.
+  for _ in $(seq 1 300); do
     ip netns exec "$ns" ip -4 addr show tap0 2>/dev/null | grep -q 10.0.2.100 && return 0
     sleep 0.1
   done
