@@ -46,6 +46,15 @@ impl Paths {
     }
 }
 
+/// A unit of keel's own (keel-verify, keel-resume, ...) for an app: the base name for the
+/// host's app, `BASE-NAME` for a named one (each app's timers and resume are its own).
+pub fn keel_unit(base: &str, app: Option<&str>) -> String {
+    match app {
+        Some(a) => format!("{base}-{a}"),
+        None => base.into(),
+    }
+}
+
 /// Create a log directory readable by root only (logs are redacted, but they describe the
 /// host in detail). Best effort: logging must never fail a run.
 pub fn private_dir(dir: &Path) {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 /// The boot unit: keel-resume.service for the host's app, keel-resume-NAME.service for a
 /// named one (each app resumes its own run).
 pub fn unit(paths: &Paths) -> String {
-    match &paths.app {
-        Some(a) => format!("keel-resume-{a}.service"),
-        None => "keel-resume.service".into(),
-    }
+    format!(
+        "{}.service",
+        crate::paths::keel_unit("keel-resume", paths.app.as_deref())
+    )
 }
 
 fn unit_path(paths: &Paths) -> PathBuf {

@@ -7,7 +7,10 @@ use serde_json::json;
 
 pub fn run(inv: &Invocation) -> Result<()> {
     let paths = Paths::from_env();
-    let rows: Vec<serde_json::Value> = crate::apps::list(&paths).iter().map(row).collect();
+    let rows: Vec<serde_json::Value> = crate::apps::list(&paths)
+        .iter()
+        .map(|e| row(&paths, e))
+        .collect();
     if inv.cli.output == Output::Json {
         println!("{}", json!({"apps": rows}));
         return Ok(());
@@ -43,7 +46,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
 }
 
 /// One app: its name, domain and release from its config, its status from its state file.
-fn row(e: &crate::apps::Entry) -> serde_json::Value {
+fn row(paths: &Paths, e: &crate::apps::Entry) -> serde_json::Value {
     let mut v = json!({
         "app": e.name,
         "host_app": e.name.is_none(),
@@ -55,7 +58,7 @@ fn row(e: &crate::apps::Entry) -> serde_json::Value {
             v["app"] = c.app.name.clone().into();
             v["domain"] = c.app.domain.clone().into();
             v["https"] = c.tls_on().into();
-            let base = Paths::from_env().host(&c.base_dir().display().to_string());
+            let base = paths.host(&c.base_dir().display().to_string());
             v["release"] = crate::release::current_on_disk(&base).into();
         }
         Err(err) => v["config_error"] = err.to_string().into(),

@@ -196,11 +196,7 @@ impl Config {
 
     /// A unit of keel's own (keel-verify, keel-notify, keel-resume, ...) for this app.
     pub fn keel_unit(&self, base: &str) -> String {
-        if self.named {
-            format!("{base}-{}", self.app.name)
-        } else {
-            base.into()
-        }
+        crate::paths::keel_unit(base, self.named.then_some(self.app.name.as_str()))
     }
 
     /// keel's files about this app under /var/lib/keel (queue watch, ...).

@@ -50,29 +50,19 @@ impl Step for Redis {
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let unit = ctx.cfg.redis_unit();
         let unit = unit.as_str();
-        if ctx.cfg.named {
-            let ours = ctx.host(&ctx.cfg.redis_conf());
-            let changed = tx
-                .write(
-                    &ours,
-                    conf(ctx)?.as_bytes(),
-                    0o640,
-                    crate::step::owner(ctx, "redis"),
-                )
-                .map_err(io_err(&ours))?;
-            ensure_running(ctx, ID, unit, tx)?;
-            if changed {
-                apply(ctx, ID, "restart", unit, tx)?;
-            }
-            return Ok(());
-        }
+        // The host's app: keel's file is included by Debian's redis.conf, which must be
+        // there. A named app's instance reads its own file whole.
         let main = ctx.host(MAIN);
-        let text = std::fs::read_to_string(&main).map_err(|e| {
-            StepError::permanent(
-                format!("{}: {e}", main.display()),
-                "install redis-server (keel install packages)",
-            )
-        })?;
+        let main_text = if ctx.cfg.named {
+            None
+        } else {
+            Some(std::fs::read_to_string(&main).map_err(|e| {
+                StepError::permanent(
+                    format!("{}: {e}", main.display()),
+                    "install redis-server (keel install packages)",
+                )
+            })?)
+        };
         let conf = conf(ctx)?;
         let ours = ctx.host(&ctx.cfg.redis_conf());
         // Readable by redis only: it holds the ACL (the password's SHA-256).
@@ -84,9 +74,11 @@ impl Step for Redis {
                 crate::step::owner(ctx, "redis"),
             )
             .map_err(io_err(&ours))?;
-        if !text.lines().any(|l| l.trim() == include_line()) {
+        if let Some(text) = main_text
+            && !text.lines().any(|l| l.trim() == include_line())
+        {
             // Last, so keel's settings override the distribution's.
-            let mut new = text.clone();
+            let mut new = text;
             if !new.ends_with('\n') {
                 new.push('\n');
             }
