@@ -36,10 +36,7 @@ fn two_apps() -> Host {
         .output()
         .unwrap();
     ok(&o);
-    let shop = config("[redis]\nport = 6380\n")
-        .replace("name = \"demo\"", "name = \"shop\"")
-        .replace("demo.localhost", "shop.localhost")
-        .replace("/opt/demo", "/opt/shop");
+    let shop = crate::fakehost::named_config("shop", 6380);
     h.write("root/etc/keel/apps/shop.toml", &shop);
     // What the fake host's useradd and Gunicorn would have made.
     let passwd = h.read("root/etc/passwd");

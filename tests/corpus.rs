@@ -78,6 +78,16 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// A case's TOML overlay merged into the valid config `base`: the config's text, or why the
+/// case itself is not TOML.
+fn overlaid(name: &str, base: &str, body: &str) -> Result<String, String> {
+    let mut base: toml::Table = toml::from_str(base).unwrap();
+    let over: toml::Table =
+        toml::from_str(body).map_err(|e| format!("{name}: the case itself is not TOML: {e}"))?;
+    deep_merge(&mut base, over);
+    Ok(toml::to_string(&base).unwrap())
+}
+
 fn deep_merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
@@ -164,17 +174,14 @@ fn malformed_keel_toml_is_refused_and_changes_nothing() {
         let bytes = if let Some(_raw) = name.strip_prefix("raw:") {
             expand(body)
         } else {
-            let mut base: toml::Table = toml::from_str(&crate::fakehost::config("")).unwrap();
             let text = String::from_utf8(expand(body)).unwrap();
-            let over: toml::Table = match toml::from_str(&text) {
-                Ok(t) => t,
+            match overlaid(name, &crate::fakehost::config(""), &text) {
+                Ok(t) => t.into_bytes(),
                 Err(e) => {
-                    failures.push(format!("{name}: the case itself is not TOML: {e}"));
+                    failures.push(e);
                     continue;
                 }
-            };
-            deep_merge(&mut base, over);
-            toml::to_string(&base).unwrap().into_bytes()
+            }
         };
         std::fs::write(h.path("keel.toml"), &bytes).unwrap();
         let mut want = want.clone();
@@ -219,23 +226,14 @@ fn apps_that_collide_are_refused_and_change_nothing() {
     for (name, want, body) in &all {
         let h = Host::new();
         h.write("root/etc/keel/keel.toml", &crate::fakehost::config(""));
-        let shop = crate::fakehost::config("[redis]\nport = 6380\n")
-            .replace("name = \"demo\"", "name = \"shop\"")
-            .replace("demo.localhost", "shop.localhost")
-            .replace("/opt/demo", "/opt/shop");
-        let mut base: toml::Table = toml::from_str(&shop).unwrap();
-        let over: toml::Table = match toml::from_str(body) {
-            Ok(t) => t,
+        let shop = crate::fakehost::named_config("shop", 6380);
+        match overlaid(name, &shop, body) {
+            Ok(t) => h.write("root/etc/keel/apps/shop.toml", &t),
             Err(e) => {
-                failures.push(format!("{name}: the case itself is not TOML: {e}"));
+                failures.push(e);
                 continue;
             }
-        };
-        deep_merge(&mut base, over);
-        h.write(
-            "root/etc/keel/apps/shop.toml",
-            &toml::to_string(&base).unwrap(),
-        );
+        }
         let mut want = want.clone();
         want.push("shop.toml".into());
         if let Err(e) = refused_app(&h, name, &want) {

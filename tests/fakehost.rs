@@ -21,6 +21,15 @@ pub fn config(extra: &str) -> String {
     )
 }
 
+/// The test config as app `name` (its own domain and directory) with Redis on `port`: an
+/// app beside the demo on one host.
+pub fn named_config(name: &str, port: u16) -> String {
+    config(&format!("[redis]\nport = {port}\n"))
+        .replace("name = \"demo\"", &format!("name = \"{name}\""))
+        .replace("demo.localhost", &format!("{name}.localhost"))
+        .replace("/opt/demo", &format!("/opt/{name}"))
+}
+
 /// The test config with the app from git instead of the demo directory.
 pub fn git_config(url: &str, git_ref: &str) -> String {
     config("").replace(
