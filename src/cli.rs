@@ -232,6 +232,10 @@ pub enum Command {
         /// Switch back to release ID (default: the newest healthy one before the current).
         #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "")]
         rollback: Option<String>,
+        /// Behind a load balancer: answer 503 on /keel-health/lb, wait SECS for the balancer
+        /// to take this host out, deploy, answer 200 again and wait SECS for it to come back.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+        drain: Option<u64>,
     },
     /// Back up the app's database now (pg_dump, custom format), with retention and upload.
     #[command(after_help = "Examples:\n  keel backup\n  keel backup --output json")]
@@ -354,6 +358,30 @@ pub enum Command {
         after_help = "Example:\n  keel manpage > keel.1 && man ./keel.1"
     )]
     Manpage,
+    /// Beat on one host of several: run COMMAND only while this host holds the beat lock
+    /// (the beat unit's ExecStart; the password from systemd's credential "pg").
+    #[command(
+        hide = true,
+        after_help = "Example (the beat unit's ExecStart on a host of several):\n  keel beat-guard --host 10.0.0.10 --port 5432 --user demo --database demo --ca /etc/keel/db-ca.pem -- celery -A demo beat"
+    )]
+    BeatGuard {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        database: String,
+        #[arg(long)]
+        ca: Option<std::path::PathBuf>,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<String>,
+    },
     /// Print the JSON Schema of the state file.
     #[command(
         hide = true,

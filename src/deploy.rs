@@ -69,6 +69,8 @@ fn build(ctx: &Ctx, source: &Source, rel: &mut Release) -> StepResult {
     // runs beside the migrations: tasks wait in Redis meanwhile, and none of the old code's
     // runs against a schema being migrated. A failure from here on starts it again.
     stop_worker(ctx);
+    // Several app hosts: the first to deploy migrates; the next finds nothing to do.
+    let _lock = crate::remote::hold_migrations(ctx, LOG)?;
     ctx.run(
         LOG,
         &manage(ctx, &dir, &["shell", "--no-startup"]).stdin(PRE_SWITCH.to_string()),

@@ -84,9 +84,17 @@ pub fn install(
 ) -> Result<RunReport> {
     let fp = |s: &dyn Step| fingerprint(ctx, s);
     let drift = crate::drift::scan(ctx, state, &graph.all(), &fp);
-    let plan = graph.plan(state, &opts.targets, &opts.retry, &opts.skip, &fp, &|id| {
-        drift.contains_key(id)
-    })?;
+    let plan = graph.plan(
+        state,
+        &opts.targets,
+        &opts.retry,
+        &opts.skip,
+        &crate::graph::Judge {
+            fingerprints: &fp,
+            drifted: &|id| drift.contains_key(id),
+            unneeded: &|s| s.not_for(&ctx.cfg).is_some(),
+        },
+    )?;
     let to_run: Vec<&'static str> = plan
         .iter()
         .filter(|(_, r)| r.runs())
@@ -186,7 +194,8 @@ fn before_step(
     run_id: &str,
 ) {
     if !r.runs() {
-        ctx.ui.line(&format!("[{id}] {}", r.describe()));
+        ctx.ui
+            .line(&format!("[{id}] {}", r.explain(graph.get(id), &ctx.cfg)));
     }
     if *r == Reason::Drifted
         && let Some(found) = drift

@@ -301,6 +301,33 @@ pub struct ExecError {
     pub stdout: String,
 }
 
+/// The beat guard's one child (beat), inheriting its stdout and stderr (the unit's
+/// journal): supervised by the guard itself, which is why it is not an `Exec` command.
+pub fn spawn_supervised(argv: &[String]) -> std::io::Result<std::process::Child> {
+    let (first, rest) = argv
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("no command"))?;
+    std::process::Command::new(first).args(rest).spawn()
+}
+
+/// A PostgreSQL session from `Exec::pg`.
+pub enum PgSession {
+    Real(crate::system::pgwire::Conn),
+    #[cfg(feature = "fake-host")]
+    Fake,
+}
+
+impl PgSession {
+    /// The first column of the first row (the fake host's: "t").
+    pub fn scalar(&mut self, sql: &str) -> Result<Option<String>, crate::system::pgwire::PgError> {
+        match self {
+            PgSession::Real(c) => c.scalar(sql),
+            #[cfg(feature = "fake-host")]
+            PgSession::Fake => Ok(Some("t".into())),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Mode {
     Real,
@@ -718,6 +745,101 @@ impl Exec {
                     out.push(o.stdout);
                 }
                 Ok(out)
+            }
+        }
+    }
+
+    /// A PostgreSQL session to `t` (keel's own wire client: TLS checked against the CA,
+    /// SCRAM). The fake host answers from `net:pg USER@HOST:PORT/DB` (EXIT 0 or no rule: a
+    /// session whose every query answers "t"; else STDOUT's first word is the kind, tls,
+    /// auth or unreachable, and STDERR the reason).
+    pub fn pg(
+        &self,
+        log: &str,
+        t: &crate::system::pgwire::Target,
+        timeout: Duration,
+    ) -> Result<PgSession, crate::system::pgwire::PgError> {
+        use crate::system::pgwire::Conn;
+        let what = format!(
+            "postgres {}@{}:{}/{}{}",
+            t.user,
+            t.host,
+            t.port,
+            t.database,
+            if t.ca_pem.is_some() {
+                " (TLS, verify-full)"
+            } else {
+                ""
+            }
+        );
+        match &self.mode {
+            Mode::Real => {
+                let start = std::time::Instant::now();
+                let r = Conn::connect(t, timeout);
+                let shown: std::io::Result<()> = match &r {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                self.log_probe(log, &what, &shown, |_| "connected".into(), start);
+                r.map(PgSession::Real)
+            }
+            #[cfg(feature = "fake-host")]
+            Mode::Fake(dir) => {
+                let line = format!("{}@{}:{}/{}", t.user, t.host, t.port, t.database);
+                match fake_net(dir, log, "net:pg", &line, &self.redactor) {
+                    Some(o) if o.code != 0 => {
+                        use crate::system::pgwire::PgError;
+                        let msg = o.stderr.trim().to_string();
+                        Err(match o.stdout.split_whitespace().next() {
+                            Some("tls") => PgError::Tls(msg),
+                            Some("auth") => PgError::Auth(msg),
+                            Some("unreachable") => PgError::Unreachable(msg),
+                            _ => PgError::Other(msg),
+                        })
+                    }
+                    _ => Ok(PgSession::Fake),
+                }
+            }
+        }
+    }
+
+    /// AUTH and PING to a Redis server on another host (TLS against `ca_pem` when given).
+    /// The fake host answers from `net:redis-remote HOST:PORT` (EXIT 0 or no rule: ok).
+    pub fn redis_remote(
+        &self,
+        log: &str,
+        host: &str,
+        port: u16,
+        ca_pem: Option<&[u8]>,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        use crate::system::tlsconn;
+        let what = format!(
+            "redis {host}:{port} AUTH PING{}",
+            if ca_pem.is_some() { " (TLS)" } else { "" }
+        );
+        match &self.mode {
+            Mode::Real => {
+                let start = std::time::Instant::now();
+                let r = tlsconn::tcp(host, port, timeout)
+                    .map_err(|e| format!("unreachable: {e}"))
+                    .and_then(|tcp| match ca_pem {
+                        Some(ca) => tlsconn::wrap(tcp, ca, host).map_err(|e| format!("TLS: {e}")),
+                        None => Ok(tlsconn::Stream::Plain(tcp)),
+                    })
+                    .and_then(|mut s| tlsconn::redis_check(&mut s, password));
+                let shown: std::io::Result<()> = r.clone().map_err(std::io::Error::other);
+                self.log_probe(log, &what, &shown, |_| "PONG".into(), start);
+                r
+            }
+            #[cfg(feature = "fake-host")]
+            Mode::Fake(dir) => {
+                let line = format!("{host}:{port}");
+                match fake_net(dir, log, "net:redis-remote", &line, &self.redactor) {
+                    Some(o) if o.code != 0 => Err(o.stderr.trim().to_string()),
+                    _ => Ok(()),
+                }
             }
         }
     }

@@ -20,11 +20,23 @@ pub enum Reason {
     Completed,
     SkippedByFlag,
     Drifted,
+    /// The host's roles do not need it (`Step::not_for` says why).
+    NotForRoles,
 }
 
 impl Reason {
+    /// `describe`, with the step's own reason when the host's roles leave it out.
+    pub fn explain(self, step: Option<&dyn Step>, cfg: &crate::config::Config) -> String {
+        match (self, step.and_then(|s| s.not_for(cfg))) {
+            (Reason::NotForRoles, Some(why)) => format!("skip: {why}"),
+            _ => self.describe().to_string(),
+        }
+    }
     pub fn runs(self) -> bool {
-        !matches!(self, Reason::Completed | Reason::SkippedByFlag)
+        !matches!(
+            self,
+            Reason::Completed | Reason::SkippedByFlag | Reason::NotForRoles
+        )
     }
     pub fn describe(self) -> &'static str {
         match self {
@@ -37,8 +49,17 @@ impl Reason {
             Reason::Completed => "skip: completed, inputs unchanged",
             Reason::SkippedByFlag => "skip: --skip",
             Reason::Drifted => "run: drifted (the host no longer holds what it set up)",
+            Reason::NotForRoles => "skip: not for this host's roles",
         }
     }
+}
+
+/// What the plan asks of each step: its fingerprint now, whether the host drifted from it,
+/// whether this host's roles leave it out.
+pub struct Judge<'a> {
+    pub fingerprints: &'a dyn Fn(&dyn Step) -> String,
+    pub drifted: &'a dyn Fn(&'static str) -> bool,
+    pub unneeded: &'a dyn Fn(&dyn Step) -> bool,
 }
 
 impl Graph {
@@ -145,9 +166,13 @@ impl Graph {
         targets: &[String],
         retry: &[String],
         skip: &[String],
-        fingerprints: &dyn Fn(&dyn Step) -> String,
-        drifted: &dyn Fn(&'static str) -> bool,
+        judge: &Judge,
     ) -> Result<Vec<(&'static str, Reason)>> {
+        let Judge {
+            fingerprints,
+            drifted,
+            unneeded,
+        } = judge;
         self.check_selection(&[], retry, skip)?;
         let mut selected = self.closure(targets)?;
         // --retry-step S also selects S (and its deps) when it was not a target.
@@ -169,7 +194,9 @@ impl Graph {
             .map(|id| {
                 let step = self.get(id).expect("known");
                 let rec = state.step(id);
-                let reason = if skip.iter().any(|s| s == id) {
+                let reason = if unneeded(step) {
+                    Reason::NotForRoles
+                } else if skip.iter().any(|s| s == id) {
                     Reason::SkippedByFlag
                 } else if forced.contains(id) {
                     Reason::Forced
@@ -270,8 +297,18 @@ pub mod tests {
     }
 
     fn plan(st: &State, t: &[&str], r: &[&str], k: &[&str]) -> Vec<(&'static str, Reason)> {
-        g().plan(st, &s(t), &s(r), &s(k), &|_| "fp".into(), &|_| false)
-            .unwrap()
+        g().plan(
+            st,
+            &s(t),
+            &s(r),
+            &s(k),
+            &Judge {
+                fingerprints: &|_| "fp".into(),
+                drifted: &|_| false,
+                unneeded: &|_| false,
+            },
+        )
+        .unwrap()
     }
 
     fn done(ids: &[&str]) -> State {

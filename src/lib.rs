@@ -36,6 +36,7 @@ pub mod project;
 pub mod pyversion;
 pub mod redact;
 pub mod release;
+pub mod remote;
 pub mod render;
 pub mod report;
 pub mod requirements;

@@ -130,7 +130,8 @@ pub fn extensions_sql(db: &str, user: &str, exts: &[String]) -> String {
 /// Create the configured extensions (install, and every deploy before its migrations).
 pub fn ensure_extensions(ctx: &Ctx, log: &str) -> StepResult {
     let exts = &ctx.cfg.database.extensions;
-    if exts.is_empty() {
+    // A database on another host: its postgres step (or the provider) creates them.
+    if exts.is_empty() || !ctx.cfg.has(crate::config::Role::Database) {
         return Ok(());
     }
     let sql = extensions_sql(&ctx.cfg.db_name(), &ctx.cfg.db_user(), exts);

@@ -2,7 +2,7 @@
 //! verify, and what `keel verify` and the report check again. A floor below the steps.
 use crate::exec::Cmd;
 use crate::step::{Ctx, StepError, StepResult};
-use crate::systemd::{require_active, require_loopback_listener};
+use crate::systemd::{require_active, require_listener};
 use std::time::Duration;
 
 /// `nginx -t`; on failure the error names the broken file from nginx's own message.
@@ -41,7 +41,7 @@ pub fn redis(ctx: &Ctx, log: &str) -> StepResult {
     let unit = unit.as_str();
     require_active(ctx, log, unit)?;
     let port = ctx.cfg.redis.port;
-    require_loopback_listener(ctx, port, unit)?;
+    require_listener(ctx, port, unit, ctx.cfg.redis.listen.as_deref())?;
     let journal = format!("see journalctl -u {unit}");
     let conf = ctx.cfg.redis_conf();
     let t = Duration::from_secs(3);

@@ -24,6 +24,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/postgres.conf.j2"),
     ),
     (
+        "nginx-lb-health.conf",
+        include_str!("../templates/nginx-lb-health.conf.j2"),
+    ),
+    (
+        "postgres-hba.conf",
+        include_str!("../templates/postgres-hba.conf.j2"),
+    ),
+    (
         "web.service",
         include_str!("../templates/systemd/web.service.j2"),
     ),
@@ -150,6 +158,13 @@ pub fn render<S: Serialize>(name: &str, vars: S) -> Result<String, String> {
     let (src, origin) = source_and_origin(name);
     env.add_template_owned(name.to_string(), src)
         .map_err(|e| format!("template {origin}: {e}"))?;
+    // The site and the catch-all include the load balancers' health location.
+    if name.starts_with("nginx-") {
+        let part = "nginx-lb-health.conf";
+        let (src, origin) = source_and_origin(part);
+        env.add_template_owned(part.to_string(), src)
+            .map_err(|e| format!("template {origin}: {e}"))?;
+    }
     let t = env
         .get_template(name)
         .map_err(|e| format!("template {origin}: {e}"))?;

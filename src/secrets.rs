@@ -9,6 +9,20 @@ use std::path::PathBuf;
 pub struct Secrets {
     pub dir: PathBuf,
     pub redactor: Redactor,
+    /// One host of several (`app.roles`): every host must hold the same values, so keel
+    /// makes none; a missing one is an error naming its file.
+    pub pre_shared: bool,
+}
+
+/// The error for a secret a host of several lacks.
+pub fn missing(path: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!(
+            "{} is missing: on a host of several (app.roles) keel generates no secret, since every host must hold the same value; write it (0600 root) from where you keep the fleet's secrets (Terraform, Ansible), the same on every host",
+            path.display()
+        ),
+    )
 }
 
 /// `n` random bytes from the OS random source.
@@ -68,6 +82,9 @@ impl Secrets {
             std::fs::set_permissions(self.path(name), std::fs::Permissions::from_mode(0o600))?;
             return Ok(v);
         }
+        if self.pre_shared {
+            return Err(missing(&self.path(name)));
+        }
         let v = make();
         self.redactor.add(&v);
         crate::fsx::write_atomic(&self.path(name), format!("{v}\n").as_bytes(), 0o600, None)?;
@@ -115,6 +132,7 @@ mod tests {
     fn generated_once_stored_0600_and_reused() {
         let d = tempfile::tempdir().unwrap();
         let s = Secrets {
+            pre_shared: false,
             dir: d.path().join("secrets"),
             redactor: Redactor::default(),
         };

@@ -45,11 +45,12 @@ pub fn catch_alls(ctx: &Ctx) -> Vec<(PathBuf, String)> {
                 "keel-catch-all-{port}{}.conf",
                 if ssl { "-ssl" } else { "" }
             );
-            let text = crate::render::render(
-                "nginx-catch-all.conf",
-                serde_json::json!({"port": port, "ssl": ssl}),
-            )
-            .ok()?;
+            // A host of several serves the balancers' probe by address too.
+            let mut v = config_vars(cfg);
+            v["port"] = port.into();
+            v["ssl"] = ssl.into();
+            v["lb"] = (!ssl && cfg.in_fleet() && cfg.has(crate::config::Role::Web)).into();
+            let text = crate::render::render("nginx-catch-all.conf", &v).ok()?;
             Some((ctx.host(&format!("/etc/nginx/sites-enabled/{name}")), text))
         })
         .collect()
@@ -102,7 +103,7 @@ pub fn config_vars(cfg: &Config) -> serde_json::Value {
             hsts.push_str("; preload");
         }
     }
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "app": cfg.app.name,
         "domain": cfg.app.domain,
         "server_names": cfg.tls_names().join(" "),
@@ -117,7 +118,30 @@ pub fn config_vars(cfg: &Config) -> serde_json::Value {
         "tls_mode": cfg.tls_mode().as_str(),
         "tls_port": t.port,
         "hsts": hsts,
-    })
+    });
+    lb_vars(cfg, &mut v);
+    v
+}
+
+/// The values of the load balancers' health location (`/keel-health/lb`, in the site and,
+/// on a host of several, the catch-all: a balancer probing by address).
+fn lb_vars(cfg: &Config, v: &mut serde_json::Value) {
+    const INTERCEPTED: [u16; 17] = [
+        301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 410, 429, 500, 501, 502, 503, 504,
+    ];
+    let st = &cfg.health.statuses;
+    let join = |v: Vec<u16>| v.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
+    let ok: Vec<u16> = st.iter().copied().filter(|c| *c >= 300).collect();
+    let bad: Vec<u16> = INTERCEPTED
+        .into_iter()
+        .filter(|c| !st.contains(c))
+        .collect();
+    v["lb"] = true.into();
+    v["drain_file"] = cfg.drain_file().into();
+    v["health_path"] = cfg.health.path.clone().into();
+    v["health_proto"] = if cfg.tls_on() { "https" } else { "http" }.into();
+    v["health_ok_codes"] = join(ok).into();
+    v["health_bad_codes"] = join(bad).into();
 }
 
 /// nginx's version as (major, minor): `http2 on;` replaced `listen ... http2` in 1.25.1.
@@ -258,7 +282,7 @@ mod tests {
         assert!(!s.contains("default_server"), "{s}");
         let all = crate::render::render(
             "nginx-catch-all.conf",
-            serde_json::json!({"port": 80, "ssl": false}),
+            serde_json::json!({"port": 80, "ssl": false, "lb": false}),
         )
         .unwrap();
         assert!(all.contains("listen 80 default_server;\n    listen [::]:80 default_server;\n    server_name _;\n    return 444;"), "{all}");
@@ -299,7 +323,9 @@ mod tests {
             http.contains("return 301 https://$host$request_uri;"),
             "{http}"
         );
-        assert!(!http.contains("proxy_pass"), "{http}");
+        // Port 80 reaches the app only for the load balancers' health.
+        assert_eq!(http.matches("proxy_pass").count(), 1, "{http}");
+        assert!(http.contains("location = /keel-health/lb {"), "{http}");
         assert!(
             https.contains("server_name demo.example.com www.demo.example.com localhost"),
             "{https}"

@@ -132,6 +132,11 @@ pub trait Step: Send + Sync {
     fn of_release(&self) -> bool {
         false
     }
+    /// Why this host does not need the step (its roles), or None: a step not needed is not
+    /// planned, and the plan says why.
+    fn not_for(&self, _cfg: &crate::config::Config) -> Option<String> {
+        None
+    }
     /// Its failure means the host is not fit for keel (exit 3), not that a step broke.
     fn checks_the_host(&self) -> bool {
         false
@@ -227,4 +232,22 @@ pub fn owner(ctx: &Ctx, user: &str) -> Option<(u32, u32)> {
 
 pub fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> StepError + '_ {
     move |e| StepError::permanent(format!("{}: {e}", path.display()), "")
+}
+
+/// For `Step::not_for`: why a host whose roles include none of `roles` skips the step.
+pub fn unless_role(
+    cfg: &crate::config::Config,
+    roles: &[crate::config::Role],
+    elsewhere: &str,
+) -> Option<String> {
+    if roles.iter().any(|r| cfg.has(*r)) {
+        return None;
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    let have: Vec<&str> = cfg.roles().iter().map(|r| r.name()).collect();
+    Some(format!(
+        "not this host's role: needs {}, this host is {} ({elsewhere})",
+        names.join(" or "),
+        have.join(", ")
+    ))
 }

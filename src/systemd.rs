@@ -157,6 +157,13 @@ pub fn require_stable(ctx: &Ctx, step: &str, units: &[String]) -> StepResult {
 
 /// Every listener on `port` is on loopback (and there is at least one).
 pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult {
+    require_listener(ctx, port, what, None)
+}
+
+/// As `require_loopback_listener`, with one more address allowed: a database host's
+/// private one (`[postgres] listen`, `[redis] listen`).
+pub fn require_listener(ctx: &Ctx, port: u16, what: &str, also: Option<&str>) -> StepResult {
+    let also: Option<std::net::IpAddr> = also.and_then(|a| a.parse().ok());
     let l: Vec<_> = crate::system::listeners(&ctx.paths.root)
         .into_iter()
         .filter(|l| l.port == port)
@@ -167,9 +174,17 @@ pub fn require_loopback_listener(ctx: &Ctx, port: u16, what: &str) -> StepResult
             format!("see journalctl -u {what}"),
         ));
     }
-    if let Some(x) = l.iter().find(|l| !crate::system::is_loopback(&l.addr)) {
+    let allowed = |a: &str| {
+        crate::system::is_loopback(a)
+            || also.is_some_and(|x| a.parse::<std::net::IpAddr>().ok() == Some(x))
+    };
+    if let Some(x) = l.iter().find(|l| !allowed(&l.addr)) {
         return Err(StepError::permanent(
-            format!("{what} listens on {}:{port}, not only on loopback", x.addr),
+            format!(
+                "{what} listens on {}:{port}, not only on loopback{}",
+                x.addr,
+                also.map(|a| format!(" and {a}")).unwrap_or_default()
+            ),
             "keel binds it to 127.0.0.1/::1; check for other config overriding the bind address",
         ));
     }

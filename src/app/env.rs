@@ -80,12 +80,45 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         m.insert(format!("DJANGO_{k}"), v.clone());
         m.insert(k.into(), v);
     }
-    let (db, user, pport, rport) = (
-        cfg.db_name(),
-        cfg.db_user(),
-        cfg.postgres.port,
-        cfg.redis.port,
-    );
+    services(cfg, passwords, &mut m);
+    m
+}
+
+/// The database's and Redis's values: where they are (loopback, or the URLs of a host of
+/// several, with the CA their TLS is checked against) and, given, the passwords.
+fn services(cfg: &Config, passwords: Option<(String, String)>, m: &mut BTreeMap<String, String>) {
+    let (db, user) = (cfg.db_name(), cfg.db_user());
+    let ((phost, pport), (rhost, rport)) = (cfg.db_endpoint(), cfg.redis_endpoint());
+    // A server on another host over TLS: libpq and redis-py check its certificate against
+    // the CA keel was given (libpq reads PGSSL* from the environment too).
+    let pg_tls = cfg.database_url().is_some();
+    let pg_query = match &cfg.database.ca_file {
+        Some(ca) if pg_tls => {
+            m.insert("PGSSLMODE".into(), "verify-full".into());
+            m.insert("PGSSLROOTCERT".into(), ca.display().to_string());
+            format!("?sslmode=verify-full&sslrootcert={}", ca.display())
+        }
+        _ => String::new(),
+    };
+    let (rscheme, rquery) = match (cfg.redis_url(), &cfg.redis.ca_file) {
+        (Some(u), Some(ca)) if u.tls() => (
+            "rediss",
+            format!("?ssl_cert_reqs=required&ssl_ca_certs={}", ca.display()),
+        ),
+        _ => ("redis", String::new()),
+    };
+    let rdb = cfg
+        .redis_url()
+        .map(|u| u.path)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "0".into());
+    let bracket = |h: &str| {
+        if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.to_string()
+        }
+    };
     for (keys, v) in [
         (
             &["DB_NAME", "POSTGRES_DB", "DATABASE_NAME", "PGDATABASE"][..],
@@ -97,13 +130,13 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         ),
         (
             &["DB_HOST", "POSTGRES_HOST", "DATABASE_HOST", "PGHOST"][..],
-            "127.0.0.1".into(),
+            phost.clone(),
         ),
         (
             &["DB_PORT", "POSTGRES_PORT", "DATABASE_PORT", "PGPORT"][..],
             pport.to_string(),
         ),
-        (&["REDIS_HOST"][..], "127.0.0.1".into()),
+        (&["REDIS_HOST"][..], rhost.clone()),
         (&["REDIS_PORT"][..], rport.to_string()),
     ] {
         for k in keys {
@@ -114,7 +147,10 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         // Both passwords are url-safe base64: no escaping needed inside URLs.
         m.insert(
             "DATABASE_URL".into(),
-            format!("postgres://{user}:{pg}@127.0.0.1:{pport}/{db}"),
+            format!(
+                "postgres://{user}:{pg}@{}:{pport}/{db}{pg_query}",
+                bracket(&phost)
+            ),
         );
         for k in [
             "DB_PASSWORD",
@@ -124,7 +160,10 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         ] {
             m.insert(k.into(), pg.clone());
         }
-        let redis = format!("redis://:{rd}@127.0.0.1:{rport}/0");
+        let redis = format!(
+            "{rscheme}://:{rd}@{}:{rport}/{rdb}{rquery}",
+            bracket(&rhost)
+        );
         for k in [
             "REDIS_URL",
             "CELERY_BROKER_URL",
@@ -137,7 +176,6 @@ fn derived_with(cfg: &Config, passwords: Option<(String, String)>) -> BTreeMap<S
         }
         m.insert("REDIS_PASSWORD".into(), rd);
     }
-    m
 }
 
 /// The environment an app tree (a path on this host) declares.

@@ -45,9 +45,33 @@ type Gauges = Arc<std::sync::Mutex<Vec<Gauge>>>;
 
 /// Units keel manages and may restart.
 pub fn units(cfg: &Config) -> Vec<String> {
-    let mut u: Vec<String> = vec!["postgresql".into(), cfg.redis_unit(), "nginx".into()];
+    use crate::config::Role;
+    let mut u: Vec<String> = [
+        (Role::Database, "postgresql".to_string()),
+        (Role::Redis, cfg.redis_unit()),
+        (Role::Web, "nginx".into()),
+    ]
+    .into_iter()
+    .filter(|(r, _)| cfg.has(*r))
+    .map(|(_, u)| u)
+    .collect();
     u.extend(cfg.app_units());
     u
+}
+
+/// Whether this host's roles include what a check looks at (a web host has no PostgreSQL
+/// to check; its database is checked by URL instead).
+fn for_roles(cfg: &Config, name: &str) -> bool {
+    use crate::config::Role::*;
+    let need: &[crate::config::Role] = match name {
+        "postgres" | "backup" => &[Database],
+        "redis" | "queues" => &[Redis],
+        "nginx" | "site" | "maintenance" | "web" | "certificate" => &[Web],
+        "worker" | "processes" => &[Worker],
+        "beat" => &[Beat],
+        _ => return true,
+    };
+    need.iter().any(|r| cfg.has(*r))
 }
 
 fn from(r: StepResult, ok_msg: &str) -> (Level, String, String) {
@@ -70,6 +94,8 @@ fn checks(
     v.extend(crate::checks::audit::checks(ctx, app_code));
     v.extend(host_checks(ctx));
     v.extend(unit_checks(ctx));
+    v.retain(|(name, _, _)| for_roles(&ctx.cfg, name));
+    v.extend(crate::checks::fleet::checks(ctx));
     v
 }
 

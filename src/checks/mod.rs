@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 pub mod audit;
 pub mod celery;
+pub mod fleet;
 pub mod health;
 pub mod preflight;
 

@@ -217,6 +217,7 @@ pub fn build_ctx(cfg: Config, o: CtxOptions) -> Ctx {
     let paths = Paths::from_env().for_app(cfg.named.then_some(cfg.app.name.as_str()));
     let redactor = redact::Redactor::default();
     let secrets = secrets::Secrets {
+        pre_shared: cfg.in_fleet(),
         dir: paths.host(&cfg.secrets_dir()),
         redactor: redactor.clone(),
     };

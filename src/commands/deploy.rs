@@ -68,6 +68,7 @@ pub fn run(inv: &Invocation) -> Result<()> {
         source: dir,
         git_ref,
         rollback,
+        drain,
     } = &cli.command
     else {
         unreachable!("deploy::run is called for `deploy`")
@@ -101,10 +102,19 @@ pub fn run(inv: &Invocation) -> Result<()> {
     let _lock = RunLock::acquire(&cli.state_file)?;
     let mut st = super::context::load_state(&cli.state_file)?;
     reap_leftovers(&ctx);
+    let drained = match drain {
+        Some(secs) => Some(Drain::start(&ctx, *secs)?),
+        None => None,
+    };
     let out = match &src {
         Some(s) => crate::deploy::deploy(&ctx, &graph, &mut st, &cli.state_file, s),
         None => crate::deploy::rollback(&ctx, &graph, &mut st, &cli.state_file, target),
     };
+    // Health comes back whatever happened: the release that serves now (new, or switched
+    // back to) is the one the balancer should see.
+    if let Some(d) = drained {
+        d.end(&ctx);
+    }
     ctx.ui.finish();
     let out = out?;
     if cli.output == Output::Json {
@@ -167,4 +177,53 @@ fn check_installed(st: &State, file: &Path, target: Option<&str>) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// `keel deploy --drain SECS`: the drain file makes nginx's /keel-health/lb answer 503.
+struct Drain {
+    file: std::path::PathBuf,
+    secs: u64,
+}
+
+impl Drain {
+    fn start(ctx: &crate::step::Ctx, secs: u64) -> Result<Drain> {
+        if !ctx.cfg.has(crate::config::Role::Web) {
+            return Err(Error::usage(
+                "--drain: this host has no web role, so no load balancer sends it requests",
+                "leave --drain out on worker and beat hosts",
+            ));
+        }
+        let file = ctx.paths.host(&ctx.cfg.drain_file());
+        if let Some(dir) = file.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            // nginx (www-data) must be able to see the file: a directory it may search.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        crate::fsx::write_atomic(&file, b"draining\n", 0o644, None)
+            .map_err(|e| Error::io(&file, e))?;
+        ctx.ui.line(&format!(
+            "[deploy] draining: /keel-health/lb answers 503; waiting {secs} s for the load balancer"
+        ));
+        ctx.exec.pause(std::time::Duration::from_secs(secs));
+        Ok(Drain { file, secs })
+    }
+
+    fn end(self, ctx: &crate::step::Ctx) {
+        if let Err(e) = crate::fsx::unlink(&self.file) {
+            ctx.ui.line(&format!(
+                "[deploy] the drain file stays: {e}; remove {}",
+                self.file.display()
+            ));
+            return;
+        }
+        ctx.ui.line(&format!(
+            "[deploy] health answers again; waiting {} s for the load balancer to send requests here",
+            self.secs
+        ));
+        ctx.exec.pause(std::time::Duration::from_secs(self.secs));
+    }
 }

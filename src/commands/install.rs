@@ -100,6 +100,7 @@ fn check_host(cfg: &Config, ignore_preflight_errors: &[String]) -> Result<()> {
     crate::app::env::check_env_refs(cfg)?;
     crate::project::check_host(cfg, root)?;
     cfg.check_tls_files(root)?;
+    cfg.check_fleet_files(root)?;
     cfg.check_backup_host(root)?;
     cfg.check_notify_host(root)?;
     check_calendars(cfg)
@@ -148,6 +149,9 @@ pub fn run(inv: &Invocation) -> Result<()> {
     o.ignore_preflight = ignore_preflight_errors.clone();
     o.interactive = inv.interactive();
     let ctx = build_ctx(cfg, o);
+    // A host of several: the database and Redis on other hosts answer, over TLS and with
+    // the pre-shared passwords, before anything is written here.
+    crate::remote::check_services(&ctx.cfg, &ctx.exec, &ctx.paths.root, &ctx.secrets, &ctx.ui)?;
     let mut opts = InstallOpts {
         targets: targets.clone(),
         retry: retry_step.clone(),

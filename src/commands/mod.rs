@@ -2,6 +2,7 @@
 //! top of the crate: nothing below imports them.
 pub mod apps;
 pub mod backup;
+pub mod beat_guard;
 pub mod context;
 pub mod deploy;
 pub mod diagnose;
@@ -79,6 +80,25 @@ fn passed(r: Result<i32>) -> Result<()> {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    // The beat unit's guard runs as the app's user, before anything of a keel run.
+    if let Command::BeatGuard {
+        host,
+        port,
+        user,
+        database,
+        ca,
+        command,
+    } = &cli.command
+    {
+        return beat_guard::run(&beat_guard::Args {
+            host: host.clone(),
+            port: *port,
+            user: user.clone(),
+            database: database.clone(),
+            ca: ca.clone(),
+            command: command.clone(),
+        });
+    }
     check_output(&cli)?;
     let inv = context::Invocation::new(cli)?;
     let (cli, inv) = (&inv.cli, &inv);
@@ -103,6 +123,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", crate::state::schema_json());
             Ok(())
         }
+        Command::BeatGuard { .. } => unreachable!("handled before the invocation"),
         Command::Status {
             wait: true,
             timeout,

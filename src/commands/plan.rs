@@ -19,9 +19,17 @@ pub fn print_plan(
 ) -> Result<()> {
     let fp = |s: &dyn Step| engine::fingerprint(ctx, s);
     let drift = crate::drift::scan(ctx, st, &graph.all(), &fp);
-    let plan = graph.plan(st, &opts.targets, &opts.retry, &opts.skip, &fp, &|id| {
-        drift.contains_key(id)
-    })?;
+    let plan = graph.plan(
+        st,
+        &opts.targets,
+        &opts.retry,
+        &opts.skip,
+        &crate::graph::Judge {
+            fingerprints: &fp,
+            drifted: &|id| drift.contains_key(id),
+            unneeded: &|s| s.not_for(&ctx.cfg).is_some(),
+        },
+    )?;
     // For a drifted step: what drifted, and a diff of each changed file against what keel
     // would write back (secrets masked).
     let detail = |id: &str| -> (Vec<String>, Vec<String>) {
@@ -38,7 +46,7 @@ pub fn print_plan(
             .iter()
             .map(|(id, r)| {
                 let (what, diffs) = detail(id);
-                let mut o = json!({"id": id, "runs": r.runs(), "reason": r.describe(), "deps": graph.get(id).map(|s| s.dep_ids())});
+                let mut o = json!({"id": id, "runs": r.runs(), "reason": r.explain(graph.get(id), &ctx.cfg), "deps": graph.get(id).map(|s| s.dep_ids())});
                 if !what.is_empty() {
                     o["drift"] = json!(what);
                     o["diff"] = json!(diffs);
@@ -53,7 +61,7 @@ pub fn print_plan(
         println!("{}", json!({"dry_run": true, "steps": v, "app": app}));
     } else {
         for (id, r) in &plan {
-            println!("{:<15} {}", id, r.describe());
+            println!("{:<15} {}", id, r.explain(graph.get(id), &ctx.cfg));
             let (what, diffs) = detail(id);
             for w in what {
                 println!("{:<15}   drifted: {w}", "");
@@ -151,7 +159,17 @@ pub fn run(inv: &Invocation) -> Result<()> {
             let fp = |s: &dyn Step| engine::fingerprint(&ctx, s);
             let drift = crate::drift::scan(&ctx, &st, &graph.all(), &fp);
             graph
-                .plan(&st, &[], &[], &[], &fp, &|id| drift.contains_key(id))?
+                .plan(
+                    &st,
+                    &[],
+                    &[],
+                    &[],
+                    &crate::graph::Judge {
+                        fingerprints: &fp,
+                        drifted: &|id| drift.contains_key(id),
+                        unneeded: &|s| s.not_for(&ctx.cfg).is_some(),
+                    },
+                )?
                 .into_iter()
                 .map(|(i, r)| (i, Some(r)))
                 .collect()

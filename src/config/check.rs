@@ -145,6 +145,7 @@ impl Config {
         self.validate_django()?;
         self.validate_tls()?;
         self.validate_backup()?;
+        self.validate_fleet()?;
         for (key, list) in [
             ("firewall.allow_tcp", &self.firewall.allow_tcp),
             ("firewall.allow_udp", &self.firewall.allow_udp),

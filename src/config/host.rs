@@ -156,46 +156,7 @@ impl Config {
             ("tls.key_file", &t.key_file, true),
         ] {
             let Some(p) = p else { continue };
-            let host = root.join(p.strip_prefix("/").unwrap_or(p));
-            let st = crate::fsx::lstat(&host)
-                .map_err(|e| self.err(key, format!("{}: {e}", p.display()), "check the path"))?
-                .ok_or_else(|| {
-                    self.err(
-                        key,
-                        format!("{} does not exist", p.display()),
-                        "give the path of the file",
-                    )
-                })?;
-            if crate::fsx::kind(&st) != rustix::fs::FileType::RegularFile {
-                return Err(self.err(
-                    key,
-                    format!("{} is not a regular file (a link or other)", p.display()),
-                    "point at the file itself: keel does not follow links as root",
-                ));
-            }
-            if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-                return Err(self.err(
-                    key,
-                    format!("{} can be changed by a user other than root", p.display()),
-                    format!("chown root:root {0} && chmod go-w {0}", p.display()),
-                ));
-            }
-            if private && st.st_mode & 0o077 != 0 {
-                return Err(self.err(
-                    key,
-                    format!("the private key {} is readable by other users", p.display()),
-                    format!("chmod 600 {}", p.display()),
-                ));
-            }
-            // The directories above too: one another user can write lets them swap the
-            // file between this check and the tls step's copy.
-            if let Some(why) = crate::fsx::untrusted(root, p, false) {
-                return Err(self.err(
-                    key,
-                    why,
-                    "keep the certificate and key where only root can write (such as /etc/ssl/private)",
-                ));
-            }
+            self.root_file(root, key, p, private)?;
         }
         // Its content, before any step writes: a PEM certificate, for every name, current.
         // (Whether the key is the certificate's is asked of openssl by the tls step.)
@@ -221,5 +182,59 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// A file keel reads as root from a path the admin gave: root's regular file (not a
+    /// link) that no other user can change, in directories only root can write; a private
+    /// key readable by root alone. Its content.
+    pub(super) fn root_file(
+        &self,
+        root: &Path,
+        key: &str,
+        p: &Path,
+        private: bool,
+    ) -> Result<Vec<u8>> {
+        let host = root.join(p.strip_prefix("/").unwrap_or(p));
+        let st = crate::fsx::lstat(&host)
+            .map_err(|e| self.err(key, format!("{}: {e}", p.display()), "check the path"))?
+            .ok_or_else(|| {
+                self.err(
+                    key,
+                    format!("{} does not exist", p.display()),
+                    "give the path of the file",
+                )
+            })?;
+        if crate::fsx::kind(&st) != rustix::fs::FileType::RegularFile {
+            return Err(self.err(
+                key,
+                format!("{} is not a regular file (a link or other)", p.display()),
+                "point at the file itself: keel does not follow links as root",
+            ));
+        }
+        if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
+            return Err(self.err(
+                key,
+                format!("{} can be changed by a user other than root", p.display()),
+                format!("chown root:root {0} && chmod go-w {0}", p.display()),
+            ));
+        }
+        if private && st.st_mode & 0o077 != 0 {
+            return Err(self.err(
+                key,
+                format!("the private key {} is readable by other users", p.display()),
+                format!("chmod 600 {}", p.display()),
+            ));
+        }
+        // The directories above too: one another user can write lets them swap the file
+        // between this check and the copy.
+        if let Some(why) = crate::fsx::untrusted(root, p, false) {
+            return Err(self.err(
+                key,
+                why,
+                "keep it where only root can write (such as /etc/keel or /etc/ssl/private)",
+            ));
+        }
+        crate::fsx::read_regular(&host, crate::fsx::MAX_INPUT)
+            .map_err(|e| self.err(key, format!("{}: {e}", p.display()), "check the path"))
     }
 }

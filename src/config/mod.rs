@@ -5,6 +5,7 @@ use std::path::Path;
 
 mod check;
 mod check_values;
+pub mod fleet;
 mod host;
 mod resolved;
 mod schema;

@@ -30,7 +30,20 @@ impl Config {
     /// The system packages: the configured ones, plus what the TLS mode runs (certbot for
     /// ACME, openssl to make and probe certificates).
     pub fn system_packages(&self) -> Vec<String> {
-        let mut v = self.packages.install.clone();
+        // A role's server comes only with the role: an app host installs no PostgreSQL.
+        let role_of = |p: &str| match p {
+            "postgresql" => Some(super::Role::Database),
+            "redis-server" => Some(super::Role::Redis),
+            "nginx" => Some(super::Role::Web),
+            _ => None,
+        };
+        let mut v: Vec<String> = self
+            .packages
+            .install
+            .iter()
+            .filter(|p| role_of(p).is_none_or(|r| self.has(r)))
+            .cloned()
+            .collect();
         // Rotation of keel's own logs; security updates unless turned off.
         let mut extra: Vec<&str> = vec!["logrotate"];
         if self.host.security_updates {
@@ -59,6 +72,12 @@ impl Config {
         let mut v = vec![self.app.domain.clone()];
         v.extend(self.tls.domains.iter().cloned());
         v
+    }
+
+    /// Present while the host drains for a deploy (`keel deploy --drain`): nginx's health
+    /// for load balancers answers 503. In a root-owned directory nginx may search.
+    pub fn drain_file(&self) -> String {
+        format!("/run/keel-drain/{}", self.app.name)
     }
 
     /// Gunicorn's socket (systemd holds it open; nginx proxies to it).
@@ -139,10 +158,16 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/opt").join(&self.app.name))
     }
 
+    /// The app's database: `database.name`, else the one in `database.url`, else the app's name.
     pub fn db_name(&self) -> String {
         self.database
             .name
             .clone()
+            .or_else(|| {
+                self.database_url()
+                    .map(|u| u.path)
+                    .filter(|p| !p.is_empty())
+            })
             .unwrap_or_else(|| self.app.name.replace('-', "_"))
     }
 
@@ -150,7 +175,23 @@ impl Config {
         self.database
             .user
             .clone()
+            .or_else(|| self.database_url().and_then(|u| u.user))
             .unwrap_or_else(|| self.app.name.replace('-', "_"))
+    }
+
+    /// Where the app reaches PostgreSQL and Redis: (host, port) each, loopback unless a URL
+    /// names another host.
+    pub fn db_endpoint(&self) -> (String, u16) {
+        match self.database_url() {
+            Some(u) => (u.host, u.port),
+            None => ("127.0.0.1".into(), self.postgres.port),
+        }
+    }
+    pub fn redis_endpoint(&self) -> (String, u16) {
+        match self.redis_url() {
+            Some(u) => (u.host, u.port),
+            None => ("127.0.0.1".into(), self.redis.port),
+        }
     }
     /// The app's `.env` (root's, readable by the app's group), shared by every release.
     pub fn env_file(&self) -> PathBuf {
@@ -159,15 +200,33 @@ impl Config {
 
     /// The app's units (without suffix): web, worker, beat, then each [[process]].
     pub fn app_units(&self) -> Vec<String> {
-        ["web", "worker", "beat"]
+        self.app_kinds()
             .iter()
             .map(|k| format!("{}-{k}", self.app.name))
             .chain(self.process_units())
             .collect()
     }
 
+    /// The app's processes this host runs, by its roles: some of web, worker, beat.
+    pub fn app_kinds(&self) -> Vec<&'static str> {
+        use super::Role;
+        [
+            (Role::Web, "web"),
+            (Role::Worker, "worker"),
+            (Role::Beat, "beat"),
+        ]
+        .into_iter()
+        .filter(|(r, _)| self.has(*r))
+        .map(|(_, k)| k)
+        .collect()
+    }
+
     /// The [[process]] units (without suffix).
     pub fn process_units(&self) -> Vec<String> {
+        // [[process]] units go with the worker role (they are the app's other workers).
+        if !self.has(super::Role::Worker) {
+            return vec![];
+        }
         self.processes
             .iter()
             .map(|p| crate::process::unit(&self.app.name, &p.name))

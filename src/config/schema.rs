@@ -81,9 +81,12 @@ pub struct App {
     /// Defaults to /opt/<name>.
     #[serde(default)]
     pub base_dir: Option<PathBuf>,
+    /// What this host runs: some of database, redis, web, worker, beat (default: all).
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Database {
@@ -92,6 +95,25 @@ pub struct Database {
     /// PostgreSQL extensions the app's migrations need (`pg_trgm`, `bloom`, `postgis`):
     /// created by the superuser before `migrate`, so the app's role stays unprivileged.
     pub extensions: Vec<String>,
+    /// A database on another host or a managed service: `postgres://USER@HOST:PORT/DB?sslmode=verify-full`
+    /// (the password is the pre-shared secret `postgres_password`).
+    pub url: Option<String>,
+    /// The CA that signed that server's certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// How long install waits for that server to answer (app hosts may boot first).
+    pub wait_secs: u64,
+}
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            name: None,
+            user: None,
+            extensions: vec![],
+            url: None,
+            ca_file: None,
+            wait_secs: 180,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,10 +209,23 @@ impl Default for Preflight {
 #[serde(default)]
 pub struct Postgres {
     pub port: u16,
+    /// A database host: also listen on this private address (loopback always).
+    pub listen: Option<String>,
+    /// The networks that may connect there (hostssl, scram; the firewall too).
+    pub allow_from: Vec<String>,
+    /// The server's certificate and key for those connections.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 impl Default for Postgres {
     fn default() -> Self {
-        Postgres { port: 5432 }
+        Postgres {
+            port: 5432,
+            listen: None,
+            allow_from: vec![],
+            tls_cert: None,
+            tls_key: None,
+        }
     }
 }
 
@@ -200,12 +235,23 @@ impl Default for Postgres {
 pub struct Redis {
     pub port: u16,
     pub maxmemory_mb: u64,
+    /// Redis on another host: `rediss://HOST:PORT/N` (or `redis://` to a private address);
+    /// the password is the pre-shared secret `redis_password`.
+    pub url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// A Redis host: also bind this private address.
+    pub listen: Option<String>,
+    pub allow_from: Vec<String>,
 }
 impl Default for Redis {
     fn default() -> Self {
         Redis {
             port: 6379,
             maxmemory_mb: 256,
+            url: None,
+            ca_file: None,
+            listen: None,
+            allow_from: vec![],
         }
     }
 }

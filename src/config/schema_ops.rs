@@ -2,6 +2,37 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// What a host runs for the app. The default is every role: one host, as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Database,
+    Redis,
+    Web,
+    Worker,
+    Beat,
+}
+
+pub const ALL_ROLES: [Role; 5] = [
+    Role::Database,
+    Role::Redis,
+    Role::Web,
+    Role::Worker,
+    Role::Beat,
+];
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Database => "database",
+            Role::Redis => "redis",
+            Role::Web => "web",
+            Role::Worker => "worker",
+            Role::Beat => "beat",
+        }
+    }
+}
+
 /// The host baseline: swap on small machines, security updates, bounded logs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,6 +12,17 @@ impl Step for AppCode {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[
+                crate::config::Role::Web,
+                crate::config::Role::Worker,
+                crate::config::Role::Beat,
+            ],
+            "no app code here",
+        )
+    }
     fn deps(&self) -> Deps {
         // python-packages installs git for a git source (a few seconds; python-env waits for
         // it anyway).

@@ -10,6 +10,17 @@ impl Step for AppEnv {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[
+                crate::config::Role::Web,
+                crate::config::Role::Worker,
+                crate::config::Role::Beat,
+            ],
+            "no app code here",
+        )
+    }
     fn deps(&self) -> Deps {
         // After tls: the .env's HTTPS settings (SSL redirect, secure cookies) must never
         // reach Django before nginx serves HTTPS, or a failed issuance breaks the HTTP site.

@@ -32,6 +32,13 @@ impl Step for BackupStep {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[crate::config::Role::Database],
+            "backups run on the database host",
+        )
+    }
     fn deps(&self) -> Deps {
         // After the migrations: pg_dump beside a running `migrate` fails (seen: a column or
         // index dropped between pg_dump's catalog read and its COPY).

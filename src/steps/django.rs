@@ -47,6 +47,17 @@ impl Step for Django {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[
+                crate::config::Role::Web,
+                crate::config::Role::Worker,
+                crate::config::Role::Beat,
+            ],
+            "no app code here",
+        )
+    }
     fn deps(&self) -> Deps {
         &[
             &super::python_env::PythonEnv,
@@ -71,6 +82,8 @@ impl Step for Django {
     }
     fn run(&self, ctx: &Ctx, _tx: &mut Txn) -> StepResult {
         ctx.ui.step_note(ID, "manage.py migrate, collectstatic");
+        // Several app hosts: one migrates, the others wait for it and find nothing to do.
+        let _lock = crate::remote::hold_migrations(ctx, ID)?;
         // collectstatic needs no database: it runs beside migrate (off the critical path).
         let (migrated, collected) = std::thread::scope(|s| {
             let c = s.spawn(|| ctx.run(ID, &manage(ctx, &["collectstatic", "--noinput"])));

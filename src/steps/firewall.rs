@@ -125,6 +125,45 @@ fn join(ports: &BTreeSet<u16>) -> String {
         .join(", ")
 }
 
+/// A database host's services, each open to its allow_from networks only (one rule per
+/// address family: nftables' `ip` and `ip6` match one each).
+fn private_rules(cfg: &crate::config::Config) -> Vec<serde_json::Value> {
+    let mut out = vec![];
+    for (what, listen, allow, port) in [
+        (
+            "PostgreSQL",
+            &cfg.postgres.listen,
+            &cfg.postgres.allow_from,
+            cfg.postgres.port,
+        ),
+        (
+            "Redis",
+            &cfg.redis.listen,
+            &cfg.redis.allow_from,
+            cfg.redis.port,
+        ),
+    ] {
+        if listen.is_none() {
+            continue;
+        }
+        let nets = crate::config::Config::networks(allow);
+        for (family, v6) in [("ip", false), ("ip6", true)] {
+            let these: Vec<&String> = nets.iter().filter(|n| n.contains(':') == v6).collect();
+            if !these.is_empty() {
+                let nets = these
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push(
+                    serde_json::json!({"what": what, "family": family, "nets": nets, "port": port}),
+                );
+            }
+        }
+    }
+    out
+}
+
 fn rendered(ctx: &Ctx) -> StepResult<Vec<(std::path::PathBuf, String)>> {
     let (tcp, udp) = ports(ctx)?;
     let ssh = match ctx.cfg.firewall.ssh_port {
@@ -136,6 +175,7 @@ fn rendered(ctx: &Ctx) -> StepResult<Vec<(std::path::PathBuf, String)>> {
         "udp": join(&udp),
         "ssh": ssh,
         "extra_tcp": !ctx.cfg.firewall.allow_tcp.is_empty(),
+        "private": private_rules(&ctx.cfg),
         "file": FILE,
     });
     let r = |t: &str| crate::render::render(t, &v).map_err(|e| StepError::permanent(e, ""));
@@ -168,6 +208,10 @@ impl Step for FirewallStep {
                 serde_json::to_string(&ctx.cfg.firewall).unwrap_or_default(),
             )
             .value("http", ctx.cfg.nginx.port)
+            .value(
+                "private",
+                serde_json::to_string(&private_rules(&ctx.cfg)).unwrap_or_default(),
+            )
             .value(
                 "https",
                 if ctx.cfg.tls_on() {

@@ -13,6 +13,9 @@ impl Step for Nginx {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(cfg, &[crate::config::Role::Web], "no site here")
+    }
     fn deps(&self) -> Deps {
         &[&super::packages::Apt::SYSTEM]
     }
@@ -23,6 +26,7 @@ impl Step for Nginx {
         Inputs::new()
             .value("vars", site::config_vars(&ctx.cfg))
             .template("nginx-site.conf")
+            .template("nginx-lb-health.conf")
             .template("nginx-catch-all.conf")
             .template("placeholder.html")
             .template("maintenance.html")

@@ -9,6 +9,17 @@ impl Step for PythonEnv {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[
+                crate::config::Role::Web,
+                crate::config::Role::Worker,
+                crate::config::Role::Beat,
+            ],
+            "no app code here",
+        )
+    }
     fn deps(&self) -> Deps {
         &[&super::app_code::AppCode, &super::packages::Apt::PYTHON]
     }

@@ -27,13 +27,20 @@ fn conf(ctx: &Ctx) -> StepResult<String> {
     // A named app's instance: its own pid file, dump and log (the journal), so two
     // instances never share a file.
     let instance = ctx.cfg.named.then(|| ctx.cfg.app.name.clone());
-    crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha, "instance": instance}))
+    crate::render::render("redis.conf", serde_json::json!({"port": ctx.cfg.redis.port, "maxmemory_mb": ctx.cfg.redis.maxmemory_mb, "password_sha256": sha, "instance": instance, "listen": ctx.cfg.redis.listen}))
         .map_err(|e| StepError::permanent(e, ""))
 }
 
 impl Step for Redis {
     fn id(&self) -> &'static str {
         ID
+    }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[crate::config::Role::Redis],
+            "redis.url: Redis runs elsewhere",
+        )
     }
     fn deps(&self) -> Deps {
         &[&super::packages::Apt::SYSTEM, &super::secrets::SecretsStep]
@@ -45,6 +52,7 @@ impl Step for Redis {
         Inputs::new()
             .value("port", ctx.cfg.redis.port)
             .value("maxmemory_mb", ctx.cfg.redis.maxmemory_mb)
+            .value("listen", ctx.cfg.redis.listen.as_deref().unwrap_or(""))
             .template("redis.conf")
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {

@@ -85,6 +85,13 @@ impl Step for Schedules {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[crate::config::Role::Beat],
+            "schedules run on the beat host, once",
+        )
+    }
     fn deps(&self) -> Deps {
         &[&super::services::Services]
     }

@@ -69,6 +69,15 @@ fn process_orphans(ctx: &Ctx) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Each of web, worker and beat this host runs, with its unit's name.
+fn kinds(ctx: &Ctx) -> Vec<(&'static str, String)> {
+    ctx.cfg
+        .app_kinds()
+        .into_iter()
+        .map(|k| (k, format!("{}-{k}", ctx.cfg.app.name)))
+        .collect()
+}
+
 /// The socket unit Gunicorn is started from.
 pub fn web_socket(ctx: &Ctx) -> String {
     format!("{}-web.socket", ctx.cfg.app.name)
@@ -94,6 +103,25 @@ fn vars(ctx: &Ctx) -> serde_json::Value {
         "celery_app": c.celery_app(),
         "worker_stop_timeout": c.deploy.worker_stop_timeout_secs,
         "redis_unit": c.redis_unit(),
+        "beat_guard": beat_guard(c),
+    })
+}
+
+/// A host of several runs beat through `keel beat-guard` (one beat across hosts).
+fn beat_guard(c: &crate::config::Config) -> serde_json::Value {
+    if !c.in_fleet() {
+        return serde_json::Value::Null;
+    }
+    let (host, port) = c.db_endpoint();
+    let keel = crate::paths::keel_unit_vars(&c.source, std::path::Path::new("/"))["keel"].clone();
+    serde_json::json!({
+        "keel": keel,
+        "host": host,
+        "port": port,
+        "user": c.db_user(),
+        "database": c.db_name(),
+        "ca": c.database.ca_file.as_ref().filter(|_| c.database_url().is_some()).map(|p| p.display().to_string()),
+        "secret": format!("{}/postgres_password", c.secrets_dir()),
     })
 }
 
@@ -145,6 +173,17 @@ impl Step for Services {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[
+                crate::config::Role::Web,
+                crate::config::Role::Worker,
+                crate::config::Role::Beat,
+            ],
+            "no app processes here",
+        )
+    }
     fn deps(&self) -> Deps {
         &[&super::django::Django]
     }
@@ -179,7 +218,7 @@ impl Step for Services {
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {
         let v = vars(ctx);
         let mut changed = false;
-        for (kind, unit) in KINDS.iter().zip(unit_names(ctx)) {
+        for (kind, unit) in kinds(ctx) {
             let text = crate::render::render(&format!("{kind}.service"), &v)
                 .map_err(|e| StepError::permanent(e, ""))?;
             let path = ctx.host(&format!("/etc/systemd/system/{unit}.service"));
@@ -200,12 +239,15 @@ impl Step for Services {
                 .step_note(ID, &format!("removed {unit} (no longer in [[process]])"));
         }
         let sock_unit = web_socket(ctx);
-        let text =
-            crate::render::render("web.socket", &v).map_err(|e| StepError::permanent(e, ""))?;
-        let path = ctx.host(&format!("/etc/systemd/system/{sock_unit}"));
-        changed |= tx
-            .write(&path, text.as_bytes(), 0o644, None)
-            .map_err(io_err(&path))?;
+        let web = ctx.cfg.has(crate::config::Role::Web);
+        if web {
+            let text =
+                crate::render::render("web.socket", &v).map_err(|e| StepError::permanent(e, ""))?;
+            let path = ctx.host(&format!("/etc/systemd/system/{sock_unit}"));
+            changed |= tx
+                .write(&path, text.as_bytes(), 0o644, None)
+                .map_err(io_err(&path))?;
+        }
         changed |= timers(ctx, tx)?;
         if changed {
             tx.reapply("daemon-reload", "");
@@ -223,7 +265,7 @@ impl Step for Services {
         }
         // The socket first: Gunicorn takes it from systemd. A web unit of an older keel that
         // bound the socket itself is stopped so the socket unit can take the path.
-        if !is_active(ctx, ID, &sock_unit) {
+        if web && !is_active(ctx, ID, &sock_unit) {
             let web = format!("{}-web", ctx.cfg.app.name);
             if is_active(ctx, ID, &web) {
                 systemctl(ctx, ID, &["stop", &web])?;
@@ -262,7 +304,7 @@ impl Step for Services {
             }
         }
         crate::systemd::require_stable(ctx, ID, &unit_names(ctx))?;
-        if !ctx.host(&socket(&ctx.cfg)).exists() {
+        if ctx.cfg.has(crate::config::Role::Web) && !ctx.host(&socket(&ctx.cfg)).exists() {
             return Err(StepError::transient(
                 format!("Gunicorn's socket {} is not there yet", socket(&ctx.cfg)),
                 format!("see journalctl -u {}-web -n 50", ctx.cfg.app.name),
@@ -284,7 +326,10 @@ impl Step for Services {
             )
             .collect();
         // Running: the socket and the app's three units (and the health timer if on).
-        let mut active: Vec<String> = vec![web_socket(ctx)];
+        let mut active: Vec<String> = vec![];
+        if ctx.cfg.has(crate::config::Role::Web) {
+            active.push(web_socket(ctx));
+        }
         active.extend(unit_names(ctx).into_iter().map(|u| format!("{u}.service")));
         for (base, on, _) in keel_timers(ctx) {
             if on {
@@ -304,7 +349,7 @@ impl Step for Services {
     fn desired(&self, ctx: &Ctx) -> Vec<(std::path::PathBuf, String)> {
         let v = vars(ctx);
         let mut out = vec![];
-        for (kind, unit) in KINDS.iter().zip(unit_names(ctx)) {
+        for (kind, unit) in kinds(ctx) {
             if let Ok(t) = crate::render::render(&format!("{kind}.service"), &v) {
                 out.push((ctx.host(&format!("/etc/systemd/system/{unit}.service")), t));
             }

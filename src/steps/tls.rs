@@ -354,6 +354,13 @@ impl Step for Tls {
     fn id(&self) -> &'static str {
         ID
     }
+    fn not_for(&self, cfg: &crate::config::Config) -> Option<String> {
+        crate::step::unless_role(
+            cfg,
+            &[crate::config::Role::Web],
+            "the web hosts serve HTTPS",
+        )
+    }
     fn deps(&self) -> Deps {
         &[&super::nginx::Nginx]
     }
@@ -383,6 +390,7 @@ impl Step for Tls {
             .value("files", files)
             .value("hook", HOOK_SCRIPT)
             .template("nginx-site.conf")
+            .template("nginx-lb-health.conf")
             .step(ctx, &super::nginx::Nginx)
     }
     fn run(&self, ctx: &Ctx, tx: &mut Txn) -> StepResult {

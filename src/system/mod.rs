@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 pub mod fcntl;
 pub mod net;
+pub mod pgwire;
 pub mod send;
+pub mod tlsconn;
 
 use std::path::Path;
 
