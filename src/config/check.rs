@@ -138,6 +138,8 @@ impl Config {
     }
 
     pub(super) fn validate(&self) -> Result<()> {
+        // The URLs first: the database's names may come from database.url.
+        self.validate_fleet()?;
         self.validate_names()?;
         self.validate_celery()?;
         self.validate_project()?;
@@ -145,7 +147,6 @@ impl Config {
         self.validate_django()?;
         self.validate_tls()?;
         self.validate_backup()?;
-        self.validate_fleet()?;
         for (key, list) in [
             ("firewall.allow_tcp", &self.firewall.allow_tcp),
             ("firewall.allow_udp", &self.firewall.allow_udp),

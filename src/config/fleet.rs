@@ -75,10 +75,10 @@ pub fn parse_url(s: &str, postgres: bool) -> std::result::Result<ServiceUrl, (St
                 "leave the password out of the URL: keel reads it from its secret file (/etc/keel/secrets/...), written on each host by you or Terraform",
             );
         }
-        if !crate::validate::ident(u, 63) {
+        if !pg_name(u) {
             return bad(
                 format!("{shown:?}: the user {u:?} is not a role name"),
-                "letters, digits and '_', starting with a letter",
+                "lowercase letters, digits and '_', starting with a letter",
             );
         }
     }
@@ -107,7 +107,7 @@ pub fn parse_url(s: &str, postgres: bool) -> std::result::Result<ServiceUrl, (St
         }
     };
     let path_ok = if postgres {
-        path.is_empty() || crate::validate::ident(path, 63)
+        path.is_empty() || pg_name(path)
     } else {
         path.is_empty() || path.parse::<u8>().is_ok_and(|n| n < 16)
     };
@@ -182,6 +182,11 @@ fn scheme_rules(
         }
     }
     Ok(())
+}
+
+/// A role or database name as keel creates them: lowercase letters, digits and '_'.
+fn pg_name(s: &str) -> bool {
+    crate::validate::ident(s, 63) && !s.contains('-')
 }
 
 /// An RFC 1918 or unique-local address (not a name: a name may resolve anywhere).
