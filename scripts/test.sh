@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # Architecture: no import cycle, nothing imports upward, size limits, fakes and spawning in
 # their one module (see the script's header).
 python3 scripts/layers.py
+# The Terraform example module: fmt, validate and its tests (offline, no provider).
+scripts/terraform.sh
 # The fake host is a cargo feature: the tests have it, the release binary must not.
 cargo test --all-targets --features fake-host
 if [ "${KEEL_E2E:-1}" != 0 ]; then

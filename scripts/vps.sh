@@ -9,6 +9,11 @@
 #   vps.sh down-all           power off every container this harness started
 #   vps.sh private NAME       power off, boot the same disk in its own network namespace
 #                             (a veth pair: 10.231.0.2 / fd00:231::2 from here)
+#   vps.sh link NAME NS BR ADDR/LEN   a veth from the container's namespace (eth1, ADDR) to
+#                             bridge BR in namespace NS (the test's private network)
+#   vps.sh kill NAME          pull the plug and leave it off (the disk stays)
+# KEEL_E2E_NETADMIN=1 with KEEL_E2E_NET=ns: the container keeps CAP_NET_ADMIN (its firewall is
+# its own namespace's, never this machine's).
 # KEEL_E2E_NET=ns: `up` boots the container in a network namespace of its own (slirp4netns
 # gives it the registries), so containers side by side never collide on ports; otherwise it
 # shares this machine's network (one such container at a time).
@@ -144,7 +149,10 @@ up() {
   mkdir -p "$run/root"; chmod 755 "$run/root"
   tar -C "$run/root" -xf "$TARBALL"
   if [ -n "${KEEL_E2E_PREPARE:-}" ]; then "$KEEL_E2E_PREPARE" "$run/root"; fi
-  if [ "${KEEL_E2E_NET:-host}" = ns ]; then netns_up "$name"; fi
+  if [ "${KEEL_E2E_NET:-host}" = ns ]; then
+    netns_up "$name"
+    if [ -n "${KEEL_E2E_NETADMIN:-}" ]; then touch "$run/private-net"; fi
+  fi
   boot "$name"
 }
 
@@ -152,7 +160,10 @@ boot() {
   local name=$1 run="$RUNS/$1"
   local net=()
   [ -e "$run/private-net" ] && net=(--network-veth)
+  # In a namespace of its own, a container marked private keeps CAP_NET_ADMIN (nspawn drops
+  # it with a namespace path): its firewall changes only that namespace.
   [ -f "$run/netns" ] && net=("--network-namespace-path=/run/netns/$(cat "$run/netns")")
+  [ -f "$run/netns" ] && [ -e "$run/private-net" ] && net+=(--capability=CAP_NET_ADMIN)
   systemd-nspawn -D "$run/root" --register=no --keep-unit -b --console=passive \
     --machine="$name" --bind="$(archives "$name"):/var/cache/apt/archives" "${net[@]}" \
     </dev/null >"$run/console.log" 2>&1 &
@@ -209,6 +220,19 @@ private() {
   log "$name: private network, $VETH_VPS4 and $VETH_VPS6 from here"
 }
 
+# A veth pair from the container's namespace (eth1) to bridge BR in namespace NS: hosts that
+# talk to each other on a private network the test made; this machine's own is untouched.
+link() {
+  local name=$1 ns=$2 br=$3 addr=$4 run="$RUNS/$1" peer
+  [ -f "$run/netns" ] || { log "$name has no namespace of its own (KEEL_E2E_NET=ns)"; exit 1; }
+  peer="v$(echo "$name" | md5sum | cut -c1-10)"
+  ip -n "$ns" link add "$peer" type veth peer name eth1 netns "$(cat "$run/netns")"
+  ip -n "$ns" link set "$peer" master "$br" up
+  ip -n "$(cat "$run/netns")" addr add "$addr" dev eth1
+  ip -n "$(cat "$run/netns")" link set eth1 up
+  echo "$ns $peer" >"$run/link"
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
   rootfs) build_rootfs ;;
@@ -224,6 +248,14 @@ case "$cmd" in
     log "$1: power cut"
     KEEL_E2E_NOWAIT=1 boot "$1" ;;
   exec) n=$1; shift; in_vps "$n" "$@" ;;
+  link) link "$@" ;;
+  kill)
+    pid=$(cat "$RUNS/$1/nspawn.pid")
+    kill -KILL "$(leader "$1")"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    # Its private link goes dark too: a machine that is off answers nothing (no reset).
+    if [ -f "$RUNS/$1/link" ]; then read -r lns lpeer <"$RUNS/$1/link"; ip -n "$lns" link set "$lpeer" down; fi
+    log "$1: power cut, left off" ;;
   private) private "$1" ;;
   cp) cp "$2" "$RUNS/$1/root/$3" ;;
   root) echo "$RUNS/$1/root" ;;

@@ -143,7 +143,8 @@ fn check_worker(ctx: &Ctx) -> StepResult {
     }
     // A task round trip proves more than `inspect ping` (the worker consumes, not only
     // answers its control queue), and costs no Python start-up: the ping only without it.
-    if !ctx.cfg.django.celery_ping_path.is_empty() {
+    // The ping path is served by this host's Gunicorn: a worker-only host pings by Celery.
+    if !ctx.cfg.django.celery_ping_path.is_empty() && ctx.cfg.has(crate::config::Role::Web) {
         return check_ping(ctx);
     }
     // A worker that (re)started moments ago and logged Celery's "ready." since has
@@ -235,7 +236,8 @@ fn wait_ready(ctx: &Ctx, log: &str, unit: &str) -> Ready {
 fn check_beat(ctx: &Ctx) -> StepResult {
     let unit = format!("{}-beat", ctx.cfg.app.name);
     crate::systemd::require_active(ctx, LOG, &unit)?;
-    if ctx.cfg.django.heartbeat_path.is_empty() {
+    // The heartbeat is read through this host's nginx: without web, the unit's state is all.
+    if ctx.cfg.django.heartbeat_path.is_empty() || !ctx.cfg.has(crate::config::Role::Web) {
         return Ok(());
     }
     let since = active_since(ctx, &unit);
@@ -273,19 +275,25 @@ pub fn check_stack(ctx: &Ctx) -> StepResult {
 
 /// `check_stack`, with each part's result and time (for the run's report).
 pub fn measure(ctx: &Ctx) -> (Vec<crate::checks::CheckResult>, StepResult) {
-    let timed = |name: &str, f: &dyn Fn() -> StepResult| {
+    use crate::config::Role;
+    // A part this host's roles do not run is not checked here (the host that runs it checks
+    // it); it says so rather than passing.
+    let timed = |name: &str, role: Role, f: &dyn Fn() -> StepResult| {
+        if !ctx.cfg.has(role) {
+            return (name.to_string(), None, 0);
+        }
         let t = std::time::Instant::now();
         let r = f();
-        (name.to_string(), r, t.elapsed().as_millis() as u64)
+        (name.to_string(), Some(r), t.elapsed().as_millis() as u64)
     };
     let parts = std::thread::scope(|s| {
-        let w = s.spawn(|| timed("celery worker", &|| check_worker(ctx)));
-        let b = s.spawn(|| timed("celery beat tick", &|| check_beat(ctx)));
-        let h = timed("app through nginx", &|| check_home(ctx));
+        let w = s.spawn(|| timed("celery worker", Role::Worker, &|| check_worker(ctx)));
+        let b = s.spawn(|| timed("celery beat tick", Role::Beat, &|| check_beat(ctx)));
+        let h = timed("app through nginx", Role::Web, &|| check_home(ctx));
         let lost = |n: &str| {
             (
                 n.to_string(),
-                Err(StepError::permanent(format!("{n} check panicked"), "")),
+                Some(Err(StepError::permanent(format!("{n} check panicked"), ""))),
                 0,
             )
         };
@@ -299,22 +307,27 @@ pub fn measure(ctx: &Ctx) -> (Vec<crate::checks::CheckResult>, StepResult) {
         .iter()
         .map(|(name, r, ms)| crate::checks::CheckResult {
             name: name.clone(),
-            level: if r.is_ok() {
-                crate::checks::Level::Ok
-            } else {
-                crate::checks::Level::Error
+            level: match r {
+                None => crate::checks::Level::NotChecked,
+                Some(Ok(())) => crate::checks::Level::Ok,
+                Some(Err(_)) => crate::checks::Level::Error,
             },
             message: match r {
-                Ok(()) => "ok".into(),
-                Err(e) => e.msg.clone(),
+                None => "not checked: not this host's role (app.roles)".into(),
+                Some(Ok(())) => "ok".into(),
+                Some(Err(e)) => e.msg.clone(),
             },
-            hint: r.as_ref().err().map(|e| e.hint.clone()).unwrap_or_default(),
+            hint: match r {
+                Some(Err(e)) => e.hint.clone(),
+                _ => String::new(),
+            },
             duration_ms: *ms,
             ignored: false,
         })
         .collect();
     let [(_, home, _), (_, worker, _), (_, beat, _)] = parts;
-    (results, home.and(worker).and(beat))
+    let r = |x: Option<StepResult>| x.unwrap_or(Ok(()));
+    (results, r(home).and(r(worker)).and(r(beat)))
 }
 
 /// `check_stack` with the verify step's retries: units that just (re)started need a moment.

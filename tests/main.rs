@@ -16,6 +16,7 @@ mod drift;
 mod engine;
 mod fakehost;
 mod firewall;
+mod fleet;
 mod notify;
 mod ops;
 mod probes;

@@ -36,6 +36,10 @@ impl Config {
     /// a local app source must exist and look like a Django project (manage.py and
     /// requirements.txt at its top), and its .env.example, if any, must parse.
     pub fn check_source(&self) -> Result<()> {
+        // A database or Redis host of several runs no app: it needs no source.
+        if !self.runs_app() {
+            return Ok(());
+        }
         let Some(src) = self.app_source() else {
             if self.django.git.is_none() {
                 return Err(self.err(

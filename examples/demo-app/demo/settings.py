@@ -2,7 +2,7 @@
 environment (systemd's EnvironmentFile), or from the .env file beside manage.py."""
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -101,6 +101,8 @@ DATABASES = {
         "PASSWORD": unquote(_db.password or ""),
         "HOST": _db.hostname or "127.0.0.1",
         "PORT": str(_db.port or 5432),
+        # sslmode, sslrootcert, ...: a managed or remote PostgreSQL over TLS.
+        "OPTIONS": dict(parse_qsl(_db.query)),
     }
 }
 
