@@ -5,8 +5,8 @@
 # provider cannot be downloaded here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v terraform >/dev/null || { echo "terraform is missing (OpenTofu: TERRAFORM=tofu)" >&2; exit 2; }
 tf=${TERRAFORM:-terraform}
+command -v "$tf" >/dev/null || { echo "$tf is missing (OpenTofu: TERRAFORM=tofu)" >&2; exit 2; }
 mkdir -p target/terraform
 # Nothing written beside the example (its .terraform directory lives under target/).
 export TF_DATA_DIR="$PWD/target/terraform/data" TF_IN_AUTOMATION=1 TF_INPUT=0

@@ -118,7 +118,11 @@ fn unit(ctx: &Ctx, process: &str) -> String {
 
 /// The units that stop warmly (running tasks finish): the worker and each [[process]].
 fn warm_units(ctx: &Ctx) -> Vec<String> {
-    std::iter::once(unit(ctx, "worker"))
+    // Only this host's roles' units: a web-only host of several has no worker.
+    let worker = ctx.cfg.has(crate::config::Role::Worker);
+    worker
+        .then(|| unit(ctx, "worker"))
+        .into_iter()
         .chain(ctx.cfg.process_units())
         .collect()
 }
@@ -127,6 +131,9 @@ fn warm_units(ctx: &Ctx) -> Vec<String> {
 /// (systemd carries it out).
 fn stop_worker(ctx: &Ctx) {
     let units = warm_units(ctx);
+    if units.is_empty() {
+        return;
+    }
     let cmd = crate::exec::Cmd::new("systemctl")
         .args(["stop", "--no-block"])
         .args(units.iter().cloned());
@@ -162,24 +169,35 @@ fn start_worker(ctx: &Ctx) -> StepResult {
 /// is refused) and beat in one job, the worker beside them (its stop may already be under
 /// way).
 fn restart(ctx: &Ctx) -> StepResult {
-    let names = ["web", "worker", "beat"].map(|p| unit(ctx, p));
+    // This host's roles' units only (a host of several runs some of web, worker, beat).
+    let names: Vec<String> = ctx.cfg.app_kinds().iter().map(|p| unit(ctx, p)).collect();
     // As exec::systemctl does: a switch back restarts again within seconds, and must not
     // trip systemd's start rate limit.
     let _ = crate::systemd::systemctl(
         ctx,
         LOG,
-        &[
-            &["reset-failed"][..],
-            &names.each_ref().map(String::as_str)[..],
-        ]
-        .concat(),
+        &std::iter::once("reset-failed")
+            .chain(names.iter().map(String::as_str))
+            .collect::<Vec<_>>(),
     );
+    let front: Vec<String> = ctx
+        .cfg
+        .app_kinds()
+        .iter()
+        .filter(|k| **k != "worker")
+        .map(|p| unit(ctx, p))
+        .collect();
     let (web, worker) = std::thread::scope(|s| {
         let worker = s.spawn(|| start_worker(ctx));
-        let cmd = crate::exec::Cmd::new("systemctl")
-            .args(["restart", &names[0], &names[2]])
-            .timeout(Duration::from_secs(120));
-        let web = ctx.run(LOG, &cmd).map(|_| ());
+        let web = if front.is_empty() {
+            Ok(())
+        } else {
+            let cmd = crate::exec::Cmd::new("systemctl")
+                .arg("restart")
+                .args(front.iter().cloned())
+                .timeout(Duration::from_secs(120));
+            ctx.run(LOG, &cmd).map(|_| ())
+        };
         (
             web,
             worker

@@ -62,9 +62,7 @@ impl DbTarget {
 
 /// This host's name, as other hosts see it in a lock holder's application_name.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
+    Some(crate::system::hostname())
         .filter(|s| crate::system::valid_hostname(s))
         .unwrap_or_else(|| "unknown".into())
 }

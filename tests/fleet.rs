@@ -134,3 +134,21 @@ fn missing_pre_shared_secrets_are_exit_2_and_none_is_generated() {
     assert!(!h.path("root/etc/keel/secrets/postgres_password").exists());
     assert_eq!(snapshot(&h), before);
 }
+
+#[test]
+fn a_web_only_host_deploys_and_restarts_its_web_alone() {
+    let h = web_host(true);
+    h.install(&[]).success();
+    let src = crate::deploy::app_copy(&h, "v2", "demo-home-v2");
+    let before = h.commands().len();
+    h.keel()
+        .args(["deploy", "--yes", "--source", src.to_str().unwrap()])
+        .assert()
+        .success();
+    let cmds = h.commands()[before..].to_string();
+    assert!(cmds.contains("systemctl restart demo-web"), "{cmds}");
+    // No worker or beat unit on this host: none is stopped, started or restarted.
+    for u in ["demo-worker", "demo-beat"] {
+        assert!(!cmds.contains(u), "{u} touched on a web-only host:\n{cmds}");
+    }
+}

@@ -128,7 +128,7 @@ fn service_checks(ctx: &Arc<Ctx>) -> Vec<(String, bool, CheckFn<'static>)> {
         Box::new(move || {
             from(
                 crate::probe::redis(&c, "health"),
-                "loopback only; refuses no password; PING/SET/GET with it",
+                "its address only; refuses no password; PING/SET/GET with it",
             )
         }),
     ));

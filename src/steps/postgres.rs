@@ -23,7 +23,7 @@ impl Step for Postgres {
         &[&super::packages::Apt::SYSTEM, &super::secrets::SecretsStep]
     }
     fn about(&self) -> &'static str {
-        "PostgreSQL: loopback only, app role and database"
+        "PostgreSQL: loopback (or postgres.listen, TLS), app role and database"
     }
     fn host_wide(&self) -> bool {
         true

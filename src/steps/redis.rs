@@ -46,7 +46,7 @@ impl Step for Redis {
         &[&super::packages::Apt::SYSTEM, &super::secrets::SecretsStep]
     }
     fn about(&self) -> &'static str {
-        "Redis: loopback only, password required"
+        "Redis: loopback (or redis.listen), password required"
     }
     fn inputs(&self, ctx: &Ctx) -> Inputs {
         Inputs::new()

@@ -269,8 +269,11 @@ pub fn group_exists(root: &Path, name: &str) -> bool {
 }
 
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
+    // uname(2), not /proc/sys/kernel/hostname: a unit with ProcSubset=pid (the beat guard's)
+    // cannot read /proc/sys, and would name every host alike.
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
         .trim()
         .to_string()
 }
