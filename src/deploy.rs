@@ -180,13 +180,9 @@ fn restart(ctx: &Ctx) -> StepResult {
             .chain(names.iter().map(String::as_str))
             .collect::<Vec<_>>(),
     );
-    let front: Vec<String> = ctx
-        .cfg
-        .app_kinds()
-        .iter()
-        .filter(|k| **k != "worker")
-        .map(|p| unit(ctx, p))
-        .collect();
+    // Web and beat restart together; the worker goes by start_worker.
+    let worker = unit(ctx, "worker");
+    let front: Vec<String> = names.iter().filter(|u| **u != worker).cloned().collect();
     let (web, worker) = std::thread::scope(|s| {
         let worker = s.spawn(|| start_worker(ctx));
         let web = if front.is_empty() {

@@ -91,14 +91,13 @@ fn services(cfg: &Config, passwords: Option<(String, String)>, m: &mut BTreeMap<
     let ((phost, pport), (rhost, rport)) = (cfg.db_endpoint(), cfg.redis_endpoint());
     // A server on another host over TLS: libpq and redis-py check its certificate against
     // the CA keel was given (libpq reads PGSSL* from the environment too).
-    let pg_tls = cfg.database_url().is_some();
-    let pg_query = match &cfg.database.ca_file {
-        Some(ca) if pg_tls => {
-            m.insert("PGSSLMODE".into(), "verify-full".into());
-            m.insert("PGSSLROOTCERT".into(), ca.display().to_string());
-            format!("?sslmode=verify-full&sslrootcert={}", ca.display())
+    let pg_query = match cfg.db_tls() {
+        Some((mode, ca)) => {
+            m.insert("PGSSLMODE".into(), mode.into());
+            m.insert("PGSSLROOTCERT".into(), ca.clone());
+            format!("?sslmode={mode}&sslrootcert={ca}")
         }
-        _ => String::new(),
+        None => String::new(),
     };
     let (rscheme, rquery) = match (cfg.redis_url(), &cfg.redis.ca_file) {
         (Some(u), Some(ca)) if u.tls() => (

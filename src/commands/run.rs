@@ -117,27 +117,14 @@ fn db_env(ctx: &Ctx) -> Result<tempfile::NamedTempFile> {
         .suffix(".env")
         .tempfile_in(&dir)
         .map_err(|e| Error::io(&dir, e))?;
-    // A host of several reaches the database by its URL, with TLS checked as the app does
-    // (host, port, sslmode and the CA were validated when the config was loaded).
-    let (host, port, tls) = match ctx.cfg.database_url() {
-        Some(u) => {
-            let mode = u
-                .query
-                .iter()
-                .find(|(k, _)| k == "sslmode")
-                .map_or("verify-full", |(_, v)| v.as_str())
-                .to_string();
-            let ca = ctx
-                .cfg
-                .database
-                .ca_file
-                .as_ref()
-                .map(|p| format!("PGSSLROOTCERT={}\n", p.display()))
-                .unwrap_or_default();
-            (u.host, u.port, format!("PGSSLMODE={mode}\n{ca}"))
-        }
-        None => ("127.0.0.1".into(), ctx.cfg.postgres.port, String::new()),
-    };
+    // A host of several reaches the database by its URL, with TLS checked as the app's
+    // .env has it.
+    let (host, port) = ctx.cfg.db_endpoint();
+    let tls = ctx
+        .cfg
+        .db_tls()
+        .map(|(mode, ca)| format!("PGSSLMODE={mode}\nPGSSLROOTCERT={ca}\n"))
+        .unwrap_or_default();
     let text = format!(
         "PGHOST={host}\nPGPORT={port}\nPGUSER={}\nPGDATABASE={}\nPGPASSWORD={password}\n{tls}",
         ctx.cfg.db_user(),

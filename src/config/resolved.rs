@@ -187,6 +187,13 @@ impl Config {
             None => ("127.0.0.1".into(), self.postgres.port),
         }
     }
+    /// libpq's TLS settings for a database reached by URL (verify-full against the CA the
+    /// config names): the app's `.env` and `keel dbshell` both take them from here.
+    pub fn db_tls(&self) -> Option<(&'static str, String)> {
+        let ca = self.database.ca_file.as_ref()?;
+        self.database_url()
+            .map(|_| ("verify-full", ca.display().to_string()))
+    }
     pub fn redis_endpoint(&self) -> (String, u16) {
         match self.redis_url() {
             Some(u) => (u.host, u.port),
